@@ -1,0 +1,203 @@
+"""Votes and certificates: how a quorum of validators makes an entry final.
+
+Why this exists: there is no global chain; an entry is final once validators
+holding a quorum of the economy's weight have voted for it (Byzantine
+consistent broadcast, as FastPay). The certificate carries the entry, the
+author's signature and the quorum's signatures, and anyone holding the
+genesis can verify it offline.
+
+Wire form::
+
+    vote = ["vote", 1, economy, epoch, entry_id, validator, signature]
+    cert = ["cert", 1, entry, author_signature, epoch, bitmap, signatures]
+
+A validator signs the *vote id*::
+
+    vote_id = BLAKE2b-256("mycelia/vote/1\\0" + canonical ["vote", 1, economy, epoch, entry_id])
+
+so every validator signs the same 32 bytes for an entry and a certificate
+needs one hash however many signers. ``bitmap`` and ``signatures`` follow
+``quorum.py``. A certificate is valid iff: its entry's economy is the
+economy's id (``wrong_economy``), its epoch is the one in force
+(``wrong_epoch``), the bitmap is canonical (``bad_bitmap``), the signers'
+weight reaches quorum (``quorum_not_reached``), every validator signature
+verifies (``bad_signature``), and the author's signature verifies
+(``bad_signature``). Whether the entry is the *next* one in its author's
+chain is the ledger's business, not the certificate's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mycelia.protocol import codec, keys, schema
+from mycelia.protocol.domains import ENTRY, ID_SIZE, VOTE
+from mycelia.protocol.economy import MAX_VALIDATORS, Economy
+from mycelia.protocol.entries import MAX_ENTRY_BYTES, Entry, SignedEntry
+from mycelia.protocol.quorum import make_bitmap, verify_quorum
+from mycelia.protocol.reasons import Reason, Refused
+
+__all__ = ["MAX_CERT_BYTES", "Certificate", "Vote", "assemble", "vote_id"]
+
+MAX_CERT_BYTES = MAX_ENTRY_BYTES + MAX_VALIDATORS * 66 + 128
+MAX_VOTE_BYTES = 256
+
+
+def vote_id(economy: bytes, epoch: int, entry_id: bytes) -> bytes:
+    return VOTE.id(codec.encode_trusted(["vote", 1, economy, epoch, entry_id]))
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    economy: bytes
+    epoch: int
+    entry_id: bytes
+    validator: bytes
+    signature: bytes
+
+    @classmethod
+    def make(cls, key: keys.SigningKey, economy: bytes, epoch: int, entry_id: bytes) -> Vote:
+        sig = keys.sign(key, VOTE, vote_id(economy, epoch, entry_id))
+        return cls(economy, epoch, entry_id, key.public, sig)
+
+    def verify(self, economy: Economy) -> None:
+        """Raise :class:`Refused` unless this is a valid vote of one of
+        ``economy``'s validators in the epoch in force."""
+        if self.economy != economy.id:
+            raise Refused(Reason.WRONG_ECONOMY, "vote is for another economy")
+        if self.epoch != economy.epoch:
+            raise Refused(Reason.WRONG_EPOCH, f"vote epoch {self.epoch} != {economy.epoch}")
+        if self.validator not in economy.index:
+            raise Refused(Reason.NOT_VALIDATOR, "vote from a key that is not a validator")
+        vid = vote_id(self.economy, self.epoch, self.entry_id)
+        if not keys.verify(self.validator, VOTE, vid, self.signature):
+            raise Refused(Reason.BAD_SIGNATURE, "vote signature does not verify")
+
+    def to_wire(self) -> list[Any]:
+        return [
+            "vote",
+            1,
+            self.economy,
+            self.epoch,
+            self.entry_id,
+            self.validator,
+            self.signature,
+        ]
+
+    def encode(self) -> bytes:
+        return codec.encode(self.to_wire())
+
+    @classmethod
+    def decode(cls, data: bytes) -> Vote:
+        return cls.from_wire(codec.decode(data, max_size=MAX_VOTE_BYTES))
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Vote:
+        f = schema.array(value, "vote", 1, 7, "vote")
+        return cls(
+            schema.bytes_(f[2], "economy", ID_SIZE),
+            schema.int_(f[3], "epoch", 0, schema.UINT64_MAX),
+            schema.bytes_(f[4], "entry_id", ID_SIZE),
+            schema.bytes_(f[5], "validator", keys.PUBLIC_KEY_SIZE),
+            schema.bytes_(f[6], "signature", keys.SIGNATURE_SIZE),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    entry: Entry
+    author_signature: bytes
+    epoch: int
+    bitmap: bytes
+    signatures: tuple[bytes, ...]
+    #: Derived from ``entry``; computed when not given.
+    entry_id: bytes = field(default=b"", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.entry_id:
+            object.__setattr__(self, "entry_id", self.entry.id)
+
+    @property
+    def signed_entry(self) -> SignedEntry:
+        return SignedEntry(self.entry, self.author_signature)
+
+    def to_wire(self) -> list[Any]:
+        return [
+            "cert",
+            1,
+            self.entry.to_wire(),
+            self.author_signature,
+            self.epoch,
+            self.bitmap,
+            list(self.signatures),
+        ]
+
+    def encode(self) -> bytes:
+        return codec.encode(self.to_wire())
+
+    @classmethod
+    def decode(cls, data: bytes) -> Certificate:
+        return cls.from_wire(codec.decode(data, max_size=MAX_CERT_BYTES))
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Certificate:
+        f = schema.array(value, "cert", 1, 7, "certificate")
+        entry = Entry.from_wire(f[2])
+        author_sig = schema.bytes_(f[3], "author_signature", keys.SIGNATURE_SIZE)
+        epoch = schema.int_(f[4], "epoch", 0, schema.UINT64_MAX)
+        bitmap = schema.bytes_(f[5], "bitmap", max_size=MAX_VALIDATORS // 8)
+        raw_sigs = schema.list_(f[6], "signatures", max_len=MAX_VALIDATORS)
+        sigs = tuple(schema.bytes_(s, "signature", keys.SIGNATURE_SIZE) for s in raw_sigs)
+        # f[2] came out of codec.decode, so re-encoding it gives the entry's
+        # original canonical bytes without a second walk.
+        entry_id = ENTRY.id(codec.encode_trusted(f[2]))
+        return cls(entry, author_sig, epoch, bitmap, sigs, entry_id)
+
+    def verify(self, economy: Economy) -> None:
+        """Raise :class:`Refused` unless this certificate is valid for
+        ``economy`` (see the module docstring). Pure and offline."""
+        if self.entry.economy != economy.id:
+            raise Refused(Reason.WRONG_ECONOMY, "certificate is for another economy")
+        if self.epoch != economy.epoch:
+            raise Refused(Reason.WRONG_EPOCH, f"certificate epoch {self.epoch} != {economy.epoch}")
+        verify_quorum(
+            economy.validators,
+            economy.weights,
+            economy.quorum,
+            VOTE,
+            vote_id(economy.id, self.epoch, self.entry_id),
+            self.bitmap,
+            self.signatures,
+        )
+        if not keys.verify(self.entry.author, ENTRY, self.entry_id, self.author_signature):
+            raise Refused(Reason.BAD_SIGNATURE, "the author's signature does not verify")
+
+
+def assemble(economy: Economy, signed: SignedEntry, votes: Iterable[Vote]) -> Certificate:
+    """Form a certificate from votes for ``signed``. Every vote is verified;
+    votes for other entries, economies or epochs are refused, a validator
+    voting twice counts once. Raises ``quorum_not_reached`` if the votes'
+    weight is short."""
+    entry_id = signed.id
+    by_index: dict[int, bytes] = {}
+    for vote in votes:
+        if vote.entry_id != entry_id:
+            raise Refused(Reason.MALFORMED, "vote is for another entry")
+        vote.verify(economy)
+        by_index[economy.index[vote.validator]] = vote.signature
+    weight = sum(economy.weights[i] for i in by_index)
+    if weight < economy.quorum:
+        raise Refused(
+            Reason.QUORUM_NOT_REACHED, f"votes carry weight {weight} < quorum {economy.quorum}"
+        )
+    order = sorted(by_index)
+    return Certificate(
+        entry=signed.entry,
+        author_signature=signed.signature,
+        epoch=economy.epoch,
+        bitmap=make_bitmap(order, len(economy.validators)),
+        signatures=tuple(by_index[i] for i in order),
+        entry_id=entry_id,
+    )

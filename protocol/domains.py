@@ -1,0 +1,56 @@
+"""Domain separation for every id and every signature.
+
+Why this exists: a hash or a signature made for one purpose must never be
+accepted for another (a vote replayed as a genesis signature, an entry id
+confused with a reading id). So each signed structure has a :class:`Domain`,
+and ids and signature messages are built only here (DESIGN §3):
+
+    id      = BLAKE2b-256(b"mycelia/<what>/<version>\\0" + canonical_bytes)
+    message = b"mycelia/sig/<what>/<version>\\0" + id
+
+A signature is always over ``message``: 32 bytes plus a short prefix, so a
+microcontroller signs a fixed small buffer whatever the structure's size.
+Adding a domain is fine; changing one's prefix breaks every signature made
+under it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from hashlib import blake2b
+
+__all__ = ["ENTRY", "GENESIS", "ID_SIZE", "RESOURCE", "VOTE", "Domain"]
+
+ID_SIZE = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    what: str
+    version: int
+    id_prefix: bytes = field(init=False, repr=False)
+    sig_prefix: bytes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id_prefix", f"mycelia/{self.what}/{self.version}\0".encode())
+        object.__setattr__(self, "sig_prefix", f"mycelia/sig/{self.what}/{self.version}\0".encode())
+
+    def id(self, canonical: bytes) -> bytes:
+        """The 32-byte id of ``canonical`` bytes in this domain."""
+        return blake2b(self.id_prefix + canonical, digest_size=ID_SIZE).digest()
+
+    def message(self, id_: bytes) -> bytes:
+        """The bytes a signature over ``id_`` in this domain covers."""
+        if len(id_) != ID_SIZE:
+            raise ValueError("an id is 32 bytes")
+        return self.sig_prefix + id_
+
+
+#: A ledger entry ``[tag, v, economy, author, seq, prev, ts_ms, kind, body]``.
+ENTRY = Domain("entry", 1)
+#: A validator's vote over ``[tag, v, economy, epoch, entry_id]``.
+VOTE = Domain("vote", 1)
+#: An economy's genesis document; its id is the economy id.
+GENESIS = Domain("genesis", 1)
+#: A lock-table resource key (hashed so keys are fixed-size).
+RESOURCE = Domain("resource", 1)

@@ -1,0 +1,320 @@
+"""Economies: the genesis document, its validator signatures, and the derived
+:class:`Economy` every rule reads.
+
+Why this exists: an economy (a local currency, a time bank, a compute-credit
+pool) is defined by one signed document. Its id is the genesis id, and it is
+inside every entry, vote and certificate, so nothing signed for one economy
+is accepted in another. A certificate is verifiable offline by anyone who
+holds the genesis.
+
+Wire form (canonical arrays, DESIGN §3)::
+
+    genesis        = ["genesis", 1, name, symbol, decimals, kind, policy,
+                      validators, quorum, ts_ms, nonce]
+    validators     = [[key32, weight], ...]          # genesis order = index
+    policy         = [membership, stewards, default_limit]  # mutual_credit
+                   | [membership, stewards, issuers]        # issued
+    issuers        = [[key32, cap], ...]
+    signed-genesis = ["signed-genesis", 1, genesis, bitmap, signatures]
+
+Rules, checked by :func:`Genesis.from_wire` and :meth:`Economy.from_genesis`:
+
+* ``name`` 1–64 bytes, ``symbol`` 1–12 bytes, ``decimals`` 0–18.
+* ``kind`` is ``mutual_credit`` or ``issued`` (``impact`` comes with sensors).
+* ``membership`` is ``open`` (anyone transacts) or ``approved`` (stewards
+  admit members with ``member.admit``; needs at least one steward). Stewards
+  and issuers are members by definition.
+* ``default_limit`` (mutual credit) is the credit limit of an account no
+  steward has set: a balance may go down to ``-limit``.
+* issuers have caps ≥ 1, and the caps sum to at most 2**63 - 1, so no
+  balance in an issued economy can ever leave the signed 64-bit range.
+* 1–64 validators with distinct valid keys and weights 1–2**32; ``quorum``
+  is more than two thirds of the total weight and at most the total:
+  ``3 * quorum > 2 * total``. Any two quorums then share more than a third
+  of the weight, so an honest validator when fewer than a third are faulty.
+* every key (validator, steward, issuer) must pass ``check_public_key``.
+* ``nonce`` (≤ 32 bytes) lets two otherwise identical economies differ.
+
+A genesis is valid once validators holding a quorum of its weight signed its
+id (domain ``genesis``). The validator set is epoch 0; changing it is
+governance, designed later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mycelia.protocol import codec, keys, schema
+from mycelia.protocol.domains import GENESIS
+from mycelia.protocol.quorum import make_bitmap, verify_quorum
+from mycelia.protocol.reasons import Reason, Refused
+
+__all__ = [
+    "ISSUED",
+    "KINDS",
+    "MEMBERSHIP_APPROVED",
+    "MEMBERSHIP_OPEN",
+    "MUTUAL_CREDIT",
+    "Economy",
+    "Genesis",
+    "IssuedPolicy",
+    "MutualCreditPolicy",
+    "SignedGenesis",
+    "Validator",
+]
+
+MUTUAL_CREDIT = "mutual_credit"
+ISSUED = "issued"
+KINDS = (MUTUAL_CREDIT, ISSUED)
+MEMBERSHIP_OPEN = "open"
+MEMBERSHIP_APPROVED = "approved"
+MAX_VALIDATORS = 64
+MAX_STEWARDS = 64
+MAX_ISSUERS = 64
+MAX_WEIGHT = 1 << 32
+MAX_GENESIS_BYTES = 16 * 1024
+MAX_SIGNED_GENESIS_BYTES = MAX_GENESIS_BYTES + MAX_VALIDATORS * 70 + 64
+#: The epoch of the genesis validator set.
+GENESIS_EPOCH = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Validator:
+    key: bytes
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class MutualCreditPolicy:
+    membership: str
+    stewards: tuple[bytes, ...]
+    default_limit: int
+
+    def to_wire(self) -> list[Any]:
+        return [self.membership, list(self.stewards), self.default_limit]
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedPolicy:
+    membership: str
+    stewards: tuple[bytes, ...]
+    issuers: tuple[tuple[bytes, int], ...]
+
+    def to_wire(self) -> list[Any]:
+        return [self.membership, list(self.stewards), [[k, c] for k, c in self.issuers]]
+
+
+Policy = MutualCreditPolicy | IssuedPolicy
+
+
+def _bad(detail: str) -> Refused:
+    return Refused(Reason.BAD_GENESIS, detail)
+
+
+def _distinct_keys(raw: list[Any], what: str) -> tuple[bytes, ...]:
+    out = tuple(keys.check_public_key(schema.bytes_(k, what, 32), what) for k in raw)
+    if len(set(out)) != len(out):
+        raise _bad(f"{what}: duplicate key")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Genesis:
+    name: str
+    symbol: str
+    decimals: int
+    kind: str
+    policy: Policy
+    validators: tuple[Validator, ...]
+    quorum: int
+    ts_ms: int
+    nonce: bytes = b""
+
+    def to_wire(self) -> list[Any]:
+        return [
+            "genesis",
+            1,
+            self.name,
+            self.symbol,
+            self.decimals,
+            self.kind,
+            self.policy.to_wire(),
+            [[v.key, v.weight] for v in self.validators],
+            self.quorum,
+            self.ts_ms,
+            self.nonce,
+        ]
+
+    def encode(self) -> bytes:
+        return codec.encode(self.to_wire())
+
+    @property
+    def id(self) -> bytes:
+        """The economy id."""
+        return GENESIS.id(self.encode())
+
+    @classmethod
+    def decode(cls, data: bytes) -> Genesis:
+        return cls.from_wire(codec.decode(data, max_size=MAX_GENESIS_BYTES))
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Genesis:
+        """Parse and check every rule in the module docstring except
+        signatures. ``malformed`` for shape, ``bad_genesis`` / ``bad_key`` for
+        rules."""
+        f = schema.array(value, "genesis", 1, 11, "genesis")
+        name = schema.str_(f[2], "name", min_bytes=1, max_bytes=64)
+        symbol = schema.str_(f[3], "symbol", min_bytes=1, max_bytes=12)
+        decimals = schema.int_(f[4], "decimals", 0, 18)
+        kind = schema.str_(f[5], "kind", max_bytes=32)
+        if kind not in KINDS:
+            raise _bad(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+        p = schema.list_(f[6], "policy", min_len=3, max_len=3)
+        membership = schema.str_(p[0], "membership", max_bytes=16)
+        if membership not in (MEMBERSHIP_OPEN, MEMBERSHIP_APPROVED):
+            raise _bad(f"membership {membership!r} is not 'open' or 'approved'")
+        stewards = _distinct_keys(schema.list_(p[1], "stewards", max_len=MAX_STEWARDS), "steward")
+        if membership == MEMBERSHIP_APPROVED and not stewards:
+            raise _bad("approved membership needs at least one steward")
+        policy: Policy
+        if kind == MUTUAL_CREDIT:
+            limit = schema.int_(p[2], "default_limit", 0, schema.INT64_MAX)
+            policy = MutualCreditPolicy(membership, stewards, limit)
+        else:
+            raw = schema.list_(p[2], "issuers", min_len=1, max_len=MAX_ISSUERS)
+            pairs = [schema.list_(x, "issuer", min_len=2, max_len=2) for x in raw]
+            issuer_keys = _distinct_keys([x[0] for x in pairs], "issuer")
+            caps = [schema.int_(x[1], "issuer cap", 1, schema.INT64_MAX) for x in pairs]
+            if sum(caps) > schema.INT64_MAX:
+                raise _bad("issuer caps sum past 2**63 - 1")
+            policy = IssuedPolicy(membership, stewards, tuple(zip(issuer_keys, caps, strict=True)))
+        raw_validators = schema.list_(f[7], "validators", min_len=1, max_len=MAX_VALIDATORS)
+        vpairs = [schema.list_(x, "validator", min_len=2, max_len=2) for x in raw_validators]
+        vkeys = _distinct_keys([x[0] for x in vpairs], "validator")
+        weights = [schema.int_(x[1], "validator weight", 1, MAX_WEIGHT) for x in vpairs]
+        quorum = schema.int_(f[8], "quorum", 1, MAX_WEIGHT * MAX_VALIDATORS)
+        total = sum(weights)
+        if not (3 * quorum > 2 * total and quorum <= total):
+            raise _bad(f"quorum {quorum} must be > 2/3 of total weight {total} and <= it")
+        ts_ms = schema.int_(f[9], "ts_ms", 0, schema.INT64_MAX)
+        nonce = schema.bytes_(f[10], "nonce", max_size=32)
+        validators = tuple(Validator(k, w) for k, w in zip(vkeys, weights, strict=True))
+        return cls(name, symbol, decimals, kind, policy, validators, quorum, ts_ms, nonce)
+
+    def checked(self) -> Genesis:
+        """Re-parse from the wire form: applies every rule to a genesis built
+        in code. Returns the parsed copy."""
+        return Genesis.from_wire(codec.decode(self.encode(), max_size=MAX_GENESIS_BYTES))
+
+    def sign(self, key: keys.SigningKey) -> bytes:
+        """A validator's signature over this genesis (its economy id)."""
+        return keys.sign(key, GENESIS, self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedGenesis:
+    genesis: Genesis
+    bitmap: bytes
+    signatures: tuple[bytes, ...]
+
+    def to_wire(self) -> list[Any]:
+        return ["signed-genesis", 1, self.genesis.to_wire(), self.bitmap, list(self.signatures)]
+
+    def encode(self) -> bytes:
+        return codec.encode(self.to_wire())
+
+    @classmethod
+    def decode(cls, data: bytes) -> SignedGenesis:
+        value = codec.decode(data, max_size=MAX_SIGNED_GENESIS_BYTES)
+        f = schema.array(value, "signed-genesis", 1, 5, "signed genesis")
+        genesis = Genesis.from_wire(f[2])
+        bitmap = schema.bytes_(f[3], "bitmap", max_size=MAX_VALIDATORS // 8)
+        sigs = schema.list_(f[4], "signatures", max_len=MAX_VALIDATORS)
+        return cls(genesis, bitmap, tuple(schema.bytes_(s, "signature", 64) for s in sigs))
+
+    @classmethod
+    def assemble(cls, genesis: Genesis, signatures: dict[bytes, bytes]) -> SignedGenesis:
+        """Build from ``{validator key: signature}``; unknown keys are refused
+        (``not_validator``). Does not check quorum: :meth:`Economy.from_signed` does."""
+        index = {v.key: i for i, v in enumerate(genesis.validators)}
+        for k in signatures:
+            if k not in index:
+                raise Refused(Reason.NOT_VALIDATOR, f"{keys.did_encode(k)} is not a validator")
+        order = sorted(signatures, key=index.__getitem__)
+        bitmap = make_bitmap((index[k] for k in order), len(genesis.validators))
+        return cls(genesis, bitmap, tuple(signatures[k] for k in order))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Economy:
+    """A checked genesis, with the lookups every rule needs precomputed."""
+
+    id: bytes
+    genesis: Genesis
+    validators: tuple[bytes, ...]
+    weights: tuple[int, ...]
+    quorum: int
+    index: dict[bytes, int] = field(repr=False)
+    stewards: frozenset[bytes] = field(repr=False)
+    issuers: dict[bytes, int] = field(repr=False)
+    epoch: int = GENESIS_EPOCH
+
+    @property
+    def kind(self) -> str:
+        return self.genesis.kind
+
+    @property
+    def membership(self) -> str:
+        return self.genesis.policy.membership
+
+    @property
+    def default_limit(self) -> int:
+        policy = self.genesis.policy
+        return policy.default_limit if isinstance(policy, MutualCreditPolicy) else 0
+
+    @classmethod
+    def from_genesis(cls, genesis: Genesis) -> Economy:
+        """Trust ``genesis``'s signatures (e.g. it came from our own store),
+        but check its rules."""
+        g = genesis.checked()
+        issuers = dict(g.policy.issuers) if isinstance(g.policy, IssuedPolicy) else {}
+        vkeys = tuple(v.key for v in g.validators)
+        return cls(
+            id=g.id,
+            genesis=g,
+            validators=vkeys,
+            weights=tuple(v.weight for v in g.validators),
+            quorum=g.quorum,
+            index={k: i for i, k in enumerate(vkeys)},
+            stewards=frozenset(g.policy.stewards),
+            issuers=issuers,
+        )
+
+    @classmethod
+    def from_signed(cls, signed: SignedGenesis) -> Economy:
+        """Check the genesis rules and that a quorum of its validators signed
+        it (``bad_genesis`` if not, with the underlying reason in the detail)."""
+        economy = cls.from_genesis(signed.genesis)
+        try:
+            verify_quorum(
+                economy.validators,
+                economy.weights,
+                economy.quorum,
+                GENESIS,
+                economy.id,
+                signed.bitmap,
+                signed.signatures,
+            )
+        except Refused as exc:
+            raise Refused(Reason.BAD_GENESIS, f"signatures: {exc}") from None
+        return economy
+
+    def is_member_by_policy(self, account: bytes) -> bool:
+        """Members without an admission: everyone in an open economy,
+        stewards and issuers in any economy."""
+        return (
+            self.genesis.policy.membership == MEMBERSHIP_OPEN
+            or account in self.stewards
+            or account in self.issuers
+        )

@@ -1,0 +1,393 @@
+"""Entry kinds: each kind's body schema and rules, in one place per kind.
+
+Why this exists: ``kind`` in an entry names a rule, and ``body`` is an array
+whose schema that rule owns (DESIGN §4). Every kind here is one class with
+four parts — ``parse`` (wire → typed body), ``check`` (what a validator runs
+before voting), ``effects`` (what every node runs when the certificate is
+applied) and ``resources`` (what the entry consumes exclusively, beyond the
+author's seq). ``ledger.py`` runs the parts common to all kinds (signature,
+seq, prev, timestamps) and dispatches here.
+
+Theory of operation (the commutativity rule): ``effects`` may debit or
+consume only what the *author* owns; it may credit anyone; it may read
+another account only for monotonic facts (admission). Credits commute, own
+debits are ordered by the author's chain, and admission and credit limits are
+merged order-independently (see ``state.py``), so applying certificates in
+any interleaving across authors gives the same state. ``effects`` never
+refuses: the certificate is final. ``check`` refuses conservatively: a stale
+view only hides credits and admissions, and an unseen admission is answered
+with ``not_member`` plus a :class:`NeedAdmission` the submitter can satisfy.
+
+The foundation kinds and their bodies:
+
+============  ============================  =========================================
+kind          body                          rule
+============  ============================  =========================================
+transfer      [to, amount, memo]            debit author within its credit limit
+                                            (0 in issued economies), credit ``to``;
+                                            both must be members; ``to != author``
+mint          [to, amount, memo]            issued economies; author is an issuer and
+                                            its own minted total stays within its cap
+burn          [amount]                      issued economies; debit author to >= 0
+member.admit  [member]                      approved membership; author is a steward
+credit.set    [member, limit]               mutual credit; author is a steward; the
+                                            member's limit becomes ``limit`` (binds
+                                            debits checked after it is applied)
+============  ============================  =========================================
+
+Amounts are integers in minor units, 1 … 2**63-1; limits 0 … 2**63-1; memos
+at most 256 bytes of UTF-8. A balance never leaves the signed 64-bit range:
+a credit that would is refused at check (``balance_overflow``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from mycelia.protocol import keys, schema
+from mycelia.protocol.economy import ISSUED, MEMBERSHIP_APPROVED, MUTUAL_CREDIT, Economy
+from mycelia.protocol.reasons import NeedAdmission, Reason, Refused
+from mycelia.protocol.state import Account, StateView
+
+__all__ = [
+    "KINDS",
+    "MAX_MEMO_BYTES",
+    "Burn",
+    "Context",
+    "CreditSet",
+    "Kind",
+    "MemberAdmit",
+    "Mint",
+    "Transfer",
+]
+
+MAX_MEMO_BYTES = 256
+_B = Reason.MALFORMED_BODY
+
+
+class Context:
+    """One entry being checked or applied: reads through ``changes`` (so an
+    entry touching one account twice sees its own writes), writes into it."""
+
+    __slots__ = ("changes", "economy", "entry", "entry_id", "view")
+
+    def __init__(self, economy: Economy, view: StateView, entry: Any, entry_id: bytes) -> None:
+        self.economy = economy
+        self.view = view
+        self.entry = entry
+        self.entry_id = entry_id
+        self.changes: dict[bytes, Account] = {}
+
+    def get(self, key: bytes) -> Account:
+        acct = self.changes.get(key)
+        return acct if acct is not None else self.view.account(key)
+
+    def put(self, key: bytes, acct: Account) -> None:
+        self.changes[key] = acct
+
+    # -- shared rule pieces -----------------------------------------------------
+
+    def require_member(self, key: bytes, who: str) -> None:
+        if self.economy.is_member_by_policy(key) or self.get(key).admitted:
+            return
+        raise Refused(
+            Reason.NOT_MEMBER,
+            f"{who} {keys.did_encode(key)} is not a member (or its admission is not known here)",
+            (NeedAdmission(key),),
+        )
+
+    def require_debit(self, key: bytes, amount: int) -> None:
+        acct = self.get(key)
+        limit = acct.limit(self.economy.default_limit) if self.economy.kind == MUTUAL_CREDIT else 0
+        if acct.balance - amount < -limit:
+            raise Refused(
+                Reason.INSUFFICIENT_BALANCE,
+                f"balance {acct.balance} - {amount} is below the limit -{limit}",
+            )
+
+    def require_credit(self, key: bytes, amount: int) -> None:
+        if self.get(key).balance + amount > schema.INT64_MAX:
+            raise Refused(Reason.BALANCE_OVERFLOW, "credit would pass 2**63 - 1")
+
+    def require_kind(self, kind: str, entry_kind: str) -> None:
+        if self.economy.kind != kind:
+            raise Refused(
+                Reason.NOT_ALLOWED, f"{entry_kind} is not allowed in a {self.economy.kind} economy"
+            )
+
+    def add_balance(self, key: bytes, delta: int) -> None:
+        acct = self.get(key)
+        self.put(key, _replace(acct, balance=acct.balance + delta))
+
+
+def _replace(acct: Account, **changes: Any) -> Account:
+    # dataclasses.replace is slow (it re-runs __init__ through fields());
+    # this is the hot path of apply.
+    values = {
+        "seq": acct.seq,
+        "head": acct.head,
+        "ts_ms": acct.ts_ms,
+        "balance": acct.balance,
+        "admitted": acct.admitted,
+        "limit_set": acct.limit_set,
+        "minted": acct.minted,
+        "burned": acct.burned,
+    }
+    values.update(changes)
+    return Account(**values)
+
+
+def _amount(value: Any, name: str = "amount") -> int:
+    if type(value) is not int:
+        raise Refused(_B, f"{name}: expected an integer")
+    if not 1 <= value <= schema.INT64_MAX:
+        raise Refused(Reason.AMOUNT_OUT_OF_RANGE, f"{name} {value} not in [1, 2**63 - 1]")
+    return value
+
+
+def _body(value: Any, n: int, kind: str) -> list[Any]:
+    return schema.list_(value, f"{kind} body", min_len=n, max_len=n, reason=_B)
+
+
+def _key(value: Any, name: str) -> bytes:
+    return schema.bytes_(value, name, 32, reason=_B)
+
+
+def _memo(value: Any) -> str:
+    return schema.str_(value, "memo", max_bytes=MAX_MEMO_BYTES, reason=_B)
+
+
+class Kind:
+    """Base of every kind rule; see the module docstring."""
+
+    name: ClassVar[str]
+
+    @staticmethod
+    def parse(raw: Any) -> Any:
+        raise NotImplementedError
+
+    @staticmethod
+    def check(ctx: Context) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def effects(ctx: Context) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def resources(entry: Any) -> tuple[tuple[Any, ...], ...]:
+        """Exclusive resources beyond ``(author, seq)``, as tuples of
+        canonical values (``locks.py`` turns them into keys)."""
+        return ()
+
+
+# -- transfer -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    kind: ClassVar[str] = "transfer"
+    to: bytes
+    amount: int
+    memo: str = ""
+
+    def to_wire(self) -> list[Any]:
+        return [self.to, self.amount, self.memo]
+
+
+class TransferRule(Kind):
+    name = "transfer"
+
+    @staticmethod
+    def parse(raw: Any) -> Transfer:
+        f = _body(raw, 3, "transfer")
+        return Transfer(_key(f[0], "to"), _amount(f[1]), _memo(f[2]))
+
+    @staticmethod
+    def check(ctx: Context) -> None:
+        e, b = ctx.entry, ctx.entry.body
+        if b.to == e.author:
+            raise Refused(_B, "transfer to self")
+        keys.check_public_key(b.to, "to")
+        ctx.require_member(e.author, "author")
+        ctx.require_member(b.to, "recipient")
+        ctx.require_debit(e.author, b.amount)
+        ctx.require_credit(b.to, b.amount)
+
+    @staticmethod
+    def effects(ctx: Context) -> None:
+        e, b = ctx.entry, ctx.entry.body
+        ctx.add_balance(e.author, -b.amount)
+        ctx.add_balance(b.to, b.amount)
+
+
+# -- mint -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Mint:
+    kind: ClassVar[str] = "mint"
+    to: bytes
+    amount: int
+    memo: str = ""
+
+    def to_wire(self) -> list[Any]:
+        return [self.to, self.amount, self.memo]
+
+
+class MintRule(Kind):
+    name = "mint"
+
+    @staticmethod
+    def parse(raw: Any) -> Mint:
+        f = _body(raw, 3, "mint")
+        return Mint(_key(f[0], "to"), _amount(f[1]), _memo(f[2]))
+
+    @staticmethod
+    def check(ctx: Context) -> None:
+        e, b = ctx.entry, ctx.entry.body
+        ctx.require_kind(ISSUED, "mint")
+        cap = ctx.economy.issuers.get(e.author)
+        if cap is None:
+            raise Refused(Reason.NOT_ISSUER, f"{keys.did_encode(e.author)} is not an issuer")
+        minted = ctx.get(e.author).minted
+        if minted + b.amount > cap:
+            raise Refused(Reason.CAP_EXCEEDED, f"minted {minted} + {b.amount} > cap {cap}")
+        keys.check_public_key(b.to, "to")
+        ctx.require_member(b.to, "recipient")
+        ctx.require_credit(b.to, b.amount)
+
+    @staticmethod
+    def effects(ctx: Context) -> None:
+        e, b = ctx.entry, ctx.entry.body
+        issuer = ctx.get(e.author)
+        ctx.put(e.author, _replace(issuer, minted=issuer.minted + b.amount))
+        ctx.add_balance(b.to, b.amount)
+
+
+# -- burn -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Burn:
+    kind: ClassVar[str] = "burn"
+    amount: int
+
+    def to_wire(self) -> list[Any]:
+        return [self.amount]
+
+
+class BurnRule(Kind):
+    name = "burn"
+
+    @staticmethod
+    def parse(raw: Any) -> Burn:
+        return Burn(_amount(_body(raw, 1, "burn")[0]))
+
+    @staticmethod
+    def check(ctx: Context) -> None:
+        ctx.require_kind(ISSUED, "burn")
+        ctx.require_debit(ctx.entry.author, ctx.entry.body.amount)
+
+    @staticmethod
+    def effects(ctx: Context) -> None:
+        e, b = ctx.entry, ctx.entry.body
+        acct = ctx.get(e.author)
+        ctx.put(
+            e.author, _replace(acct, balance=acct.balance - b.amount, burned=acct.burned + b.amount)
+        )
+
+
+# -- member.admit ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MemberAdmit:
+    kind: ClassVar[str] = "member.admit"
+    member: bytes
+
+    def to_wire(self) -> list[Any]:
+        return [self.member]
+
+
+def _require_steward(ctx: Context, what: str) -> None:
+    if ctx.entry.author not in ctx.economy.stewards:
+        raise Refused(
+            Reason.NOT_STEWARD, f"{what}: {keys.did_encode(ctx.entry.author)} is not a steward"
+        )
+
+
+class MemberAdmitRule(Kind):
+    name = "member.admit"
+
+    @staticmethod
+    def parse(raw: Any) -> MemberAdmit:
+        return MemberAdmit(_key(_body(raw, 1, "member.admit")[0], "member"))
+
+    @staticmethod
+    def check(ctx: Context) -> None:
+        if ctx.economy.membership != MEMBERSHIP_APPROVED:
+            raise Refused(Reason.NOT_ALLOWED, "member.admit needs approved membership")
+        _require_steward(ctx, "member.admit")
+        member = ctx.entry.body.member
+        keys.check_public_key(member, "member")
+        if ctx.economy.is_member_by_policy(member) or ctx.get(member).admitted:
+            raise Refused(Reason.ALREADY_MEMBER, f"{keys.did_encode(member)} is already a member")
+
+    @staticmethod
+    def effects(ctx: Context) -> None:
+        member = ctx.entry.body.member
+        acct = ctx.get(member)
+        if not acct.admitted or ctx.entry_id < acct.admitted:
+            ctx.put(member, _replace(acct, admitted=ctx.entry_id))
+
+
+# -- credit.set -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CreditSet:
+    kind: ClassVar[str] = "credit.set"
+    member: bytes
+    limit: int
+
+    def to_wire(self) -> list[Any]:
+        return [self.member, self.limit]
+
+
+class CreditSetRule(Kind):
+    name = "credit.set"
+
+    @staticmethod
+    def parse(raw: Any) -> CreditSet:
+        f = _body(raw, 2, "credit.set")
+        limit = f[1]
+        if type(limit) is not int:
+            raise Refused(_B, "limit: expected an integer")
+        if not 0 <= limit <= schema.INT64_MAX:
+            raise Refused(Reason.AMOUNT_OUT_OF_RANGE, f"limit {limit} not in [0, 2**63 - 1]")
+        return CreditSet(_key(f[0], "member"), limit)
+
+    @staticmethod
+    def check(ctx: Context) -> None:
+        ctx.require_kind(MUTUAL_CREDIT, "credit.set")
+        _require_steward(ctx, "credit.set")
+        member = ctx.entry.body.member
+        keys.check_public_key(member, "member")
+        ctx.require_member(member, "member")
+
+    @staticmethod
+    def effects(ctx: Context) -> None:
+        e = ctx.entry
+        member = e.body.member
+        acct = ctx.get(member)
+        stamp = (e.ts_ms, ctx.entry_id, e.body.limit)
+        if acct.limit_set is None or stamp[:2] > acct.limit_set[:2]:
+            ctx.put(member, _replace(acct, limit_set=stamp))
+
+
+#: kind name -> rule. The one registry; ``entries.py`` parses bodies through it.
+KINDS: dict[str, type[Kind]] = {
+    rule.name: rule for rule in (TransferRule, MintRule, BurnRule, MemberAdmitRule, CreditSetRule)
+}

@@ -1,0 +1,212 @@
+"""The ledger state machine: ``check`` before a vote, ``apply`` after a
+certificate.
+
+Theory of operation
+-------------------
+
+Each economy's state is a set of accounts (``state.py``). Every author has a
+chain of entries ``seq = 1, 2, …`` linked by ``prev``. Two functions decide
+everything:
+
+``check(economy, view, signed_entry, now_ms)`` — what a validator runs before
+voting. In order, refusing with the first reason that applies:
+
+1. the entry is for this economy (``wrong_economy``), the author key is a
+   valid Ed25519 point (``bad_key``), the author's signature verifies
+   (``bad_signature``);
+2. chain position against the author's applied head: ``seq`` already used →
+   ``seq_reused``; beyond the next → ``missing`` with a :class:`NeedChain`
+   (the checker is behind; the submitter attaches the certificates between);
+   next but ``prev`` is not the head → ``prev_mismatch``;
+3. timestamps: earlier than the author's previous entry → ``ts_regression``;
+   more than ``max_skew_ms`` ahead of ``now_ms`` (when given) → ``clock_skew``;
+4. the kind's own rule (``kinds.py``).
+
+It returns a :class:`Verdict`; it never changes state. The validator's lock
+(``locks.py``) is a separate, later step so the rule stays pure.
+
+``apply(economy, view, certificate)`` — what every node runs for a certified
+entry: verify the certificate, require that it is the author's next entry,
+and return the changed accounts. Kind effects never refuse (the entry is
+final); only chain position can stop an apply: a gap (``seq_gap`` — buffer
+it), or an entry at an already-applied seq or with a ``prev`` that is not
+the head (``conflict`` — two certified entries for one slot, impossible
+unless more than a third of the weight is faulty).
+
+:class:`Ledger` is an in-memory economy built from those two functions plus a
+bounded gap buffer, as wallets, tests and benchmarks use it; the node uses
+the same functions over its LMDB store.
+"""
+
+from __future__ import annotations
+
+from mycelia.protocol import keys
+from mycelia.protocol.certificates import Certificate
+from mycelia.protocol.economy import Economy
+from mycelia.protocol.entries import Entry, SignedEntry
+from mycelia.protocol.kinds import KINDS, Context
+from mycelia.protocol.reasons import OK, NeedChain, Reason, Refused, Verdict
+from mycelia.protocol.state import Account, MemoryState, StateView
+
+__all__ = ["MAX_SKEW_MS", "Ledger", "apply", "check", "transition"]
+
+#: Default tolerance for an entry's timestamp ahead of the checker's clock.
+MAX_SKEW_MS = 120_000
+
+
+def check(
+    economy: Economy,
+    view: StateView,
+    signed: SignedEntry,
+    *,
+    now_ms: int | None = None,
+    max_skew_ms: int = MAX_SKEW_MS,
+) -> Verdict:
+    """May a validator vote for ``signed`` given ``view``? Pure."""
+    try:
+        _check(economy, view, signed, now_ms, max_skew_ms)
+    except Refused as refused:
+        return refused.verdict
+    return OK
+
+
+def _check(
+    economy: Economy, view: StateView, signed: SignedEntry, now_ms: int | None, max_skew_ms: int
+) -> None:
+    entry = signed.entry
+    if entry.economy != economy.id:
+        raise Refused(Reason.WRONG_ECONOMY, "entry is for another economy")
+    keys.check_public_key(entry.author, "author")
+    entry_id = signed.verify()
+    author = view.account(entry.author)
+    if entry.seq <= author.seq:
+        raise Refused(Reason.SEQ_REUSED, f"seq {entry.seq} already used (head is {author.seq})")
+    if entry.seq > author.seq + 1:
+        raise Refused(
+            Reason.MISSING,
+            f"have the author's chain to seq {author.seq}, entry is at {entry.seq}",
+            (NeedChain(entry.author, author.seq, entry.prev),),
+        )
+    if entry.prev != author.head:
+        raise Refused(Reason.PREV_MISMATCH, "prev is not the id of the author's previous entry")
+    if entry.ts_ms < author.ts_ms:
+        raise Refused(Reason.TS_REGRESSION, f"ts {entry.ts_ms} < previous {author.ts_ms}")
+    if now_ms is not None and entry.ts_ms > now_ms + max_skew_ms:
+        raise Refused(
+            Reason.CLOCK_SKEW,
+            f"ts {entry.ts_ms} is ahead of {now_ms} by more than {max_skew_ms} ms",
+        )
+    KINDS[entry.kind].check(Context(economy, view, entry, entry_id))
+
+
+def transition(
+    economy: Economy, view: StateView, entry: Entry, entry_id: bytes
+) -> dict[bytes, Account]:
+    """The accounts that change when the certified ``entry`` is applied.
+    ``entry`` must be its author's next entry: raises ``seq_gap`` if it is
+    ahead, ``conflict`` if its slot is taken or its ``prev`` is not the head.
+    Does not verify the certificate (see :func:`apply`)."""
+    author = view.account(entry.author)
+    if entry.seq > author.seq + 1:
+        raise Refused(Reason.SEQ_GAP, f"author is at seq {author.seq}, entry at {entry.seq}")
+    if entry.seq <= author.seq or entry.prev != author.head:
+        raise Refused(Reason.CONFLICT, f"a different entry holds or precedes seq {entry.seq}")
+    ctx = Context(economy, view, entry, entry_id)
+    ctx.put(
+        entry.author,
+        Account(
+            seq=entry.seq,
+            head=entry_id,
+            ts_ms=entry.ts_ms,
+            balance=author.balance,
+            admitted=author.admitted,
+            limit_set=author.limit_set,
+            minted=author.minted,
+            burned=author.burned,
+        ),
+    )
+    KINDS[entry.kind].effects(ctx)
+    return ctx.changes
+
+
+def apply(economy: Economy, view: StateView, cert: Certificate) -> dict[bytes, Account]:
+    """Verify ``cert`` for ``economy`` and return the changed accounts."""
+    cert.verify(economy)
+    return transition(economy, view, cert.entry, cert.entry_id)
+
+
+class Ledger:
+    """One economy in memory: state, the applied chains, and a bounded buffer
+    of verified certificates waiting for a gap in their author's chain."""
+
+    def __init__(self, economy: Economy, *, max_pending: int = 4096) -> None:
+        self.economy = economy
+        self.state = MemoryState()
+        #: (author, seq) -> entry id of every applied entry.
+        self.chain: dict[tuple[bytes, int], bytes] = {}
+        self._pending: dict[bytes, dict[int, Certificate]] = {}
+        self._pending_count = 0
+        self._max_pending = max_pending
+
+    def account(self, key: bytes) -> Account:
+        return self.state.account(key)
+
+    @property
+    def pending_count(self) -> int:
+        return self._pending_count
+
+    def check(
+        self, signed: SignedEntry, *, now_ms: int | None = None, max_skew_ms: int = MAX_SKEW_MS
+    ) -> Verdict:
+        return check(self.economy, self.state, signed, now_ms=now_ms, max_skew_ms=max_skew_ms)
+
+    def apply(self, cert: Certificate, *, verified: bool = False) -> list[bytes]:
+        """Apply ``cert`` and any buffered successors it unblocks; return the
+        ids applied, in order. A certificate ahead of its chain is buffered
+        (returns ``[]``); one already applied is a no-op. Raises
+        :class:`Refused` for an invalid certificate (``buffer_full`` when the
+        buffer is at its bound, ``conflict`` for a second certified entry in
+        one slot); state is then unchanged."""
+        if not verified:
+            cert.verify(self.economy)
+        entry = cert.entry
+        author = entry.author
+        head = self.state.account(author).seq
+        if entry.seq <= head:
+            if self.chain.get((author, entry.seq)) == cert.entry_id:
+                return []
+            raise Refused(Reason.CONFLICT, f"seq {entry.seq} already holds another entry")
+        if entry.seq > head + 1:
+            self._buffer(cert)
+            return []
+        applied = [self._apply_next(cert)]
+        waiting = self._pending.get(author)
+        while waiting:
+            nxt = waiting.pop(self.state.account(author).seq + 1, None)
+            if nxt is None:
+                break
+            self._pending_count -= 1
+            applied.append(self._apply_next(nxt))
+        if waiting is not None and not waiting:
+            del self._pending[author]
+        return applied
+
+    def _apply_next(self, cert: Certificate) -> bytes:
+        changes = transition(self.economy, self.state, cert.entry, cert.entry_id)
+        self.state.update(changes)
+        self.chain[(cert.entry.author, cert.entry.seq)] = cert.entry_id
+        return cert.entry_id
+
+    def _buffer(self, cert: Certificate) -> None:
+        slot = self._pending.setdefault(cert.entry.author, {})
+        held = slot.get(cert.entry.seq)
+        if held is not None:
+            if held.entry_id != cert.entry_id:
+                raise Refused(Reason.CONFLICT, f"two certified entries at seq {cert.entry.seq}")
+            return
+        if self._pending_count >= self._max_pending:
+            if not slot:
+                del self._pending[cert.entry.author]
+            raise Refused(Reason.BUFFER_FULL, f"{self._pending_count} certificates pending")
+        slot[cert.entry.seq] = cert
+        self._pending_count += 1

@@ -1,0 +1,189 @@
+"""Stable refusal reasons: the one vocabulary every layer answers in.
+
+Why this exists: a wallet, a device, an operator and a validator on another
+continent must all name a refusal the same way, in logs, over the RPC and on
+the wire. So every "no" in mycelia is a :class:`Reason` — a short lowercase
+string that never changes meaning once released — plus a free-text detail for
+humans, which may change.
+
+How it works: decoders and rule checks raise :class:`Refused`; the ledger's
+``check`` turns that into a :class:`Verdict` value a validator can send back.
+A verdict may carry *needs*: things the checker did not know but that the
+submitter could supply (a chain prefix, a member's admission). A verdict with
+needs is curable; one without is final for that state.
+
+Adding a reason is fine; renaming or re-purposing one is a breaking change.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = [
+    "NeedAdmission",
+    "NeedCertificate",
+    "NeedChain",
+    "Reason",
+    "Refused",
+    "Verdict",
+]
+
+
+class Reason(enum.StrEnum):
+    """Why something was refused. The value is the stable wire/RPC code."""
+
+    # -- encoding and structure ------------------------------------------------
+    #: bytes are not the one canonical msgpack form (re-encoding differs,
+    #: trailing bytes, maps, floats, nil/bool, ext types, bad UTF-8, truncation).
+    NON_CANONICAL = "non_canonical"
+    #: input exceeds a size, count or depth bound.
+    TOO_LARGE = "too_large"
+    #: well-formed msgpack, but not the expected structure (wrong tag, version,
+    #: field count or field type).
+    MALFORMED = "malformed"
+    #: the entry's body does not match its kind's schema or value rules.
+    MALFORMED_BODY = "malformed_body"
+    #: the entry names a kind this node does not know.
+    UNKNOWN_KIND = "unknown_kind"
+
+    # -- keys and signatures -----------------------------------------------------
+    #: a public key is not a valid Ed25519 key (wrong length, non-canonical,
+    #: small order, not in the prime-order subgroup), or a did:key is not an
+    #: Ed25519 did:key.
+    BAD_KEY = "bad_key"
+    #: a signature does not verify for the key and domain it claims.
+    BAD_SIGNATURE = "bad_signature"
+
+    # -- economies and certificates ---------------------------------------------
+    #: a genesis document breaks a rule (quorum not > 2/3, duplicate
+    #: validators, bad policy) or lacks a quorum of validator signatures.
+    BAD_GENESIS = "bad_genesis"
+    #: the data is for another economy than the one it was presented to.
+    WRONG_ECONOMY = "wrong_economy"
+    #: the validator-set epoch is not the one in force.
+    WRONG_EPOCH = "wrong_epoch"
+    #: a vote or signature comes from a key that is not a validator.
+    NOT_VALIDATOR = "not_validator"
+    #: a signer bitmap has the wrong length, stray bits, or disagrees with the
+    #: number of signatures.
+    BAD_BITMAP = "bad_bitmap"
+    #: the signers' weight does not reach the economy's quorum.
+    QUORUM_NOT_REACHED = "quorum_not_reached"
+
+    # -- chains ------------------------------------------------------------------
+    #: the entry's seq is beyond the author's next seq; the certificate waits
+    #: for the gap to fill (buffered, not applied).
+    SEQ_GAP = "seq_gap"
+    #: the entry's seq was already used in the author's chain.
+    SEQ_REUSED = "seq_reused"
+    #: the entry's prev is not the id of the author's previous entry.
+    PREV_MISMATCH = "prev_mismatch"
+    #: a certified entry conflicts with one already applied at the same place
+    #: in the chain — only possible if more than a third of the validator
+    #: weight is faulty. Never applied; reported loudly.
+    CONFLICT = "conflict"
+    #: the entry's timestamp is too far ahead of the checker's clock.
+    CLOCK_SKEW = "clock_skew"
+    #: the entry's timestamp is earlier than the author's previous entry.
+    TS_REGRESSION = "ts_regression"
+
+    # -- ledger rules --------------------------------------------------------------
+    #: an amount or limit is not in its allowed range (must be a positive
+    #: integer within the signed 64-bit range, or the field's own bound).
+    AMOUNT_OUT_OF_RANGE = "amount_out_of_range"
+    #: the debit would take the balance below the author's credit limit (0 in
+    #: an issued economy).
+    INSUFFICIENT_BALANCE = "insufficient_balance"
+    #: the credit would take a balance past the signed 64-bit maximum.
+    BALANCE_OVERFLOW = "balance_overflow"
+    #: the account is not (known to be) a member of an approved-membership
+    #: economy. Curable: comes with a NeedAdmission.
+    NOT_MEMBER = "not_member"
+    #: the member was already admitted.
+    ALREADY_MEMBER = "already_member"
+    #: the author is not a steward of the economy.
+    NOT_STEWARD = "not_steward"
+    #: the author is not an issuer of the economy.
+    NOT_ISSUER = "not_issuer"
+    #: the mint would take the issuer past its cap.
+    CAP_EXCEEDED = "cap_exceeded"
+    #: the economy's kind or policy does not allow this entry kind.
+    NOT_ALLOWED = "not_allowed"
+
+    # -- validators --------------------------------------------------------------
+    #: a resource the entry consumes is locked to a different entry.
+    RESOURCE_LOCKED = "resource_locked"
+    #: the checker lacks certificates it needs (the author's chain prefix or a
+    #: certificate named by id). Curable: comes with needs.
+    MISSING = "missing"
+    #: a bounded buffer (pending certificates) is full.
+    BUFFER_FULL = "buffer_full"
+
+
+@dataclass(frozen=True, slots=True)
+class NeedChain:
+    """The checker has the author's chain up to ``after_seq``; it needs the
+    certified entries after that, up to and including ``through`` (an id)."""
+
+    author: bytes
+    after_seq: int
+    through: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NeedAdmission:
+    """The checker has not seen ``account`` admitted; it needs the certificate
+    of a ``member.admit`` for it."""
+
+    account: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NeedCertificate:
+    """The checker needs the certified entry with this id."""
+
+    id: bytes
+
+
+Need = NeedChain | NeedAdmission | NeedCertificate
+
+
+class Refused(Exception):
+    """Raised by decoders, verifiers and rule checks. Carries a :class:`Reason`.
+
+    ``detail`` is for humans and may name a field; it never contains key
+    material beyond public keys and ids.
+    """
+
+    __slots__ = ("detail", "needs", "reason")
+
+    def __init__(self, reason: Reason, detail: str = "", needs: tuple[Need, ...] = ()) -> None:
+        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
+        self.reason = reason
+        self.detail = detail
+        self.needs = needs
+
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict(self.reason, self.detail, self.needs)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The answer of ``ledger.check``: ok when ``reason`` is None.
+
+    A refusal with ``needs`` is curable: supply what is needed and ask again.
+    """
+
+    reason: Reason | None = None
+    detail: str = ""
+    needs: tuple[Need, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+#: The one accepting verdict.
+OK = Verdict()
