@@ -46,6 +46,19 @@ class Entry:
     ts_ms: int
     body: Any  # one of the body types in kinds.py; its class names the kind
 
+    def __post_init__(self) -> None:
+        # Checked on construction so entries built in code (wallets, tests)
+        # obey the same schema as decoded ones.
+        schema.bytes_(self.economy, "economy", ID_SIZE)
+        schema.bytes_(self.author, "author", keys.PUBLIC_KEY_SIZE)
+        schema.int_(self.seq, "seq", 1, MAX_SEQ)
+        schema.bytes_(self.prev, "prev", ID_SIZE)
+        if self.seq == 1 and self.prev != ZERO_ID:
+            raise Refused(Reason.PREV_MISMATCH, "the first entry's prev is 32 zero bytes")
+        schema.int_(self.ts_ms, "ts_ms", 0, schema.INT64_MAX)
+        if KINDS.get(getattr(self.body, "kind", None)) is None:
+            raise Refused(Reason.UNKNOWN_KIND, f"unknown entry kind in {type(self.body).__name__}")
+
     @property
     def kind(self) -> str:
         return self.body.kind
@@ -82,24 +95,20 @@ class Entry:
     @classmethod
     def from_wire(cls, value: Any) -> Entry:
         f = schema.array(value, "entry", 1, 9, "entry")
-        economy = schema.bytes_(f[2], "economy", ID_SIZE)
-        author = schema.bytes_(f[3], "author", keys.PUBLIC_KEY_SIZE)
-        seq = schema.int_(f[4], "seq", 1, MAX_SEQ)
-        prev = schema.bytes_(f[5], "prev", ID_SIZE)
-        if seq == 1 and prev != ZERO_ID:
-            raise Refused(Reason.PREV_MISMATCH, "the first entry's prev is 32 zero bytes")
-        ts_ms = schema.int_(f[6], "ts_ms", 0, schema.INT64_MAX)
         kind = schema.str_(f[7], "kind", max_bytes=32)
         rule = KINDS.get(kind)
         if rule is None:
             raise Refused(Reason.UNKNOWN_KIND, f"unknown entry kind {kind!r}")
-        return cls(economy, author, seq, prev, ts_ms, rule.parse(f[8]))
+        return cls(f[2], f[3], f[4], f[5], f[6], rule.parse(f[8]))
 
 
 @dataclass(frozen=True, slots=True)
 class SignedEntry:
     entry: Entry
     signature: bytes
+
+    def __post_init__(self) -> None:
+        schema.bytes_(self.signature, "signature", keys.SIGNATURE_SIZE)
 
     @property
     def id(self) -> bytes:
@@ -126,5 +135,4 @@ class SignedEntry:
     @classmethod
     def from_wire(cls, value: Any) -> SignedEntry:
         f = schema.array(value, "signed-entry", 1, 4, "signed entry")
-        entry = Entry.from_wire(f[2])
-        return cls(entry, schema.bytes_(f[3], "signature", keys.SIGNATURE_SIZE))
+        return cls(Entry.from_wire(f[2]), f[3])
