@@ -24,6 +24,7 @@ Modules, from the bottom up:
 =================  ==========================================================
 """
 
+from mycelia.protocol import codec, keys
 from mycelia.protocol.certificates import Certificate, Vote, assemble, vote_id
 from mycelia.protocol.economy import Economy, Genesis, SignedGenesis, Validator
 from mycelia.protocol.entries import Entry, SignedEntry
@@ -59,8 +60,10 @@ __all__ = [
     "apply",
     "assemble",
     "check",
+    "codec",
     "did_decode",
     "did_encode",
+    "keys",
     "lock_decision",
     "resources",
     "transition",

@@ -1,0 +1,203 @@
+"""Build the protocol test vectors (``tests/vectors/protocol.json``).
+
+Run ``make vectors`` (``python -m tests.vectors.generate``) only when an
+encoding change is intended; ``tests/protocol/test_vectors.py`` fails while
+the file and the code disagree.
+
+Everything is derived from fixed 32-byte seeds (``seed(label)`` =
+BLAKE2b-256 of the label), so another implementation can rebuild the same
+keys. Ed25519 signatures are deterministic, so signatures are vectors too.
+For each structure the file gives: the canonical bytes (hex), the id, the
+exact message signed (domain prefix + id) and the signature.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from hashlib import blake2b
+from pathlib import Path
+from typing import Any
+
+from mycelia.protocol import (
+    Burn,
+    CreditSet,
+    Economy,
+    Entry,
+    Genesis,
+    MemberAdmit,
+    Mint,
+    SignedGenesis,
+    SigningKey,
+    Transfer,
+    Validator,
+    Vote,
+    assemble,
+    vote_id,
+)
+from mycelia.protocol.domains import ENTRY, GENESIS, VOTE
+from mycelia.protocol.economy import IssuedPolicy, MutualCreditPolicy
+from mycelia.protocol.locks import resources
+from mycelia.protocol.state import ZERO_ID
+
+PATH = Path(__file__).with_name("protocol.json")
+TS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def seed(label: str) -> bytes:
+    return blake2b(label.encode(), digest_size=32).digest()
+
+
+def _key(label: str) -> SigningKey:
+    return SigningKey(seed(label))
+
+
+def _keyinfo(label: str, k: SigningKey) -> dict[str, str]:
+    return {"seed_label": label, "seed": k.seed.hex(), "public": k.public.hex(), "did": k.did}
+
+
+def build() -> dict[str, Any]:
+    validators = [_key(f"mycelia-vector/validator/{i}") for i in range(4)]
+    alice = _key("mycelia-vector/alice")
+    bob = _key("mycelia-vector/bob")
+    steward = _key("mycelia-vector/steward")
+    issuer = _key("mycelia-vector/issuer")
+    keyinfo = {
+        **{
+            f"validator{i}": _keyinfo(f"mycelia-vector/validator/{i}", k)
+            for i, k in enumerate(validators)
+        },
+        "alice": _keyinfo("mycelia-vector/alice", alice),
+        "bob": _keyinfo("mycelia-vector/bob", bob),
+        "steward": _keyinfo("mycelia-vector/steward", steward),
+        "issuer": _keyinfo("mycelia-vector/issuer", issuer),
+    }
+    vset = tuple(Validator(v.public, 1) for v in validators)
+
+    def genesis_vectors(g: Genesis) -> tuple[dict[str, Any], Economy]:
+        sigs = {v.public: g.sign(v) for v in validators[:3]}
+        signed = SignedGenesis.assemble(g, sigs)
+        economy = Economy.from_signed(signed)
+        return {
+            "bytes": g.encode().hex(),
+            "id": g.id.hex(),
+            "signed_message": GENESIS.message(g.id).hex(),
+            "signatures": {f"validator{i}": g.sign(v).hex() for i, v in enumerate(validators)},
+            "signed_genesis_by_validators_0_1_2": signed.encode().hex(),
+        }, economy
+
+    mutual = Genesis(
+        name="Riverside Hours",
+        symbol="RVH",
+        decimals=2,
+        kind="mutual_credit",
+        policy=MutualCreditPolicy("approved", (steward.public,), 50_000),
+        validators=vset,
+        quorum=3,
+        ts_ms=TS,
+        nonce=b"vector",
+    )
+    issued = Genesis(
+        name="Compute Credits",
+        symbol="CPU",
+        decimals=3,
+        kind="issued",
+        policy=IssuedPolicy("open", (steward.public,), ((issuer.public, 1_000_000),)),
+        validators=vset,
+        quorum=3,
+        ts_ms=TS,
+        nonce=b"",
+    )
+    mutual_v, mutual_econ = genesis_vectors(mutual)
+    issued_v, issued_econ = genesis_vectors(issued)
+
+    def entry_vectors(economy: Economy, author: SigningKey, seq: int, prev: bytes, body: object):
+        e = Entry(economy.id, author.public, seq, prev, TS + seq, body)
+        signed = e.sign(author)
+        return {
+            "kind": e.kind,
+            "bytes": e.encode().hex(),
+            "id": e.id.hex(),
+            "signed_message": ENTRY.message(e.id).hex(),
+            "signature": signed.signature.hex(),
+            "signed_entry": signed.encode().hex(),
+            "resources": [r.hex() for r in resources(e)],
+        }, signed
+
+    entries: dict[str, Any] = {}
+    admit_v, admit = entry_vectors(mutual_econ, steward, 1, ZERO_ID, MemberAdmit(alice.public))
+    entries["member.admit"] = admit_v
+    credit_v, _ = entry_vectors(mutual_econ, steward, 2, admit.id, CreditSet(alice.public, 120_000))
+    entries["credit.set"] = credit_v
+    transfer_v, transfer = entry_vectors(
+        mutual_econ, alice, 1, ZERO_ID, Transfer(steward.public, 2_550, "bread, thanks!")
+    )
+    entries["transfer"] = transfer_v
+    mint_v, _ = entry_vectors(issued_econ, issuer, 1, ZERO_ID, Mint(bob.public, 10_000, ""))
+    entries["mint"] = mint_v
+    burn_v, _ = entry_vectors(issued_econ, bob, 1, ZERO_ID, Burn(400))
+    entries["burn"] = burn_v
+
+    vid = vote_id(mutual_econ.id, 0, transfer.id)
+    votes = [Vote.make(v, mutual_econ.id, 0, transfer.id) for v in validators[1:]]
+    cert = assemble(mutual_econ, transfer, votes)
+    vote = {
+        "economy": mutual_econ.id.hex(),
+        "epoch": 0,
+        "entry_id": transfer.id.hex(),
+        "vote_id": vid.hex(),
+        "signed_message": VOTE.message(vid).hex(),
+        "validator": "validator1",
+        "signature": votes[0].signature.hex(),
+        "bytes": votes[0].encode().hex(),
+    }
+    certificate = {
+        "entry": "transfer",
+        "signers": [1, 2, 3],
+        "bitmap": cert.bitmap.hex(),
+        "bytes": cert.encode().hex(),
+    }
+    non_canonical = [
+        {"hex": "cc05", "reason": "non_canonical", "why": "5 as uint8 instead of fixint"},
+        {"hex": "d000", "reason": "non_canonical", "why": "0 as int8"},
+        {"hex": "d90161", "reason": "non_canonical", "why": "'a' with a str8 header"},
+        {"hex": "dc000101", "reason": "non_canonical", "why": "[1] with an array16 header"},
+        {"hex": "81a16101", "reason": "non_canonical", "why": "a map"},
+        {"hex": "cb3ff0000000000000", "reason": "non_canonical", "why": "a float64"},
+        {"hex": "c0", "reason": "non_canonical", "why": "nil"},
+        {"hex": "c3", "reason": "non_canonical", "why": "true"},
+        {"hex": "d40100", "reason": "non_canonical", "why": "an ext type"},
+        {"hex": "0100", "reason": "non_canonical", "why": "trailing byte"},
+        {"hex": "92", "reason": "non_canonical", "why": "truncated array"},
+        {"hex": "a2c328", "reason": "non_canonical", "why": "invalid UTF-8 in str"},
+    ]
+    return {
+        "about": (
+            "mycelia protocol test vectors; see tests/vectors/generate.py and "
+            "protocol/codec.py, domains.py for the rules. Hex strings are bytes."
+        ),
+        "domains": {
+            d.what: {"id_prefix": d.id_prefix.hex(), "sig_prefix": d.sig_prefix.hex()}
+            for d in (ENTRY, VOTE, GENESIS)
+        },
+        "keys": keyinfo,
+        "genesis": {"mutual_credit": mutual_v, "issued": issued_v},
+        "entries": entries,
+        "vote": vote,
+        "certificate": certificate,
+        "non_canonical": non_canonical,
+    }
+
+
+def render() -> str:
+    return json.dumps(build(), indent=2, sort_keys=True) + "\n"
+
+
+def main() -> int:
+    PATH.write_text(render())
+    print(f"wrote {PATH}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
