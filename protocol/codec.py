@@ -108,6 +108,8 @@ def decode(data: bytes, *, max_size: int = MAX_SIZE, max_depth: int = MAX_DEPTH)
         raise
     except msgpack.ExtraData:
         raise Refused(Reason.NON_CANONICAL, "trailing bytes") from None
+    except msgpack.StackError:
+        raise Refused(Reason.TOO_LARGE, "nesting deeper than the decoder's stack") from None
     except UnicodeDecodeError:
         raise Refused(Reason.NON_CANONICAL, "invalid UTF-8 in str") from None
     except (ValueError, msgpack.UnpackException, TypeError, RecursionError) as exc:
@@ -122,11 +124,10 @@ def decode(data: bytes, *, max_size: int = MAX_SIZE, max_depth: int = MAX_DEPTH)
 
 def _walk(value: Any, max_depth: int) -> None:
     """Reject types outside the canonical set and bound depth and item count."""
-    items = 0
+    items = 1  # the root; each list adds its children once
     stack = [(value, 0)]
     while stack:
         node, depth = stack.pop()
-        items += 1
         t = type(node)
         if t is list:
             if depth >= max_depth:

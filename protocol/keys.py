@@ -105,6 +105,7 @@ def verify(public: bytes, domain: Domain, id_: bytes, signature: bytes) -> bool:
         or len(public) != PUBLIC_KEY_SIZE
         or type(signature) is not bytes
         or len(signature) != SIGNATURE_SIZE
+        or type(id_) is not bytes
         or len(id_) != ID_SIZE
     ):
         return False
