@@ -112,12 +112,14 @@ class Certificate:
     epoch: int
     bitmap: bytes
     signatures: tuple[bytes, ...]
-    #: Derived from ``entry``; computed when not given.
-    entry_id: bytes = field(default=b"", compare=False, repr=False)
+    #: Always derived from ``entry`` (never passed in), so a certificate
+    #: rebuilt with ``dataclasses.replace`` cannot carry a stale id.
+    entry_id: bytes = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not self.entry_id:
-            object.__setattr__(self, "entry_id", self.entry.id)
+        # The entry's fields were validated on construction, so the trusted
+        # encoder gives its canonical bytes without a second type walk.
+        object.__setattr__(self, "entry_id", ENTRY.id(codec.encode_trusted(self.entry.to_wire())))
 
     @property
     def signed_entry(self) -> SignedEntry:
@@ -150,10 +152,7 @@ class Certificate:
         bitmap = schema.bytes_(f[5], "bitmap", max_size=MAX_VALIDATORS // 8)
         raw_sigs = schema.list_(f[6], "signatures", max_len=MAX_VALIDATORS)
         sigs = tuple(schema.bytes_(s, "signature", keys.SIGNATURE_SIZE) for s in raw_sigs)
-        # f[2] came out of codec.decode, so re-encoding it gives the entry's
-        # original canonical bytes without a second walk.
-        entry_id = ENTRY.id(codec.encode_trusted(f[2]))
-        return cls(entry, author_sig, epoch, bitmap, sigs, entry_id)
+        return cls(entry, author_sig, epoch, bitmap, sigs)
 
     def verify(self, economy: Economy) -> None:
         """Raise :class:`Refused` unless this certificate is valid for
@@ -180,6 +179,8 @@ def assemble(economy: Economy, signed: SignedEntry, votes: Iterable[Vote]) -> Ce
     votes for other entries, economies or epochs are refused, a validator
     voting twice counts once. Raises ``quorum_not_reached`` if the votes'
     weight is short."""
+    if signed.entry.economy != economy.id:
+        raise Refused(Reason.WRONG_ECONOMY, "entry is for another economy")
     entry_id = signed.id
     by_index: dict[int, bytes] = {}
     for vote in votes:
@@ -199,5 +200,4 @@ def assemble(economy: Economy, signed: SignedEntry, votes: Iterable[Vote]) -> Ce
         epoch=economy.epoch,
         bitmap=make_bitmap(order, len(economy.validators)),
         signatures=tuple(by_index[i] for i in order),
-        entry_id=entry_id,
     )

@@ -161,8 +161,11 @@ class Genesis:
     @classmethod
     def from_wire(cls, value: Any) -> Genesis:
         """Parse and check every rule in the module docstring except
-        signatures. ``malformed`` for shape, ``bad_genesis`` / ``bad_key`` for
-        rules."""
+        signatures. ``malformed`` for shape and per-field bounds (types,
+        lengths of name and symbol, decimals, list sizes such as an empty
+        issuer list); ``bad_genesis`` for the economy rules (kind and
+        membership values, quorum, duplicate keys, stewards for approved
+        membership, the caps' sum); ``bad_key`` for an invalid key."""
         f = schema.array(value, "genesis", 1, 11, "genesis")
         name = schema.str_(f[2], "name", min_bytes=1, max_bytes=64)
         symbol = schema.str_(f[3], "symbol", min_bytes=1, max_bytes=12)

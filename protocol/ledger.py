@@ -145,6 +145,9 @@ class Ledger:
         #: (author, seq) -> entry id of every applied entry.
         self.chain: dict[tuple[bytes, int], bytes] = {}
         self._pending: dict[bytes, dict[int, Certificate]] = {}
+        #: Buffered certificates found to conflict when their gap filled
+        #: (evidence of a fork; see ``apply``), with the refusal.
+        self.conflicts: list[tuple[Certificate, Refused]] = []
         self._pending_count = 0
         self._max_pending = max_pending
 
@@ -163,7 +166,9 @@ class Ledger:
     def apply(self, cert: Certificate, *, verified: bool = False) -> list[bytes]:
         """Apply ``cert`` and any buffered successors it unblocks; return the
         ids applied, in order. A certificate ahead of its chain is buffered
-        (returns ``[]``); one already applied is a no-op. Raises
+        (returns ``[]``); one already applied is a no-op. A buffered
+        successor that turns out to conflict is dropped and recorded in
+        :attr:`conflicts` rather than raised, since ``cert`` was applied. Raises
         :class:`Refused` for an invalid certificate (``buffer_full`` when the
         buffer is at its bound, ``conflict`` for a second certified entry in
         one slot); state is then unchanged."""
@@ -186,7 +191,15 @@ class Ledger:
             if nxt is None:
                 break
             self._pending_count -= 1
-            applied.append(self._apply_next(nxt))
+            try:
+                applied.append(self._apply_next(nxt))
+            except Refused as exc:
+                # A buffered certificate whose prev is not the entry that
+                # filled the gap: a fork by a faulty quorum. ``cert`` itself
+                # was applied, so report the fork on the side instead of
+                # raising (which would hide what was applied), and stop.
+                self.conflicts.append((nxt, exc))
+                break
         if waiting is not None and not waiting:
             del self._pending[author]
         return applied

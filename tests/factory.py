@@ -98,8 +98,14 @@ class World:
         return self.economy.id
 
     def entry(
-        self, author: SigningKey, body: object, *, seq: int | None = None,
-        prev: bytes | None = None, ts_ms: int | None = None, economy: bytes | None = None,
+        self,
+        author: SigningKey,
+        body: object,
+        *,
+        seq: int | None = None,
+        prev: bytes | None = None,
+        ts_ms: int | None = None,
+        economy: bytes | None = None,
     ) -> SignedEntry:
         """``author``'s next entry (per the ledger), signed; override any field."""
         acct = self.ledger.account(author.public)
