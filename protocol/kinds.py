@@ -191,8 +191,9 @@ class Kind:
 
 
 @dataclass(frozen=True, slots=True)
-class Transfer:
-    kind: ClassVar[str] = "transfer"
+class _Payment:
+    """The ``[to, amount, memo]`` body shared by transfer and mint."""
+
     to: bytes
     amount: int
     memo: str = ""
@@ -204,6 +205,11 @@ class Transfer:
 
     def to_wire(self) -> list[Any]:
         return [self.to, self.amount, self.memo]
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer(_Payment):
+    kind: ClassVar[str] = "transfer"
 
 
 class TransferRule(Kind):
@@ -235,19 +241,8 @@ class TransferRule(Kind):
 
 
 @dataclass(frozen=True, slots=True)
-class Mint:
+class Mint(_Payment):
     kind: ClassVar[str] = "mint"
-    to: bytes
-    amount: int
-    memo: str = ""
-
-    def __post_init__(self) -> None:
-        _key(self.to, "to")
-        _amount(self.amount)
-        _memo(self.memo)
-
-    def to_wire(self) -> list[Any]:
-        return [self.to, self.amount, self.memo]
 
 
 class MintRule(Kind):
