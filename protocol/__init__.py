@@ -30,7 +30,7 @@ from mycelia.protocol.economy import Economy, Genesis, SignedGenesis, Validator
 from mycelia.protocol.entries import Entry, SignedEntry
 from mycelia.protocol.keys import SigningKey, did_decode, did_encode
 from mycelia.protocol.kinds import Burn, CreditSet, MemberAdmit, Mint, Transfer
-from mycelia.protocol.ledger import Ledger, apply, check, transition
+from mycelia.protocol.ledger import GapBuffer, Ledger, apply, check, transition
 from mycelia.protocol.locks import lock_decision, resources
 from mycelia.protocol.reasons import OK, Reason, Refused, Verdict
 from mycelia.protocol.state import ZERO_ID, Account
@@ -44,6 +44,7 @@ __all__ = [
     "CreditSet",
     "Economy",
     "Entry",
+    "GapBuffer",
     "Genesis",
     "Ledger",
     "MemberAdmit",

@@ -40,6 +40,8 @@ the same functions over its LMDB store.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from mycelia.protocol import keys
 from mycelia.protocol.certificates import Certificate
 from mycelia.protocol.economy import Economy
@@ -48,7 +50,7 @@ from mycelia.protocol.kinds import KINDS, Context
 from mycelia.protocol.reasons import OK, NeedChain, Reason, Refused, Verdict
 from mycelia.protocol.state import Account, MemoryState, StateView
 
-__all__ = ["MAX_SKEW_MS", "Ledger", "apply", "check", "transition"]
+__all__ = ["MAX_SKEW_MS", "ChainState", "GapBuffer", "Ledger", "apply", "check", "transition"]
 
 #: Default tolerance for an entry's timestamp ahead of the checker's clock.
 MAX_SKEW_MS = 120_000
@@ -135,28 +137,99 @@ def apply(economy: Economy, view: StateView, cert: Certificate) -> dict[bytes, A
     return transition(economy, view, cert.entry, cert.entry_id)
 
 
-class Ledger:
-    """One economy in memory: state, the applied chains, and a bounded buffer
-    of verified certificates waiting for a gap in their author's chain."""
+class GapBuffer:
+    """Verified certificates waiting for a gap in their author's chain,
+    bounded in count. Outlives any one :class:`Ledger` over a transaction, so
+    a node keeps one per economy across write batches."""
 
-    def __init__(self, economy: Economy, *, max_pending: int = 4096) -> None:
-        self.economy = economy
-        self.state = MemoryState()
-        #: (author, seq) -> entry id of every applied entry.
-        self.chain: dict[tuple[bytes, int], bytes] = {}
-        self._pending: dict[bytes, dict[int, Certificate]] = {}
+    def __init__(self, max_pending: int = 4096) -> None:
+        self.max_pending = max_pending
+        self._by_author: dict[bytes, dict[int, Certificate]] = {}
+        self._count = 0
         #: Buffered certificates found to conflict when their gap filled
-        #: (evidence of a fork; see ``apply``), with the refusal.
+        #: (evidence of a fork; see ``Ledger.apply``), with the refusal.
         self.conflicts: list[tuple[Certificate, Refused]] = []
-        self._pending_count = 0
-        self._max_pending = max_pending
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, cert: Certificate) -> None:
+        """Hold ``cert``; ``conflict`` if another certificate holds its slot,
+        ``buffer_full`` at the bound. A repeat is a no-op."""
+        author, seq = cert.entry.author, cert.entry.seq
+        slot = self._by_author.get(author)
+        held = slot.get(seq) if slot else None
+        if held is not None:
+            if held.entry_id != cert.entry_id:
+                raise Refused(Reason.CONFLICT, f"two certified entries at seq {seq}")
+            return
+        if self._count >= self.max_pending:
+            raise Refused(Reason.BUFFER_FULL, f"{self._count} certificates pending")
+        self._by_author.setdefault(author, {})[seq] = cert
+        self._count += 1
+
+    def take(self, author: bytes, seq: int) -> Certificate | None:
+        """Remove and return the certificate waiting at ``(author, seq)``."""
+        slot = self._by_author.get(author)
+        if not slot:
+            return None
+        cert = slot.pop(seq, None)
+        if cert is not None:
+            self._count -= 1
+        if not slot:
+            del self._by_author[author]
+        return cert
+
+    def waiting(self) -> list[tuple[bytes, int]]:
+        """``(author, lowest buffered seq)`` for each author with a gap: what
+        sync should fetch."""
+        return [(a, min(slot)) for a, slot in self._by_author.items()]
+
+
+class ChainState(StateView, Protocol):
+    """What :class:`Ledger` needs of its storage: accounts, plus the chain
+    index of applied entries. ``MemoryState`` is one; the node's LMDB
+    transaction view is another."""
+
+    def update(self, changes: dict[bytes, Account]) -> None: ...
+
+    def chain_id(self, author: bytes, seq: int) -> bytes | None: ...
+
+    def record(self, cert: Certificate) -> None: ...
+
+
+class Ledger:
+    """One economy's applier: :func:`check` and :func:`transition` over a
+    :class:`ChainState` (in memory by default), with a :class:`GapBuffer`
+    for certificates that arrive ahead of their chain."""
+
+    def __init__(
+        self,
+        economy: Economy,
+        state: ChainState | None = None,
+        buffer: GapBuffer | None = None,
+        *,
+        max_pending: int = 4096,
+    ) -> None:
+        self.economy = economy
+        self.state: ChainState = state if state is not None else MemoryState()
+        self.buffer = buffer if buffer is not None else GapBuffer(max_pending)
 
     def account(self, key: bytes) -> Account:
         return self.state.account(key)
 
     @property
+    def chain(self) -> dict[tuple[bytes, int], bytes]:
+        """``(author, seq) -> entry id`` of every applied entry (in-memory state only)."""
+        return self.state.chain  # type: ignore[attr-defined, no-any-return]
+
+    @property
     def pending_count(self) -> int:
-        return self._pending_count
+        return len(self.buffer)
+
+    @property
+    def conflicts(self) -> list[tuple[Certificate, Refused]]:
+        return self.buffer.conflicts
 
     def check(
         self, signed: SignedEntry, *, now_ms: int | None = None, max_skew_ms: int = MAX_SKEW_MS
@@ -178,19 +251,14 @@ class Ledger:
         author = entry.author
         head = self.state.account(author).seq
         if entry.seq <= head:
-            if self.chain.get((author, entry.seq)) == cert.entry_id:
+            if self.state.chain_id(author, entry.seq) == cert.entry_id:
                 return []
             raise Refused(Reason.CONFLICT, f"seq {entry.seq} already holds another entry")
         if entry.seq > head + 1:
-            self._buffer(cert)
+            self.buffer.add(cert)
             return []
         applied = [self._apply_next(cert)]
-        waiting = self._pending.get(author)
-        while waiting:
-            nxt = waiting.pop(self.state.account(author).seq + 1, None)
-            if nxt is None:
-                break
-            self._pending_count -= 1
+        while (nxt := self.buffer.take(author, entry.seq + len(applied))) is not None:
             try:
                 applied.append(self._apply_next(nxt))
             except Refused as exc:
@@ -198,28 +266,12 @@ class Ledger:
                 # filled the gap: a fork by a faulty quorum. ``cert`` itself
                 # was applied, so report the fork on the side instead of
                 # raising (which would hide what was applied), and stop.
-                self.conflicts.append((nxt, exc))
+                self.buffer.conflicts.append((nxt, exc))
                 break
-        if waiting is not None and not waiting:
-            del self._pending[author]
         return applied
 
     def _apply_next(self, cert: Certificate) -> bytes:
         changes = transition(self.economy, self.state, cert.entry, cert.entry_id)
         self.state.update(changes)
-        self.chain[(cert.entry.author, cert.entry.seq)] = cert.entry_id
+        self.state.record(cert)
         return cert.entry_id
-
-    def _buffer(self, cert: Certificate) -> None:
-        slot = self._pending.setdefault(cert.entry.author, {})
-        held = slot.get(cert.entry.seq)
-        if held is not None:
-            if held.entry_id != cert.entry_id:
-                raise Refused(Reason.CONFLICT, f"two certified entries at seq {cert.entry.seq}")
-            return
-        if self._pending_count >= self._max_pending:
-            if not slot:
-                del self._pending[cert.entry.author]
-            raise Refused(Reason.BUFFER_FULL, f"{self._pending_count} certificates pending")
-        slot[cert.entry.seq] = cert
-        self._pending_count += 1

@@ -106,12 +106,21 @@ class StateView(Protocol):
 
 
 class MemoryState:
-    """A dict-backed :class:`StateView` that stores what the rules return."""
+    """A dict-backed state (a ``ledger.ChainState``): accounts and the chain
+    index of applied entries."""
 
-    __slots__ = ("accounts",)
+    __slots__ = ("accounts", "chain")
 
     def __init__(self) -> None:
         self.accounts: dict[bytes, Account] = {}
+        #: (author, seq) -> entry id of every applied entry.
+        self.chain: dict[tuple[bytes, int], bytes] = {}
+
+    def chain_id(self, author: bytes, seq: int) -> bytes | None:
+        return self.chain.get((author, seq))
+
+    def record(self, cert: Any) -> None:
+        self.chain[(cert.entry.author, cert.entry.seq)] = cert.entry_id
 
     def account(self, key: bytes) -> Account:
         return self.accounts.get(key, EMPTY)

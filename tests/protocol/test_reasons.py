@@ -289,7 +289,7 @@ def s_missing() -> Scenario:
 
 def s_buffer_full() -> Scenario:
     w = World()
-    w.ledger._max_pending = 1
+    w.ledger.buffer.max_pending = 1
     w.transfer(A, B, 1)
     c3 = w.certify(w.entry(A, Transfer(B.public, 1), seq=3, prev=b"\x03" * 32))
     c4 = w.certify(w.entry(A, Transfer(B.public, 1), seq=4, prev=b"\x04" * 32))
