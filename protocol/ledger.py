@@ -180,6 +180,19 @@ class GapBuffer:
             del self._by_author[author]
         return cert
 
+    def snapshot(self) -> list[Certificate]:
+        """Everything held, for :meth:`restore` (a storage transaction that
+        aborts must put back what it took)."""
+        return [c for slot in self._by_author.values() for c in slot.values()]
+
+    def restore(self, certs: list[Certificate]) -> None:
+        """Reset to exactly ``certs`` (from :meth:`snapshot`)."""
+        self._by_author = {}
+        self._count = 0
+        for cert in certs:
+            self._by_author.setdefault(cert.entry.author, {})[cert.entry.seq] = cert
+            self._count += 1
+
     def waiting(self) -> list[tuple[bytes, int]]:
         """``(author, lowest buffered seq)`` for each author with a gap: what
         sync should fetch."""

@@ -1,0 +1,222 @@
+"""The LMDB store: batches apply atomically through the protocol's rules,
+state survives reopening, the map grows, locks are durable, and a process
+killed at any instant leaves a store consistent with its certificates."""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mycelia.node.store import Store, StoreError, VoteGrant
+from mycelia.protocol import Certificate, Ledger, Reason, Transfer
+from mycelia.protocol.ledger import GapBuffer
+from mycelia.protocol.locks import resources
+from tests.factory import World, key, sign_genesis
+
+ROOT = Path(__file__).resolve().parents[2]
+ACCOUNTS = [key(i) for i in range(8)]
+
+
+@functools.cache
+def history(n: int, seed: int = 1, memo: str = "") -> tuple[World, list[Certificate]]:
+    """``n`` certified transfers (the World's ledger holds the expected state).
+    Cached: treat the result as read-only."""
+    rnd = random.Random(seed)
+    w = World()
+    certs = []
+    for _ in range(n):
+        a, b = rnd.sample(ACCOUNTS, 2)
+        certs.append(w.transfer(a, b, rnd.randint(1, 50), memo))
+    return w, certs
+
+
+BULKY = "x" * 250  # memos that make 1,500 certificates outgrow a 1 MiB map
+
+
+def open_store(path: Path, w: World, **kw: object) -> Store:
+    store = Store(path, **kw)  # type: ignore[arg-type]
+    store.add_economy_sync(sign_genesis(w.genesis, w.vkeys))
+    return store
+
+
+def test_batches_apply_like_the_in_memory_ledger(tmp_path: Path) -> None:
+    w, certs = history(60)
+    store = open_store(tmp_path, w)
+    buf = GapBuffer()
+    applied: list[bytes] = []
+    for i in range(0, len(certs), 7):
+        result = store.apply_sync(w.economy, buf, certs[i : i + 7])
+        assert result.refused == ()
+        applied.extend(result.applied)
+    assert sorted(applied) == sorted(c.entry_id for c in certs)
+    assert store.accounts(w.id) == w.ledger.state.accounts
+    assert store.chain_ids(w.id) == w.ledger.chain
+    assert store.certificate_bytes(certs[5].entry_id) == certs[5].encode()
+    assert store.heads(w.id) == {k: a.seq for k, a in w.ledger.state.accounts.items() if a.seq}
+
+
+def test_gaps_wait_in_the_buffer_and_duplicates_are_no_ops(tmp_path: Path) -> None:
+    w, certs = history(30)
+    store = open_store(tmp_path, w)
+    buf = GapBuffer()
+    late, early = certs[:10], certs[10:]
+    first = store.apply_sync(w.economy, buf, early)
+    second = store.apply_sync(w.economy, buf, late + late[:3])
+    assert len(first.applied) + len(second.applied) == 30
+    assert len(buf) == 0
+    assert store.accounts(w.id) == w.ledger.state.accounts
+
+
+def test_a_conflicting_certificate_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    w, certs = history(5)
+    store = open_store(tmp_path, w)
+    buf = GapBuffer()
+    store.apply_sync(w.economy, buf, certs)
+    first = certs[0].entry
+    twin = w.certify(w.entry(ACCOUNTS[7], Transfer(ACCOUNTS[6].public, 1)))
+    fork = w.certify(
+        w.entry(key(0, "author-of-fork"), Transfer(first.author, 1), seq=1, prev=bytes(32))
+    )
+    fork_twin = w.certify(
+        w.entry(key(0, "author-of-fork"), Transfer(first.author, 2), seq=1, prev=bytes(32))
+    )
+    before = store.accounts(w.id)
+    store.apply_sync(w.economy, buf, [fork])
+    result = store.apply_sync(w.economy, buf, [fork_twin])
+    assert [r.reason for _, r in result.refused] == [Reason.CONFLICT]
+    assert result.applied == ()
+    assert store.accounts(w.id) != before  # the fork's first certificate applied
+    after_fork = store.accounts(w.id)
+    assert store.apply_sync(w.economy, buf, [fork_twin]).applied == ()
+    assert store.accounts(w.id) == after_fork
+    assert twin.entry_id not in store.chain_ids(w.id).values()
+
+
+def test_state_survives_reopening(tmp_path: Path) -> None:
+    w, certs = history(20)
+    store = open_store(tmp_path, w)
+    store.apply_sync(w.economy, GapBuffer(), certs)
+    store.close()
+    again = Store(tmp_path)
+    assert [g.genesis.id for g in again.economies()] == [w.id]
+    assert again.accounts(w.id) == w.ledger.state.accounts
+    assert again.chain_ids(w.id) == w.ledger.chain
+
+
+def test_schema_mismatch_is_a_clear_error(tmp_path: Path) -> None:
+    Store(tmp_path).close()
+    import lmdb
+
+    env = lmdb.open(str(tmp_path), max_dbs=16)
+    meta = env.open_db(b"meta")
+    with env.begin(write=True) as txn:
+        txn.put(b"schema", b"99", db=meta)
+    env.close()
+    with pytest.raises(StoreError, match=r"schema version 99, this mycelia uses 1"):
+        Store(tmp_path)
+
+
+def test_the_map_grows_on_demand(tmp_path: Path) -> None:
+    w, certs = history(1500, memo=BULKY)
+    store = open_store(tmp_path, w, map_size_mb=1, max_map_size_mb=64)
+    assert store.map_size() == 1 << 20
+    result = store.apply_sync(w.economy, GapBuffer(), certs)
+    assert len(result.applied) == 1500
+    assert store.map_size() > 1 << 20
+    assert store.accounts(w.id) == w.ledger.state.accounts
+
+
+def test_a_full_map_at_its_bound_refuses_the_batch_whole(tmp_path: Path) -> None:
+    w, certs = history(1500, memo=BULKY)
+    store = open_store(tmp_path, w, map_size_mb=1, max_map_size_mb=1)
+    buf = GapBuffer()
+    store.apply_sync(w.economy, buf, certs[:20])
+    before = store.accounts(w.id)
+    with pytest.raises(StoreError, match="store is full"):
+        store.apply_sync(w.economy, buf, certs[20:])
+    assert store.accounts(w.id) == before
+    assert len(store.chain_ids(w.id)) == 20
+
+
+def test_vote_grants_lock_durably_and_never_twice(tmp_path: Path) -> None:
+    w = World()
+    store = open_store(tmp_path, w)
+    one = w.entry(ACCOUNTS[0], Transfer(ACCOUNTS[1].public, 1))
+    two = w.entry(ACCOUNTS[0], Transfer(ACCOUNTS[2].public, 1))
+    g1 = VoteGrant(one.id, resources(one.entry), b"vote-1")
+    g2 = VoteGrant(two.id, resources(two.entry), b"vote-2")
+    assert store.grant_votes_sync([g1, g2]) == [True, False]
+    assert store.grant_votes_sync([g1]) == [True]  # re-vote for the same entry
+    store.close()
+    again = Store(tmp_path)
+    assert again.grant_votes_sync([g2]) == [False]
+    assert again.lock(resources(one.entry)[0]) == one.id
+    assert again.vote(one.id) == b"vote-1" and again.vote(two.id) is None
+
+
+def test_pending_and_peers_round_trip(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.put_pending_sync(b"\x01" * 32, [b"entry", "pending", 5])
+    store.put_peer_sync("12D3KooWpeer", ["/ip4/127.0.0.1/tcp/4101"])
+    assert store.pending() == {b"\x01" * 32: [b"entry", "pending", 5]}
+    store.delete_pending_sync(b"\x01" * 32)
+    assert store.pending() == {}
+    assert store.peers() == {"12D3KooWpeer": ["/ip4/127.0.0.1/tcp/4101"]}
+
+
+CRASH_WRITER = """
+import sys
+from pathlib import Path
+from tests.node.test_store import history, open_store
+from mycelia.protocol.ledger import GapBuffer
+w, certs = history(600, seed=7)
+store = open_store(Path(sys.argv[1]), w, map_size_mb=1, max_map_size_mb=64)
+buf = GapBuffer()
+print("ready", flush=True)
+for i in range(0, len(certs), 3):
+    store.apply_sync(w.economy, buf, certs[i:i + 3])
+    print(i, flush=True)
+print("done", flush=True)
+"""
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_killed_writer_leaves_a_consistent_store(tmp_path: Path, attempt: int) -> None:
+    """SIGKILL a process in the middle of writing batches; the reopened store
+    holds whole batches only: replaying its stored certificates in chain
+    order gives exactly its stored accounts."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASH_WRITER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == b"ready"
+    # Kill while batches are being committed: after a random number of them.
+    for _ in range(random.Random(attempt).randint(5, 120)):
+        proc.stdout.readline()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    w, _ = history(0, seed=7)
+    store = Store(tmp_path)
+    chain = store.chain_ids(w.id)
+    assert 0 < len(chain) < 600  # killed mid-way
+    assert len(chain) % 3 == 0  # whole batches only
+    replay = Ledger(w.economy)
+    for _author_seq, entry_id in sorted(chain.items(), key=lambda kv: kv[0][1]):
+        cert = store.certificate(entry_id)
+        assert cert is not None and cert.entry_id == entry_id
+        cert.verify(w.economy)
+        replay.apply(cert, verified=True)
+    assert replay.pending_count == 0
+    assert store.accounts(w.id) == replay.state.accounts
