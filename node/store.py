@@ -246,8 +246,12 @@ class Store:
         data = codec.encode(record)
         self._write(lambda txn: txn.put(entry_id, data, db=self._db["pending"]))
 
-    def delete_pending_sync(self, entry_id: bytes) -> None:
-        self._write(lambda txn: txn.delete(entry_id, db=self._db["pending"]))
+    def delete_pending_sync(self, *entry_ids: bytes) -> None:
+        def txn_fn(txn: lmdb.Transaction) -> None:
+            for entry_id in entry_ids:
+                txn.delete(entry_id, db=self._db["pending"])
+
+        self._write(txn_fn)
 
     def put_peer_sync(self, peer_id: str, addrs: list[str]) -> None:
         data = codec.encode(list(addrs))

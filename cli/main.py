@@ -1,0 +1,262 @@
+"""The ``mycelia`` command: global options, ``init``, and the ``node`` group.
+
+Why this exists: it is the operator's first contact with mycelia
+(``mycelia init``, then ``mycelia node run``), so it must be hard to misuse and
+say plainly what went wrong. Expected problems (a bad config value, an
+existing key, an unreadable passphrase file) print one line on stderr,
+``error: ...``, and exit non-zero; tracebacks are for bugs only.
+
+How it works:
+
+* The ``cli`` group takes the global ``--config PATH`` (or ``$MYCELIA_CONFIG``)
+  and repeatable ``--set section.key=value`` options and keeps them in a
+  :class:`CliState` on ``ctx.obj``. Commands call :func:`load` to get the
+  :class:`~mycelia.node.config.Config` (defaults < file < environment <
+  ``--set``; see ``node/config.py``). Without ``--config``, the config that
+  ``mycelia init`` writes into the default datadir is read if it exists.
+* :class:`CliError` is the one way to report an expected failure; the group
+  also turns a ``ConfigError`` or ``KeyFileError`` raised by any subcommand
+  into one, so commands added later get the same behaviour for free.
+* Output goes through rich consoles with soft wrapping, so a long path never
+  splits an error message over several lines.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import click
+from rich.console import Console
+from rich.text import Text
+
+from mycelia.node.config import (
+    CONFIG_FILE_NAME,
+    Config,
+    ConfigError,
+    default_config_path,
+    default_toml,
+    load_config,
+)
+from mycelia.node.keyfile import KeyFileError, read_passphrase_file, write_key
+from mycelia.protocol.keys import SigningKey
+
+__all__ = ["CliError", "CliState", "cli", "load", "node"]
+
+
+def _stdout() -> Console:
+    # Built per call so it writes to whatever sys.stdout is now (CliRunner
+    # swaps it); highlight off so output is plain and predictable.
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class CliError(click.ClickException):
+    """An expected failure: shown as one ``error: ...`` line on stderr, exit 1."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        text = Text("error: ", style="bold red")
+        text.append(" ".join(self.format_message().split()))  # one line, always
+        _stderr().print(text)
+
+
+@dataclass
+class CliState:
+    """What the global options said; ``ctx.obj`` of every command."""
+
+    config_path: Path | None = None
+    overrides: dict[str, str] = field(default_factory=dict)
+    config: Config | None = None  # loaded once, by load()
+
+
+def _parse_sets(items: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or "." not in key.strip():
+            raise CliError(f"--set {item!r}: expected section.key=value")
+        out[key.strip()] = value  # later --set of the same key wins
+    return out
+
+
+class _Group(click.Group):
+    """A group that reports config and key-file errors as one line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, KeyFileError) as exc:
+            raise CliError(str(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="MYCELIA_CONFIG",
+    help=f"Config file (default: {default_config_path()} if it exists). Env: MYCELIA_CONFIG.",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Override one setting, e.g. --set p2p.listen=/ip4/0.0.0.0/tcp/4102 (repeatable).",
+)
+@click.version_option(package_name="mycelia", prog_name="mycelia")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, sets: tuple[str, ...]) -> None:
+    """mycelia: a node for federated community economies.
+
+    Settings come from defaults < the config file < MYCELIA_<SECTION>__<KEY>
+    environment variables < --set options.
+    """
+    ctx.obj = CliState(
+        config_path=config_path.expanduser() if config_path else None,
+        overrides=_parse_sets(sets),
+    )
+
+
+def _state(ctx: click.Context) -> CliState:
+    state = ctx.find_object(CliState)
+    if state is None:  # a command invoked outside the group (tests, embedding)
+        state = ctx.ensure_object(CliState)
+    return state
+
+
+def load(ctx: click.Context) -> Config:
+    """The configuration for this invocation (loaded once, then cached).
+
+    Reads ``--config`` if given (it must exist), else the default config file
+    if it exists, else defaults only; then the environment and ``--set``.
+    Raises :class:`CliError` with the config error's message.
+    """
+    state = _state(ctx)
+    if state.config is None:
+        path = state.config_path
+        if path is None and default_config_path().is_file():
+            path = default_config_path()
+        try:
+            state.config = load_config(path, overrides=state.overrides)
+        except ConfigError as exc:
+            raise CliError(str(exc)) from None
+    return state.config
+
+
+def _write_new_file(path: Path, text: str) -> None:
+    """Create ``path`` with ``text`` (never overwriting), fsynced."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+@cli.command()
+@click.option(
+    "--datadir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Data directory to create (default: node.datadir from the config).",
+)
+@click.option("--encrypt", is_flag=True, help="Encrypt the node key under a passphrase.")
+@click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Read the passphrase from this file (mode 0600) instead of asking; implies --encrypt.",
+)
+@click.pass_context
+def init(
+    ctx: click.Context, datadir: Path | None, encrypt: bool, passphrase_file: Path | None
+) -> None:
+    """Create a data directory, a node key and a commented default config.
+
+    The config is written to --config if given, else to DATADIR/mycelia.toml;
+    an existing config file is kept. Refuses if a node key already exists.
+    """
+    state = _state(ctx)
+    overrides = dict(state.overrides)
+    if datadir is not None:
+        overrides["node.datadir"] = str(datadir.expanduser().absolute())
+    if passphrase_file is not None:
+        passphrase_file = passphrase_file.expanduser().absolute()
+        overrides["node.passphrase_file"] = str(passphrase_file)
+    # Read an existing --config (an operator may have prepared it); a missing
+    # one is where the new config goes. No fallback to the default config
+    # here: init must not mix in a file from some other setup.
+    explicit = state.config_path
+    source = explicit if explicit is not None and explicit.exists() else None
+    try:
+        cfg = load_config(source, overrides=overrides)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    datadir = cfg.node.datadir
+    key_path = cfg.node.key_file
+    config_path = (explicit or datadir / CONFIG_FILE_NAME).absolute()
+
+    if key_path.exists():
+        raise CliError(f"a node key already exists at {key_path}; refusing to overwrite it")
+
+    # A passphrase file from --passphrase-file, --set, the environment or an
+    # existing config means the key is to be encrypted with it: the node
+    # will use that same file to unlock the key.
+    passphrase_file = cfg.node.passphrase_file
+    passphrase: bytes | None = None
+    if encrypt or passphrase_file is not None:
+        if passphrase_file is not None:
+            passphrase = read_passphrase_file(passphrase_file)
+        else:
+            text = click.prompt(
+                "Passphrase for the node key", hide_input=True, confirmation_prompt=True
+            )
+            passphrase = text.encode("utf-8")
+
+    try:
+        created = not datadir.exists()
+        datadir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        key_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"cannot create {datadir}: {exc.strerror or exc}") from None
+    if not created and os.stat(datadir).st_mode & 0o077:
+        _stderr().print(
+            Text(f"warning: {datadir} is accessible by other users; consider chmod 700")
+        )
+
+    key = SigningKey.generate()
+    write_key(key_path, key, passphrase)
+
+    config_written = False
+    if not config_path.exists():
+        toml = default_toml(datadir=datadir, passphrase_file=passphrase_file)
+        try:
+            _write_new_file(config_path, toml)
+        except OSError as exc:
+            raise CliError(f"cannot write {config_path}: {exc.strerror or exc}") from None
+        config_written = True
+
+    out = _stdout()
+    out.print(Text("node key created", style="bold green"))
+    out.print(Text(f"  identity  {key.did}"))
+    kind = "encrypted" if passphrase is not None else "not encrypted"
+    out.print(Text(f"  key       {key_path} ({kind})"))
+    note = "written" if config_written else "kept existing"
+    out.print(Text(f"  config    {config_path} ({note})"))
+    out.print(Text(f"  datadir   {datadir}"))
+    if passphrase is not None and passphrase_file is None:
+        out.print(
+            Text(
+                f"the key is encrypted: set node.passphrase_file in {config_path} "
+                "so the node can unlock it at start"
+            )
+        )
+    out.print(Text(f"start the node with: mycelia --config {config_path} node run"))
+
+
+@cli.group(cls=_Group)
+def node() -> None:
+    """Run and inspect the node daemon."""

@@ -1,0 +1,789 @@
+"""The node's configuration: one loader, four layers, errors that name the key.
+
+Why this exists: an operator configures a node in a TOML file, a container or
+systemd unit tweaks a setting through the environment, and a developer tries
+a value on the command line. All three must agree on key names, types and
+limits, and a typo must fail loudly instead of being silently ignored (a
+misspelt ``lisen`` that leaves the node on its default port is a bad
+afternoon). So every setting is declared once, here, with its default, its
+type, its limits and a one-line description; parsing, validation, error
+messages and the commented default file (:func:`default_toml`) all derive from
+that declaration.
+
+Layers and precedence (later wins, key by key)::
+
+    defaults  <  TOML file  <  environment  <  command-line overrides
+
+* **defaults** are the dataclass field defaults below.
+* **file**: ``load_config(path)`` reads TOML with :mod:`tomllib`. Values keep
+  their TOML types (a list is a TOML array, a bool is ``true``/``false``).
+* **environment**: ``MYCELIA_<SECTION>__<KEY>`` (``MYCELIA_P2P__LISTEN``,
+  ``MYCELIA_METRICS__PORT``). Any ``MYCELIA_`` variable containing ``__``
+  must name a known setting, so a misspelt variable is an error too. Other
+  ``MYCELIA_`` variables (such as ``MYCELIA_CONFIG``, the CLI's config path)
+  are left alone.
+* **overrides**: a mapping ``{"section.key": "value"}`` (the CLI's
+  ``--set section.key=value``).
+
+Environment and override values are strings parsed per the field's type:
+booleans accept ``true/false/1/0/yes/no``; lists accept a comma-separated
+string or a TOML array literal (``'["/ip4/0.0.0.0/tcp/4101"]'``); an empty
+string is an empty list, or "unset" for an optional path.
+
+Every layer is validated as it is read, so a bad value in the file is an
+error even if the environment overrides it: a broken file should not lurk
+until the day the override is removed.
+
+Paths: ``~`` is expanded. A relative ``node.datadir`` or
+``node.passphrase_file`` is resolved against the folder of the config file it
+appears in (against the working directory when it comes from the environment
+or the command line, or when there is no file). A relative ``node.key_file``
+is inside the datadir. A loaded :class:`Config` holds absolute paths only.
+
+Sizes: ``store.map_size_mb`` is capped at 1024 so the initial LMDB map is
+valid on 32-bit systems (where a map must stay below about 2 GB);
+``store.max_map_size_mb`` defaults to 1536 for the same reason and may be set
+larger only on a 64-bit Python.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import math
+import os
+import re
+import sys
+import tomllib
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CONFIG_FILE_NAME",
+    "DEFAULT_DATADIR",
+    "Config",
+    "ConfigError",
+    "EconomiesConfig",
+    "MetricsConfig",
+    "NodeConfig",
+    "P2PConfig",
+    "RpcConfig",
+    "StoreConfig",
+    "SyncConfig",
+    "ValidatorConfig",
+    "default_config_path",
+    "default_toml",
+    "env_var_name",
+    "load_config",
+]
+
+#: The default data directory, before ``~`` expansion.
+DEFAULT_DATADIR = "~/.local/share/mycelia"
+#: The name ``mycelia init`` gives the config file it writes into the datadir.
+CONFIG_FILE_NAME = "mycelia.toml"
+ENV_PREFIX = "MYCELIA_"
+
+KiB = 1024
+MiB = 1024 * KiB
+
+# lmdb on a 32-bit system cannot map much more than ~2 GB of address space,
+# so both map sizes stay below that there. On 64-bit the maximum may be raised
+# explicitly (up to 1 TiB here, far beyond a community node's needs).
+_IS_64BIT = sys.maxsize > 2**32
+_MAP_MB_CAP_32BIT = 1536
+_MAX_MAP_MB_LIMIT = 1024 * 1024 if _IS_64BIT else _MAP_MB_CAP_32BIT
+
+
+class ConfigError(Exception):
+    """A config problem, with a message fit to show an operator as is.
+
+    ``key`` is the ``section.key`` concerned, when there is one.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+# -- value kinds ------------------------------------------------------------------
+#
+# A kind turns a TOML value or an environment/CLI string into the typed value,
+# or raises _Bad; the loader adds the key, the expectation and the source to
+# the message. ``expected`` completes "expected ...".
+
+
+class _Bad(Exception):
+    """A value did not parse; ``got`` (if set) is the offending part."""
+
+    def __init__(self, got: object = MISSING, expected: str | None = None) -> None:
+        super().__init__()
+        self.got = got
+        self.expected = expected
+
+
+class _Kind:
+    expected: str = "a value"
+
+    def from_toml(self, value: object) -> Any:
+        raise NotImplementedError
+
+    def from_text(self, text: str) -> Any:
+        # By default a string is parsed as the TOML value would be.
+        return self.from_toml(text)
+
+    def render(self, value: Any) -> str:
+        """The TOML literal for ``value``."""
+        return _toml_str(str(value))
+
+
+class _Bool(_Kind):
+    expected = "a boolean (true/false/1/0/yes/no)"
+    _TRUE = frozenset({"true", "1", "yes"})
+    _FALSE = frozenset({"false", "0", "no"})
+
+    def from_toml(self, value: object) -> bool:
+        if type(value) is not bool:
+            raise _Bad
+        return value
+
+    def from_text(self, text: str) -> bool:
+        t = text.strip().lower()
+        if t in self._TRUE:
+            return True
+        if t in self._FALSE:
+            return False
+        raise _Bad
+
+    def render(self, value: Any) -> str:
+        return "true" if value else "false"
+
+
+class _Int(_Kind):
+    def __init__(self, lo: int, hi: int) -> None:
+        self.lo, self.hi = lo, hi
+        self.expected = f"an integer {lo}..{hi}"
+
+    def from_toml(self, value: object) -> int:
+        if type(value) is not int or not self.lo <= value <= self.hi:
+            raise _Bad
+        return value
+
+    def from_text(self, text: str) -> int:
+        try:
+            n = int(text.strip(), 10)  # also takes TOML-style 262_144
+        except ValueError:
+            raise _Bad from None
+        return self.from_toml(n)
+
+    def render(self, value: Any) -> str:
+        return str(value)
+
+
+class _Positive(_Kind):
+    expected = "a number > 0"
+
+    def from_toml(self, value: object) -> float:
+        if type(value) not in (int, float):
+            raise _Bad
+        x = float(value)  # type: ignore[arg-type]
+        if not math.isfinite(x) or x <= 0:
+            raise _Bad
+        return x
+
+    def from_text(self, text: str) -> float:
+        try:
+            x = float(text.strip())
+        except ValueError:
+            raise _Bad from None
+        return self.from_toml(x)
+
+    def render(self, value: Any) -> str:
+        return repr(float(value))
+
+
+class _Choice(_Kind):
+    def __init__(self, *choices: str) -> None:
+        self.choices = choices
+        self.expected = "one of " + ", ".join(choices)
+
+    def from_toml(self, value: object) -> str:
+        if type(value) is not str or value.strip().lower() not in self.choices:
+            raise _Bad
+        return value.strip().lower()
+
+
+class _Host(_Kind):
+    expected = "a host name or IP address"
+    _RE = re.compile(r"^[A-Za-z0-9.:_-]+$")
+
+    def from_toml(self, value: object) -> str:
+        if type(value) is not str or not self._RE.match(value.strip()):
+            raise _Bad
+        return value.strip()
+
+
+class _Path(_Kind):
+    def __init__(self, *, optional: bool = False) -> None:
+        self.optional = optional
+        self.expected = "a path (empty for none)" if optional else "a path"
+
+    def from_toml(self, value: object) -> Path | None:
+        if type(value) is not str or "\0" in value:
+            raise _Bad
+        if not value.strip():
+            if self.optional:
+                return None
+            raise _Bad
+        return Path(value).expanduser()
+
+    def render(self, value: Any) -> str:
+        return _toml_str("" if value is None else str(value))
+
+
+class _HexId(_Kind):
+    expected = "a 64-character hex economy id"
+    _RE = re.compile(r"^[0-9a-fA-F]{64}$")
+
+    def from_toml(self, value: object) -> str:
+        if type(value) is not str or not self._RE.match(value.strip()):
+            raise _Bad
+        return value.strip().lower()
+
+
+# Multiaddr protocols this node understands, with a check of their value (None:
+# the protocol takes no value). Parsed here, textually, so that loading a config
+# does not import libp2p; the p2p module parses them again for real.
+_B58_RE = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{32,128}$")
+_DNS_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?$")
+
+
+def _is_ip4(v: str) -> bool:
+    try:
+        ipaddress.IPv4Address(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_ip6(v: str) -> bool:
+    try:
+        ipaddress.IPv6Address(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_port(v: str) -> bool:
+    return v.isdigit() and int(v) <= 65535
+
+
+_MA_PROTOCOLS: dict[str, Any] = {
+    "ip4": _is_ip4,
+    "ip6": _is_ip6,
+    "dns": _DNS_RE.match,
+    "dns4": _DNS_RE.match,
+    "dns6": _DNS_RE.match,
+    "dnsaddr": _DNS_RE.match,
+    "tcp": _is_port,
+    "udp": _is_port,
+    "p2p": _B58_RE.match,
+    "ipfs": _B58_RE.match,
+    "quic": None,
+    "quic-v1": None,
+    "ws": None,
+    "wss": None,
+    "tls": None,
+    "noise": None,
+    "p2p-circuit": None,
+}
+_MA_HOSTS = frozenset({"ip4", "ip6", "dns", "dns4", "dns6", "dnsaddr"})
+
+
+def _parse_multiaddr(text: str) -> list[tuple[str, str | None]]:
+    """``/ip4/1.2.3.4/tcp/1`` -> ``[("ip4", "1.2.3.4"), ("tcp", "1")]``."""
+    if not text.startswith("/") or text.endswith("/"):
+        raise ValueError
+    parts = text[1:].split("/")
+    out: list[tuple[str, str | None]] = []
+    i = 0
+    while i < len(parts):
+        proto = parts[i]
+        if proto not in _MA_PROTOCOLS:
+            raise ValueError
+        check = _MA_PROTOCOLS[proto]
+        if check is None:
+            out.append((proto, None))
+            i += 1
+            continue
+        if i + 1 >= len(parts) or not check(parts[i + 1]):
+            raise ValueError
+        out.append((proto, parts[i + 1]))
+        i += 2
+    return out
+
+
+class _ListenAddr(_Kind):
+    expected = "a TCP multiaddr such as /ip4/0.0.0.0/tcp/4101"
+
+    def from_toml(self, value: object) -> str:
+        if type(value) is not str:
+            raise _Bad
+        try:
+            parts = _parse_multiaddr(value.strip())
+        except ValueError:
+            raise _Bad(value) from None
+        protos = [p for p, _ in parts]
+        if protos[0] not in _MA_HOSTS or "tcp" not in protos or "p2p" in protos:
+            raise _Bad(value)
+        return value.strip()
+
+
+class _PeerAddr(_Kind):
+    expected = (
+        "a multiaddr ending in /p2p/<peer id>, such as /ip4/203.0.113.5/tcp/4101/p2p/12D3KooW..."
+    )
+
+    def from_toml(self, value: object) -> str:
+        if type(value) is not str:
+            raise _Bad
+        try:
+            parts = _parse_multiaddr(value.strip())
+        except ValueError:
+            raise _Bad(value) from None
+        if parts[0][0] not in _MA_HOSTS or parts[-1][0] not in ("p2p", "ipfs"):
+            raise _Bad(value)
+        return value.strip()
+
+
+class _List(_Kind):
+    """A list of ``item``; duplicates are dropped (first one kept), so a
+    repeated address or economy is not dialled or subscribed twice."""
+
+    def __init__(self, item: _Kind, what: str) -> None:
+        self.item = item
+        self.expected = f"a list of {what}"
+
+    def from_toml(self, value: object) -> tuple[Any, ...]:
+        if not isinstance(value, list):
+            raise _Bad
+        out: list[Any] = []
+        for v in value:
+            try:
+                parsed = self.item.from_toml(v)
+            except _Bad as exc:
+                raise _Bad(v if exc.got is MISSING else exc.got, self.item.expected) from None
+            if parsed not in out:
+                out.append(parsed)
+        return tuple(out)
+
+    def from_text(self, text: str) -> tuple[Any, ...]:
+        t = text.strip()
+        if t.startswith("["):
+            try:
+                value = tomllib.loads(f"v = {t}")["v"]
+            except tomllib.TOMLDecodeError:
+                raise _Bad from None
+            return self.from_toml(value)
+        return self.from_toml([p.strip() for p in t.split(",") if p.strip()])
+
+    def render(self, value: Any) -> str:
+        return "[" + ", ".join(self.item.render(v) for v in value) + "]"
+
+
+def _toml_str(s: str) -> str:
+    # A JSON string is a valid TOML basic string (same escapes, \uXXXX included).
+    return json.dumps(s, ensure_ascii=False)
+
+
+# -- the settings -------------------------------------------------------------------
+
+
+def _meta(kind: _Kind, doc: str, *, relative_to_source: bool = False) -> dict[str, Any]:
+    """A setting's declaration: its kind, its one-line doc, and whether a
+    relative path is resolved against the folder of the file it comes from."""
+    return {"kind": kind, "doc": doc, "relative_to_source": relative_to_source}
+
+
+def _setting(default: Any, kind: _Kind, doc: str) -> Any:
+    """A dataclass field for an immutable default (str, int, float, bool, tuple)."""
+    return field(default=default, metadata=_meta(kind, doc))
+
+
+def _absolute(p: Path) -> Path:
+    p = p.expanduser()
+    return p if p.is_absolute() else Path.cwd() / p
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """[node]: where the node keeps its data and key, and how much it logs."""
+
+    datadir: Path = field(
+        default=Path(DEFAULT_DATADIR),
+        metadata=_meta(
+            _Path(),
+            "where the node keeps its key, store and state (relative: next to this file)",
+            relative_to_source=True,
+        ),
+    )
+    log_level: str = _setting(
+        "info", _Choice("debug", "info", "warning", "error"), "debug, info, warning or error"
+    )
+    key_file: Path = field(
+        default=Path("node.key"),
+        metadata=_meta(_Path(), "the node's Ed25519 key file (relative: inside datadir)"),
+    )
+    passphrase_file: Path | None = field(
+        default=None,
+        metadata=_meta(
+            _Path(optional=True),
+            'file holding the node key\'s passphrase; "" = the key is not encrypted',
+            relative_to_source=True,
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        # Normalise to absolute paths so every consumer sees the same files
+        # whatever the working directory later becomes.
+        datadir = _absolute(self.datadir)
+        object.__setattr__(self, "datadir", datadir)
+        # An absolute key_file stays as is: datadir / "/abs" == "/abs".
+        object.__setattr__(self, "key_file", datadir / self.key_file.expanduser())
+        if self.passphrase_file is not None:
+            object.__setattr__(self, "passphrase_file", _absolute(self.passphrase_file))
+
+
+@dataclass(frozen=True, slots=True)
+class P2PConfig:
+    """[p2p]: libp2p addresses, discovery and gossip batching."""
+
+    listen: tuple[str, ...] = _setting(
+        ("/ip4/0.0.0.0/tcp/4101",), _List(_ListenAddr(), "TCP multiaddrs"), "addresses to listen on"
+    )
+    bootstrap: tuple[str, ...] = _setting(
+        (),
+        _List(_PeerAddr(), "multiaddrs ending in /p2p/<peer id>"),
+        "peers to dial at start, as multiaddrs ending in /p2p/<peer id>",
+    )
+    mdns: bool = _setting(False, _Bool(), "discover peers on the local network with mDNS")
+    gossip_flush_ms: int = _setting(
+        25, _Int(1, 1000), "send a gossip batch at most this many milliseconds after its first item"
+    )
+    gossip_max_batch_bytes: int = _setting(
+        256 * KiB,
+        _Int(1 * KiB, 1 * MiB),
+        "send a gossip batch once it holds this many bytes (1 KiB..1 MiB)",
+    )
+    max_frame_bytes: int = _setting(
+        4 * MiB,
+        _Int(64 * KiB, 64 * MiB),
+        "largest stream-protocol frame accepted or sent, in bytes (64 KiB..64 MiB)",
+    )
+    request_timeout_s: float = _setting(
+        10.0, _Positive(), "seconds to wait for a reply on a stream protocol"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorConfig:
+    """[validator]: whether this node votes."""
+
+    enabled: bool = _setting(
+        True,
+        _Bool(),
+        "vote for every followed economy whose genesis names this node's key as a validator",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EconomiesConfig:
+    """[economies]: which economies this node stores and gossips."""
+
+    follow: tuple[str, ...] = _setting(
+        (),
+        _List(_HexId(), "64-character hex economy ids"),
+        "economy ids (64 hex characters) to follow",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SyncConfig:
+    """[sync]: catching up with peers."""
+
+    interval_s: float = _setting(30.0, _Positive(), "seconds between head exchanges with peers")
+    batch: int = _setting(512, _Int(1, 65536), "certificates per sync response")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """[store]: the LMDB store."""
+
+    map_size_mb: int = _setting(
+        64, _Int(1, 1024), "initial LMDB map size in MiB (at most 1024, valid on 32-bit systems)"
+    )
+    max_map_size_mb: int = _setting(
+        _MAP_MB_CAP_32BIT,
+        _Int(1, _MAX_MAP_MB_LIMIT),
+        "the map grows on demand up to this many MiB (at most 1536 on 32-bit systems)",
+    )
+    sync: bool = _setting(True, _Bool(), "fsync on every commit (keep true unless testing)")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """[metrics]: the Prometheus endpoint."""
+
+    enabled: bool = _setting(True, _Bool(), "serve Prometheus metrics at http://host:port/metrics")
+    host: str = _setting("127.0.0.1", _Host(), "address the metrics endpoint listens on")
+    port: int = _setting(9464, _Int(0, 65535), "port of the metrics endpoint (0: any free port)")
+
+
+@dataclass(frozen=True, slots=True)
+class RpcConfig:
+    """[rpc]: the local JSON-RPC API for wallets."""
+
+    host: str = _setting("127.0.0.1", _Host(), "address the JSON-RPC API listens on")
+    port: int = _setting(8645, _Int(0, 65535), "port of the JSON-RPC API (0: any free port)")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole node configuration; every path in it is absolute.
+
+    ``source`` is the file it was loaded from (not part of equality).
+    """
+
+    node: NodeConfig = field(default_factory=NodeConfig)
+    p2p: P2PConfig = field(default_factory=P2PConfig)
+    validator: ValidatorConfig = field(default_factory=ValidatorConfig)
+    economies: EconomiesConfig = field(default_factory=EconomiesConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    rpc: RpcConfig = field(default_factory=RpcConfig)
+    source: Path | None = field(default=None, compare=False)
+
+
+# Section name -> dataclass, in file order.
+_SECTIONS: dict[str, type] = {
+    f.name: f.default_factory  # type: ignore[misc]
+    for f in fields(Config)
+    if f.default_factory is not MISSING
+}
+_FIELDS: dict[str, dict[str, Any]] = {
+    name: {f.name: f for f in fields(cls)} for name, cls in _SECTIONS.items()
+}
+_ALL_KEYS = [f"{s}.{k}" for s, keys in _FIELDS.items() for k in keys]
+
+
+def env_var_name(key: str) -> str:
+    """``"p2p.listen"`` -> ``"MYCELIA_P2P__LISTEN"``."""
+    section, _, name = key.partition(".")
+    return f"{ENV_PREFIX}{section.upper()}__{name.upper()}"
+
+
+def default_config_path() -> Path:
+    """Where ``mycelia init`` puts the config by default (inside the default
+    datadir); the CLI reads it when no ``--config`` is given and it exists."""
+    return Path(DEFAULT_DATADIR).expanduser() / CONFIG_FILE_NAME
+
+
+# -- loading --------------------------------------------------------------------------
+
+
+def _did_you_mean(word: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _short(value: object) -> str:
+    r = repr(value)
+    return r if len(r) <= 80 else r[:77] + "..."
+
+
+class _Layer:
+    """One source of values: how to name it in errors and where relative
+    paths from it are resolved."""
+
+    def __init__(self, where: str, base: Path) -> None:
+        self.where = where  # completes "... (in X)" / "... (from X)"
+        self.base = base
+
+
+def _put(
+    values: dict[str, dict[str, Any]],
+    section: str,
+    key: str,
+    raw: object,
+    layer: _Layer,
+    *,
+    text: bool,
+) -> None:
+    f = _FIELDS[section][key]
+    kind: _Kind = f.metadata["kind"]
+    try:
+        value = kind.from_text(raw) if text else kind.from_toml(raw)  # type: ignore[arg-type]
+    except _Bad as exc:
+        got = raw if exc.got is MISSING else exc.got
+        expected = exc.expected or kind.expected
+        raise ConfigError(
+            f"{section}.{key}: expected {expected}, got {_short(got)} ({layer.where})",
+            key=f"{section}.{key}",
+        ) from None
+    if f.metadata["relative_to_source"] and isinstance(value, Path) and not value.is_absolute():
+        value = layer.base / value
+    values[section][key] = value
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory") from None
+    except PermissionError:
+        raise ConfigError(f"cannot read config file {path}: permission denied") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"cannot parse config file {path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot parse config file {path}: not UTF-8 text") from None
+
+
+def _apply_file(doc: dict[str, Any], path: Path, values: dict[str, dict[str, Any]]) -> None:
+    layer = _Layer(f"in {path}", path.parent)
+    for section, table in doc.items():
+        if section not in _SECTIONS:
+            if not isinstance(table, dict):
+                raise ConfigError(
+                    f"unknown key {section} in {path}: settings belong in a section "
+                    f"such as [node]{_did_you_mean(section, _ALL_KEYS)}",
+                    key=section,
+                )
+            close = difflib.get_close_matches(section, list(_SECTIONS), n=1, cutoff=0.6)
+            hint = f" (did you mean [{close[0]}]?)" if close else ""
+            raise ConfigError(f"unknown section [{section}] in {path}{hint}", key=section)
+        if not isinstance(table, dict):
+            raise ConfigError(f"{section}: expected a table [{section}] in {path}", key=section)
+        for key, raw in table.items():
+            if key not in _FIELDS[section]:
+                name = f"{section}.{key}"
+                hint = _did_you_mean(name, _ALL_KEYS)
+                raise ConfigError(f"unknown key {name} in {path}{hint}", key=name)
+            _put(values, section, key, raw, layer, text=False)
+
+
+def _apply_env(env: Mapping[str, str], values: dict[str, dict[str, Any]]) -> None:
+    layer_base = Path.cwd()
+    known = {env_var_name(k): k for k in _ALL_KEYS}
+    for var in sorted(env):
+        if not var.startswith(ENV_PREFIX) or "__" not in var:
+            continue
+        key = known.get(var.upper())
+        if key is None:
+            hint = _did_you_mean(var.upper(), list(known))
+            raise ConfigError(f"unknown environment variable {var}{hint}", key=var)
+        section, _, name = key.partition(".")
+        _put(values, section, name, env[var], _Layer(f"from {var}", layer_base), text=True)
+
+
+def _apply_overrides(overrides: Mapping[str, str], values: dict[str, dict[str, Any]]) -> None:
+    layer = _Layer("from --set", Path.cwd())
+    for name, raw in overrides.items():
+        section, dot, key = name.strip().partition(".")
+        if not dot or not section or not key:
+            raise ConfigError(f"bad override {name!r}: expected section.key=value", key=name)
+        if section not in _FIELDS or key not in _FIELDS[section]:
+            full = f"{section}.{key}"
+            hint = _did_you_mean(full, _ALL_KEYS)
+            raise ConfigError(f"unknown key {full} in --set{hint}", key=full)
+        if not isinstance(raw, str):
+            raise ConfigError(f"{name}: override values are strings, got {_short(raw)}", key=name)
+        _put(values, section, key, raw, layer, text=True)
+
+
+def _check_together(cfg: Config) -> None:
+    """Rules that relate two settings."""
+    if cfg.store.map_size_mb > cfg.store.max_map_size_mb:
+        raise ConfigError(
+            f"store.map_size_mb: expected at most store.max_map_size_mb "
+            f"({cfg.store.max_map_size_mb}), got {cfg.store.map_size_mb}",
+            key="store.map_size_mb",
+        )
+    # A gossip batch is also what a sync response or a re-sent batch may carry
+    # over a stream, so it must fit in one frame.
+    if cfg.p2p.gossip_max_batch_bytes > cfg.p2p.max_frame_bytes:
+        raise ConfigError(
+            f"p2p.gossip_max_batch_bytes: expected at most p2p.max_frame_bytes "
+            f"({cfg.p2p.max_frame_bytes}), got {cfg.p2p.gossip_max_batch_bytes}",
+            key="p2p.gossip_max_batch_bytes",
+        )
+
+
+def load_config(
+    path: Path | str | None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> Config:
+    """Load the configuration: defaults < ``path`` (TOML) < ``env`` < ``overrides``.
+
+    ``path`` None means no file. ``env`` None means ``os.environ``; pass ``{}``
+    to ignore the environment. ``overrides`` maps ``"section.key"`` to a
+    string value. Raises :class:`ConfigError` naming the key on any unknown
+    key or bad value.
+    """
+    values: dict[str, dict[str, Any]] = {s: {} for s in _SECTIONS}
+    source: Path | None = None
+    if path is not None:
+        source = Path(path).expanduser().absolute()
+        _apply_file(_read_file(source), source, values)
+    _apply_env(os.environ if env is None else env, values)
+    _apply_overrides(overrides or {}, values)
+    sections = {name: cls(**values[name]) for name, cls in _SECTIONS.items()}
+    cfg = Config(**sections, source=source)
+    _check_together(cfg)
+    return cfg
+
+
+# -- the commented default file -----------------------------------------------------------
+
+_HEADER = """\
+# mycelia node configuration.
+#
+# Every key is listed with its default. Any key can also be set by an
+# environment variable MYCELIA_<SECTION>__<KEY> (e.g. MYCELIA_P2P__LISTEN) or
+# on the command line with --set section.key=value. Precedence:
+#   defaults < this file < environment < command line.
+# An unknown key or a bad value is an error that names it.
+"""
+
+
+def default_toml(
+    *, datadir: Path | str | None = None, passphrase_file: Path | str | None = None
+) -> str:
+    """A commented config with every key at its default (``load_config`` of
+    it equals the defaults), optionally with ``node.datadir`` and
+    ``node.passphrase_file`` filled in, as ``mycelia init`` writes it."""
+    given: dict[str, Any] = {
+        "node.datadir": None if datadir is None else Path(datadir),
+        "node.passphrase_file": None if passphrase_file is None else Path(passphrase_file),
+    }
+    lines = [_HEADER]
+    for section, cls in _SECTIONS.items():
+        # The class docstring's first line is "[section]: what it is for."
+        summary = (cls.__doc__ or "").strip().splitlines()[0].partition(": ")[2]
+        lines.append(f"# {summary}")
+        lines.append(f"[{section}]")
+        for key, f in _FIELDS[section].items():
+            value = given.get(f"{section}.{key}")
+            if value is None:
+                value = f.default
+            lines.append(f"# {f.metadata['doc']}")
+            lines.append(f"{key} = {f.metadata['kind'].render(value)}")
+        lines.append("")
+    return "\n".join(lines)
