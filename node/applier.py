@@ -1,0 +1,181 @@
+"""The one writer: every certificate the node accepts goes through here.
+
+Why this exists: gossip, sync, the submitter and the validator (attached
+predecessors) all produce certificates. LMDB has one writer, and one write
+transaction per certificate would cost one fsync each. So producers hand
+certificates to :meth:`Applier.apply`, and a single task drains whatever has
+queued up into one transaction per economy (``Store.apply_sync``, run in a
+worker thread). Under load, batches grow by themselves; idle, a lone
+certificate is written at once.
+
+Verification happens before the queue, in worker threads
+(:func:`verify_many` splits a batch across the cores; libsodium releases the
+GIL), so the writer only runs the protocol's ``transition``.
+
+After each transaction the writer calls the listeners with the ids it
+applied, on the trio thread, so services can report status or publish.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from mycelia.node.store import ApplyResult, Store
+from mycelia.protocol import Certificate, Economy, Refused, SignedGenesis
+from mycelia.protocol.ledger import GapBuffer
+
+__all__ = ["Applier", "verify_many"]
+
+log = logging.getLogger("mycelia.applier")
+_CORES = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+#: Below this many certificates a batch is verified in one thread.
+_SPLIT_AT = 16
+
+
+def _verify_chunk(
+    economy: Economy, certs: list[Certificate]
+) -> tuple[list[Certificate], list[tuple[Certificate, Refused]]]:
+    ok, bad = [], []
+    for cert in certs:
+        try:
+            cert.verify(economy)
+        except Refused as exc:
+            bad.append((cert, exc))
+        else:
+            ok.append(cert)
+    return ok, bad
+
+
+async def verify_many(
+    economy: Economy, certs: list[Certificate]
+) -> tuple[list[Certificate], list[tuple[Certificate, Refused]]]:
+    """Verify certificates off the event loop, across cores; returns (valid,
+    refused-with-reason) preserving order within each."""
+    if not certs:
+        return [], []
+    n = min(_CORES, max(1, len(certs) // _SPLIT_AT))
+    if n == 1:
+        return await trio.to_thread.run_sync(_verify_chunk, economy, certs)
+    size = -(-len(certs) // n)
+    chunks = [certs[i : i + size] for i in range(0, len(certs), size)]
+    results: list[tuple[list[Certificate], list[tuple[Certificate, Refused]]]] = [
+        ([], []) for _ in chunks
+    ]
+
+    async def one(i: int) -> None:
+        results[i] = await trio.to_thread.run_sync(_verify_chunk, economy, chunks[i])
+
+    async with trio.open_nursery() as nursery:
+        for i in range(len(chunks)):
+            nursery.start_soon(one, i)
+    ok = [c for r in results for c in r[0]]
+    bad = [b for r in results for b in r[1]]
+    return ok, bad
+
+
+@dataclass
+class _Request:
+    economy: bytes
+    certs: list[Certificate]
+    done: trio.Event = field(default_factory=trio.Event)
+    result: ApplyResult | None = None
+    error: BaseException | None = None
+
+
+Listener = Callable[[bytes, tuple[bytes, ...]], None]
+
+
+class Applier:
+    def __init__(self, store: Store, *, max_batch: int = 4096) -> None:
+        self.store = store
+        self.economies: dict[bytes, Economy] = {}
+        self.buffers: dict[bytes, GapBuffer] = {}
+        self._listeners: list[Listener] = []
+        self._send, self._recv = trio.open_memory_channel[_Request](1024)
+        self._max_batch = max_batch
+        self.applied_total = 0
+        for signed in store.economies():
+            self._register(Economy.from_signed(signed))
+
+    def _register(self, economy: Economy) -> None:
+        self.economies[economy.id] = economy
+        self.buffers.setdefault(economy.id, GapBuffer())
+
+    def on_applied(self, fn: Listener) -> None:
+        self._listeners.append(fn)
+
+    async def add_economy(self, signed: SignedGenesis) -> Economy:
+        """Verify and store a signed genesis; idempotent."""
+        economy = await trio.to_thread.run_sync(self.store.add_economy_sync, signed)
+        self._register(economy)
+        return economy
+
+    async def apply(
+        self, economy_id: bytes, certs: list[Certificate], *, verified: bool = False
+    ) -> ApplyResult:
+        """Verify (unless ``verified``) and apply; returns once committed.
+        Invalid certificates are returned in ``refused`` and never stored."""
+        economy = self.economies.get(economy_id)
+        if economy is None:
+            raise KeyError(f"unknown economy {economy_id.hex()}")
+        bad: list[tuple[Certificate, Refused]] = []
+        if not verified:
+            certs, bad = await verify_many(economy, certs)
+        if not certs:
+            return ApplyResult((), tuple(bad))
+        req = _Request(economy_id, certs)
+        await self._send.send(req)
+        await req.done.wait()
+        if req.error is not None:
+            raise req.error
+        assert req.result is not None
+        return ApplyResult(req.result.applied, req.result.refused + tuple(bad))
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        async for first in self._recv:
+            batch = [first]
+            count = len(first.certs)
+            while count < self._max_batch:
+                try:
+                    req = self._recv.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                batch.append(req)
+                count += len(req.certs)
+            await self._write(batch)
+
+    async def _write(self, batch: list[_Request]) -> None:
+        by_economy: dict[bytes, list[_Request]] = {}
+        for req in batch:
+            by_economy.setdefault(req.economy, []).append(req)
+        for economy_id, reqs in by_economy.items():
+            certs = [c for r in reqs for c in r.certs]
+            try:
+                # Shielded: a transaction in a worker thread cannot be
+                # abandoned halfway, and its callers must hear how it ended.
+                with trio.CancelScope(shield=True):
+                    result = await trio.to_thread.run_sync(
+                        self.store.apply_sync,
+                        self.economies[economy_id],
+                        self.buffers[economy_id],
+                        certs,
+                    )
+            except Exception as exc:  # store full, I/O error: tell every caller
+                log.error("applying %d certificates failed: %s", len(certs), exc)
+                for r in reqs:
+                    r.error = exc
+                    r.done.set()
+                continue
+            self.applied_total += len(result.applied)
+            for r in reqs:
+                r.result = result
+                r.done.set()
+            if result.applied:
+                for fn in self._listeners:
+                    fn(economy_id, result.applied)

@@ -1,0 +1,183 @@
+"""Certificate gossip: one topic per followed economy, batches both ways.
+
+Out: :meth:`Gossip.publish` queues a certificate; a flusher sends a topic's
+queue as ONE message when it reaches ``max_batch_bytes`` or ``flush_ms``
+after its first certificate (py-libp2p spends milliseconds per message
+whatever its size, and drops when its 32-message queue is full — see
+notes/py-libp2p.md — so batching is what makes throughput).
+
+In: the topic validator runs before py-libp2p forwards anything. It decodes
+the batch strictly, requires every certificate to be for the topic's
+economy, and verifies every signature in worker threads; if any
+certificate fails, the whole message is dropped — not applied, not
+forwarded — and counted by reason. A valid batch is remembered (by the
+hash of its bytes) for the receiver, which hands its certificates to the
+one writer without verifying again.
+
+Drop reasons (the ``reason`` label of ``mycelia_gossip_dropped_total``): the
+protocol reason of the first failure (``bad_signature``,
+``quorum_not_reached``, ``non_canonical``, ``wrong_economy``, …) or
+``unknown_economy``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from hashlib import blake2b
+
+import trio
+
+from mycelia.node import wire
+from mycelia.node.applier import Applier, verify_many
+from mycelia.protocol import Certificate, Refused
+
+__all__ = ["Gossip"]
+
+log = logging.getLogger("mycelia.gossip")
+_CACHE = 256
+
+
+class Gossip:
+    def __init__(
+        self,
+        p2p: object,
+        applier: Applier,
+        *,
+        flush_ms: int = 25,
+        max_batch_bytes: int = 256 * 1024,
+    ) -> None:
+        self.p2p = p2p
+        self.applier = applier
+        self._flush_s = flush_ms / 1000
+        self._max_bytes = max_batch_bytes
+        self._outbox: dict[bytes, list[bytes]] = {}
+        self._outbox_size: dict[bytes, int] = {}
+        self._kick = trio.Event()
+        self._verified: OrderedDict[bytes, list[Certificate]] = OrderedDict()
+        self._topics: dict[str, bytes] = {}
+        #: counters the daemon exports as metrics
+        self.received = 0
+        self.sent = 0
+        self.dropped: dict[str, int] = {}
+        # The receiver must return at once (py-libp2p's per-topic channel
+        # holds 32 messages); the applying happens in run().
+        self._inbox_send, self._inbox = trio.open_memory_channel[
+            tuple[bytes, list[Certificate], bool]
+        ](256)
+
+    async def follow(self, economy_id: bytes) -> None:
+        topic = wire.certs_topic(economy_id)
+        if topic in self._topics:
+            return
+        self._topics[topic] = economy_id
+
+        async def validate(peer: str, data: bytes) -> bool:
+            return await self._validate(topic, peer, data)
+
+        async def receive(peer: str, data: bytes) -> None:
+            await self._receive(topic, peer, data)
+
+        await self.p2p.subscribe(topic, receive, validate)  # type: ignore[attr-defined]
+
+    # -- out ---------------------------------------------------------------------
+
+    def publish(self, economy_id: bytes, cert: Certificate) -> None:
+        blob = cert.encode()
+        self._outbox.setdefault(economy_id, []).append(blob)
+        self._outbox_size[economy_id] = self._outbox_size.get(economy_id, 0) + len(blob)
+        self._kick.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._apply_inbox)
+            await self._flusher(task_status)
+
+    async def _apply_inbox(self) -> None:
+        async for economy_id, certs, verified in self._inbox:
+            await self.applier.apply(economy_id, certs, verified=verified)
+
+    async def _flusher(self, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        try:
+            while True:
+                await self._kick.wait()
+                # Wait for more to join the batch, unless it is already full.
+                if max(self._outbox_size.values(), default=0) < self._max_bytes:
+                    await trio.sleep(self._flush_s)
+                self._kick = trio.Event()
+                await self.flush()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                await self.flush()  # what we hold goes out before we stop
+
+    async def flush(self) -> None:
+        outbox, self._outbox, self._outbox_size = self._outbox, {}, {}
+        for economy_id, blobs in outbox.items():
+            topic = wire.certs_topic(economy_id)
+            batch: list[bytes] = []
+            size = 0
+            for blob in blobs:
+                if batch and size + len(blob) > self._max_bytes:
+                    await self._send(topic, batch)
+                    batch, size = [], 0
+                batch.append(blob)
+                size += len(blob)
+            if batch:
+                await self._send(topic, batch)
+
+    async def _send(self, topic: str, blobs: list[bytes]) -> None:
+        try:
+            await self.p2p.publish(topic, wire.encode_certs(blobs))  # type: ignore[attr-defined]
+        except Exception as exc:  # no peers yet, shutting down: sync repairs
+            log.info("publishing %d certificates failed: %s", len(blobs), exc)
+            return
+        self.sent += 1
+
+    # -- in ------------------------------------------------------------------------
+
+    def _drop(self, reason: str) -> bool:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        return False
+
+    async def _validate(self, topic: str, forwarder: str, data: bytes) -> bool:
+        economy_id = self._topics.get(topic)
+        economy = self.applier.economies.get(economy_id) if economy_id else None
+        if economy is None:
+            return self._drop("unknown_economy")
+        try:
+            certs = wire.decode_certs(data)
+        except Refused as exc:
+            return self._drop(exc.reason.value)
+        for cert in certs:
+            if cert.entry.economy != economy.id:
+                return self._drop("wrong_economy")
+        ok, bad = await verify_many(economy, certs)
+        if bad:
+            cert, exc = bad[0]
+            log.warning(
+                "dropping gossip from %s: certificate %s: %s", forwarder, cert.entry_id.hex(), exc
+            )
+            return self._drop(exc.reason.value)
+        key = blake2b(data, digest_size=16).digest()
+        self._verified[key] = ok
+        if len(self._verified) > _CACHE:
+            self._verified.popitem(last=False)
+        return True
+
+    async def _receive(self, topic: str, origin: str, data: bytes) -> None:
+        economy_id = self._topics.get(topic)
+        if economy_id is None:
+            return
+        certs = self._verified.pop(blake2b(data, digest_size=16).digest(), None)
+        verified = certs is not None
+        if certs is None:  # evicted from the cache: verify again
+            try:
+                certs = wire.decode_certs(data)
+            except Refused:
+                return
+        self.received += 1
+        try:
+            self._inbox_send.send_nowait((economy_id, certs, verified))
+        except trio.WouldBlock:  # the writer is behind: sync will fetch these
+            self._drop("backlog")

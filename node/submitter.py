@@ -1,0 +1,355 @@
+"""The submitter: turns a signed entry into a certificate.
+
+How it works (DESIGN §4, §7):
+
+* :meth:`Submitter.submit` checks what it can locally (known economy, the
+  author's signature), records the entry as pending in the store (so a
+  restart resumes it) and returns its id at once.
+* One *lane* per (economy, validator) asks that validator about the entries
+  it has not answered — at most one per author, the lowest seq, since an
+  author's next entry can only be voted once the previous one is certified —
+  as ONE batched ``/mycelia/vote/1`` request, and loops. Lanes are
+  independent: a slow validator delays nobody, and an entry settles as soon
+  as any answer completes its quorum.
+* A vote is verified and counted. A refusal that names needs (``missing``
+  predecessors, an unseen admission) is answered on the next round by
+  attaching those certificates from our store; a refusal without needs is
+  final for that validator. An unreachable validator is retried with
+  backoff, forever: the entry stays pending and says so.
+* When the votes reach quorum the certificate is assembled, applied through
+  the one writer, published by gossip, and the entry is certified. When the
+  final refusals make quorum impossible, the entry is refused with the
+  reason carried by the most refusing weight.
+
+Status changes go to subscribers inside the node (the RPC's subscriptions
+build on this). A certificate for a pending entry that arrives by gossip or
+sync (someone else submitted the same entry) also completes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from mycelia.node import wire
+from mycelia.node.applier import Applier
+from mycelia.node.store import Store
+from mycelia.protocol import (
+    Certificate,
+    Economy,
+    Reason,
+    Refused,
+    SignedEntry,
+    Vote,
+    assemble,
+)
+from mycelia.protocol.reasons import Need, NeedAdmission, NeedCertificate, NeedChain
+
+__all__ = ["CERTIFIED", "PENDING", "REFUSED", "Status", "Submitter"]
+
+log = logging.getLogger("mycelia.submitter")
+PENDING, CERTIFIED, REFUSED = "pending", "certified", "refused"
+#: Rounds a curable refusal may be retried with attachments before it is final.
+MAX_CURE_ATTEMPTS = 3
+
+SendVotes = Callable[[bytes, bytes], Awaitable[bytes]]
+Publish = Callable[[bytes, Certificate], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    entry_id: bytes
+    state: str
+    reason: Reason | None = None
+    detail: str = ""
+    certificate: Certificate | None = None
+    #: pending only: validators found unreachable for this entry, so a
+    #: caller can tell "waiting for votes" from "waiting for validators".
+    waiting_on: int = 0
+    #: certified only, and only when certified by this node's submitter:
+    #: seconds from submit to certificate.
+    latency_s: float | None = None
+
+
+@dataclass
+class _Job:
+    signed: SignedEntry
+    economy: Economy
+    submitted: float
+    votes: dict[int, Vote] = field(default_factory=dict)
+    final: dict[int, wire.VoteResult] = field(default_factory=dict)
+    cures: dict[int, tuple[Need, ...]] = field(default_factory=dict)
+    attempts: Counter[int] = field(default_factory=Counter)
+    asking: set[int] = field(default_factory=set)
+    unreachable: set[int] = field(default_factory=set)
+    certifying: bool = False
+
+    @property
+    def id(self) -> bytes:
+        return self.signed.id
+
+
+class Submitter:
+    def __init__(
+        self,
+        store: Store,
+        applier: Applier,
+        send_votes: SendVotes,
+        publish: Publish,
+        *,
+        max_batch: int = 512,
+        max_backoff_s: float = 10.0,
+    ) -> None:
+        self.store = store
+        self.applier = applier
+        self._send_votes = send_votes
+        self._publish = publish
+        self._max_batch = max_batch
+        self._max_backoff = max_backoff_s
+        self._jobs: dict[bytes, _Job] = {}
+        self._done: dict[bytes, Status] = {}
+        self._events: dict[bytes, trio.Event] = {}
+        self._subscribers: list[Callable[[Status], None]] = []
+        self._wake = trio.Event()
+        self._lanes: dict[tuple[bytes, int], trio.Event] = {}
+        self._forget: list[bytes] = []
+        applier.on_applied(self._on_applied)
+
+    # -- the node-internal API --------------------------------------------------
+
+    async def submit(self, signed: SignedEntry) -> bytes:
+        """Accept ``signed`` for certification and return its id. Raises
+        :class:`Refused` for what can be refused locally (unknown economy,
+        bad signature); everything else is the validators' to decide."""
+        economy = self.applier.economies.get(signed.entry.economy)
+        if economy is None:
+            raise Refused(Reason.WRONG_ECONOMY, "this node does not follow that economy")
+        entry_id = await trio.to_thread.run_sync(signed.verify)
+        if entry_id in self._jobs or self.status(entry_id).state == CERTIFIED:
+            return entry_id
+        record = [signed.to_wire(), int(time.time() * 1000)]
+        await trio.to_thread.run_sync(self.store.put_pending_sync, entry_id, record)
+        self._add_job(signed, economy, time.monotonic())
+        return entry_id
+
+    def status(self, entry_id: bytes) -> Status:
+        job = self._jobs.get(entry_id)
+        if job is not None:
+            return Status(entry_id, PENDING, waiting_on=len(job.unreachable))
+        done = self._done.get(entry_id)
+        if done is not None:
+            return done
+        cert = self.store.certificate(entry_id)
+        if cert is not None:
+            return Status(entry_id, CERTIFIED, certificate=cert)
+        return Status(entry_id, REFUSED, Reason.MISSING, "unknown entry")
+
+    async def wait(self, entry_id: bytes) -> Status:
+        """Until the entry is certified or refused."""
+        while entry_id in self._jobs:
+            event = self._events.setdefault(entry_id, trio.Event())
+            await event.wait()
+        return self.status(entry_id)
+
+    def subscribe(self, fn: Callable[[Status], None]) -> None:
+        self._subscribers.append(fn)
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._jobs)
+
+    # -- the lanes -------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Resume stored pending entries, then run one lane per (economy,
+        validator) as economies get work. Lanes are independent, so a slow or
+        unreachable validator delays nobody."""
+        for entry_id, record in self.store.pending().items():
+            try:
+                signed = SignedEntry.from_wire(record[0])
+                economy = self.applier.economies[signed.entry.economy]
+            except (Refused, KeyError, IndexError) as exc:
+                log.warning("dropping unreadable pending entry %s: %s", entry_id.hex(), exc)
+                self._forget.append(entry_id)
+                continue
+            self._add_job(signed, economy, time.monotonic())
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            while True:
+                for job in list(self._jobs.values()):
+                    for index in range(len(job.economy.validators)):
+                        lane = (job.economy.id, index)
+                        if lane not in self._lanes:
+                            self._lanes[lane] = trio.Event()
+                            nursery.start_soon(self._lane, job.economy, index)
+                if self._forget:
+                    ids, self._forget = self._forget, []
+                    await trio.to_thread.run_sync(self.store.delete_pending_sync, *ids)
+                self._wake = trio.Event()
+                await self._wake.wait()
+
+    def _add_job(self, signed: SignedEntry, economy: Economy, now: float) -> None:
+        self._jobs[signed.id] = _Job(signed, economy, now)
+        self._poke()
+
+    def _poke(self) -> None:
+        self._wake.set()
+        for event in self._lanes.values():
+            event.set()
+
+    def _eligible(self, economy: Economy, index: int) -> list[_Job]:
+        """Jobs lane ``index`` should ask about now: per author only the
+        lowest pending seq, not yet answered by this validator, not in flight."""
+        lowest: dict[bytes, _Job] = {}
+        for job in self._jobs.values():
+            e = job.signed.entry
+            if e.economy != economy.id:
+                continue
+            held = lowest.get(e.author)
+            if held is None or e.seq < held.signed.entry.seq:
+                lowest[e.author] = job
+        out = [
+            j
+            for j in lowest.values()
+            if index not in j.votes and index not in j.final and index not in j.asking
+        ]
+        return out[: self._max_batch]
+
+    async def _lane(self, economy: Economy, index: int) -> None:
+        key = economy.validators[index]
+        lane = (economy.id, index)
+        backoff = 0.0
+        while True:
+            jobs = self._eligible(economy, index)
+            if not jobs:
+                self._lanes[lane] = trio.Event()
+                await self._lanes[lane].wait()
+                continue
+            for j in jobs:
+                j.asking.add(index)
+            try:
+                answered = await self._ask(economy, index, key, jobs)
+            finally:
+                for j in jobs:
+                    j.asking.discard(index)
+            for job in jobs:
+                if job.id in self._jobs:
+                    await self._settle(job)
+            if answered:
+                backoff = 0.0
+            else:  # unreachable: the entries stay pending; try again later
+                backoff = min(self._max_backoff, max(0.05, backoff * 2))
+                for job in jobs:
+                    job.unreachable.add(index)
+                await trio.sleep(backoff)
+
+    async def _ask(self, economy: Economy, index: int, key: bytes, jobs: list[_Job]) -> bool:
+        items = [wire.VoteItem(j.signed, self._attachments(j, index)) for j in jobs]
+        request = wire.encode_vote_request(economy.id, items)
+        try:
+            response = await self._send_votes(key, request)
+            results = wire.decode_vote_response(response, len(jobs))
+        except Refused as exc:
+            log.warning("validator %d answered badly: %s", index, exc)
+            return False
+        except Exception as exc:  # unreachable, timeout, reset: retry later
+            log.info("validator %d unreachable: %s", index, exc)
+            return False
+        for job, result in zip(jobs, results, strict=True):
+            job.unreachable.discard(index)
+            if result.vote is not None:
+                vote = result.vote
+                if vote.entry_id != job.id or vote.validator != key:
+                    continue
+                try:
+                    vote.verify(economy)
+                except Refused:
+                    continue
+                job.votes[index] = vote
+                job.cures.pop(index, None)
+            elif result.needs and job.attempts[index] < MAX_CURE_ATTEMPTS:
+                job.attempts[index] += 1
+                job.cures[index] = result.needs
+            else:
+                job.final[index] = result
+        return True
+
+    def _attachments(self, job: _Job, index: int) -> tuple[Certificate, ...]:
+        needs = job.cures.get(index, ())
+        out: list[Certificate] = []
+        econ = job.economy.id
+        for need in needs:
+            if isinstance(need, NeedChain):
+                count = job.signed.entry.seq - 1 - need.after_seq
+                if count > 0:
+                    blobs = self.store.chain_range(
+                        econ, need.author, need.after_seq + 1, min(count, wire.MAX_ATTACHED)
+                    )
+                    out.extend(Certificate.decode(b) for b in blobs)
+            elif isinstance(need, NeedAdmission):
+                admitted = self.store.account(econ, need.account).admitted
+                cert = self.store.certificate(admitted) if admitted else None
+                if cert is not None:
+                    out.append(cert)
+            elif isinstance(need, NeedCertificate):
+                cert = self.store.certificate(need.id)
+                if cert is not None:
+                    out.append(cert)
+        return tuple(out[: wire.MAX_ATTACHED])
+
+    async def _settle(self, job: _Job) -> None:
+        economy = job.economy
+        weight = sum(economy.weights[i] for i in job.votes)
+        if weight >= economy.quorum:
+            if job.certifying:
+                return
+            job.certifying = True
+            cert = assemble(economy, job.signed, job.votes.values())
+            result = await self.applier.apply(economy.id, [cert], verified=True)
+            if result.refused:
+                _cert, exc = result.refused[0]
+                self._finish(job, Status(job.id, REFUSED, exc.reason, exc.detail))
+                return
+            self._publish(economy.id, cert)
+            self._finish(job, Status(job.id, CERTIFIED, certificate=cert))
+            return
+        refused_weight = sum(economy.weights[i] for i in job.final)
+        if refused_weight > sum(economy.weights) - economy.quorum:
+            by_reason: Counter[Reason] = Counter()
+            details: dict[Reason, str] = {}
+            for i, r in job.final.items():
+                assert r.reason is not None
+                by_reason[r.reason] += economy.weights[i]
+                details.setdefault(r.reason, r.detail)
+            reason = by_reason.most_common(1)[0][0]
+            self._finish(job, Status(job.id, REFUSED, reason, details[reason]))
+
+    def _finish(self, job: _Job, status: Status) -> None:
+        if self._jobs.pop(job.id, None) is None:
+            return
+        self._done[job.id] = status
+        if len(self._done) > 100_000:  # bounded memory: the store keeps certificates
+            self._done.pop(next(iter(self._done)))
+        self._forget.append(job.id)
+        if status.state == CERTIFIED:
+            status = dataclasses.replace(status, latency_s=time.monotonic() - job.submitted)
+            self._done[job.id] = status
+        event = self._events.pop(job.id, None)
+        if event is not None:
+            event.set()
+        for fn in self._subscribers:
+            fn(status)
+        self._poke()  # the author's next entry may be eligible now
+
+    def _on_applied(self, economy_id: bytes, ids: tuple[bytes, ...]) -> None:
+        for entry_id in ids:
+            job = self._jobs.get(entry_id)
+            if job is not None:
+                cert = self.store.certificate(entry_id)
+                self._finish(job, Status(entry_id, CERTIFIED, certificate=cert))

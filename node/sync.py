@@ -1,0 +1,155 @@
+"""Sync: catch up from peers, and serve them.
+
+Gossip is best-effort (a node may be offline, a message may be dropped), so
+every node also compares notes: on each new connection and every
+``interval_s``, for every followed economy, it asks the peer for its heads
+(``author -> seq``) and fetches every chain range it lacks, in batches of
+``batch`` certificates, over ``/mycelia/sync/1``. Fetched certificates go
+through the same path as gossip: verified in worker threads, applied by the
+one writer. An economy we follow but have no genesis for is fetched first
+(and its signatures checked like any genesis).
+
+Serving: the same protocol answers heads from the account table, ranges
+and ids straight from stored certificate bytes, and the genesis. Every
+request is bounded (``wire``); a bad request gets an ``error`` answer and
+the node keeps serving.
+
+Lag (``mycelia_sync_lag_certificates``): how many certificates the last
+round of heads showed peers having that we did not.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from mycelia.node import wire
+from mycelia.node.applier import Applier
+from mycelia.node.store import Store
+from mycelia.protocol import Reason, Refused
+
+__all__ = ["Sync"]
+
+log = logging.getLogger("mycelia.sync")
+
+
+class Sync:
+    def __init__(
+        self,
+        p2p: object,
+        store: Store,
+        applier: Applier,
+        *,
+        follow: set[bytes],
+        interval_s: float = 30.0,
+        batch: int = 512,
+        on_economy: object = None,
+    ) -> None:
+        self.p2p = p2p
+        self.store = store
+        self.applier = applier
+        self.follow = follow
+        self.interval_s = interval_s
+        self.batch = min(batch, wire.MAX_BATCH)
+        #: async callback(economy) when sync learns a followed economy's genesis
+        self.on_economy = on_economy
+        self.lag = 0
+        self._kick = trio.Event()
+        self._peers_to_sync: set[str] = set()
+        self._lock = trio.Lock()
+
+    # -- serving -------------------------------------------------------------------
+
+    async def handle(self, peer_id: str, data: bytes) -> bytes:
+        try:
+            op, args = wire.decode_sync_request(data)
+        except Refused as exc:
+            return wire.encode_error(exc.reason, exc.detail)
+        return await trio.to_thread.run_sync(self._serve, op, args)
+
+    def _serve(self, op: str, args: list) -> bytes:  # type: ignore[type-arg]
+        if op == "heads":
+            return wire.encode_heads(self.store.heads(args[0]))
+        if op == "range":
+            economy, author, first, limit = args
+            return wire.encode_cert_response(self.store.chain_range(economy, author, first, limit))
+        if op == "by-id":
+            blobs = [self.store.certificate_bytes(i) for i in args[0]]
+            return wire.encode_cert_response([b for b in blobs if b is not None])
+        if op == "genesis":
+            return wire.encode_genesis(self.store.economy(args[0]))
+        return wire.encode_error(Reason.MALFORMED, f"unknown op {op}")  # pragma: no cover
+
+    # -- fetching -------------------------------------------------------------------
+
+    def peer_connected(self, peer_id: str) -> None:
+        self._peers_to_sync.add(peer_id)
+        self._kick.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            with trio.move_on_after(self.interval_s):
+                await self._kick.wait()
+            self._kick = trio.Event()
+            peers, self._peers_to_sync = self._peers_to_sync, set()
+            if not peers:  # the periodic round: everyone
+                peers = set(self.p2p.peers())  # type: ignore[attr-defined]
+            async with trio.open_nursery() as nursery:
+                for peer in peers:
+                    nursery.start_soon(self.sync_with, peer)
+
+    async def sync_with(self, peer: str) -> int:
+        """One round with ``peer`` over every followed economy; returns the
+        number of certificates applied. Errors are logged, never raised."""
+        applied = 0
+        lag = 0
+        for economy_id in list(self.follow):
+            try:
+                got, behind = await self._economy(peer, economy_id)
+            except Exception as exc:  # unreachable, timeout, refused: next round
+                log.info("sync with %s failed: %s", peer, exc)
+                continue
+            applied += got
+            lag += behind
+        self.lag = lag
+        return applied
+
+    async def _request(self, peer: str, op: str, *args: object) -> bytes:
+        return await self.p2p.request(  # type: ignore[attr-defined, no-any-return]
+            peer, wire.SYNC_PROTOCOL, wire.encode_sync_request(op, *args)
+        )
+
+    async def _economy(self, peer: str, economy_id: bytes) -> tuple[int, int]:
+        if economy_id not in self.applier.economies:
+            signed = wire.decode_genesis(await self._request(peer, "genesis", economy_id))
+            if signed is None or signed.genesis.id != economy_id:
+                return 0, 0
+            economy = await self.applier.add_economy(signed)
+            if self.on_economy is not None:
+                await self.on_economy(economy)  # type: ignore[operator]
+        theirs = wire.decode_heads(await self._request(peer, "heads", economy_id))
+        ours = self.store.heads(economy_id)
+        behind = {a: n - ours.get(a, 0) for a, n in theirs.items() if n > ours.get(a, 0)}
+        total_behind = sum(behind.values())
+        applied = 0
+        for author in behind:
+            first = ours.get(author, 0) + 1
+            while first <= theirs[author]:
+                limit = min(self.batch, theirs[author] - first + 1)
+                certs = wire.decode_cert_response(
+                    await self._request(peer, "range", economy_id, author, first, limit)
+                )
+                if not certs:
+                    break
+                if any(c.entry.author != author or c.entry.economy != economy_id for c in certs):
+                    raise Refused(Reason.MALFORMED, "peer sent certificates of another chain")
+                result = await self.applier.apply(economy_id, certs)
+                if result.refused:
+                    _cert, exc = result.refused[0]
+                    log.warning("peer %s sent a bad certificate: %s", peer, exc)
+                    break
+                applied += len(result.applied)
+                first += len(certs)
+        return applied, max(0, total_behind - applied)

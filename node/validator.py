@@ -1,0 +1,168 @@
+"""The validator service: answers ``/mycelia/vote/1`` for the economies that
+name this node's key as a validator.
+
+How a request is answered (DESIGN §4, §7):
+
+1. Certificates attached to an entry (what its submitter sent after a
+   ``missing``) are verified and applied first, through the one writer.
+2. Every entry is checked with the protocol's ``check`` against the stored
+   state, in a worker thread (each check verifies a signature).
+3. For each entry that passes, the vote is signed and a
+   :class:`~mycelia.node.store.VoteGrant` (its resources → its id) is queued.
+   A group-commit task writes every queued grant — from all concurrent
+   requests — in one transaction and fsync, and only then are the votes
+   released to their requests. So a lock is durable before its vote leaves
+   the node, many votes share one fsync, and a grant refused because a
+   resource is locked to another entry (also across restarts: the locks are
+   in LMDB) becomes a ``resource_locked`` answer.
+
+Re-asking for an entry already voted for gets the same vote again (the lock
+rule allows it; Ed25519 signatures are deterministic), so a submitter can
+recover votes lost in transit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import trio
+
+from mycelia.node import wire
+from mycelia.node.applier import Applier
+from mycelia.node.store import Store, VoteGrant
+from mycelia.protocol import Economy, Reason, Refused, SigningKey, Vote, check
+from mycelia.protocol.locks import resources
+from mycelia.protocol.state import EMPTY, Account
+
+__all__ = ["StoreView", "ValidatorService"]
+
+log = logging.getLogger("mycelia.validator")
+
+
+class StoreView:
+    """A protocol ``StateView`` over the store's latest committed state."""
+
+    __slots__ = ("_economy", "_store")
+
+    def __init__(self, store: Store, economy: bytes) -> None:
+        self._store = store
+        self._economy = economy
+
+    def account(self, key: bytes) -> Account:
+        acct = self._store.account(self._economy, key)
+        return acct if acct is not None else EMPTY
+
+
+@dataclass
+class _Pending:
+    grants: list[VoteGrant]
+    done: trio.Event = field(default_factory=trio.Event)
+    granted: list[bool] | None = None
+    error: BaseException | None = None
+
+
+class ValidatorService:
+    def __init__(self, key: SigningKey, store: Store, applier: Applier) -> None:
+        self.key = key
+        self.store = store
+        self.applier = applier
+        self._send, self._recv = trio.open_memory_channel[_Pending](1024)
+        self.votes_cast = 0
+
+    def validates(self, economy: Economy) -> bool:
+        return self.key.public in economy.index
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The group-commit loop."""
+        task_status.started()
+        async for first in self._recv:
+            group = [first]
+            while True:
+                try:
+                    group.append(self._recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            grants = [g for p in group for g in p.grants]
+            try:
+                with trio.CancelScope(shield=True):
+                    granted = await trio.to_thread.run_sync(self.store.grant_votes_sync, grants)
+            except Exception as exc:
+                log.error("persisting %d vote locks failed: %s", len(grants), exc)
+                for p in group:
+                    p.error = exc
+                    p.done.set()
+                continue
+            i = 0
+            for p in group:
+                p.granted = granted[i : i + len(p.grants)]
+                i += len(p.grants)
+                p.done.set()
+
+    async def handle(self, peer_id: str, data: bytes) -> bytes:
+        """The ``/mycelia/vote/1`` handler: request bytes in, response bytes out."""
+        try:
+            economy_id, items = wire.decode_vote_request(data)
+        except Refused as exc:
+            return wire.encode_error(exc.reason, exc.detail)
+        return wire.encode_vote_response(await self.vote(economy_id, items))
+
+    async def vote(self, economy_id: bytes, items: list[wire.VoteItem]) -> list[wire.VoteResult]:
+        economy = self.applier.economies.get(economy_id)
+        if economy is None or not self.validates(economy):
+            why = "this node does not validate that economy"
+            return [wire.VoteResult(reason=Reason.NOT_VALIDATOR, detail=why) for _ in items]
+        attached = [c for item in items for c in item.attached]
+        if attached:
+            # Predecessors the submitter attached: verified and applied
+            # like any certificate, before the entries that need them.
+            await self.applier.apply(economy_id, attached)
+        view = StoreView(self.store, economy_id)
+        now_ms = int(time.time() * 1000)
+
+        def check_all() -> list[tuple[wire.VoteResult | None, VoteGrant | None]]:
+            out: list[tuple[wire.VoteResult | None, VoteGrant | None]] = []
+            for item in items:
+                verdict = check(economy, view, item.signed, now_ms=now_ms)
+                if not verdict.ok:
+                    assert verdict.reason is not None
+                    result = wire.VoteResult(
+                        reason=verdict.reason, detail=verdict.detail, needs=verdict.needs
+                    )
+                    out.append((result, None))
+                    continue
+                entry_id = item.signed.id
+                vote = Vote.make(self.key, economy.id, economy.epoch, entry_id)
+                grant = VoteGrant(entry_id, resources(item.signed.entry), vote.encode())
+                out.append((wire.VoteResult(vote=vote), grant))
+            return out
+
+        checked = await trio.to_thread.run_sync(check_all)
+        grants = [g for _, g in checked if g is not None]
+        granted: list[bool] = []
+        if grants:
+            pending = _Pending(grants)
+            await self._send.send(pending)
+            await pending.done.wait()
+            if pending.error is not None:
+                raise pending.error
+            assert pending.granted is not None
+            granted = pending.granted
+        results = []
+        it = iter(granted)
+        for result, grant in checked:
+            if grant is None:
+                assert result is not None
+                results.append(result)
+            elif next(it):
+                self.votes_cast += 1
+                results.append(result)  # the vote, now that its lock is durable
+            else:
+                results.append(
+                    wire.VoteResult(
+                        reason=Reason.RESOURCE_LOCKED,
+                        detail="this validator voted for another entry in that slot",
+                    )
+                )
+        return results

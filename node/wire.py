@@ -1,0 +1,273 @@
+"""Messages between nodes: gossip batches and the vote and sync protocols.
+
+Why this exists: every byte a peer sends is untrusted, so each message type
+has one encoder and one strict decoder here, built on the protocol's
+canonical codec (bounded size and depth, re-encode-and-compare) and schema
+helpers. A decoder refuses with :class:`~mycelia.protocol.Refused` (reason
+``non_canonical``, ``too_large`` or ``malformed``); the services answer or
+drop accordingly and keep serving.
+
+Everything is batched (DESIGN §7, notes/py-libp2p.md: py-libp2p spends
+milliseconds per message whatever its size):
+
+* gossip, topic ``/mycelia/certs/1/<economy hex>``::
+
+      ["certs", 1, [cert_bytes, ...]]
+
+  Certificates travel as their own canonical bytes (msgpack bin) inside
+  batches, so a node serves them straight from its store and the receiver
+  decodes each one strictly (``Certificate.decode``).
+
+* ``/mycelia/vote/1`` — entries in, votes or reasons out::
+
+      request  = ["vote-req", 1, economy, [[signed_entry, [cert_bytes, ...]], ...]]
+      response = ["vote-resp", 1, [result, ...]]         # one per item, same order
+      result   = ["vote", vote] | ["refused", reason, detail, [need, ...]]
+      need     = ["chain", author, after_seq, through] | ["admission", account]
+               | ["cert", id]
+
+  The certificates beside an entry are what its submitter attached after a
+  ``missing`` answer (predecessors, an admission).
+
+* ``/mycelia/sync/1``::
+
+      ["heads", economy]                        -> ["heads", [[author, seq], ...]]
+      ["range", economy, author, first, limit]  -> ["certs", [cert_bytes, ...]]
+      ["by-id", [id, ...]]                      -> ["certs", [cert_bytes, ...]]
+      ["genesis", economy]                      -> ["genesis", signed_genesis | b""]
+      anything refused                          -> ["error", reason, detail]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mycelia.protocol import Certificate, Reason, Refused, SignedEntry, SignedGenesis, Vote, codec
+from mycelia.protocol import schema as s
+from mycelia.protocol.certificates import MAX_CERT_BYTES
+from mycelia.protocol.domains import ID_SIZE
+from mycelia.protocol.reasons import Need, NeedAdmission, NeedCertificate, NeedChain
+
+__all__ = [
+    "MAX_BATCH",
+    "SYNC_PROTOCOL",
+    "VOTE_PROTOCOL",
+    "VoteItem",
+    "VoteResult",
+    "certs_topic",
+]
+
+VOTE_PROTOCOL = "/mycelia/vote/1"
+SYNC_PROTOCOL = "/mycelia/sync/1"
+#: Most entries in one vote request, certificates in one gossip message or
+#: sync response, ids in one by-id request.
+MAX_BATCH = 2048
+MAX_ATTACHED = 256
+MAX_HEADS = 100_000
+#: Bound on any one message; the p2p layer bounds frames too.
+MAX_MESSAGE_BYTES = 4 << 20
+
+
+def certs_topic(economy: bytes) -> str:
+    return f"/mycelia/certs/1/{economy.hex()}"
+
+
+def _decode(data: bytes) -> Any:
+    return codec.decode(data, max_size=MAX_MESSAGE_BYTES)
+
+
+def _id(value: Any, name: str) -> bytes:
+    return s.bytes_(value, name, ID_SIZE)
+
+
+# -- gossip ---------------------------------------------------------------------
+
+
+def encode_certs(blobs: list[bytes]) -> bytes:
+    """A gossip batch of certificates given as their canonical bytes."""
+    return codec.encode_trusted(["certs", 1, blobs])
+
+
+def decode_certs(data: bytes) -> list[Certificate]:
+    f = s.array(_decode(data), "certs", 1, 3, "certificate batch")
+    return _certs(f[2])
+
+
+def _certs(value: Any, max_len: int = MAX_BATCH) -> list[Certificate]:
+    raw = s.list_(value, "certificates", max_len=max_len)
+    return [Certificate.decode(s.bytes_(c, "certificate", max_size=MAX_CERT_BYTES)) for c in raw]
+
+
+# -- needs ----------------------------------------------------------------------
+
+
+def need_to_wire(need: Need) -> list[Any]:
+    if isinstance(need, NeedChain):
+        return ["chain", need.author, need.after_seq, need.through]
+    if isinstance(need, NeedAdmission):
+        return ["admission", need.account]
+    return ["cert", need.id]
+
+
+def need_from_wire(value: Any) -> Need:
+    f = s.list_(value, "need", min_len=2, max_len=4)
+    if f[0] == "chain" and len(f) == 4:
+        return NeedChain(
+            s.bytes_(f[1], "author", 32), s.int_(f[2], "after_seq", 0), _id(f[3], "id")
+        )
+    if f[0] == "admission" and len(f) == 2:
+        return NeedAdmission(s.bytes_(f[1], "account", 32))
+    if f[0] == "cert" and len(f) == 2:
+        return NeedCertificate(_id(f[1], "id"))
+    raise Refused(Reason.MALFORMED, f"unknown need {f[0]!r}")
+
+
+# -- vote protocol ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VoteItem:
+    signed: SignedEntry
+    attached: tuple[Certificate, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class VoteResult:
+    """A vote, or a refusal with the protocol reason and what would cure it."""
+
+    vote: Vote | None = None
+    reason: Reason | None = None
+    detail: str = ""
+    needs: tuple[Need, ...] = ()
+
+
+def encode_vote_request(economy: bytes, items: list[VoteItem]) -> bytes:
+    return codec.encode_trusted(
+        [
+            "vote-req",
+            1,
+            economy,
+            [[i.signed.to_wire(), [c.encode() for c in i.attached]] for i in items],
+        ]
+    )
+
+
+def decode_vote_request(data: bytes) -> tuple[bytes, list[VoteItem]]:
+    f = s.array(_decode(data), "vote-req", 1, 4, "vote request")
+    economy = _id(f[2], "economy")
+    items = []
+    for raw in s.list_(f[3], "entries", min_len=1, max_len=MAX_BATCH):
+        pair = s.list_(raw, "item", min_len=2, max_len=2)
+        attached = tuple(_certs(pair[1], MAX_ATTACHED))
+        items.append(VoteItem(SignedEntry.from_wire(pair[0]), attached))
+    return economy, items
+
+
+def encode_vote_response(results: list[VoteResult]) -> bytes:
+    out = []
+    for r in results:
+        if r.vote is not None:
+            out.append(["vote", r.vote.to_wire()])
+        else:
+            assert r.reason is not None
+            needs = [need_to_wire(n) for n in r.needs]
+            out.append(["refused", r.reason.value, r.detail[:500], needs])
+    return codec.encode_trusted(["vote-resp", 1, out])
+
+
+def decode_vote_response(data: bytes, expected: int) -> list[VoteResult]:
+    f = s.array(_decode(data), "vote-resp", 1, 3, "vote response")
+    raw = s.list_(f[2], "results", min_len=expected, max_len=expected)
+    out = []
+    for r in raw:
+        item = s.list_(r, "result", min_len=2, max_len=4)
+        if item[0] == "vote" and len(item) == 2:
+            out.append(VoteResult(vote=Vote.from_wire(item[1])))
+        elif item[0] == "refused" and len(item) == 4:
+            try:
+                reason = Reason(s.str_(item[1], "reason", max_bytes=64))
+            except ValueError:
+                raise Refused(Reason.MALFORMED, f"unknown reason {item[1]!r}") from None
+            detail = s.str_(item[2], "detail", max_bytes=2048)
+            needs = tuple(need_from_wire(n) for n in s.list_(item[3], "needs", max_len=16))
+            out.append(VoteResult(reason=reason, detail=detail, needs=needs))
+        else:
+            raise Refused(Reason.MALFORMED, "vote result is neither a vote nor a refusal")
+    return out
+
+
+# -- sync protocol ------------------------------------------------------------------
+
+
+def encode_sync_request(op: str, *args: Any) -> bytes:
+    return codec.encode([op, *args])
+
+
+def decode_sync_request(data: bytes) -> tuple[str, list[Any]]:
+    f = s.list_(_decode(data), "sync request", min_len=1, max_len=5)
+    op = s.str_(f[0], "op", max_bytes=16)
+    args = f[1:]
+    if op == "heads" and len(args) == 1:
+        return op, [_id(args[0], "economy")]
+    if op == "range" and len(args) == 4:
+        return op, [
+            _id(args[0], "economy"),
+            s.bytes_(args[1], "author", 32),
+            s.int_(args[2], "first", 1),
+            s.int_(args[3], "limit", 1, MAX_BATCH),
+        ]
+    if op == "by-id" and len(args) == 1:
+        return op, [[_id(i, "id") for i in s.list_(args[0], "ids", max_len=MAX_BATCH)]]
+    if op == "genesis" and len(args) == 1:
+        return op, [_id(args[0], "economy")]
+    raise Refused(Reason.MALFORMED, f"unknown sync request {op!r} with {len(args)} arguments")
+
+
+def encode_cert_response(blobs: list[bytes]) -> bytes:
+    return codec.encode_trusted(["certs", blobs])
+
+
+def encode_heads(heads: dict[bytes, int]) -> bytes:
+    return codec.encode_trusted(["heads", [[a, n] for a, n in heads.items()]])
+
+
+def decode_heads(data: bytes) -> dict[bytes, int]:
+    f = s.list_(_decode(data), "heads response", min_len=2, max_len=3)
+    _expect_ok(f, "heads")
+    out = {}
+    for pair in s.list_(f[1], "heads", max_len=MAX_HEADS):
+        p = s.list_(pair, "head", min_len=2, max_len=2)
+        out[s.bytes_(p[0], "author", 32)] = s.int_(p[1], "seq", 1)
+    return out
+
+
+def decode_cert_response(data: bytes) -> list[Certificate]:
+    f = s.list_(_decode(data), "certs response", min_len=2, max_len=3)
+    _expect_ok(f, "certs")
+    return _certs(f[1])
+
+
+def encode_genesis(signed: SignedGenesis | None) -> bytes:
+    return codec.encode_trusted(["genesis", signed.to_wire() if signed else b""])
+
+
+def decode_genesis(data: bytes) -> SignedGenesis | None:
+    f = s.list_(_decode(data), "genesis response", min_len=2, max_len=3)
+    _expect_ok(f, "genesis")
+    if f[1] == b"":
+        return None
+    value = f[1]
+    return SignedGenesis.decode(codec.encode_trusted(value))
+
+
+def encode_error(reason: Reason, detail: str) -> bytes:
+    return codec.encode_trusted(["error", reason.value, detail[:500]])
+
+
+def _expect_ok(f: list[Any], tag: str) -> None:
+    if f[0] == "error" and len(f) == 3:
+        known = f[1] in Reason._value2member_map_
+        raise Refused(Reason(f[1]) if known else Reason.MALFORMED, f"peer refused: {f[2]}")
+    if f[0] != tag or len(f) != 2:
+        raise Refused(Reason.MALFORMED, f"expected a {tag!r} response")
