@@ -1,0 +1,179 @@
+"""The daemon: every service of a node in one trio nursery.
+
+:class:`Node` builds the services from a key, a data directory and its
+settings, and :meth:`Node.run` starts them in dependency order, each with
+``nursery.start`` so the next starts only once the previous is ready: the
+p2p host, the one writer (applier), the validator's group commit, gossip,
+the submitter, sync and the metrics endpoint. One log line per start names
+what started and where.
+
+Routing votes: a validator's libp2p peer id derives from its key (the node
+key is the validator key), so the submitter reaches validator ``k`` at
+``peer_id_of(k)``; when ``k`` is this node's own key, the request goes to
+the local validator service directly, without the network.
+
+Shutdown: cancelling :meth:`Node.run` (``main`` does it on SIGINT/SIGTERM)
+unwinds every service; gossip flushes its outbox under a shield, LMDB has
+committed every batch already, pending submissions are in the store and
+resume at the next start. :func:`main` then exits 0, without a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from mycelia.node import p2p as p2p_mod
+from mycelia.node import wire
+from mycelia.node.applier import Applier
+from mycelia.node.gossip import Gossip
+from mycelia.node.store import Store
+from mycelia.node.submitter import Submitter
+from mycelia.node.sync import Sync
+from mycelia.node.validator import ValidatorService
+from mycelia.protocol import Economy, SignedEntry, SignedGenesis, SigningKey
+
+__all__ = ["Node", "NodeSettings"]
+
+log = logging.getLogger("mycelia.node")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    """What a node needs besides its key and data directory (the daemon's
+    view of the config file; see ``config.py`` for the operator's view)."""
+
+    listen: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/0",)
+    bootstrap: tuple[str, ...] = ()
+    mdns: bool = False
+    follow: frozenset[bytes] = field(default_factory=frozenset)
+    validator: bool = True
+    gossip_flush_ms: int = 25
+    gossip_max_batch_bytes: int = 256 * 1024
+    max_frame_bytes: int = 4 << 20
+    request_timeout_s: float = 10.0
+    sync_interval_s: float = 30.0
+    sync_batch: int = 512
+    map_size_mb: int = 64
+    max_map_size_mb: int = 1536
+    fsync: bool = True
+
+
+class Node:
+    def __init__(self, key: SigningKey, datadir: Path, settings: NodeSettings | None = None):
+        self.key = key
+        self.datadir = Path(datadir)
+        self.settings = s = settings or NodeSettings()
+        self.store = Store(
+            self.datadir / "store",
+            map_size_mb=s.map_size_mb,
+            max_map_size_mb=s.max_map_size_mb,
+            sync=s.fsync,
+        )
+        self.p2p = p2p_mod.P2P(
+            key.seed,
+            listen=s.listen,
+            bootstrap=s.bootstrap,
+            mdns=s.mdns,
+            max_frame_bytes=s.max_frame_bytes,
+            request_timeout_s=s.request_timeout_s,
+        )
+        self.applier = Applier(self.store)
+        self.validator = ValidatorService(key, self.store, self.applier)
+        self.gossip = Gossip(
+            self.p2p,
+            self.applier,
+            flush_ms=s.gossip_flush_ms,
+            max_batch_bytes=s.gossip_max_batch_bytes,
+        )
+        self.follow: set[bytes] = set(s.follow) | set(self.applier.economies)
+        self.sync = Sync(
+            self.p2p,
+            self.store,
+            self.applier,
+            follow=self.follow,
+            interval_s=s.sync_interval_s,
+            batch=s.sync_batch,
+            on_economy=self._subscribe,
+        )
+        self.submitter = Submitter(self.store, self.applier, self._send_votes, self.gossip.publish)
+        self._started = trio.Event()
+
+    # -- the node-internal API (the RPC builds on it) -------------------------------
+
+    async def add_economy(self, signed: SignedGenesis) -> Economy:
+        """Store a signed genesis (verified), follow it and serve it."""
+        economy = await self.applier.add_economy(signed)
+        self.follow.add(economy.id)
+        await self._subscribe(economy)
+        return economy
+
+    async def follow_economy(self, economy_id: bytes) -> None:
+        """Follow an economy known only by id: sync fetches its genesis."""
+        self.follow.add(economy_id)
+        if economy_id in self.applier.economies:
+            await self._subscribe(self.applier.economies[economy_id])
+        for peer in self.p2p.peers():
+            self.sync.peer_connected(peer)
+
+    async def submit(self, signed: SignedEntry) -> bytes:
+        return await self.submitter.submit(signed)
+
+    @property
+    def addresses(self) -> list[str]:
+        return self.p2p.listen_addrs
+
+    # -- running --------------------------------------------------------------------
+
+    async def _subscribe(self, economy: Economy) -> None:
+        if self._started.is_set():
+            await self.gossip.follow(economy.id)
+
+    async def _send_votes(self, validator: bytes, request: bytes) -> bytes:
+        if validator == self.key.public:
+            return await self.validator.handle(self.p2p.peer_id, request)
+        return await self.p2p.request(p2p_mod.peer_id_of(validator), wire.VOTE_PROTOCOL, request)
+
+    async def _on_connect(self, peer: str) -> None:
+        self.sync.peer_connected(peer)
+
+    async def run(self, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.p2p.run)
+                log.info("p2p listening on %s", ", ".join(self.p2p.listen_addrs))
+                if self.settings.validator:
+                    self.p2p.set_handler(wire.VOTE_PROTOCOL, self.validator.handle)
+                self.p2p.set_handler(wire.SYNC_PROTOCOL, self.sync.handle)
+                self.p2p.on_connect(self._on_connect)
+                await nursery.start(self.applier.run)
+                log.info("store open at %s (%d economies)", self.store.path, len(self.follow))
+                await nursery.start(self.validator.run)
+                await nursery.start(self.gossip.run)
+                self._started.set()
+                for economy_id in self.follow:
+                    if economy_id in self.applier.economies:
+                        await self.gossip.follow(economy_id)
+                await nursery.start(self.submitter.run)
+                await nursery.start(self.sync.run)
+                log.info("node %s ready", self.key.did)
+                task_status.started(self)
+        finally:
+            self.store.close()
+
+
+async def run_until_signal(node: Node, *, extra: list | None = None) -> None:  # type: ignore[type-arg]
+    """Run ``node`` until SIGINT or SIGTERM, then stop it cleanly."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            for fn in extra or ():
+                await nursery.start(fn)
+            async for signum in signals:
+                log.info("received %s: stopping", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break

@@ -1,0 +1,120 @@
+"""Several nodes in one trio process over loopback libp2p, for tests.
+
+:class:`Cluster` starts ``n`` validator nodes (their node keys are the
+economy's validator keys) plus any followers, connects them, creates a
+mutual-credit economy signed by all validators, and gives wallets a way to
+submit transfers as a wallet would: each author tracks its own chain head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from mycelia.node.daemon import Node, NodeSettings
+from mycelia.protocol import Entry, SignedEntry, SigningKey, Transfer
+from mycelia.protocol.state import ZERO_ID
+from tests.factory import T0, genesis, key, sign_genesis, validator_keys
+
+FAST = NodeSettings(
+    gossip_flush_ms=10,
+    request_timeout_s=5.0,
+    sync_interval_s=1.0,
+    fsync=False,  # tests: durability is tested in test_store with fsync on
+)
+
+
+@dataclass
+class Wallet:
+    """An author tracking its own chain, as a wallet does."""
+
+    key: SigningKey
+    seq: int = 0
+    head: bytes = ZERO_ID
+    clock: int = T0
+
+    def transfer(self, economy: bytes, to: bytes, amount: int) -> SignedEntry:
+        self.clock += 1
+        entry = Entry(
+            economy, self.key.public, self.seq + 1, self.head, self.clock, Transfer(to, amount, "")
+        )
+        return entry.sign(self.key)
+
+    def certified(self, signed: SignedEntry) -> None:
+        self.seq, self.head = signed.entry.seq, signed.id
+
+
+@dataclass
+class Cluster:
+    root: Path
+    nursery: trio.Nursery
+    settings: NodeSettings = FAST
+    validators: list[Node] = field(default_factory=list)
+    followers: list[Node] = field(default_factory=list)
+    economy_id: bytes = b""
+
+    @property
+    def nodes(self) -> list[Node]:
+        return self.validators + self.followers
+
+    async def start_node(
+        self,
+        k: SigningKey,
+        name: str,
+        *,
+        bootstrap: Iterable[str] = (),
+        follow: Iterable[bytes] = (),
+    ) -> Node:
+        settings = NodeSettings(
+            **{**_fields(self.settings), "bootstrap": tuple(bootstrap), "follow": frozenset(follow)}
+        )
+        node = Node(k, self.root / name, settings)
+        await self.nursery.start(node.run)
+        return node
+
+    async def connect_all(self) -> None:
+        nodes = self.nodes
+        for i, a in enumerate(nodes):
+            for b in nodes[i + 1 :]:
+                await a.p2p.connect(b.addresses[0])
+
+
+def _fields(s: NodeSettings) -> dict:  # type: ignore[type-arg]
+    return {f: getattr(s, f) for f in s.__dataclass_fields__}
+
+
+@asynccontextmanager
+async def cluster(
+    root: Path, n_validators: int = 4, n_followers: int = 1
+) -> AsyncIterator[Cluster]:
+    async with trio.open_nursery() as nursery:
+        c = Cluster(root, nursery)
+        vkeys = validator_keys(n_validators)
+        for i, k in enumerate(vkeys):
+            c.validators.append(await c.start_node(k, f"validator{i}"))
+        for i in range(n_followers):
+            c.followers.append(await c.start_node(key(i, "follower"), f"follower{i}"))
+        await c.connect_all()
+        signed = sign_genesis(genesis(validators=vkeys, default_limit=1_000), vkeys)
+        for node in c.nodes:
+            await node.add_economy(signed)
+        c.economy_id = signed.genesis.id
+        try:
+            yield c
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+async def converge(nodes: list[Node], economy_id: bytes, *, timeout: float = 30.0) -> None:
+    """Wait until every node holds the same accounts and chains."""
+    with trio.fail_after(timeout):
+        while True:
+            states = [n.store.accounts(economy_id) for n in nodes]
+            chains = [n.store.chain_ids(economy_id) for n in nodes]
+            if all(s == states[0] for s in states) and all(c == chains[0] for c in chains):
+                return
+            await trio.sleep(0.1)
