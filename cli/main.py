@@ -23,6 +23,7 @@ How it works:
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ from mycelia.node.config import (
     default_toml,
     load_config,
 )
-from mycelia.node.keyfile import KeyFileError, read_passphrase_file, write_key
+from mycelia.node.keyfile import KeyFileError, read_key, read_passphrase_file, write_key
 from mycelia.protocol.keys import SigningKey
 
 __all__ = ["CliError", "CliState", "cli", "load", "node"]
@@ -260,3 +261,60 @@ def init(
 @cli.group(cls=_Group)
 def node() -> None:
     """Run and inspect the node daemon."""
+
+
+def _node_key(config: Config) -> SigningKey:
+    passphrase = None
+    if config.node.passphrase_file is not None:
+        passphrase = read_passphrase_file(config.node.passphrase_file)
+    return read_key(config.node.key_file, passphrase)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@node.command("run")
+@click.pass_context
+def node_run(ctx: click.Context) -> None:
+    """Run the node daemon until SIGINT or SIGTERM."""
+    import trio
+
+    from mycelia.node.daemon import serve
+    from mycelia.node.store import StoreError
+
+    config = load(ctx)
+    key = _node_key(config)
+    _setup_logging(config.node.log_level)
+    logging.getLogger("mycelia").info(
+        "starting node %s with data in %s", key.did, config.node.datadir
+    )
+    try:
+        trio.run(serve, config, key)
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+
+
+@node.command("import-economy")
+@click.argument("genesis_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def node_import_economy(ctx: click.Context, genesis_file: Path) -> None:
+    """Add a signed genesis (canonical bytes, as a steward distributes it) to
+    the node's store and follow it. Run it while the node is stopped."""
+    from mycelia.node.store import Store
+    from mycelia.protocol import Refused, SignedGenesis
+
+    config = load(ctx)
+    try:
+        signed = SignedGenesis.decode(genesis_file.read_bytes())
+        store = Store(config.node.datadir / "store", map_size_mb=config.store.map_size_mb)
+        economy = store.add_economy_sync(signed)
+        store.close()
+    except Refused as exc:
+        raise CliError(f"{genesis_file}: {exc.reason.value}: {exc.detail}") from None
+    _stdout().print(
+        Text(f"economy {economy.id.hex()} ({signed.genesis.name}, {signed.genesis.symbol}) added")
+    )

@@ -30,9 +30,11 @@ import trio
 from mycelia.node import p2p as p2p_mod
 from mycelia.node import wire
 from mycelia.node.applier import Applier
+from mycelia.node.config import Config
 from mycelia.node.gossip import Gossip
+from mycelia.node.metrics import Metrics, serve_metrics
 from mycelia.node.store import Store
-from mycelia.node.submitter import Submitter
+from mycelia.node.submitter import CERTIFIED, Status, Submitter
 from mycelia.node.sync import Sync
 from mycelia.node.validator import ValidatorService
 from mycelia.protocol import Economy, SignedEntry, SignedGenesis, SigningKey
@@ -61,6 +63,27 @@ class NodeSettings:
     map_size_mb: int = 64
     max_map_size_mb: int = 1536
     fsync: bool = True
+
+    @classmethod
+    def from_config(cls, config: Config) -> NodeSettings:
+        p = config.p2p
+        return cls(
+            listen=tuple(p.listen),
+            bootstrap=tuple(p.bootstrap),
+            mdns=p.mdns,
+            follow=frozenset(bytes.fromhex(h) for h in config.economies.follow),
+            validator=config.validator.enabled,
+            gossip_flush_ms=p.gossip_flush_ms,
+            # Room for the batch's own framing under libp2p's message bound.
+            gossip_max_batch_bytes=min(p.gossip_max_batch_bytes, p2p_mod.MAX_GOSSIP_BYTES - 65536),
+            max_frame_bytes=p.max_frame_bytes,
+            request_timeout_s=p.request_timeout_s,
+            sync_interval_s=config.sync.interval_s,
+            sync_batch=config.sync.batch,
+            map_size_mb=config.store.map_size_mb,
+            max_map_size_mb=config.store.max_map_size_mb,
+            fsync=config.store.sync,
+        )
 
 
 class Node:
@@ -166,14 +189,69 @@ class Node:
             self.store.close()
 
 
-async def run_until_signal(node: Node, *, extra: list | None = None) -> None:  # type: ignore[type-arg]
-    """Run ``node`` until SIGINT or SIGTERM, then stop it cleanly."""
+class MetricsExporter:
+    """Feeds a node's service counters into its Prometheus metrics.
+
+    Services keep plain counters (they know nothing of Prometheus); this
+    task turns their growth into counter increments once a second and sets
+    the gauges, and observes submit-to-certified latency as statuses come."""
+
+    def __init__(self, node: Node, metrics: Metrics) -> None:
+        self.node = node
+        self.metrics = metrics
+        self._last: dict[str, int] = {}
+        node.submitter.subscribe(self._on_status)
+
+    def _on_status(self, status: Status) -> None:
+        outcome = "certified" if status.state == CERTIFIED else "refused"
+        self.metrics.submissions_total.labels(outcome=outcome).inc()
+        if status.latency_s is not None:
+            self.metrics.submit_to_certified_seconds.observe(status.latency_s)
+
+    def _delta(self, name: str, value: int) -> int:
+        delta = value - self._last.get(name, 0)
+        self._last[name] = value
+        return max(0, delta)
+
+    def export(self) -> None:
+        n, m = self.node, self.metrics
+        m.peers.set(len(n.p2p.peers()))
+        m.sync_lag_certificates.set(n.sync.lag)
+        m.store_size_bytes.set(n.store.size_bytes())
+        m.certificates_applied_total.inc(self._delta("applied", n.applier.applied_total))
+        m.votes_cast_total.inc(self._delta("votes", n.validator.votes_cast))
+        gin = m.gossip_messages_total.labels(direction="in")
+        gin.inc(self._delta("in", n.gossip.received))
+        gout = m.gossip_messages_total.labels(direction="out")
+        gout.inc(self._delta("out", n.gossip.sent))
+        for reason, count in n.gossip.dropped.items():
+            for _ in range(self._delta(f"drop:{reason}", count)):
+                m.gossip_dropped(reason)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            self.export()
+            await trio.sleep(1.0)
+
+
+async def serve(config: Config, key: SigningKey) -> None:
+    """``mycelia node run``: the node, its metrics endpoint, until SIGINT or
+    SIGTERM; then a clean stop."""
+    node = Node(key, config.node.datadir, NodeSettings.from_config(config))
+    metrics = Metrics(node_id=key.did)
+    exporter = MetricsExporter(node, metrics)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)
-            for fn in extra or ():
-                await nursery.start(fn)
+            await nursery.start(exporter.run)
+            if config.metrics.enabled:
+                host, port = await nursery.start(
+                    serve_metrics, metrics, config.metrics.host, config.metrics.port
+                )
+                log.info("metrics at http://%s:%d/metrics", host, port)
             async for signum in signals:
                 log.info("received %s: stopping", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
                 break
+    log.info("stopped")

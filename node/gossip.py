@@ -118,7 +118,7 @@ class Gossip:
             batch: list[bytes] = []
             size = 0
             for blob in blobs:
-                if batch and size + len(blob) > self._max_bytes:
+                if batch and (size + len(blob) > self._max_bytes or len(batch) >= wire.MAX_BATCH):
                     await self._send(topic, batch)
                     batch, size = [], 0
                 batch.append(blob)

@@ -56,6 +56,9 @@ class Cluster:
     validators: list[Node] = field(default_factory=list)
     followers: list[Node] = field(default_factory=list)
     economy_id: bytes = b""
+    scopes: dict[Node, trio.CancelScope] = field(default_factory=dict)
+    names: dict[Node, str] = field(default_factory=dict)
+    finished: dict[Node, trio.Event] = field(default_factory=dict)
 
     @property
     def nodes(self) -> list[Node]:
@@ -73,8 +76,41 @@ class Cluster:
             **{**_fields(self.settings), "bootstrap": tuple(bootstrap), "follow": frozenset(follow)}
         )
         node = Node(k, self.root / name, settings)
-        await self.nursery.start(node.run)
+        await self.nursery.start(self._run, node)
+        self.names[node] = name
         return node
+
+    async def _run(self, node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+        self.finished[node] = trio.Event()
+        try:
+            with trio.CancelScope() as scope:
+                self.scopes[node] = scope
+                await node.run(task_status=task_status)
+        finally:
+            self.finished[node].set()
+
+    async def stop(self, node: Node) -> None:
+        """Stop one node (as a crash of the process would, minus the crash:
+        its store is closed cleanly) and wait until its peers see it gone."""
+        self.scopes.pop(node).cancel()
+        with trio.fail_after(10):
+            await self.finished[node].wait()  # its store is closed
+            while any(node.p2p.peer_id in n.p2p.peers() for n in self.nodes if n is not node):
+                await trio.sleep(0.05)
+
+    async def restart(self, node: Node) -> Node:
+        """A new Node on the stopped node's key and data, bootstrapping to
+        every running node (as an operator lists the validators); replaces
+        it in the lists. Nodes have no peer exchange: a restarted node on a
+        new port is reachable only by the peers it dials."""
+        others = [n for n in self.nodes if n is not node and n in self.scopes]
+        fresh = await self.start_node(
+            node.key, self.names[node], bootstrap=[o.addresses[0] for o in others]
+        )
+        for group in (self.validators, self.followers):
+            if node in group:
+                group[group.index(node)] = fresh
+        return fresh
 
     async def connect_all(self) -> None:
         nodes = self.nodes
