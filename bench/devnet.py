@@ -82,10 +82,15 @@ def import_economy(dirs: list[Path], genesis_file: Path) -> None:
         assert r.returncode == 0, r.stderr
 
 
+#: Production settings where the test helpers use fast ones.
+PRODUCTION = ("sync.interval_s=30", "p2p.gossip_flush_ms=25")
+
+
 async def start_procs(dirs: list[Path], bootstrap: list[str]) -> list[Proc]:
     procs: list[Proc] = []
     for d in dirs:
-        procs.append(await trio.to_thread.run_sync(Proc, d, bootstrap + [p.address for p in procs]))
+        peers = bootstrap + [p.address for p in procs]
+        procs.append(await trio.to_thread.run_sync(Proc, d, peers, PRODUCTION))
     return procs
 
 
@@ -192,7 +197,7 @@ async def main(args: argparse.Namespace) -> None:
         gateway = Node(
             key(0, "gateway"),
             root / "gateway",
-            NodeSettings(gossip_flush_ms=20, request_timeout_s=10, fsync=True),
+            NodeSettings(gossip_flush_ms=100, request_timeout_s=10, fsync=True),
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(gateway.run)
@@ -222,8 +227,11 @@ async def main(args: argparse.Namespace) -> None:
             load_rss = [p.rss_bytes() for p in procs]
             nursery.cancel_scope.cancel()
     finally:
-        for p in procs:
-            p.stop()
+        logs = [p.stop()[1] for p in procs]
+    for log in logs[:1]:
+        for line in log.splitlines():
+            if "served" in line:
+                print("validator0:", line.split(": ", 1)[-1])
 
     sync_rate = None
     if args.sync_certs:

@@ -284,6 +284,7 @@ class Submitter:
         needs = job.cures.get(index, ())
         out: list[Certificate] = []
         econ = job.economy.id
+
         for need in needs:
             if isinstance(need, NeedChain):
                 count = job.signed.entry.seq - 1 - need.after_seq
@@ -310,7 +311,8 @@ class Submitter:
             if job.certifying:
                 return
             job.certifying = True
-            cert = assemble(economy, job.signed, job.votes.values())
+            # Each vote was verified when it arrived (_ask).
+            cert = assemble(economy, job.signed, job.votes.values(), verified=True)
             result = await self.applier.apply(economy.id, [cert], verified=True)
             if result.refused:
                 _cert, exc = result.refused[0]

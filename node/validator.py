@@ -69,7 +69,10 @@ class ValidatorService:
         self.store = store
         self.applier = applier
         self._send, self._recv = trio.open_memory_channel[_Pending](1024)
+        #: counters the daemon exports as metrics and logs at the end
         self.votes_cast = 0
+        self.requests = 0
+        self.items = 0
 
     def validates(self, economy: Economy) -> bool:
         return self.key.public in economy.index
@@ -77,6 +80,19 @@ class ValidatorService:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The group-commit loop."""
         task_status.started()
+        try:
+            await self._group_commit()
+        finally:
+            if self.requests:
+                log.info(
+                    "served %d vote requests, %d entries (%.1f per request), %d votes",
+                    self.requests,
+                    self.items,
+                    self.items / self.requests,
+                    self.votes_cast,
+                )
+
+    async def _group_commit(self) -> None:
         async for first in self._recv:
             group = [first]
             while True:
@@ -109,6 +125,8 @@ class ValidatorService:
         return wire.encode_vote_response(await self.vote(economy_id, items))
 
     async def vote(self, economy_id: bytes, items: list[wire.VoteItem]) -> list[wire.VoteResult]:
+        self.requests += 1
+        self.items += len(items)
         economy = self.applier.economies.get(economy_id)
         if economy is None or not self.validates(economy):
             why = "this node does not validate that economy"
