@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv run test lint format bench vectors clean
+.PHONY: all venv run test lint format bench bench-devnet vectors clean
 
 all: test
 
@@ -34,6 +34,9 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.protocol
+
+bench-devnet: $(STAMP)
+	$(BIN)/python -m bench.devnet
 
 # Regenerate tests/vectors/ — only when an encoding change is intended.
 vectors: $(STAMP)
