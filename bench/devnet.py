@@ -295,8 +295,8 @@ async def main(args: argparse.Namespace) -> None:
     if sync_rate is not None:
         print(
             f"fresh node sync: {sync_rate:,.0f} certificates/s over {args.sync_certs} "
-            f"(target ≥ 1,000/s); bound for one core at 4 verifications each: "
-            f"{sodium / 4:,.0f}/s, ratio {sync_rate / (sodium * cores / 4):.2f} of all cores"
+            f"(target ≥ 1,000/s); bound at 4 verifications each on {cores} cores: "
+            f"{sodium * cores / 4:,.0f}/s, ratio {sync_rate / (sodium * cores / 4):.2f}"
         )
 
 
