@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import nacl.signing
 import pytest
@@ -633,3 +635,38 @@ async def test_rerun_after_shutdown() -> None:
                     await node.connect(other.listen_addrs[0])
                     assert await node.request(other.peer_id, "/t/echo/1", b"r") == b"r"
     assert echo_calls == 2
+
+
+def _yamux_streams(node: P2P) -> list[Any]:
+    """Every yamux stream of every connection of ``node`` (libp2p internals)."""
+    network = node._host.get_network()  # type: ignore[union-attr]
+    out = []
+    for conns in network.get_connections_map().values():
+        for conn in conns:
+            out.extend(conn.muxed_conn.streams.values())
+    return out
+
+
+async def test_small_reads_do_not_each_update_the_window() -> None:
+    """Quirk 14: with PY_YAMUX_RELEASE_ON_READ left at py-libp2p's default,
+    every gossip message read sends a WINDOW_UPDATE frame; this module
+    turns that off, so small reads are released in half-window batches."""
+    assert os.environ["PY_YAMUX_RELEASE_ON_READ"] == "0"
+    a, b = P2P(fresh_seed()), P2P(fresh_seed())
+    inbox = Inbox()
+    with trio.fail_after(20):
+        async with running(a, b):
+            await a.connect(b.listen_addrs[0])
+            await b.subscribe("w", inbox)
+            await a.subscribe("w", Inbox())
+            while b.peer_id not in a.topic_peers("w"):
+                await trio.sleep(0.05)
+            for i in range(40):
+                await a.publish("w", b"small %d" % i)
+                await trio.sleep(0.005)
+            while len(inbox.items) < 40:
+                await trio.sleep(0.02)
+            streams = _yamux_streams(b)
+            assert streams
+            per_read = sum(s._window_update_bytes_read_only for s in streams)
+            assert per_read == 0
