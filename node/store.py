@@ -243,15 +243,25 @@ class Store:
         return self._write(txn_fn)
 
     def put_pending_sync(self, entry_id: bytes, record: list[Any]) -> None:
-        data = codec.encode(record)
-        self._write(lambda txn: txn.put(entry_id, data, db=self._db["pending"]))
+        self.update_pending_sync([(entry_id, record)], [])
 
-    def delete_pending_sync(self, *entry_ids: bytes) -> None:
+    def update_pending_sync(
+        self, records: list[tuple[bytes, list[Any]]], forget: list[bytes]
+    ) -> None:
+        """Add submission records and drop finished ones, in one transaction."""
+        encoded = [(k, codec.encode(r)) for k, r in records]
+
         def txn_fn(txn: lmdb.Transaction) -> None:
-            for entry_id in entry_ids:
-                txn.delete(entry_id, db=self._db["pending"])
+            db = self._db["pending"]
+            for k, data in encoded:
+                txn.put(k, data, db=db)
+            for k in forget:
+                txn.delete(k, db=db)
 
         self._write(txn_fn)
+
+    def delete_pending_sync(self, *entry_ids: bytes) -> None:
+        self.update_pending_sync([], list(entry_ids))
 
     def put_peer_sync(self, peer_id: str, addrs: list[str]) -> None:
         data = codec.encode(list(addrs))

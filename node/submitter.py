@@ -118,7 +118,10 @@ class Submitter:
         self._subscribers: list[Callable[[Status], None]] = []
         self._wake = trio.Event()
         self._lanes: dict[tuple[bytes, int], trio.Event] = {}
+        self._lane_economies: set[bytes] = set()
+        self._new_economies: list[Economy] = []
         self._forget: list[bytes] = []
+        self._to_persist: list[tuple[bytes, list[object], trio.Event]] = []
         applier.on_applied(self._on_applied)
 
     # -- the node-internal API --------------------------------------------------
@@ -134,7 +137,12 @@ class Submitter:
         if entry_id in self._jobs or self.status(entry_id).state == CERTIFIED:
             return entry_id
         record = [signed.to_wire(), int(time.time() * 1000)]
-        await trio.to_thread.run_sync(self.store.put_pending_sync, entry_id, record)
+        # Group commit: concurrent submissions share one transaction; the
+        # entry is durable before its id is returned.
+        done = trio.Event()
+        self._to_persist.append((entry_id, record, done))
+        self._poke()
+        await done.wait()
         self._add_job(signed, economy, time.monotonic())
         return entry_id
 
@@ -182,20 +190,28 @@ class Submitter:
         async with trio.open_nursery() as nursery:
             task_status.started()
             while True:
-                for job in list(self._jobs.values()):
-                    for index in range(len(job.economy.validators)):
-                        lane = (job.economy.id, index)
-                        if lane not in self._lanes:
-                            self._lanes[lane] = trio.Event()
-                            nursery.start_soon(self._lane, job.economy, index)
-                if self._forget:
+                while self._new_economies:
+                    economy = self._new_economies.pop()
+                    for index in range(len(economy.validators)):
+                        self._lanes[(economy.id, index)] = trio.Event()
+                        nursery.start_soon(self._lane, economy, index)
+                if self._to_persist or self._forget:
+                    batch, self._to_persist = self._to_persist, []
                     ids, self._forget = self._forget, []
-                    await trio.to_thread.run_sync(self.store.delete_pending_sync, *ids)
+                    records = [(entry_id, record) for entry_id, record, _ in batch]
+                    await trio.to_thread.run_sync(self.store.update_pending_sync, records, ids)
+                    for _, _, done in batch:
+                        done.set()
                 self._wake = trio.Event()
+                if self._to_persist or self._forget or self._new_economies:
+                    continue
                 await self._wake.wait()
 
     def _add_job(self, signed: SignedEntry, economy: Economy, now: float) -> None:
         self._jobs[signed.id] = _Job(signed, economy, now)
+        if economy.id not in self._lane_economies:
+            self._lane_economies.add(economy.id)
+            self._new_economies.append(economy)
         self._poke()
 
     def _poke(self) -> None:
@@ -261,17 +277,27 @@ class Submitter:
         except Exception as exc:  # unreachable, timeout, reset: retry later
             log.info("validator %d unreachable: %s", index, exc)
             return False
-        for job, result in zip(jobs, results, strict=True):
+
+        def valid_votes() -> list[bool]:  # in a worker thread: libsodium frees the GIL
+            out = []
+            for job, result in zip(jobs, results, strict=True):
+                vote = result.vote
+                ok = vote is not None and vote.entry_id == job.id and vote.validator == key
+                if ok:
+                    try:
+                        vote.verify(economy)  # type: ignore[union-attr]
+                    except Refused:
+                        ok = False
+                out.append(ok)
+            return out
+
+        valid = await trio.to_thread.run_sync(valid_votes)
+        for job, result, ok in zip(jobs, results, valid, strict=True):
             job.unreachable.discard(index)
             if result.vote is not None:
-                vote = result.vote
-                if vote.entry_id != job.id or vote.validator != key:
+                if not ok:
                     continue
-                try:
-                    vote.verify(economy)
-                except Refused:
-                    continue
-                job.votes[index] = vote
+                job.votes[index] = result.vote
                 job.cures.pop(index, None)
             elif result.needs and job.attempts[index] < MAX_CURE_ATTEMPTS:
                 job.attempts[index] += 1
