@@ -83,7 +83,7 @@ def import_economy(dirs: list[Path], genesis_file: Path) -> None:
 
 
 #: Production settings where the test helpers use fast ones.
-PRODUCTION = ("sync.interval_s=30", "p2p.gossip_flush_ms=25")
+PRODUCTION = ("sync.interval_s=30", "p2p.gossip_flush_ms=250")
 
 
 async def start_procs(dirs: list[Path], bootstrap: list[str]) -> list[Proc]:
@@ -197,7 +197,7 @@ async def main(args: argparse.Namespace) -> None:
         gateway = Node(
             key(0, "gateway"),
             root / "gateway",
-            NodeSettings(gossip_flush_ms=100, request_timeout_s=10, fsync=True),
+            NodeSettings(request_timeout_s=10, fsync=True),
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(gateway.run)

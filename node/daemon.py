@@ -54,7 +54,7 @@ class NodeSettings:
     mdns: bool = False
     follow: frozenset[bytes] = field(default_factory=frozenset)
     validator: bool = True
-    gossip_flush_ms: int = 25
+    gossip_flush_ms: int = 250
     gossip_max_batch_bytes: int = 256 * 1024
     max_frame_bytes: int = 4 << 20
     request_timeout_s: float = 10.0

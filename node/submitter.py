@@ -11,6 +11,9 @@ How it works (DESIGN §4, §7):
   as ONE batched ``/mycelia/vote/1`` request, and loops. Lanes are
   independent: a slow validator delays nobody, and an entry settles as soon
   as any answer completes its quorum.
+* An entry whose author's previous entry this node certified moments ago
+  goes with that certificate, since gossip (batched) has likely not
+  delivered it yet.
 * A vote is verified and counted. A refusal that names needs (``missing``
   predecessors, an unseen admission) is answered on the next round by
   attaching those certificates from our store; a refusal without needs is
@@ -57,6 +60,9 @@ log = logging.getLogger("mycelia.submitter")
 PENDING, CERTIFIED, REFUSED = "pending", "certified", "refused"
 #: Rounds a curable refusal may be retried with attachments before it is final.
 MAX_CURE_ATTEMPTS = 3
+#: An author's previous entry certified here less than this many seconds ago
+#: is attached to the next one up front (gossip may not have carried it yet).
+RECENT_S = 2.0
 
 SendVotes = Callable[[bytes, bytes], Awaitable[bytes]]
 Publish = Callable[[bytes, Certificate], None]
@@ -121,6 +127,8 @@ class Submitter:
         self._lane_economies: set[bytes] = set()
         self._new_economies: list[Economy] = []
         self._forget: list[bytes] = []
+        #: (economy, author) -> when this node last certified an entry of theirs
+        self._certified_at: dict[tuple[bytes, bytes], float] = {}
         self._to_persist: list[tuple[bytes, list[object], trio.Event]] = []
         applier.on_applied(self._on_applied)
 
@@ -310,6 +318,18 @@ class Submitter:
         needs = job.cures.get(index, ())
         out: list[Certificate] = []
         econ = job.economy.id
+        entry = job.signed.entry
+        if (
+            not needs
+            and entry.seq > 1
+            and time.monotonic() - self._certified_at.get((econ, entry.author), -1e9) < RECENT_S
+        ):
+            # The author's previous entry was certified here a moment ago;
+            # gossip batches it for a while, so the validator most likely
+            # lacks it: attach it now rather than pay a round trip for
+            # "missing". A validator that has it skips it with one lookup.
+            previous = self.store.chain_range(econ, entry.author, entry.seq - 1, 1)
+            return tuple(Certificate.decode(b) for b in previous)
 
         for need in needs:
             if isinstance(need, NeedChain):
@@ -366,6 +386,10 @@ class Submitter:
             self._done.pop(next(iter(self._done)))
         self._forget.append(job.id)
         if status.state == CERTIFIED:
+            e = job.signed.entry
+            self._certified_at[(e.economy, e.author)] = time.monotonic()
+            if len(self._certified_at) > 100_000:
+                self._certified_at.pop(next(iter(self._certified_at)))
             status = dataclasses.replace(status, latency_s=time.monotonic() - job.submitted)
             self._done[job.id] = status
         event = self._events.pop(job.id, None)

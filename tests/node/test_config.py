@@ -55,7 +55,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert cfg.p2p.listen == ("/ip4/0.0.0.0/tcp/4101",)
     assert cfg.p2p.bootstrap == ()
     assert cfg.p2p.mdns is False
-    assert cfg.p2p.gossip_flush_ms == 25
+    assert cfg.p2p.gossip_flush_ms == 250
     assert cfg.p2p.gossip_max_batch_bytes == 256 * 1024
     assert cfg.p2p.max_frame_bytes == 4 * 1024 * 1024
     assert cfg.p2p.request_timeout_s == 10.0
@@ -98,7 +98,7 @@ def test_precedence_file_env_cli(tmp_path: Path) -> None:
     assert cfg.sync.batch == 200  # env beats file
     assert cfg.metrics.host == "10.0.0.1"  # file beats default
     assert cfg.sync.interval_s == 2.0
-    assert cfg.p2p.gossip_flush_ms == 25  # default where nobody says otherwise
+    assert cfg.p2p.gossip_flush_ms == 250  # default where nobody says otherwise
     assert cfg.source == p
 
 
