@@ -151,6 +151,12 @@ py-libp2p 0.8.1 bugs and quirks found here (each workaround has a test)
     half-window batches) sustained throughput rose from 150 to 178
     certified transfers/s. Workaround: this module sets it to ``0`` unless
     the operator set it. Test: ``test_small_reads_do_not_each_update_the_window``.
+15. Every pubsub RPC carries the sender's signed peer record and py-libp2p
+    verifies it on every RPC (``maybe_consume_signed_record``, ~9% of a
+    devnet validator's busy time), though its bytes change only with the
+    peer's addresses. Workaround: the receive path is patched to consume a
+    given record once per (host, peer) and again only after 10 minutes or
+    when its bytes change. Test: ``test_peer_records_are_verified_once``.
 
 Measured on this machine (2 cores, loopback, one trio process): start
 ~10 ms; connect ~0.25 s; request round trip p50 3.9 ms, p99 7.4 ms (300 B),
@@ -167,6 +173,7 @@ import logging
 import math
 import os
 import socket
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
@@ -178,6 +185,8 @@ import trio
 # stream exists is enough; an operator's own value wins.
 os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
 
+import libp2p.pubsub.gossipsub as _gossipsub_module
+import libp2p.pubsub.pubsub as _pubsub_module
 from libp2p import new_host
 from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
 from libp2p.crypto.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -192,8 +201,39 @@ from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.utils import maybe_consume_signed_record as _consume_record
 from libp2p.tools.anyio_service import background_trio_service
 from libp2p.utils.address_validation import expand_wildcard_address
+
+# Quirk 15: every pubsub RPC carries the sender's signed peer record, and
+# py-libp2p verifies and stores it on every RPC (~9% of a validator's busy
+# time). A record's bytes only change when the peer's addresses do, so we
+# remember, per receiving host and sending peer, the record bytes already
+# consumed, and re-consume only new bytes or after _RECORD_TTL_S.
+_RECORD_TTL_S = 600.0
+_RECORDS_KEPT = 4096
+_consumed_records: OrderedDict[tuple[bytes, bytes, bytes], float] = OrderedDict()
+
+
+def _consume_record_once(msg: Any, host: Any, peer_id: Any) -> bool:
+    if not msg.HasField("senderRecord"):
+        return True
+    key = (host.get_id().to_bytes(), peer_id.to_bytes(), msg.senderRecord)
+    now = time.monotonic()
+    seen = _consumed_records.get(key)
+    if seen is not None and now - seen < _RECORD_TTL_S:
+        return True
+    ok = _consume_record(msg, host, peer_id)
+    if ok:
+        _consumed_records[key] = now
+        _consumed_records.move_to_end(key)
+        while len(_consumed_records) > _RECORDS_KEPT:
+            _consumed_records.popitem(last=False)
+    return bool(ok)
+
+
+_pubsub_module.maybe_consume_signed_record = _consume_record_once  # type: ignore[assignment]
+_gossipsub_module.maybe_consume_signed_record = _consume_record_once  # type: ignore[assignment]
 
 __all__ = [
     "GOSSIP_PROTOCOLS",

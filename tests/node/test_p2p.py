@@ -670,3 +670,37 @@ async def test_small_reads_do_not_each_update_the_window() -> None:
             assert streams
             per_read = sum(s._window_update_bytes_read_only for s in streams)
             assert per_read == 0
+
+
+async def test_peer_records_are_verified_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Quirk 15: py-libp2p verifies the sender's signed peer record on every
+    pubsub RPC; our patch consumes a given record once per (host, peer)."""
+    import libp2p.pubsub.utils as pubsub_utils
+
+    calls = Counter[str]()
+    real = pubsub_utils.consume_envelope
+
+    def counting(data: bytes, domain: str):  # type: ignore[no-untyped-def]
+        calls["consume"] += 1
+        return real(data, domain)
+
+    monkeypatch.setattr(pubsub_utils, "consume_envelope", counting)
+    p2p._consumed_records.clear()
+    a, b = P2P(fresh_seed()), P2P(fresh_seed())
+    inbox = Inbox()
+    with trio.fail_after(20):
+        async with running(a, b):
+            await a.connect(b.listen_addrs[0])
+            await b.subscribe("r", inbox)
+            await a.subscribe("r", Inbox())
+            while b.peer_id not in a.topic_peers("r"):
+                await trio.sleep(0.05)
+            for i in range(40):
+                await a.publish("r", b"record %d" % i)
+                await trio.sleep(0.005)
+            while len(inbox.items) < 40:
+                await trio.sleep(0.02)
+    # Each host consumes the other's record once (subscription and message
+    # RPCs all carry the same bytes); without the patch: once per RPC.
+    assert 1 <= calls["consume"] <= 2
+    assert len(p2p._consumed_records) == 2
