@@ -135,9 +135,12 @@ class Submitter:
     # -- the node-internal API --------------------------------------------------
 
     async def submit(self, signed: SignedEntry) -> bytes:
-        """Accept ``signed`` for certification and return its id. Raises
-        :class:`Refused` for what can be refused locally (unknown economy,
-        bad signature); everything else is the validators' to decide."""
+        """Accept ``signed`` for certification and return its id once the
+        entry is durably recorded. Raises :class:`Refused` for what can be
+        refused locally (unknown economy, bad signature); everything else is
+        the validators' to decide. Call only while :meth:`run` is running:
+        it performs the group commit this waits for (the daemon starts it
+        before reporting ready)."""
         economy = self.applier.economies.get(signed.entry.economy)
         if economy is None:
             raise Refused(Reason.WRONG_ECONOMY, "this node does not follow that economy")
