@@ -126,7 +126,8 @@ class Applier:
         bad: list[tuple[Certificate, Refused]] = []
         # Gossip duplicates and sync overlaps: what is stored needs neither
         # verification nor a write (a read is microseconds, a verify ~200).
-        certs = [c for c in certs if self.store.certificate_bytes(c.entry_id) is None]
+        unknown = self.store.unknown([c.entry_id for c in certs])
+        certs = [c for c in certs if c.entry_id in unknown]
         if not verified:
             certs, bad = await verify_many(economy, certs)
         if not certs:

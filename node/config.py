@@ -260,20 +260,19 @@ _B58_RE = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{32,128}$")
 _DNS_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?$")
 
 
-def _is_ip4(v: str) -> bool:
+def _is_ip(v: str, version: int) -> bool:
     try:
-        ipaddress.IPv4Address(v)
+        return ipaddress.ip_address(v).version == version
     except ValueError:
         return False
-    return True
+
+
+def _is_ip4(v: str) -> bool:
+    return _is_ip(v, 4)
 
 
 def _is_ip6(v: str) -> bool:
-    try:
-        ipaddress.IPv6Address(v)
-    except ValueError:
-        return False
-    return True
+    return _is_ip(v, 6)
 
 
 def _is_port(v: str) -> bool:

@@ -307,6 +307,12 @@ class Store:
         with self._read() as txn:
             return txn.get(entry_id, db=self._db["certs"])
 
+    def unknown(self, entry_ids: list[bytes]) -> set[bytes]:
+        """Those of ``entry_ids`` with no stored certificate (one read txn)."""
+        with self._read() as txn:
+            certs = self._db["certs"]
+            return {i for i in entry_ids if txn.get(i, db=certs) is None}
+
     def certificate(self, entry_id: bytes) -> Certificate | None:
         raw = self.certificate_bytes(entry_id)
         return None if raw is None else Certificate.decode(raw)

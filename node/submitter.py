@@ -355,8 +355,7 @@ class Submitter:
 
     async def _settle(self, job: _Job) -> None:
         economy = job.economy
-        weight = sum(economy.weights[i] for i in job.votes)
-        if weight >= economy.quorum:
+        if economy.weight(job.votes) >= economy.quorum:
             if job.certifying:
                 return
             job.certifying = True
@@ -370,8 +369,7 @@ class Submitter:
             self._publish(economy.id, cert)
             self._finish(job, Status(job.id, CERTIFIED, certificate=cert))
             return
-        refused_weight = sum(economy.weights[i] for i in job.final)
-        if refused_weight > sum(economy.weights) - economy.quorum:
+        if economy.quorum_blocked(job.final):
             by_reason: Counter[Reason] = Counter()
             details: dict[Reason, str] = {}
             for i, r in job.final.items():

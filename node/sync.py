@@ -57,7 +57,6 @@ class Sync:
         self.lag = 0
         self._kick = trio.Event()
         self._peers_to_sync: set[str] = set()
-        self._lock = trio.Lock()
 
     # -- serving -------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from mycelia.node.applier import Applier
 from mycelia.node.store import Store, VoteGrant
 from mycelia.protocol import Economy, Reason, Refused, SigningKey, Vote, check
 from mycelia.protocol.locks import resources
-from mycelia.protocol.state import EMPTY, Account
+from mycelia.protocol.state import Account
 
 __all__ = ["StoreView", "ValidatorService"]
 
@@ -51,8 +51,7 @@ class StoreView:
         self._economy = economy
 
     def account(self, key: bytes) -> Account:
-        acct = self._store.account(self._economy, key)
-        return acct if acct is not None else EMPTY
+        return self._store.account(self._economy, key)
 
 
 @dataclass

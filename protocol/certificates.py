@@ -193,7 +193,7 @@ def assemble(
         elif vote.validator not in economy.index:
             raise Refused(Reason.NOT_VALIDATOR, "vote from a key that is not a validator")
         by_index[economy.index[vote.validator]] = vote.signature
-    weight = sum(economy.weights[i] for i in by_index)
+    weight = economy.weight(by_index)
     if weight < economy.quorum:
         raise Refused(
             Reason.QUORUM_NOT_REACHED, f"votes carry weight {weight} < quorum {economy.quorum}"

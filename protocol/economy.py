@@ -42,6 +42,7 @@ governance, designed later.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -312,6 +313,15 @@ class Economy:
         except Refused as exc:
             raise Refused(Reason.BAD_GENESIS, f"signatures: {exc}") from None
         return economy
+
+    def weight(self, indices: Iterable[int]) -> int:
+        """The total weight of the validators at ``indices``."""
+        return sum(self.weights[i] for i in indices)
+
+    def quorum_blocked(self, refused: Iterable[int]) -> bool:
+        """True once the validators at ``refused`` hold so much weight that
+        the others together can no longer reach quorum."""
+        return self.weight(refused) > sum(self.weights) - self.quorum
 
     def is_member_by_policy(self, account: bytes) -> bool:
         """Members without an admission: everyone in an open economy,

@@ -647,29 +647,35 @@ def _yamux_streams(node: P2P) -> list[Any]:
     return out
 
 
-async def test_small_reads_do_not_each_update_the_window() -> None:
-    """Quirk 14: with PY_YAMUX_RELEASE_ON_READ left at py-libp2p's default,
-    every gossip message read sends a WINDOW_UPDATE frame; this module
-    turns that off, so small reads are released in half-window batches."""
-    assert os.environ["PY_YAMUX_RELEASE_ON_READ"] == "0"
+async def _forty_small_messages(inspect: Callable[[P2P], Any] | None = None) -> Any:
+    """Two hosts; A gossips 40 small messages to B, paced; returns
+    ``inspect(B)`` taken while both still run."""
     a, b = P2P(fresh_seed()), P2P(fresh_seed())
     inbox = Inbox()
     with trio.fail_after(20):
         async with running(a, b):
             await a.connect(b.listen_addrs[0])
-            await b.subscribe("w", inbox)
-            await a.subscribe("w", Inbox())
-            while b.peer_id not in a.topic_peers("w"):
+            await b.subscribe("t", inbox)
+            await a.subscribe("t", Inbox())
+            while b.peer_id not in a.topic_peers("t"):
                 await trio.sleep(0.05)
             for i in range(40):
-                await a.publish("w", b"small %d" % i)
+                await a.publish("t", b"small %d" % i)
                 await trio.sleep(0.005)
             while len(inbox.items) < 40:
                 await trio.sleep(0.02)
-            streams = _yamux_streams(b)
-            assert streams
-            per_read = sum(s._window_update_bytes_read_only for s in streams)
-            assert per_read == 0
+            return inspect(b) if inspect else None
+
+
+async def test_small_reads_do_not_each_update_the_window() -> None:
+    """Quirk 14: with PY_YAMUX_RELEASE_ON_READ left at py-libp2p's default,
+    every gossip message read sends a WINDOW_UPDATE frame; this module
+    turns that off, so small reads are released in half-window batches."""
+    assert os.environ["PY_YAMUX_RELEASE_ON_READ"] == "0"
+    streams = await _forty_small_messages(inspect=_yamux_streams)
+    assert streams
+    per_read = sum(s._window_update_bytes_read_only for s in streams)
+    assert per_read == 0
 
 
 async def test_peer_records_are_verified_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -686,20 +692,7 @@ async def test_peer_records_are_verified_once(monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setattr(pubsub_utils, "consume_envelope", counting)
     p2p._consumed_records.clear()
-    a, b = P2P(fresh_seed()), P2P(fresh_seed())
-    inbox = Inbox()
-    with trio.fail_after(20):
-        async with running(a, b):
-            await a.connect(b.listen_addrs[0])
-            await b.subscribe("r", inbox)
-            await a.subscribe("r", Inbox())
-            while b.peer_id not in a.topic_peers("r"):
-                await trio.sleep(0.05)
-            for i in range(40):
-                await a.publish("r", b"record %d" % i)
-                await trio.sleep(0.005)
-            while len(inbox.items) < 40:
-                await trio.sleep(0.02)
+    await _forty_small_messages()
     # Each host consumes the other's record once (subscription and message
     # RPCs all carry the same bytes); without the patch: once per RPC.
     assert 1 <= calls["consume"] <= 2
