@@ -230,7 +230,7 @@ async def main(args: argparse.Namespace) -> None:
         logs = [p.stop()[1] for p in procs]
     for log in logs[:1]:
         for line in log.splitlines():
-            if "served" in line:
+            if "served" in line or "gossip:" in line:
                 print("validator0:", line.split(": ", 1)[-1])
 
     sync_rate = None

@@ -10,7 +10,11 @@ certificate is written at once.
 
 Verification happens before the queue, in worker threads
 (:func:`verify_many` splits a batch across the cores; libsodium releases the
-GIL), so the writer only runs the protocol's ``transition``.
+GIL), so the writer only runs the protocol's ``transition``. A handful of
+signatures is checked on the event loop instead (:func:`signature_work`): a
+hop to a worker thread and back costs more than a few verifications
+(measured with ``py-spy --gil`` in ``bench/devnet.py``: ``start_thread_soon``
+was the gateway's largest single cost when each submission hopped alone).
 
 After each transaction the writer calls the listeners with the ids it
 applied, on the trio thread, so services can report status or publish.
@@ -22,6 +26,8 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeVar
 
 import trio
 
@@ -29,12 +35,24 @@ from mycelia.node.store import ApplyResult, Store
 from mycelia.protocol import Certificate, Economy, Refused, SignedGenesis
 from mycelia.protocol.ledger import GapBuffer
 
-__all__ = ["Applier", "verify_many"]
+__all__ = ["Applier", "signature_work", "verify_many"]
 
 log = logging.getLogger("mycelia.applier")
 _CORES = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 #: Below this many certificates a batch is verified in one thread.
 _SPLIT_AT = 16
+#: Up to this many signatures (~60 µs each) are checked on the event loop.
+INLINE_SIGNATURES = 4
+
+T = TypeVar("T")
+
+
+async def signature_work(fn: Callable[[], T], signatures: int) -> T:
+    """Run ``fn``, which checks about ``signatures`` signatures: inline when
+    that is cheaper than a thread hop, else in a worker thread."""
+    if signatures <= INLINE_SIGNATURES:
+        return fn()
+    return await trio.to_thread.run_sync(fn)
 
 
 def _verify_chunk(
@@ -60,7 +78,7 @@ async def verify_many(
         return [], []
     n = min(_CORES, max(1, len(certs) // _SPLIT_AT))
     if n == 1:
-        return await trio.to_thread.run_sync(_verify_chunk, economy, certs)
+        return await signature_work(partial(_verify_chunk, economy, certs), 4 * len(certs))
     size = -(-len(certs) // n)
     chunks = [certs[i : i + size] for i in range(0, len(certs), size)]
     results: list[tuple[list[Certificate], list[tuple[Certificate, Refused]]]] = [

@@ -14,6 +14,14 @@ forwarded — and counted by reason. A valid batch is remembered (by the
 hash of its bytes) for the receiver, which hands its certificates to the
 one writer without verifying again.
 
+One verification per message: py-libp2p runs the validator once per copy
+that arrives while an earlier copy is still being validated (quirk 1 in
+``p2p.py``), and in a full mesh every peer forwards every message, so
+without care each batch was verified once per neighbour. Concurrent calls
+for the same bytes wait for the first one's verdict instead; certificates
+already stored (a copy arriving after we applied it) are valid by
+construction and skip the signature checks.
+
 Drop reasons (the ``reason`` label of ``mycelia_gossip_dropped_total``): the
 protocol reason of the first failure (``bad_signature``,
 ``quorum_not_reached``, ``non_canonical``, ``wrong_economy``, …) or
@@ -55,9 +63,13 @@ class Gossip:
         self._outbox_size: dict[bytes, int] = {}
         self._kick = trio.Event()
         self._verified: OrderedDict[bytes, list[Certificate]] = OrderedDict()
+        #: validations in progress: key -> (done, verdict holder)
+        self._validating: dict[bytes, tuple[trio.Event, list[bool]]] = {}
         self._topics: dict[str, bytes] = {}
         #: counters the daemon exports as metrics
         self.received = 0
+        #: certificates whose signatures the topic validator checked
+        self.verified = 0
         self.sent = 0
         self.dropped: dict[str, int] = {}
         # The receiver must return at once (py-libp2p's per-topic channel
@@ -89,9 +101,19 @@ class Gossip:
         self._kick.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._apply_inbox)
-            await self._flusher(task_status)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._apply_inbox)
+                await self._flusher(task_status)
+        finally:
+            if self.sent or self.received:
+                log.info(
+                    "gossip: %d messages out, %d in, %d certificates verified, dropped %s",
+                    self.sent,
+                    self.received,
+                    self.verified,
+                    self.dropped or "none",
+                )
 
     async def _apply_inbox(self) -> None:
         async for economy_id, certs, verified in self._inbox:
@@ -143,6 +165,24 @@ class Gossip:
     async def _validate(self, topic: str, forwarder: str, data: bytes) -> bool:
         if forwarder == self.p2p.peer_id:  # type: ignore[attr-defined]
             return True  # our own publish: built from certificates we hold
+        key = blake2b(data, digest_size=16).digest()
+        if key in self._verified:
+            return True
+        pending = self._validating.get(key)
+        if pending is not None:  # another copy is being checked: share its verdict
+            done, verdict = pending
+            await done.wait()
+            return verdict[0]
+        done, verdict = trio.Event(), [False]
+        self._validating[key] = (done, verdict)
+        try:
+            verdict[0] = await self._check(topic, forwarder, key, data)
+        finally:
+            del self._validating[key]
+            done.set()
+        return verdict[0]
+
+    async def _check(self, topic: str, forwarder: str, key: bytes, data: bytes) -> bool:
         economy_id = self._topics.get(topic)
         economy = self.applier.economies.get(economy_id) if economy_id else None
         if economy is None:
@@ -154,15 +194,18 @@ class Gossip:
         for cert in certs:
             if cert.entry.economy != economy.id:
                 return self._drop("wrong_economy")
-        ok, bad = await verify_many(economy, certs)
+        # Stored certificates were verified when they were applied.
+        unknown = self.applier.store.unknown([c.entry_id for c in certs])
+        fresh = [c for c in certs if c.entry_id in unknown]
+        _, bad = await verify_many(economy, fresh)
+        self.verified += len(fresh)
         if bad:
             cert, exc = bad[0]
             log.warning(
                 "dropping gossip from %s: certificate %s: %s", forwarder, cert.entry_id.hex(), exc
             )
             return self._drop(exc.reason.value)
-        key = blake2b(data, digest_size=16).digest()
-        self._verified[key] = ok
+        self._verified[key] = certs
         if len(self._verified) > _CACHE:
             self._verified.popitem(last=False)
         return True

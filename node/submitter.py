@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import trio
 
 from mycelia.node import wire
-from mycelia.node.applier import Applier
+from mycelia.node.applier import Applier, signature_work
 from mycelia.node.store import Store
 from mycelia.protocol import (
     Certificate,
@@ -144,7 +144,7 @@ class Submitter:
         economy = self.applier.economies.get(signed.entry.economy)
         if economy is None:
             raise Refused(Reason.WRONG_ECONOMY, "this node does not follow that economy")
-        entry_id = await trio.to_thread.run_sync(signed.verify)
+        entry_id = await signature_work(signed.verify, 1)
         if entry_id in self._jobs or self.status(entry_id).state == CERTIFIED:
             return entry_id
         record = [signed.to_wire(), int(time.time() * 1000)]
@@ -289,7 +289,7 @@ class Submitter:
             log.info("validator %d unreachable: %s", index, exc)
             return False
 
-        def valid_votes() -> list[bool]:  # in a worker thread: libsodium frees the GIL
+        def valid_votes() -> list[bool]:  # in a worker thread for more than a few
             out = []
             for job, result in zip(jobs, results, strict=True):
                 vote = result.vote
@@ -302,7 +302,7 @@ class Submitter:
                 out.append(ok)
             return out
 
-        valid = await trio.to_thread.run_sync(valid_votes)
+        valid = await signature_work(valid_votes, len(jobs))
         for job, result, ok in zip(jobs, results, valid, strict=True):
             job.unreachable.discard(index)
             if result.vote is not None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import trio
 
 from mycelia.node import wire
-from mycelia.node.applier import Applier
+from mycelia.node.applier import Applier, signature_work
 from mycelia.node.store import Store, VoteGrant
 from mycelia.protocol import Economy, Reason, Refused, SigningKey, Vote, check
 from mycelia.protocol.locks import resources
@@ -155,7 +155,7 @@ class ValidatorService:
                 out.append((wire.VoteResult(vote=vote), grant))
             return out
 
-        checked = await trio.to_thread.run_sync(check_all)
+        checked = await signature_work(check_all, 2 * len(items))
         grants = [g for _, g in checked if g is not None]
         granted: list[bool] = []
         if grants:
