@@ -14,6 +14,7 @@ meta          b"schema"                                        schema version (a
 economies     economy id (32)                                  signed genesis bytes
 certs         entry id (32)                                    certificate bytes
 chains        economy (32) + author (32) + seq (8, big end.)   entry id
+history       economy (32) + account (32) + n (8, big end.)    entry id
 accounts      economy (32) + account (32)                      ``Account`` bytes
 locks         resource key (32)                                entry id (validator)
 votes         entry id (32)                                    our vote's bytes
@@ -34,6 +35,11 @@ Threads: every write transaction runs entirely inside one call of a
 ``*_sync`` method, which the node runs with ``trio.to_thread.run_sync`` under
 a one-slot limiter (LMDB allows one writer; a transaction must stay on its
 thread). Reads are short read transactions on any thread.
+
+History: every applied certificate is indexed under each account whose
+state it changed (the author, a recipient, an admitted member, a member
+whose limit was set), numbered ``n = 1, 2, …`` per account in the order
+this node applied them, for the wallet's ``account_history``.
 
 Map size: starts at ``map_size`` (64 MiB by default, valid on 32-bit
 systems), and doubles on ``MapFullError`` up to ``max_map_size`` — the
@@ -60,10 +66,22 @@ from mycelia.protocol.state import EMPTY
 
 __all__ = ["SCHEMA_VERSION", "ApplyResult", "Store", "StoreError", "VoteGrant"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MIB = 1 << 20
-_DBS = ("meta", "economies", "certs", "chains", "accounts", "locks", "votes", "pending", "peers")
+_DBS = (
+    "meta",
+    "economies",
+    "certs",
+    "chains",
+    "history",
+    "accounts",
+    "locks",
+    "votes",
+    "pending",
+    "peers",
+)
 _SEQ = struct.Struct(">Q")
+_LAST = b"\xff" * 8
 T = TypeVar("T")
 
 
@@ -79,7 +97,7 @@ class _TxnState:
     """A ``ChainState`` over one LMDB transaction for one economy. Reads see
     the transaction's own writes, so a batch applies entry after entry."""
 
-    __slots__ = ("_accounts", "_certs", "_chains", "_econ", "_txn")
+    __slots__ = ("_accounts", "_certs", "_chains", "_econ", "_history", "_touched", "_txn")
 
     def __init__(self, store: Store, txn: lmdb.Transaction, economy: bytes) -> None:
         self._txn = txn
@@ -87,6 +105,8 @@ class _TxnState:
         self._accounts = store._db["accounts"]
         self._chains = store._db["chains"]
         self._certs = store._db["certs"]
+        self._history = store._db["history"]
+        self._touched: tuple[bytes, ...] = ()
 
     def account(self, key: bytes) -> Account:
         raw = self._txn.get(self._econ + key, db=self._accounts)
@@ -95,6 +115,8 @@ class _TxnState:
     def update(self, changes: dict[bytes, Account]) -> None:
         for key, acct in changes.items():
             self._txn.put(self._econ + key, acct.encode(), db=self._accounts)
+        # The ledger calls update() then record() for each certificate.
+        self._touched = tuple(changes)
 
     def chain_id(self, author: bytes, seq: int) -> bytes | None:
         return self._txn.get(chain_key(self._econ, author, seq), db=self._chains)
@@ -103,6 +125,17 @@ class _TxnState:
         e = cert.entry
         self._txn.put(chain_key(self._econ, e.author, e.seq), cert.entry_id, db=self._chains)
         self._txn.put(cert.entry_id, cert.encode(), db=self._certs)
+        touched = set(self._touched)
+        touched.add(e.author)
+        self._touched = ()
+        cur = self._txn.cursor(db=self._history)
+        for account in sorted(touched):
+            prefix = self._econ + account
+            n = 1
+            found = cur.prev() if cur.set_range(prefix + _LAST) else cur.last()
+            if found and cur.key()[:64] == prefix:
+                n = _SEQ.unpack(cur.key()[64:])[0] + 1
+            self._txn.put(prefix + _SEQ.pack(n), cert.entry_id, db=self._history)
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +380,27 @@ class Store:
                         break
                     out[(k[32:64], _SEQ.unpack(k[64:])[0])] = v
             return out
+
+    def history(
+        self, economy_id: bytes, account: bytes, before: int | None, limit: int
+    ) -> list[tuple[int, bytes]]:
+        """``(n, certificate bytes)`` of the certificates that changed
+        ``account``, newest first, starting below ``before`` (None: the
+        newest), at most ``limit``."""
+        out: list[tuple[int, bytes]] = []
+        prefix = economy_id + account
+        with self._read() as txn:
+            certs = self._db["certs"]
+            cur = txn.cursor(db=self._db["history"])
+            start = prefix + (_LAST if before is None else _SEQ.pack(max(0, before)))
+            found = cur.prev() if cur.set_range(start) else cur.last()
+            while found and len(out) < limit:
+                k, entry_id = cur.item()
+                if k[:64] != prefix:
+                    break
+                out.append((_SEQ.unpack(k[64:])[0], txn.get(entry_id, db=certs)))
+                found = cur.prev()
+        return out
 
     def lock(self, resource: bytes) -> bytes | None:
         with self._read() as txn:

@@ -119,7 +119,7 @@ def test_schema_mismatch_is_a_clear_error(tmp_path: Path) -> None:
     with env.begin(write=True) as txn:
         txn.put(b"schema", b"99", db=meta)
     env.close()
-    with pytest.raises(StoreError, match=r"schema version 99, this mycelia uses 1"):
+    with pytest.raises(StoreError, match=r"schema version 99, this mycelia uses 2"):
         Store(tmp_path)
 
 
@@ -220,3 +220,34 @@ def test_killed_writer_leaves_a_consistent_store(tmp_path: Path, attempt: int) -
         replay.apply(cert, verified=True)
     assert replay.pending_count == 0
     assert store.accounts(w.id) == replay.state.accounts
+
+
+def test_history_lists_each_accounts_certificates_newest_first(tmp_path: Path) -> None:
+    w, certs = history(60)
+    store = open_store(tmp_path, w)
+    buf = GapBuffer()
+    applied: list[bytes] = []  # the order the node applied them in
+    for i in range(0, len(certs), 9):
+        applied.extend(store.apply_sync(w.economy, buf, certs[i : i + 9]).applied)
+    by_id = {c.entry_id: c for c in certs}
+    for acct in ACCOUNTS[:4]:
+        mine = [
+            i
+            for i in applied
+            if acct.public in (by_id[i].entry.author, by_id[i].entry.body.to)  # type: ignore[attr-defined]
+        ]
+        got = store.history(w.id, acct.public, None, 1000)
+        assert [n for n, _ in got] == list(range(len(mine), 0, -1))
+        assert [Certificate.decode(b).entry_id for _, b in got] == mine[::-1]
+        # Pages of 4 by cursor cover the same list, without overlap.
+        paged: list[bytes] = []
+        before = None
+        while True:
+            page = store.history(w.id, acct.public, before, 4)
+            if not page:
+                break
+            paged.extend(b for _, b in page)
+            before = page[-1][0]
+        assert paged == [b for _, b in got]
+    assert store.history(w.id, key(99).public, None, 10) == []
+    assert store.history(bytes(32), ACCOUNTS[0].public, None, 10) == []
