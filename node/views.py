@@ -1,0 +1,255 @@
+"""JSON views of protocol values: the one place that says how the wallet
+RPC writes and reads entries, accounts, amounts, keys and bytes.
+
+Why this exists: the RPC server, the Python client and the CLI all speak
+the same JSON, and JSON cannot hold a 64-bit amount exactly (JavaScript
+wallets read numbers as doubles) nor raw bytes. The rules (``docs/rpc.md``):
+
+* amounts, balances, limits and caps are decimal strings, optionally
+  negative where the value can be (a balance); a JSON number is refused;
+* bytes are ``0x``-prefixed lowercase hex (uppercase accepted on input);
+* accounts and validators are Ed25519 ``did:key`` strings;
+* an entry is ``{"id", "economy", "author", "seq", "prev", "ts_ms", "kind",
+  "body"}``, its body in the same encoding.
+
+Parsing raises :class:`ParamError` naming the field, which the server turns
+into ``-32602 invalid params`` with ``data.field``. Protocol bodies are
+built through their own constructors, so a body from JSON is held to
+exactly the protocol's schema (an amount of 0 is refused there).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from mycelia.protocol import (
+    Account,
+    Burn,
+    Certificate,
+    CreditSet,
+    Economy,
+    Entry,
+    MemberAdmit,
+    Mint,
+    Refused,
+    SignedGenesis,
+    Transfer,
+    did_decode,
+    did_encode,
+)
+from mycelia.protocol.economy import IssuedPolicy, MutualCreditPolicy
+
+__all__ = [
+    "ParamError",
+    "account_view",
+    "amount_in",
+    "amount_out",
+    "body_in",
+    "body_out",
+    "certificate_view",
+    "did_in",
+    "did_out",
+    "economy_view",
+    "entry_view",
+    "hex_in",
+    "hex_out",
+    "int_in",
+    "str_in",
+]
+
+#: Amounts are signed 64-bit in the protocol.
+MAX_AMOUNT = (1 << 63) - 1
+_DECIMAL = re.compile(r"-?(0|[1-9][0-9]{0,18})")
+_HEX = re.compile(r"0x([0-9a-fA-F]{2})*")
+
+
+class ParamError(ValueError):
+    """A parameter that is not what the method takes."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"{field}: {detail}")
+        self.field = field
+        self.detail = detail
+
+
+# -- scalars ---------------------------------------------------------------------------
+
+
+def hex_out(data: bytes) -> str:
+    return "0x" + data.hex()
+
+
+def hex_in(value: Any, field: str, *, size: int | None = None, max_size: int = 1 << 20) -> bytes:
+    if type(value) is not str or not _HEX.fullmatch(value):
+        raise ParamError(field, "expected 0x-prefixed hex")
+    if len(value) > 2 + 2 * max_size:
+        raise ParamError(field, f"longer than {max_size} bytes")
+    data = bytes.fromhex(value[2:])
+    if size is not None and len(data) != size:
+        raise ParamError(field, f"expected {size} bytes, got {len(data)}")
+    return data
+
+
+def amount_out(value: int) -> str:
+    return str(value)
+
+
+def amount_in(value: Any, field: str, *, negative: bool = False) -> int:
+    """A decimal string; positive (≥ 1) unless ``negative`` allows any sign."""
+    if type(value) is not str:
+        raise ParamError(field, 'amounts are decimal strings (e.g. "25"), not JSON numbers')
+    if not _DECIMAL.fullmatch(value) or value == "-0":
+        raise ParamError(field, "not a decimal integer string")
+    n = int(value)
+    if n > MAX_AMOUNT or n < -MAX_AMOUNT:
+        raise ParamError(field, "out of the 64-bit range")
+    if not negative and n < 1:
+        raise ParamError(field, "must be at least 1")
+    return n
+
+
+def int_in(value: Any, field: str, *, low: int = 0, high: int = (1 << 63) - 1) -> int:
+    if type(value) is not int:
+        raise ParamError(field, "expected an integer")
+    if not low <= value <= high:
+        raise ParamError(field, f"must be between {low} and {high}")
+    return value
+
+
+def str_in(value: Any, field: str, *, max_bytes: int = 256) -> str:
+    if type(value) is not str:
+        raise ParamError(field, "expected a string")
+    if len(value.encode()) > max_bytes:
+        raise ParamError(field, f"longer than {max_bytes} bytes")
+    return value
+
+
+def did_out(public: bytes) -> str:
+    return did_encode(public)
+
+
+def did_in(value: Any, field: str) -> bytes:
+    try:
+        return did_decode(value)
+    except Refused as exc:
+        raise ParamError(field, exc.detail or "not an Ed25519 did:key") from None
+
+
+# -- bodies and entries ---------------------------------------------------------------
+
+
+def body_out(body: Any) -> dict[str, Any]:
+    if isinstance(body, Transfer | Mint):
+        return {"to": did_out(body.to), "amount": amount_out(body.amount), "memo": body.memo}
+    if isinstance(body, Burn):
+        return {"amount": amount_out(body.amount)}
+    if isinstance(body, MemberAdmit):
+        return {"member": did_out(body.member)}
+    if isinstance(body, CreditSet):
+        return {"member": did_out(body.member), "limit": amount_out(body.limit)}
+    raise TypeError(f"no JSON view for {type(body).__name__}")
+
+
+_BODY_FIELDS = {
+    "transfer": ({"to", "amount"}, {"memo"}),
+    "mint": ({"to", "amount"}, {"memo"}),
+    "burn": ({"amount"}, set()),
+    "member.admit": ({"member"}, set()),
+    "credit.set": ({"member", "limit"}, set()),
+}
+
+
+def body_in(kind: Any, value: Any, field: str = "body") -> Any:
+    """The protocol body of ``kind`` from its JSON view."""
+    if type(kind) is not str or kind not in _BODY_FIELDS:
+        raise ParamError("kind", f"unknown kind; one of {', '.join(_BODY_FIELDS)}")
+    if type(value) is not dict:
+        raise ParamError(field, "expected an object")
+    required, optional = _BODY_FIELDS[kind]
+    for name in required - value.keys():
+        raise ParamError(f"{field}.{name}", "missing")
+    for name in value.keys() - required - optional:
+        raise ParamError(f"{field}.{name}", "unknown field")
+    try:
+        if kind in ("transfer", "mint"):
+            cls = Transfer if kind == "transfer" else Mint
+            return cls(
+                did_in(value["to"], f"{field}.to"),
+                amount_in(value["amount"], f"{field}.amount"),
+                str_in(value.get("memo", ""), f"{field}.memo"),
+            )
+        if kind == "burn":
+            return Burn(amount_in(value["amount"], f"{field}.amount"))
+        if kind == "member.admit":
+            return MemberAdmit(did_in(value["member"], f"{field}.member"))
+        return CreditSet(
+            did_in(value["member"], f"{field}.member"),
+            amount_in(value["limit"], f"{field}.limit", negative=True),
+        )
+    except Refused as exc:  # the protocol's own schema (e.g. a memo too long)
+        raise ParamError(field, exc.detail or exc.reason.value) from None
+
+
+def entry_view(entry: Entry, entry_id: bytes | None = None) -> dict[str, Any]:
+    return {
+        "id": hex_out(entry.id if entry_id is None else entry_id),
+        "economy": hex_out(entry.economy),
+        "author": did_out(entry.author),
+        "seq": entry.seq,
+        "prev": hex_out(entry.prev),
+        "ts_ms": entry.ts_ms,
+        "kind": entry.kind,
+        "body": body_out(entry.body),
+    }
+
+
+def certificate_view(cert: Certificate, data: bytes | None = None) -> dict[str, Any]:
+    """The entry view plus the certificate's bytes (verifiable offline)."""
+    view = entry_view(cert.entry, cert.entry_id)
+    view["certificate"] = hex_out(cert.encode() if data is None else data)
+    return view
+
+
+# -- accounts and economies -------------------------------------------------------------
+
+
+def account_view(economy: Economy, public: bytes, acct: Account) -> dict[str, Any]:
+    mutual = isinstance(economy.genesis.policy, MutualCreditPolicy)
+    return {
+        "account": did_out(public),
+        "balance": amount_out(acct.balance),
+        "limit": amount_out(acct.limit(economy.default_limit)) if mutual else None,
+        "seq": acct.seq,
+        "head": hex_out(acct.head),
+        "member": bool(acct.admitted) or economy.is_member_by_policy(public),
+        "minted": amount_out(acct.minted),
+        "burned": amount_out(acct.burned),
+    }
+
+
+def economy_view(signed: SignedGenesis) -> dict[str, Any]:
+    g = signed.genesis
+    policy = g.policy
+    return {
+        "id": hex_out(g.id),
+        "name": g.name,
+        "symbol": g.symbol,
+        "decimals": g.decimals,
+        "kind": g.kind,
+        "membership": policy.membership,
+        "stewards": [did_out(k) for k in policy.stewards],
+        "default_limit": (
+            amount_out(policy.default_limit) if isinstance(policy, MutualCreditPolicy) else None
+        ),
+        "issuers": (
+            [{"account": did_out(k), "cap": amount_out(c)} for k, c in policy.issuers]
+            if isinstance(policy, IssuedPolicy)
+            else []
+        ),
+        "validators": [{"did": did_out(v.key), "weight": v.weight} for v in g.validators],
+        "quorum": g.quorum,
+        "ts_ms": g.ts_ms,
+        "nonce": hex_out(g.nonce),
+        "genesis": hex_out(signed.encode()),
+    }
