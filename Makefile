@@ -16,10 +16,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Until the daemon lands, `make run` shows the protocol core at work: a
-# 4-validator economy certifying transfers, as the benchmark does.
+# `make run`: a devnet of 4 nodes on loopback with a demo economy and funded
+# wallets, and a live status view until Ctrl-C (state kept in .devnet/).
 run: $(STAMP)
-	$(BIN)/python -m bench.protocol --quick
+	$(BIN)/mycelia devnet up --dir .devnet
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -43,4 +43,4 @@ vectors: $(STAMP)
 	$(BIN)/python -m tests.vectors.generate
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .devnet .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -19,20 +19,30 @@ How it works:
   into one, so commands added later get the same behaviour for free.
 * Output goes through rich consoles with soft wrapping, so a long path never
   splits an error message over several lines.
+* Commands that talk to a running node (``status``, ``wallet``, ``economy``)
+  live in their own modules, loaded when invoked (:data:`_COMMANDS`). They
+  share :func:`rpc_options` (``--rpc``, ``--cookie``) and :func:`connect`,
+  which finds the node as :meth:`~mycelia.cli.client.Endpoint.discover`
+  says (flags, then ``MYCELIA_RPC_URL``/``MYCELIA_RPC_COOKIE``, then the
+  configured datadir).
+  A :class:`~mycelia.cli.client.ClientError` from any command becomes
+  ``error: <reason>: <detail>``.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import click
 from rich.console import Console
 from rich.text import Text
 
+from mycelia.cli.client import Client, ClientError, Endpoint
 from mycelia.node.config import (
     CONFIG_FILE_NAME,
     Config,
@@ -44,7 +54,7 @@ from mycelia.node.config import (
 from mycelia.node.keyfile import KeyFileError, read_key, read_passphrase_file, write_key
 from mycelia.protocol.keys import SigningKey
 
-__all__ = ["CliError", "CliState", "cli", "load", "node"]
+__all__ = ["CliError", "CliState", "cli", "connect", "json_option", "load", "node", "rpc_options"]
 
 
 def _stdout() -> Console:
@@ -73,6 +83,8 @@ class CliState:
     config_path: Path | None = None
     overrides: dict[str, str] = field(default_factory=dict)
     config: Config | None = None  # loaded once, by load()
+    rpc: str | None = None  # --rpc of a command that talks to the node
+    cookie: Path | None = None  # --cookie
 
 
 def _parse_sets(items: tuple[str, ...]) -> dict[str, str]:
@@ -93,9 +105,36 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (ConfigError, KeyFileError) as exc:
             raise CliError(str(exc)) from None
+        except ClientError as exc:  # str() is "reason: detail"
+            raise CliError(str(exc)) from None
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+#: Commands in their own modules, imported when first used: they import this
+#: module (for CliError, load, connect), so this one must not import them.
+_COMMANDS = {
+    "devnet": "mycelia.cli.devnet:devnet",
+    "economy": "mycelia.cli.economy:economy",
+    "status": "mycelia.cli.status:status",
+    "wallet": "mycelia.cli.wallet:wallet",
+}
+
+
+class _Main(_Group):
+    """The top group: its own commands plus the ones in :data:`_COMMANDS`."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, _, attr = target.partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
@@ -148,6 +187,50 @@ def load(ctx: click.Context) -> Config:
         except ConfigError as exc:
             raise CliError(str(exc)) from None
     return state.config
+
+
+F = TypeVar("F", bound=Any)
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if value is not None:
+        setattr(_state(ctx), str(param.name), value)
+
+
+def rpc_options(f: F) -> F:
+    """``--rpc`` and ``--cookie`` for a command that talks to a node; read
+    by :func:`connect`, not passed to the command."""
+    f = click.option(
+        "--cookie",
+        type=click.Path(dir_okay=False, path_type=Path),
+        expose_value=False,
+        callback=_remember,
+        help="The node's cookie file (default: $MYCELIA_RPC_COOKIE, else DATADIR/.cookie).",
+    )(f)
+    return click.option(  # type: ignore[no-any-return]
+        "--rpc",
+        metavar="URL",
+        expose_value=False,
+        callback=_remember,
+        help="The node's RPC: http://HOST:PORT or unix:/path/rpc.sock "
+        "(default: $MYCELIA_RPC_URL, else DATADIR/rpc.endpoint of the running node).",
+    )(f)
+
+
+def json_option(f: F) -> F:
+    """``--json``: print machine-readable JSON (stable keys) instead of tables."""
+    return click.option(  # type: ignore[no-any-return]
+        "--json", "as_json", is_flag=True, help="Print JSON (stable keys) instead of text."
+    )(f)
+
+
+def connect(ctx: click.Context) -> Client:
+    """A client for the node this invocation names (see :func:`rpc_options`)."""
+    state = _state(ctx)
+    endpoint = Endpoint.discover(
+        rpc=state.rpc, cookie=state.cookie, datadir=lambda: load(ctx).node.datadir
+    )
+    return Client(endpoint)
 
 
 def _write_new_file(path: Path, text: str) -> None:

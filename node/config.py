@@ -74,10 +74,12 @@ __all__ = [
     "StoreConfig",
     "SyncConfig",
     "ValidatorConfig",
+    "check_rpc",
     "default_config_path",
     "default_toml",
     "env_var_name",
     "load_config",
+    "split_host_port",
 ]
 
 #: The default data directory, before ``~`` expansion.
@@ -357,6 +359,31 @@ class _PeerAddr(_Kind):
         return value.strip()
 
 
+class _HostPort(_Kind):
+    """``host:port``, IPv6 hosts in brackets (``[::1]:8645``); port 0 picks one."""
+
+    expected = 'a "host:port" address such as 127.0.0.1:8646 or [::1]:8646'
+
+    def from_toml(self, value: object) -> str:
+        if type(value) is not str:
+            raise _Bad
+        host, sep, port = value.strip().rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            if not _is_ip6(host[1:-1]):
+                raise _Bad(value)
+        elif not host or ":" in host or not _Host._RE.match(host):
+            raise _Bad(value)
+        if not sep or not _is_port(port):
+            raise _Bad(value)
+        return f"{host}:{int(port)}"
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """``"[::1]:8645"`` -> ``("::1", 8645)``, for a value :class:`_HostPort` accepted."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 class _List(_Kind):
     """A list of ``item``; duplicates are dropped (first one kept), so a
     repeated address or economy is not dialled or subscribed twice."""
@@ -549,10 +576,43 @@ class MetricsConfig:
 
 @dataclass(frozen=True, slots=True)
 class RpcConfig:
-    """[rpc]: the local JSON-RPC API for wallets."""
+    """[rpc]: the local JSON-RPC API for wallets (docs/rpc.md)."""
 
+    enabled: bool = _setting(
+        True, _Bool(), "serve the JSON-RPC API (HTTP POST / and WebSocket /ws)"
+    )
     host: str = _setting("127.0.0.1", _Host(), "address the JSON-RPC API listens on")
     port: int = _setting(8645, _Int(0, 65535), "port of the JSON-RPC API (0: any free port)")
+    unix_socket: bool = _setting(
+        True, _Bool(), "also listen on the unix socket <datadir>/rpc.sock (mode 0600)"
+    )
+    extra_bind: tuple[str, ...] = _setting(
+        (),
+        _List(_HostPort(), '"host:port" addresses'),
+        'more "host:port" addresses to listen on ("[::1]:8645" for IPv6); needs rpc.auth',
+    )
+    auth: bool = _setting(
+        True,
+        _Bool(),
+        "require the cookie in <datadir>/.cookie on every request (false: loopback use only)",
+    )
+    max_request_bytes: int = _setting(
+        1 * MiB,
+        _Int(1 * KiB, 64 * MiB),
+        "largest request body or WebSocket message, in bytes (1 KiB..64 MiB)",
+    )
+    max_batch: int = _setting(100, _Int(1, 10_000), "most requests in one JSON-RPC batch")
+    max_page: int = _setting(
+        500, _Int(1, 100_000), "most items one account_history call returns (its limit)"
+    )
+    max_connections: int = _setting(
+        64,
+        _Int(1, 65_536),
+        "most HTTP requests being served plus WebSockets open at once; more get HTTP 503",
+    )
+    max_subscriptions: int = _setting(
+        256, _Int(1, 1_000_000), "most subscriptions one WebSocket may hold at once"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -727,6 +787,19 @@ def _check_together(cfg: Config) -> None:
             f"p2p.gossip_max_batch_bytes: expected at most p2p.max_frame_bytes "
             f"({cfg.p2p.max_frame_bytes}), got {cfg.p2p.gossip_max_batch_bytes}",
             key="p2p.gossip_max_batch_bytes",
+        )
+    check_rpc(cfg.rpc)
+
+
+def check_rpc(rpc: RpcConfig) -> None:
+    """Refuse an RPC open beyond this machine without auth: anyone who can
+    reach an extra address could spend from nothing less than the node's API.
+    (Also called by the RPC server, for a config built in code.)"""
+    if rpc.extra_bind and not rpc.auth:
+        raise ConfigError(
+            f"rpc.extra_bind: listening on {', '.join(rpc.extra_bind)} needs rpc.auth = true "
+            "(the cookie); set rpc.auth = true or remove rpc.extra_bind",
+            key="rpc.extra_bind",
         )
 
 

@@ -33,6 +33,7 @@ from mycelia.node.applier import Applier
 from mycelia.node.config import Config
 from mycelia.node.gossip import Gossip
 from mycelia.node.metrics import Metrics, serve_metrics
+from mycelia.node.rpc import serve_rpc
 from mycelia.node.store import Store
 from mycelia.node.submitter import CERTIFIED, Status, Submitter
 from mycelia.node.sync import Sync
@@ -236,8 +237,9 @@ class MetricsExporter:
 
 
 async def serve(config: Config, key: SigningKey) -> None:
-    """``mycelia node run``: the node, its metrics endpoint, until SIGINT or
-    SIGTERM; then a clean stop."""
+    """``mycelia node run``: the node, its metrics endpoint and its RPC, until
+    SIGINT or SIGTERM; then a clean stop (the RPC removes its cookie, socket
+    and endpoint file)."""
     node = Node(key, config.node.datadir, NodeSettings.from_config(config))
     metrics = Metrics(node_id=key.did)
     exporter = MetricsExporter(node, metrics)
@@ -250,6 +252,9 @@ async def serve(config: Config, key: SigningKey) -> None:
                     serve_metrics, metrics, config.metrics.host, config.metrics.port
                 )
                 log.info("metrics at http://%s:%d/metrics", host, port)
+            if config.rpc.enabled:
+                endpoints = await nursery.start(serve_rpc, node, config.rpc)
+                log.info("rpc at %s", endpoints)
             async for signum in signals:
                 log.info("received %s: stopping", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()

@@ -31,6 +31,7 @@ class Proc:
         sets = [
             "p2p.listen=/ip4/127.0.0.1/tcp/0",
             "metrics.port=0",
+            "rpc.port=0",
             "sync.interval_s=1",
             "p2p.gossip_flush_ms=100",
             "p2p.request_timeout_s=5",

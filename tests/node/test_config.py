@@ -68,6 +68,10 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert cfg.store.sync is True
     assert (cfg.metrics.enabled, cfg.metrics.host, cfg.metrics.port) == (True, "127.0.0.1", 9464)
     assert (cfg.rpc.host, cfg.rpc.port) == ("127.0.0.1", 8645)
+    rpc = cfg.rpc
+    assert (rpc.enabled, rpc.unix_socket, rpc.extra_bind, rpc.auth) == (True, True, (), True)
+    assert (rpc.max_request_bytes, rpc.max_batch, rpc.max_page) == (1024 * 1024, 100, 500)
+    assert (rpc.max_connections, rpc.max_subscriptions) == (64, 256)
     assert cfg == Config()
     assert cfg.source is None
 
@@ -328,6 +332,14 @@ def test_env_var_name() -> None:
         ("metrics.port", "65536", "metrics.port: expected an integer 0..65535"),
         ("metrics.host", "a b", "metrics.host: expected a host name or IP address"),
         ("rpc.port", "-1", "rpc.port: expected an integer 0..65535"),
+        ("rpc.max_batch", "0", "rpc.max_batch: expected an integer 1..10000"),
+        ("rpc.max_request_bytes", "100", "rpc.max_request_bytes: expected an integer 1024.."),
+        ("rpc.auth", "off", "rpc.auth: expected a boolean"),
+        ("rpc.extra_bind", "10.0.0.1", 'rpc.extra_bind: expected a "host:port" address'),
+        ("rpc.extra_bind", "10.0.0.1:99999", "got '10.0.0.1:99999'"),
+        ("rpc.extra_bind", "::1:8645", "got '::1:8645'"),
+        ("rpc.extra_bind", "[nope]:8645", "got '[nope]:8645'"),
+        ("rpc.extra_bind", "a b:1", "got 'a b:1'"),
         ("store.map_size_mb", "1025", "store.map_size_mb: expected an integer 1..1024, got '1025'"),
         ("store.sync", "fsync", "store.sync: expected a boolean"),
         ("validator.enabled", "2", "validator.enabled: expected a boolean"),
@@ -400,6 +412,15 @@ def test_cross_field_rules() -> None:
     assert msg.startswith("store.map_size_mb: expected at most store.max_map_size_mb (256)")
     msg = error(p2p__gossip_max_batch_bytes="1048576", p2p__max_frame_bytes="65536")
     assert msg.startswith("p2p.gossip_max_batch_bytes: expected at most p2p.max_frame_bytes")
+
+
+def test_rpc_extra_bind() -> None:
+    cfg = load(rpc__extra_bind="10.0.0.5:8646, [::1]:0,node.lan:9000, 10.0.0.5:8646")
+    assert cfg.rpc.extra_bind == ("10.0.0.5:8646", "[::1]:0", "node.lan:9000")
+    # Reaching beyond this machine without the cookie is refused, naming the keys.
+    message = error(rpc__extra_bind="10.0.0.5:8646", rpc__auth="false")
+    assert message.startswith("rpc.extra_bind:") and "rpc.auth" in message
+    assert load(rpc__auth="false").rpc.auth is False  # loopback only: allowed
 
 
 def test_max_map_size_beyond_32bit_limit_only_on_64bit() -> None:

@@ -1,0 +1,77 @@
+"""``mycelia status``: what the running node is, who it talks to, and how
+far along it is — one screen for an operator, or ``--json`` for a script.
+
+Why this exists: "is my node healthy?" should be one command. It asks the
+node for ``node_info``, ``node_peers`` and ``economy_list`` in a single
+JSON-RPC batch (one round trip, one consistent moment) and shows the node's
+identity, addresses, validator role, pending submissions, sync lag, peer
+count and the economies it follows with their certificate counts.
+
+``--json`` prints ``{"node": <node_info>, "peers": [peer ids], "economies":
+[<economy_list items>]}``, the RPC's own shapes.
+"""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from mycelia.cli.client import EconomySummary, NodeInfo, RpcError, peer_ids
+from mycelia.cli.economy import economies_table
+from mycelia.cli.main import connect, json_option, rpc_options
+from mycelia.cli.wallet import print_json, stdout
+from mycelia.node.views import hex_out
+
+__all__ = ["status"]
+
+
+@click.command("status")
+@rpc_options
+@json_option
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show the running node: identity, role, peers, sync and economies."""
+    with connect(ctx) as client:
+        results = client.batch([("node_info", {}), ("node_peers", {}), ("economy_list", {})])
+    for result in results:
+        if isinstance(result, RpcError):
+            raise result
+    info = NodeInfo.from_json(results[0])
+    peers = peer_ids(results[1])
+    economies = [EconomySummary.from_json(e) for e in results[2]]
+    if as_json:
+        print_json(
+            {
+                "node": info.to_json(),
+                "peers": peers,
+                "economies": [e.to_json() for e in economies],
+            }
+        )
+        return
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("node", info.did)
+    table.add_row("peer id", info.peer_id)
+    table.add_row("version", info.version)
+    table.add_row("addresses", "\n".join(info.addresses) or "none")
+    if info.validator:
+        votes_in = sum(info.did in e.validators for e in economies)
+        role = f"validator (votes in {votes_in} of {len(economies)} economies)"
+    else:
+        role = "follower (does not vote)"
+    table.add_row("role", role)
+    table.add_row("pending", f"{info.pending} submissions awaiting certification")
+    table.add_row("sync lag", f"{info.sync_lag} certificates behind its peers")
+    table.add_row("peers", str(len(peers)))
+    out = stdout()
+    out.print(table)
+    out.print(Text(f"economies: {len(economies)}", style="bold"))
+    if economies:
+        out.print(economies_table(economies))
+    # Followed by id, genesis not fetched from peers yet.
+    known = {e.id for e in economies}
+    for economy_id in info.economies:
+        if economy_id not in known:
+            out.print(Text(f"following {hex_out(economy_id)}: waiting for its genesis from peers"))

@@ -1,0 +1,388 @@
+"""JSON-RPC 2.0, strictly: messages in, responses out, nothing about transports.
+
+Why this exists: the node's RPC (``rpc.py``) speaks JSON-RPC over HTTP and
+over WebSocket frames, and both must answer a malformed message, a batch or
+a bad parameter the same way, with the same codes (docs/rpc.md). So the
+protocol lives here once, as a function from one message (bytes or text) to
+one response (text, or None when nothing is to be sent), and the transports
+only move bytes and enforce their own limits (body size, connections).
+
+How it works:
+
+* A :class:`Registry` holds :class:`Method` declarations: a name, a summary,
+  its :class:`Param` list (name, JSON schema, required, description, and the
+  parser that turns the JSON value into what the handler takes) and its
+  result schema. Handlers are plain ``async def`` functions called with the
+  parsed params as keyword arguments. The OpenRPC document (``rpc.discover``)
+  is generated from the same declarations by :meth:`Registry.openrpc`, so it
+  cannot drift from what the server accepts.
+* :meth:`Dispatcher.handle` parses the message, validates each request object
+  (``"jsonrpc": "2.0"``, a string ``method``, ``params`` an object or an
+  array or absent, ``id`` a string, an integer or null, no other member),
+  binds the params (by name or by position, in the declared order), runs the
+  handler and builds the response. A batch runs its requests one after the
+  other, in order, so a batch may prepare, submit and then read an entry.
+  Notifications (no ``id``) run and get no response; a batch of only
+  notifications gets None, which HTTP turns into 204.
+* Errors: handlers raise :class:`RpcError` (or ``views.ParamError``, which
+  becomes ``-32602`` naming the field). The ``translate`` hook lets the
+  application turn its own exceptions (protocol refusals) into RpcErrors;
+  anything else is logged and answered ``-32603`` without detail, so an
+  internal message never leaks to a client. Every error carries
+  ``data = {"reason": <stable code>, "detail": <text>, ...}``, the standard
+  codes included, so a client can always switch on ``data.reason``.
+
+A JSON ``null`` given for an optional param means "absent": a client can pass
+back a ``next_cursor`` of null as is, and fill positional slots it skips.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mycelia.node.views import ParamError
+
+__all__ = [
+    "BATCH_TOO_LARGE",
+    "INTERNAL_ERROR",
+    "INVALID_PARAMS",
+    "INVALID_REQUEST",
+    "LIMIT",
+    "METHOD_NOT_FOUND",
+    "NOT_FOUND",
+    "PARSE_ERROR",
+    "REFUSED",
+    "UNAVAILABLE",
+    "Dispatcher",
+    "Method",
+    "Param",
+    "Registry",
+    "RpcError",
+    "encode",
+    "error_response",
+]
+
+log = logging.getLogger("mycelia.rpc")
+
+# -- error codes (docs/rpc.md, "Errors") ---------------------------------------------
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+#: refused by the protocol; data.reason is the protocol's Reason
+REFUSED = -32001
+#: an economy or entry this node does not know
+NOT_FOUND = -32002
+#: a limit of this server (size, batch, page, connections, subscriptions)
+LIMIT = -32003
+#: the node cannot do this now (not a validator, not ready)
+UNAVAILABLE = -32004
+
+_MESSAGES = {
+    PARSE_ERROR: "Parse error",
+    INVALID_REQUEST: "Invalid Request",
+    METHOD_NOT_FOUND: "Method not found",
+    INVALID_PARAMS: "Invalid params",
+    INTERNAL_ERROR: "Internal error",
+    REFUSED: "Refused",
+    NOT_FOUND: "Not found",
+    LIMIT: "Limit exceeded",
+    UNAVAILABLE: "Unavailable",
+}
+
+BATCH_TOO_LARGE = "batch_too_large"
+
+
+def _error_name(code: int) -> str:
+    """``-32602`` -> ``"InvalidParams"``: its key in the OpenRPC components."""
+    return _MESSAGES[code].title().replace(" ", "")
+
+
+class RpcError(Exception):
+    """An error response: ``code``, the standard ``message`` for it, and
+    ``data = {"reason", "detail", **extra}``."""
+
+    def __init__(self, code: int, reason: str, detail: str = "", **extra: Any) -> None:
+        super().__init__(f"{code} {reason}: {detail}")
+        self.code = code
+        self.reason = reason
+        self.detail = detail
+        self.extra = extra
+
+    @classmethod
+    def invalid_params(cls, field: str, detail: str) -> RpcError:
+        return cls(INVALID_PARAMS, "invalid_params", detail, field=field)
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"reason": self.reason, "detail": self.detail, **self.extra}
+        return {"code": self.code, "message": _MESSAGES.get(self.code, "Error"), "data": data}
+
+
+def error_response(error: RpcError, request_id: Any = None) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "error": error.to_json(), "id": request_id}
+
+
+def encode(message: Any) -> str:
+    """Compact JSON; NaN and infinities cannot occur (nothing here makes floats)."""
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+# -- declarations ---------------------------------------------------------------------
+
+Parser = Callable[[Any, str], Any]
+
+
+def _as_is(value: Any, field: str) -> Any:
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One parameter: how it is documented and how its JSON value is parsed
+    (``parse(value, field_name)``, raising ``ParamError``)."""
+
+    name: str
+    schema: dict[str, Any]
+    description: str
+    parse: Parser = _as_is
+    required: bool = True
+
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    name: str
+    summary: str
+    params: tuple[Param, ...]
+    result_name: str
+    result: dict[str, Any]
+    handler: Handler
+    description: str = ""
+    #: application error codes this method may answer, besides the standard ones
+    errors: tuple[int, ...] = ()
+
+
+@dataclass(slots=True)
+class Registry:
+    """The methods a server offers, and the shared JSON schemas they refer
+    to as ``{"$ref": "#/components/schemas/<name>"}``."""
+
+    schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    methods: dict[str, Method] = field(default_factory=dict)
+
+    def add(self, method: Method) -> None:
+        if method.name in self.methods:
+            raise ValueError(f"method {method.name} registered twice")
+        names = [p.name for p in method.params]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{method.name}: duplicate param names")
+        self.methods[method.name] = method
+
+    def method(
+        self,
+        name: str,
+        summary: str,
+        *params: Param,
+        result: dict[str, Any],
+        result_name: str = "result",
+        description: str = "",
+        errors: tuple[int, ...] = (),
+    ) -> Callable[[Handler], Handler]:
+        """Decorator form of :meth:`add`."""
+
+        def register(handler: Handler) -> Handler:
+            self.add(
+                Method(name, summary, params, result_name, result, handler, description, errors)
+            )
+            return handler
+
+        return register
+
+    def bind(self, method: Method, params: Any) -> dict[str, Any]:
+        """The handler's keyword arguments from the request's ``params``
+        (already known to be absent, a list or a dict)."""
+        declared = method.params
+        if params is None:
+            given: dict[str, Any] = {}
+        elif isinstance(params, list):
+            if len(params) > len(declared):
+                raise RpcError.invalid_params(
+                    "params", f"{method.name} takes at most {len(declared)} positional params"
+                )
+            given = {p.name: v for p, v in zip(declared, params, strict=False)}
+        else:
+            known = {p.name for p in declared}
+            for name in params:
+                if name not in known:
+                    raise RpcError.invalid_params(name, "unknown parameter")
+            given = params
+        out: dict[str, Any] = {}
+        for p in declared:
+            value = given.get(p.name)
+            if value is None and not p.required:
+                continue  # absent or null: the handler's default applies
+            if p.name not in given:
+                raise RpcError.invalid_params(p.name, "missing")
+            out[p.name] = p.parse(value, p.name)
+        return out
+
+    def openrpc(self, info: dict[str, Any]) -> dict[str, Any]:
+        """An OpenRPC 1.2.6 document describing every registered method."""
+        used = sorted({c for m in self.methods.values() for c in m.errors})
+        return {
+            "openrpc": "1.2.6",
+            "info": info,
+            "methods": [self._describe(m) for m in self.methods.values()],
+            "components": {
+                "schemas": self.schemas,
+                "errors": {
+                    _error_name(c): {"code": c, "message": _MESSAGES[c]}
+                    for c in [INVALID_PARAMS, *used]
+                },
+            },
+        }
+
+    @staticmethod
+    def _describe(m: Method) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": m.name,
+            "summary": m.summary,
+            "paramStructure": "either",
+            "params": [
+                {
+                    "name": p.name,
+                    "description": p.description,
+                    "required": p.required,
+                    "schema": p.schema,
+                }
+                for p in m.params
+            ],
+            "result": {"name": m.result_name, "schema": m.result},
+        }
+        if m.description:
+            out["description"] = m.description
+        codes = [INVALID_PARAMS, *m.errors] if m.params else list(m.errors)
+        if codes:
+            out["errors"] = [{"$ref": f"#/components/errors/{_error_name(c)}"} for c in codes]
+        return out
+
+
+# -- dispatching -------------------------------------------------------------------
+
+_MEMBERS = frozenset({"jsonrpc", "method", "params", "id"})
+_NO_ID = object()
+
+
+def _no_constants(name: str) -> Any:
+    # json accepts NaN/Infinity by default; they are not JSON.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _valid_id(value: Any) -> bool:
+    return value is None or type(value) in (str, int)
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatcher:
+    """Runs messages against a registry. ``context`` is passed to every
+    handler as its first argument (the application's state); ``translate``
+    maps application exceptions to :class:`RpcError` (or returns None)."""
+
+    registry: Registry
+    context: Any
+    max_batch: int
+    translate: Callable[[Exception], RpcError | None] = lambda exc: None
+
+    async def handle(self, message: bytes | str, session: Any) -> str | None:
+        """The response text for ``message``, or None when there is none
+        (notifications). ``session`` reaches the handler as its second
+        argument (the connection: None over HTTP)."""
+        try:
+            text = message.decode("utf-8") if isinstance(message, bytes) else message
+            payload = json.loads(text, parse_constant=_no_constants)
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            detail = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "not valid JSON"
+            return encode(error_response(RpcError(PARSE_ERROR, "parse_error", detail)))
+        if isinstance(payload, list):
+            if not payload:
+                error = RpcError(INVALID_REQUEST, "invalid_request", "an empty batch")
+                return encode(error_response(error))
+            if len(payload) > self.max_batch:
+                error = RpcError(
+                    LIMIT,
+                    BATCH_TOO_LARGE,
+                    f"{len(payload)} requests in a batch; at most {self.max_batch}",
+                    limit=self.max_batch,
+                )
+                return encode(error_response(error))
+            responses = []
+            for item in payload:
+                response = await self._one(item, session)
+                if response is not None:
+                    responses.append(response)
+            return encode(responses) if responses else None
+        response = await self._one(payload, session)
+        return None if response is None else encode(response)
+
+    async def _one(self, request: Any, session: Any) -> dict[str, Any] | None:
+        if not isinstance(request, dict):
+            error = RpcError(INVALID_REQUEST, "invalid_request", "a request is a JSON object")
+            return error_response(error)
+        request_id = request.get("id", _NO_ID)
+        problem = self._invalid(request)
+        if problem is not None:
+            # Echo the id when it is one; else null, as JSON-RPC 2.0 says.
+            echo = request_id if request_id is not _NO_ID and _valid_id(request_id) else None
+            return error_response(RpcError(INVALID_REQUEST, "invalid_request", problem), echo)
+        try:
+            result = await self._call(request, session)
+        except RpcError as exc:
+            error = exc
+        else:
+            if request_id is _NO_ID:
+                return None
+            return {"jsonrpc": "2.0", "result": result, "id": request_id}
+        return None if request_id is _NO_ID else error_response(error, request_id)
+
+    @staticmethod
+    def _invalid(request: dict[str, Any]) -> str | None:
+        """Why ``request`` is not a JSON-RPC 2.0 request object, or None."""
+        extra = request.keys() - _MEMBERS
+        if extra:
+            return f"unknown member {sorted(extra)[0]!r}"
+        if request.get("jsonrpc") != "2.0":
+            return 'jsonrpc must be "2.0"'
+        if type(request.get("method")) is not str:
+            return "method must be a string"
+        if "params" in request and not isinstance(request["params"], list | dict):
+            return "params must be an object or an array"
+        if "id" in request and not _valid_id(request["id"]):
+            return "id must be a string, an integer or null"
+        return None
+
+    async def _call(self, request: dict[str, Any], session: Any) -> Any:
+        name = request["method"]
+        method = self.registry.methods.get(name)
+        if method is None:
+            raise RpcError(METHOD_NOT_FOUND, "method_not_found", f"no method {name!r}")
+        try:
+            kwargs = self.registry.bind(method, request.get("params"))
+            return await method.handler(self.context, session, **kwargs)
+        except RpcError:
+            raise
+        except ParamError as exc:
+            raise RpcError.invalid_params(exc.field, exc.detail) from None
+        except Exception as exc:
+            translated = self.translate(exc)
+            if translated is not None:
+                raise translated from None
+            log.exception("rpc method %s failed", name)
+            raise RpcError(INTERNAL_ERROR, "internal_error", "see the node's log") from None

@@ -1,0 +1,1465 @@
+"""The wallet RPC: JSON-RPC 2.0 over HTTP and WebSocket (docs/rpc.md).
+
+Why this exists: wallets, the ``mycelia`` CLI and scripts need the node's
+state and a way to submit signed entries, without speaking libp2p or
+msgpack. This module is only a translator: every validity and balance rule
+stays in ``protocol/``; a method parses its params with ``views.py``, calls
+the node-internal API (``Node.submit``, ``Node.add_economy``, the store's
+readers) and writes the answer with ``views.py``. A protocol refusal
+(:class:`Refused`) becomes ``-32001`` with its reason; nothing refused
+changes anything stored, because refusals happen before the node stores.
+
+How it works:
+
+* The methods are declared in :data:`REGISTRY` (``jsonrpc.py`` holds the
+  generic machinery: request validation, batches, error objects, OpenRPC),
+  each with its params' schemas and parsers, so ``rpc.discover`` documents
+  exactly what is accepted.
+* Transport: a Starlette app (``POST /``, WebSocket ``/ws``) behind one
+  ASGI guard that checks the cookie (401 with ``WWW-Authenticate`` and an
+  empty body, also for a WebSocket handshake, through the ASGI denial
+  response) and the connection limit, before any route runs. Hypercorn's
+  trio connection handler speaks HTTP/1.1 and WebSocket; :func:`serve_rpc`
+  binds the sockets itself and serves them through :class:`_Listener`.
+  Why not ``hypercorn.trio.serve``: hypercorn shields every socket write
+  from cancellation, so one client that stops reading would block its
+  connection task — and the clean stop — forever. Binding ourselves lets
+  every write give up after ``send_timeout_s`` (:class:`_Stream`), closes
+  every connection at once at stop, makes the unix socket 0600 before it
+  listens (no umask games), and reports the real port for port 0.
+* Subscriptions (WebSocket only): :class:`Hub` listens to the applier
+  (every applied certificate: which subscribed accounts it touched) and to
+  the submitter (entry statuses), both synchronous callbacks on the trio
+  thread that must never block. So each connection (:class:`Session`) has a
+  bounded outbox drained by its own writer task; a notification that finds
+  the outbox full closes that connection (code 1008) instead of waiting: a
+  slow client loses its connection, the node loses nothing. Notifications
+  raised while a message is being answered wait until its response is
+  queued, so a client always learns a subscription id before its first
+  notification.
+* Files in the datadir: ``.cookie`` (0600, new at every start), ``rpc.sock``
+  (0600) and ``rpc.endpoint`` (the addresses actually bound); all removed at
+  a clean stop.
+
+Structured concurrency: :func:`serve_rpc` owns one nursery holding the
+listeners and every connection's tasks (hypercorn's included); each
+WebSocket's reader and writer live in that connection's own nursery.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hmac
+import importlib.metadata
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+from hypercorn.config import Config as HyperConfig
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState
+from hypercorn.utils import wrap_app
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from mycelia.node.config import ConfigError, RpcConfig, check_rpc, split_host_port
+from mycelia.node.jsonrpc import (
+    INVALID_REQUEST,
+    LIMIT,
+    METHOD_NOT_FOUND,
+    NOT_FOUND,
+    REFUSED,
+    UNAVAILABLE,
+    Dispatcher,
+    Param,
+    Registry,
+    RpcError,
+    encode,
+    error_response,
+)
+from mycelia.node.submitter import CERTIFIED, PENDING, Status
+from mycelia.node.submitter import REFUSED as REFUSED_STATE
+from mycelia.node.views import (
+    ParamError,
+    account_view,
+    body_in,
+    certificate_view,
+    did_in,
+    did_out,
+    economy_view,
+    entry_view,
+    hex_in,
+    hex_out,
+    int_in,
+    str_in,
+)
+from mycelia.protocol import (
+    ZERO_ID,
+    Certificate,
+    Economy,
+    Entry,
+    Genesis,
+    Reason,
+    Refused,
+    SignedEntry,
+    SignedGenesis,
+)
+from mycelia.protocol.domains import ENTRY
+from mycelia.protocol.economy import MAX_GENESIS_BYTES, MAX_SIGNED_GENESIS_BYTES
+from mycelia.protocol.entries import MAX_ENTRY_BYTES
+from mycelia.protocol.reasons import Need, NeedAdmission, NeedCertificate, NeedChain
+
+if TYPE_CHECKING:  # daemon imports this module for serve()
+    from mycelia.node.daemon import Node
+
+__all__ = [
+    "REGISTRY",
+    "Api",
+    "Hub",
+    "RpcEndpoints",
+    "RpcServer",
+    "Session",
+    "openrpc_document",
+    "serve_rpc",
+    "status_view",
+]
+
+log = logging.getLogger("mycelia.rpc")
+
+COOKIE_FILE = ".cookie"
+COOKIE_USER = "__cookie__"
+SOCKET_FILE = "rpc.sock"
+ENDPOINT_FILE = "rpc.endpoint"
+#: Messages a WebSocket's outbox holds before a notification closes it.
+OUTBOX_SIZE = 1024
+#: A socket write that makes no progress for this long closes the connection.
+SEND_TIMEOUT_S = 10.0
+#: What the rest of an oversized HTTP body may be read (and dropped) up to,
+#: as a multiple of the limit, so that a client still sending reads our 413
+#: instead of a connection reset; beyond it the connection just closes.
+_DRAIN_FACTOR = 4
+#: AF_UNIX paths are at most 107 bytes on Linux (108 with the NUL).
+_MAX_UNIX_PATH = 107
+#: WebSocket close codes (RFC 6455 §7.4.1).
+WS_POLICY_VIOLATION = 1008
+WS_TRY_AGAIN_LATER = 1013
+
+try:
+    VERSION = importlib.metadata.version("mycelia")
+except importlib.metadata.PackageNotFoundError:  # running from a source tree
+    VERSION = "0+unknown"
+
+
+# -- JSON schemas shared by the method declarations ------------------------------------
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(required: list[str] | None, optional: dict[str, Any] | None = None, **props: Any) -> dict:
+    """An object schema: ``props`` (all required when ``required`` is None)
+    and ``optional`` ones; no other member."""
+    return {
+        "type": "object",
+        "required": list(props) if required is None else required,
+        "properties": {**props, **(optional or {})},
+        "additionalProperties": False,
+    }
+
+
+_PAYMENT = _obj(["to", "amount"], to=_ref("Did"), amount=_ref("Amount"), memo={"type": "string"})
+_ENTRY_FIELDS = {
+    "id": _ref("Id"),
+    "economy": _ref("Id"),
+    "author": _ref("Did"),
+    "seq": {"type": "integer", "minimum": 1},
+    "prev": _ref("Id"),
+    "ts_ms": {"type": "integer", "minimum": 0},
+    "kind": _ref("Kind"),
+    "body": _ref("Body"),
+}
+_INT = {"type": "integer", "minimum": 0}
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "Hex": {
+        "type": "string",
+        "pattern": "^0x([0-9a-fA-F]{2})*$",
+        "description": "bytes as 0x-prefixed hex (lowercase in answers)",
+    },
+    "Id": {"type": "string", "pattern": "^0x[0-9a-fA-F]{64}$", "description": "a 32-byte id"},
+    "Signature": {
+        "type": "string",
+        "pattern": "^0x[0-9a-fA-F]{128}$",
+        "description": "a 64-byte Ed25519 signature",
+    },
+    "Did": {
+        "type": "string",
+        "pattern": "^did:key:z6Mk[1-9A-HJ-NP-Za-km-z]+$",
+        "description": "an Ed25519 did:key",
+    },
+    "Amount": {
+        "type": "string",
+        "pattern": "^[1-9][0-9]{0,18}$",
+        "description": "a positive amount as a decimal string (never a JSON number)",
+    },
+    "SignedAmount": {
+        "type": "string",
+        "pattern": "^(0|-?[1-9][0-9]{0,18})$",
+        "description": "a balance or limit as a decimal string, may be negative",
+    },
+    "Kind": {"enum": ["transfer", "mint", "burn", "member.admit", "credit.set"]},
+    "Body": {
+        "description": "by kind: transfer/mint {to, amount, memo?}; burn {amount}; "
+        "member.admit {member}; credit.set {member, limit}",
+        "oneOf": [
+            _PAYMENT,
+            _obj(["amount"], amount=_ref("Amount")),
+            _obj(["member"], member=_ref("Did")),
+            _obj(["member", "limit"], member=_ref("Did"), limit=_ref("SignedAmount")),
+        ],
+    },
+    "EntryView": _obj(list(_ENTRY_FIELDS), **_ENTRY_FIELDS),
+    "CertifiedEntry": _obj(
+        [*_ENTRY_FIELDS, "certificate"],
+        **_ENTRY_FIELDS,
+        certificate={**_ref("Hex"), "description": "the certificate's bytes"},
+    ),
+    "EntryStatus": _obj(
+        ["id", "status"],
+        {
+            "reason": {"type": "string", "description": "refused: the protocol reason"},
+            "detail": {"type": "string"},
+            "waiting_on": {**_INT, "description": "pending: validators found unreachable"},
+            "certificate": _ref("Hex"),
+            "view": _ref("EntryView"),
+        },
+        id=_ref("Id"),
+        status={"enum": [PENDING, CERTIFIED, REFUSED_STATE]},
+    ),
+    "Account": _obj(
+        None,
+        account=_ref("Did"),
+        balance=_ref("SignedAmount"),
+        limit={
+            "oneOf": [_ref("SignedAmount"), {"type": "null"}],
+            "description": "the credit limit in force (mutual credit); null in issued",
+        },
+        seq=_INT,
+        head=_ref("Id"),
+        member={"type": "boolean"},
+        minted=_ref("SignedAmount"),
+        burned=_ref("SignedAmount"),
+    ),
+    "EconomySummary": _obj(
+        None,
+        id=_ref("Id"),
+        name={"type": "string"},
+        symbol={"type": "string"},
+        decimals=_INT,
+        kind={"enum": ["mutual_credit", "issued"]},
+        quorum=_INT,
+        validators={"type": "array", "items": _ref("Did")},
+        certificates={**_INT, "description": "certified entries this node holds"},
+    ),
+    "Economy": _obj(
+        None,
+        id=_ref("Id"),
+        name={"type": "string"},
+        symbol={"type": "string"},
+        decimals=_INT,
+        kind={"enum": ["mutual_credit", "issued"]},
+        membership={"enum": ["open", "approved"]},
+        stewards={"type": "array", "items": _ref("Did")},
+        default_limit={"oneOf": [_ref("SignedAmount"), {"type": "null"}]},
+        issuers={
+            "type": "array",
+            "items": _obj(["account", "cap"], account=_ref("Did"), cap=_ref("Amount")),
+        },
+        validators={
+            "type": "array",
+            "items": _obj(["did", "weight"], did=_ref("Did"), weight=_INT),
+        },
+        quorum=_INT,
+        ts_ms=_INT,
+        nonce=_ref("Hex"),
+        genesis={**_ref("Hex"), "description": "the signed genesis' bytes"},
+        accounts={**_INT, "description": "accounts with any state on this node"},
+        certificates={**_INT, "description": "certified entries this node holds"},
+    ),
+    "NodeInfo": _obj(
+        None,
+        did=_ref("Did"),
+        peer_id={"type": "string"},
+        version={"type": "string"},
+        addresses={"type": "array", "items": {"type": "string"}, "description": "libp2p"},
+        validator={"type": "boolean", "description": "votes where its key is a validator"},
+        economies={
+            "type": "array",
+            "items": _ref("Id"),
+            "description": "ids of the economies this node follows",
+        },
+        pending={**_INT, "description": "submissions awaiting certification"},
+        sync_lag={**_INT, "description": "certificates peers hold that this node lacks"},
+    ),
+}
+
+
+# -- param parsers (views.py does the work; these only fix the options) ---------------
+
+
+def _id_in(value: Any, field: str) -> bytes:
+    return hex_in(value, field, size=32)
+
+
+def _cursor_in(value: Any, field: str) -> int:
+    text = str_in(value, field, max_bytes=19)
+    if not text.isascii() or not text.isdigit() or text.startswith("0"):
+        raise ParamError(field, "expected a cursor from a previous page (a decimal string)")
+    return int(text)
+
+
+def _choice(*choices: str) -> Callable[[Any, str], str]:
+    def parse(value: Any, field: str) -> str:
+        if value not in choices or type(value) is not str:
+            raise ParamError(field, f"one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _economy_param(description: str = "the economy id") -> Param:
+    return Param("economy", _ref("Id"), description, _id_in)
+
+
+def _account_param(name: str = "account", description: str = "the account") -> Param:
+    return Param(name, _ref("Did"), description, did_in)
+
+
+# -- the methods -----------------------------------------------------------------------
+
+REGISTRY = Registry(schemas=SCHEMAS)
+method = REGISTRY.method
+
+
+@dataclass(slots=True)
+class Api:
+    """What every method handler gets first: the node and the RPC settings."""
+
+    node: Node
+    config: RpcConfig
+    hub: Hub
+    openrpc: dict[str, Any] = field(default_factory=dict)
+
+    def economy(self, economy_id: bytes) -> Economy:
+        economy = self.node.applier.economies.get(economy_id)
+        if economy is None:
+            detail = f"this node does not know economy {hex_out(economy_id)}"
+            raise RpcError(NOT_FOUND, "unknown_economy", detail)
+        return economy
+
+    def certificates(self, economy_id: bytes) -> tuple[int, int]:
+        """(accounts with state, certified entries) of an economy on this node."""
+        accounts = self.node.store.accounts(economy_id)
+        return len(accounts), sum(a.seq for a in accounts.values())
+
+
+def _ws_only(session: Session | None, name: str) -> Session:
+    if session is None:
+        raise RpcError(
+            METHOD_NOT_FOUND, "websocket_only", f"{name} works over the WebSocket (/ws) only"
+        )
+    return session
+
+
+@method("node_info", "This node: its key, peer id, addresses and load.", result=_ref("NodeInfo"))
+async def node_info(api: Api, session: Session | None) -> dict[str, Any]:
+    node = api.node
+    return {
+        "did": node.key.did,
+        "peer_id": node.p2p.peer_id,
+        "version": VERSION,
+        "addresses": node.addresses,
+        "validator": node.settings.validator,
+        "economies": sorted(hex_out(e) for e in node.follow),
+        "pending": node.submitter.pending_count,
+        "sync_lag": node.sync.lag,
+    }
+
+
+@method(
+    "node_peers",
+    "The libp2p peers this node is connected to.",
+    result={"type": "array", "items": _obj(["peer_id"], peer_id={"type": "string"})},
+)
+async def node_peers(api: Api, session: Session | None) -> list[dict[str, Any]]:
+    return [{"peer_id": peer} for peer in api.node.p2p.peers()]
+
+
+@method(
+    "economy_list",
+    "The economies this node holds a genesis for.",
+    result={"type": "array", "items": _ref("EconomySummary")},
+)
+async def economy_list(api: Api, session: Session | None) -> list[dict[str, Any]]:
+    out = []
+    for economy in api.node.applier.economies.values():
+        g = economy.genesis
+        out.append(
+            {
+                "id": hex_out(economy.id),
+                "name": g.name,
+                "symbol": g.symbol,
+                "decimals": g.decimals,
+                "kind": g.kind,
+                "quorum": g.quorum,
+                "validators": [did_out(k) for k in economy.validators],
+                "certificates": api.certificates(economy.id)[1],
+            }
+        )
+    return out
+
+
+@method(
+    "economy_get",
+    "One economy: its genesis, policy, validators and size on this node.",
+    _economy_param(),
+    result=_ref("Economy"),
+    errors=(NOT_FOUND,),
+)
+async def economy_get(api: Api, session: Session | None, economy: bytes) -> dict[str, Any]:
+    api.economy(economy)
+    signed = api.node.store.economy(economy)
+    if signed is None:  # known to the applier, so stored; a race with nothing
+        raise RpcError(NOT_FOUND, "unknown_economy", "no stored genesis")
+    view = economy_view(signed)
+    view["accounts"], view["certificates"] = api.certificates(economy)
+    return view
+
+
+@method(
+    "economy_signGenesis",
+    "Sign an unsigned genesis with this node's key, if it names it as a validator.",
+    Param(
+        "genesis",
+        _ref("Hex"),
+        "the unsigned genesis' canonical bytes",
+        lambda v, f: hex_in(v, f, max_size=MAX_GENESIS_BYTES),
+    ),
+    result=_obj(["validator", "signature"], validator=_ref("Did"), signature=_ref("Signature")),
+    description="Refused with not_validator (-32004) unless this node's key is a validator "
+    "of the genesis; a genesis that breaks the protocol's rules is refused (-32001).",
+    errors=(REFUSED, UNAVAILABLE),
+)
+async def economy_sign_genesis(api: Api, session: Session | None, genesis: bytes) -> dict[str, Any]:
+    g = Genesis.decode(genesis)
+    key = api.node.key
+    if all(v.key != key.public for v in g.validators):
+        raise RpcError(
+            UNAVAILABLE, "not_validator", f"this node's key {key.did} is not a validator of it"
+        )
+    return {"validator": key.did, "signature": hex_out(g.sign(key))}
+
+
+@method(
+    "economy_create",
+    "Store, follow and serve a signed genesis (idempotent).",
+    Param(
+        "genesis",
+        _ref("Hex"),
+        "the signed genesis' canonical bytes (with a quorum of validator signatures)",
+        lambda v, f: hex_in(v, f, max_size=MAX_SIGNED_GENESIS_BYTES),
+    ),
+    result=_obj(["id"], id=_ref("Id")),
+    description="A genesis without a quorum of valid signatures is refused (bad_genesis).",
+    errors=(REFUSED,),
+)
+async def economy_create(api: Api, session: Session | None, genesis: bytes) -> dict[str, Any]:
+    economy = await api.node.add_economy(SignedGenesis.decode(genesis))
+    return {"id": hex_out(economy.id)}
+
+
+@method(
+    "economy_follow",
+    "Follow an economy by id; its genesis is fetched from peers if unknown.",
+    _economy_param(),
+    result=_obj(
+        ["id", "known"],
+        id=_ref("Id"),
+        known={"type": "boolean", "description": "whether this node already holds its genesis"},
+    ),
+)
+async def economy_follow(api: Api, session: Session | None, economy: bytes) -> dict[str, Any]:
+    known = economy in api.node.applier.economies
+    await api.node.follow_economy(economy)
+    return {"id": hex_out(economy), "known": known}
+
+
+@method(
+    "account_get",
+    "An account's state in an economy.",
+    _economy_param(),
+    _account_param(),
+    result=_ref("Account"),
+    errors=(NOT_FOUND,),
+)
+async def account_get(
+    api: Api, session: Session | None, economy: bytes, account: bytes
+) -> dict[str, Any]:
+    econ = api.economy(economy)
+    return account_view(econ, account, api.node.store.account(economy, account))
+
+
+@method(
+    "account_history",
+    "Certified entries that changed an account, newest first, a page at a time.",
+    _economy_param(),
+    _account_param(),
+    Param(
+        "cursor",
+        {"type": ["string", "null"]},
+        "next_cursor of the previous page; absent or null for the newest page",
+        _cursor_in,
+        required=False,
+    ),
+    Param(
+        "limit",
+        {"type": "integer", "minimum": 1, "default": 50},
+        "most entries in the page (default 50, at most rpc.max_page)",
+        lambda v, f: int_in(v, f, low=1),
+        required=False,
+    ),
+    result=_obj(
+        ["entries", "next_cursor"],
+        entries={"type": "array", "items": _ref("CertifiedEntry")},
+        next_cursor={"type": ["string", "null"], "description": "null on the last page"},
+    ),
+    errors=(NOT_FOUND, LIMIT),
+)
+async def account_history(
+    api: Api,
+    session: Session | None,
+    economy: bytes,
+    account: bytes,
+    cursor: int | None = None,
+    limit: int = 50,
+) -> dict[str, Any]:
+    if limit > api.config.max_page:
+        raise RpcError(
+            LIMIT,
+            "page_too_large",
+            f"limit {limit} is above rpc.max_page ({api.config.max_page})",
+            limit=api.config.max_page,
+        )
+    api.economy(economy)
+    # One more than asked tells whether a next page exists.
+    items = api.node.store.history(economy, account, cursor, limit + 1)
+    page = items[:limit]
+    entries = [certificate_view(Certificate.decode(data), data) for _, data in page]
+    more = len(items) > limit
+    return {"entries": entries, "next_cursor": str(page[-1][0]) if more else None}
+
+
+@method(
+    "entry_prepare",
+    "Build an unsigned entry: its id, canonical bytes and the message to sign.",
+    _economy_param(),
+    _account_param("author", "the author (who signs it)"),
+    Param("kind", _ref("Kind"), "the entry kind", lambda v, f: str_in(v, f, max_bytes=32)),
+    Param("body", _ref("Body"), "the body, in the JSON view of its kind"),
+    Param(
+        "seq",
+        {"type": "integer", "minimum": 1},
+        "default: the author's next seq in this node's store",
+        lambda v, f: int_in(v, f, low=1),
+        required=False,
+    ),
+    Param(
+        "prev",
+        _ref("Id"),
+        "default: the id of the author's entry at seq - 1, from this node's store",
+        _id_in,
+        required=False,
+    ),
+    Param("ts_ms", {"type": "integer", "minimum": 0}, "default: now", int_in, required=False),
+    result=_obj(
+        ["id", "entry", "signing_message", "view"],
+        id=_ref("Id"),
+        entry={**_ref("Hex"), "description": "the canonical unsigned entry bytes"},
+        signing_message={**_ref("Hex"), "description": "sign these bytes with Ed25519"},
+        view=_ref("EntryView"),
+    ),
+    errors=(REFUSED, NOT_FOUND),
+)
+async def entry_prepare(
+    api: Api,
+    session: Session | None,
+    economy: bytes,
+    author: bytes,
+    kind: str,
+    body: Any,
+    seq: int | None = None,
+    prev: bytes | None = None,
+    ts_ms: int | None = None,
+) -> dict[str, Any]:
+    api.economy(economy)
+    parsed = body_in(kind, body)
+    store = api.node.store
+    acct = store.account(economy, author)
+    if seq is None:
+        seq = acct.seq + 1
+    if prev is None:
+        if seq == acct.seq + 1:
+            prev = acct.head
+        elif seq == 1:
+            prev = ZERO_ID
+        else:
+            found = store.chain_range(economy, author, seq - 1, 1)
+            if not found:
+                raise ParamError("prev", f"this node does not hold the author's entry {seq - 1}")
+            prev = Certificate.decode(found[0]).entry_id
+    if ts_ms is None:
+        ts_ms = int(time.time() * 1000)
+    entry = Entry(economy, author, seq, prev, ts_ms, parsed)
+    entry_id = entry.id
+    return {
+        "id": hex_out(entry_id),
+        "entry": hex_out(entry.encode()),
+        "signing_message": hex_out(ENTRY.message(entry_id)),
+        "view": entry_view(entry, entry_id),
+    }
+
+
+@method(
+    "entry_submit",
+    "Submit a signed entry for certification; returns once it is durable.",
+    Param(
+        "entry",
+        _ref("Hex"),
+        "the unsigned entry bytes (entry_prepare's entry)",
+        lambda v, f: hex_in(v, f, max_size=MAX_ENTRY_BYTES),
+    ),
+    Param(
+        "signature",
+        _ref("Signature"),
+        "the author's Ed25519 signature of signing_message",
+        lambda v, f: hex_in(v, f, size=64),
+    ),
+    result=_obj(["id"], id=_ref("Id")),
+    description="Returns before certification: follow it with entry_get or an entry "
+    "subscription. Refused (-32001) for a bad signature or an economy this node does not "
+    "follow; everything else is the validators' to decide.",
+    errors=(REFUSED,),
+)
+async def entry_submit(
+    api: Api, session: Session | None, entry: bytes, signature: bytes
+) -> dict[str, Any]:
+    signed = SignedEntry(Entry.decode(entry), signature)
+    return {"id": hex_out(await api.node.submit(signed))}
+
+
+def status_view(status: Status) -> dict[str, Any]:
+    """The ``entry_get`` result (and an ``entry`` notification) for a status."""
+    out: dict[str, Any] = {"id": hex_out(status.entry_id), "status": status.state}
+    if status.state == PENDING:
+        out["waiting_on"] = status.waiting_on
+    elif status.state == REFUSED_STATE:
+        out["reason"] = status.reason.value if status.reason else ""
+        out["detail"] = status.detail
+    elif status.certificate is not None:
+        cert = status.certificate
+        out["certificate"] = hex_out(cert.encode())
+        out["view"] = entry_view(cert.entry, cert.entry_id)
+    return out
+
+
+def _known_status(api: Api, entry_id: bytes) -> Status:
+    status = api.node.submitter.status(entry_id)
+    # The submitter answers this exact value for an id it has never seen
+    # (no job, no outcome, no certificate).
+    if status == Status(entry_id, REFUSED_STATE, Reason.MISSING, "unknown entry"):
+        raise RpcError(NOT_FOUND, "unknown_entry", f"this node knows no entry {hex_out(entry_id)}")
+    return status
+
+
+@method(
+    "entry_get",
+    "An entry's status: pending, certified (with its certificate) or refused.",
+    Param("id", _ref("Id"), "the entry id", _id_in),
+    result=_ref("EntryStatus"),
+    errors=(NOT_FOUND,),
+)
+async def entry_get(api: Api, session: Session | None, id: bytes) -> dict[str, Any]:
+    return status_view(_known_status(api, id))
+
+
+@method(
+    "subscribe",
+    "Subscribe to an account's certified entries or to an entry's status (WebSocket only).",
+    Param("topic", {"enum": ["account", "entry"]}, "account or entry", _choice("account", "entry")),
+    Param("economy", _ref("Id"), "topic account: the economy id", _id_in, required=False),
+    Param("account", _ref("Did"), "topic account: the account", did_in, required=False),
+    Param("id", _ref("Id"), "topic entry: the entry id", _id_in, required=False),
+    result={"type": "string", "description": "the subscription id"},
+    description="Notifications: {jsonrpc, method: 'subscription', params: {subscription, "
+    "result}}. account: a CertifiedEntry for every certificate applied that changed the "
+    "account. entry: the entry_get result at every status change (at once if already final); "
+    "an entry subscription ends after its final status. By position: [topic, economy, "
+    "account] or [topic, null, null, id].",
+    errors=(NOT_FOUND, LIMIT),
+)
+async def subscribe(
+    api: Api,
+    session: Session | None,
+    topic: str,
+    economy: bytes | None = None,
+    account: bytes | None = None,
+    id: bytes | None = None,
+) -> str:
+    ws = _ws_only(session, "subscribe")
+    needed = {"account": ("economy", "account"), "entry": ("id",)}[topic]
+    given = {"economy": economy, "account": account, "id": id}
+    for name, value in given.items():
+        if name in needed and value is None:
+            raise ParamError(name, f"missing (topic {topic})")
+        if name not in needed and value is not None:
+            raise ParamError(name, f"not a parameter of topic {topic}")
+    if len(ws.subscriptions) >= api.config.max_subscriptions:
+        raise RpcError(
+            LIMIT,
+            "too_many_subscriptions",
+            f"this WebSocket holds {len(ws.subscriptions)} subscriptions already "
+            f"(rpc.max_subscriptions)",
+            limit=api.config.max_subscriptions,
+        )
+    if topic == "account":
+        assert economy is not None and account is not None
+        api.economy(economy)
+        return api.hub.watch_account(ws, economy, account).id
+    assert id is not None
+    status = _known_status(api, id)
+    if status.state == PENDING:
+        return api.hub.watch_entry(ws, id).id
+    # Final already: one notification, after the response that names it.
+    sub = ws.new_subscription("entry")
+    ws.notify(sub.id, status_view(status))
+    ws.end(sub)
+    return sub.id
+
+
+@method(
+    "unsubscribe",
+    "End a subscription of this WebSocket.",
+    Param("subscription", {"type": "string"}, "the subscription id", str_in),
+    result={"const": True},
+)
+async def unsubscribe(api: Api, session: Session | None, subscription: str) -> bool:
+    ws = _ws_only(session, "unsubscribe")
+    if not ws.issued(subscription):
+        raise ParamError("subscription", "not a subscription of this WebSocket")
+    sub = ws.subscriptions.get(subscription)
+    if sub is not None:
+        api.hub.forget(sub)
+    return True
+
+
+@method(
+    "rpc.discover",
+    "This API's OpenRPC 1.2.6 document.",
+    result={"type": "object", "description": "an OpenRPC 1.2.6 document"},
+    result_name="OpenRPC",
+)
+async def rpc_discover(api: Api, session: Session | None) -> dict[str, Any]:
+    return api.openrpc
+
+
+def openrpc_document() -> dict[str, Any]:
+    return REGISTRY.openrpc(
+        {
+            "title": "mycelia node",
+            "version": VERSION,
+            "description": "The wallet RPC of a mycelia node. Transport, auth, encoding "
+            "rules, error codes and subscriptions: docs/rpc.md.",
+        }
+    )
+
+
+def _needs_view(need: Need) -> dict[str, Any]:
+    if isinstance(need, NeedChain):
+        return {
+            "type": "chain",
+            "author": did_out(need.author),
+            "after_seq": need.after_seq,
+            "through": hex_out(need.through),
+        }
+    if isinstance(need, NeedAdmission):
+        return {"type": "admission", "account": did_out(need.account)}
+    assert isinstance(need, NeedCertificate)
+    return {"type": "certificate", "id": hex_out(need.id)}
+
+
+def translate(exc: Exception) -> RpcError | None:
+    """A protocol refusal is -32001 with its reason (and needs)."""
+    if isinstance(exc, Refused):
+        extra = {"needs": [_needs_view(n) for n in exc.needs]} if exc.needs else {}
+        return RpcError(REFUSED, exc.reason.value, exc.detail, **extra)
+    return None
+
+
+# -- subscriptions ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Subscription:
+    id: str
+    session: Session
+    topic: str
+    #: (economy, account) for an account subscription, (entry id,) for an entry one
+    key: tuple[bytes, ...] = ()
+
+
+class Session:
+    """One WebSocket: its subscriptions and its bounded outbox.
+
+    ``notify`` is called from synchronous callbacks and never blocks: when
+    the outbox is full the session is marked ``overflowed`` and its scope
+    cancelled, which ends the connection."""
+
+    def __init__(self, hub: Hub, outbox_size: int) -> None:
+        self.hub = hub
+        self.subscriptions: dict[str, Subscription] = {}
+        self.outbox, self.outbox_out = trio.open_memory_channel[str](outbox_size)
+        self.scope = trio.CancelScope()
+        self.overflowed = False
+        self._issued = 0
+        self._held: list[str] | None = None
+
+    # -- subscriptions
+    def new_subscription(self, topic: str, key: tuple[bytes, ...] = ()) -> Subscription:
+        self._issued += 1
+        sub = Subscription(f"0x{self._issued:x}", self, topic, key)
+        self.subscriptions[sub.id] = sub
+        return sub
+
+    def issued(self, sub_id: str) -> bool:
+        """Whether ``sub_id`` was ever given to this session (ended or not)."""
+        if not sub_id.startswith("0x") or not 2 < len(sub_id) <= 18:
+            return False
+        try:
+            n = int(sub_id[2:], 16)
+        except ValueError:
+            return False
+        return f"0x{n:x}" == sub_id and 1 <= n <= self._issued
+
+    def end(self, sub: Subscription) -> None:
+        self.subscriptions.pop(sub.id, None)
+
+    # -- the outbox
+    def notify(self, sub_id: str, result: Any) -> None:
+        if self.overflowed:
+            return
+        text = encode(
+            {
+                "jsonrpc": "2.0",
+                "method": "subscription",
+                "params": {"subscription": sub_id, "result": result},
+            }
+        )
+        if self._held is not None:
+            used = self.outbox.statistics().current_buffer_used
+            if used + len(self._held) >= self.outbox.statistics().max_buffer_size:
+                self._overflow()
+            else:
+                self._held.append(text)
+            return
+        self._push(text)
+
+    def _push(self, text: str) -> None:
+        try:
+            self.outbox.send_nowait(text)
+        except trio.WouldBlock:
+            self._overflow()
+        except trio.ClosedResourceError:
+            pass  # the connection is ending
+
+    def _overflow(self) -> None:
+        queued = self.outbox.statistics().current_buffer_used
+        log.info("closing a WebSocket that reads too slowly (%d messages queued)", queued)
+        self.overflowed = True
+        self.scope.cancel()
+        self.hub.drop(self)
+
+    def hold(self) -> None:
+        """Until :meth:`release`: keep notifications back (a response is being made)."""
+        self._held = []
+
+    def release(self) -> None:
+        held, self._held = self._held or [], None
+        for text in held:
+            if self.overflowed:
+                return
+            self._push(text)
+
+
+class Hub:
+    """Which sessions watch which accounts and entries; fed by the applier
+    and the submitter. Its callbacks run on the trio thread inside those
+    services, so they do only lookups and non-blocking sends, and never
+    raise into them."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        #: economy -> account -> subscriptions
+        self._accounts: dict[bytes, dict[bytes, dict[Subscription, None]]] = {}
+        #: entry id -> subscriptions
+        self._entries: dict[bytes, dict[Subscription, None]] = {}
+        self._closed = False
+        # The services offer no way to remove a listener; a closed hub's
+        # listeners stay registered and do nothing.
+        node.applier.on_applied(self._on_applied)
+        node.submitter.subscribe(self._on_status)
+
+    def close(self) -> None:
+        self._closed = True
+        self._accounts.clear()
+        self._entries.clear()
+
+    def watch_account(self, session: Session, economy: bytes, account: bytes) -> Subscription:
+        sub = session.new_subscription("account", (economy, account))
+        self._accounts.setdefault(economy, {}).setdefault(account, {})[sub] = None
+        return sub
+
+    def watch_entry(self, session: Session, entry_id: bytes) -> Subscription:
+        sub = session.new_subscription("entry", (entry_id,))
+        self._entries.setdefault(entry_id, {})[sub] = None
+        return sub
+
+    def forget(self, sub: Subscription) -> None:
+        sub.session.end(sub)
+        if sub.topic == "account":
+            economy, account = sub.key
+            by_account = self._accounts.get(economy, {})
+            subs = by_account.get(account, {})
+            subs.pop(sub, None)
+            if not subs:
+                by_account.pop(account, None)
+                if not by_account:
+                    self._accounts.pop(economy, None)
+        else:
+            subs = self._entries.get(sub.key[0], {})
+            subs.pop(sub, None)
+            if not subs:
+                self._entries.pop(sub.key[0], None)
+
+    def drop(self, session: Session) -> None:
+        for sub in list(session.subscriptions.values()):
+            self.forget(sub)
+
+    def _on_applied(self, economy_id: bytes, ids: tuple[bytes, ...]) -> None:
+        by_account = self._accounts.get(economy_id)
+        if not by_account or self._closed:
+            return
+        try:
+            for entry_id in ids:
+                data = self.node.store.certificate_bytes(entry_id)
+                if data is None:
+                    continue
+                cert = Certificate.decode(data)
+                view: dict[str, Any] | None = None
+                for account in _touched(cert.entry):
+                    for sub in list(by_account.get(account, ())):
+                        view = view or certificate_view(cert, data)
+                        sub.session.notify(sub.id, view)
+        except Exception:  # never into the applier: it is the node's one writer
+            log.exception("account notifications failed")
+
+    def _on_status(self, status: Status) -> None:
+        if self._closed or status.state == PENDING:
+            return
+        subs = self._entries.pop(status.entry_id, None)
+        if not subs:
+            return
+        try:
+            view = status_view(status)
+            for sub in subs:
+                sub.session.notify(sub.id, view)
+                sub.session.end(sub)  # final: the subscription is over
+        except Exception:  # never into the submitter
+            log.exception("entry notifications failed")
+
+
+def _touched(entry: Entry) -> set[bytes]:
+    """The accounts an entry's certificate changes: its author and whoever
+    its body names (a recipient, an admitted member, a member whose limit is
+    set) — the accounts the store's history indexes it under."""
+    accounts = {entry.author}
+    for name in ("to", "member"):
+        key = getattr(entry.body, name, None)
+        if key is not None:
+            accounts.add(key)
+    return accounts
+
+
+# -- HTTP and WebSocket ------------------------------------------------------------------
+
+
+def _json_response(message: Any, status_code: int = 200) -> Response:
+    return Response(encode(message), status_code=status_code, media_type="application/json")
+
+
+def _too_large(limit: int) -> RpcError:
+    return RpcError(
+        LIMIT,
+        "request_too_large",
+        f"larger than rpc.max_request_bytes ({limit} bytes)",
+        limit=limit,
+    )
+
+
+def _too_many_connections(limit: int) -> RpcError:
+    return RpcError(
+        LIMIT,
+        "too_many_connections",
+        f"{limit} connections are open already (rpc.max_connections)",
+        limit=limit,
+    )
+
+
+class _Guard:
+    """Before any route: the cookie, then the connection limit. A connection
+    here is an HTTP request being answered or an open WebSocket."""
+
+    def __init__(self, app: ASGIApp, server: RpcServer) -> None:
+        self.app = app
+        self.server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        if not self.server.authorized(scope["headers"]):
+            await _deny(scope, receive, send)
+            return
+        limit = self.server.config.max_connections
+        if self.server.active >= limit:
+            await _busy(scope, receive, send, _too_many_connections(limit))
+            return
+        self.server.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.server.active -= 1
+
+
+_UNAUTHORIZED = [(b"www-authenticate", b'Basic realm="mycelia"'), (b"content-length", b"0")]
+
+
+async def _deny(scope: Scope, receive: Receive, send: Send) -> None:
+    """401, an empty body, nothing else: for HTTP and for a WebSocket handshake."""
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 401, "headers": _UNAUTHORIZED})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await receive()  # websocket.connect
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await send(
+            {"type": "websocket.http.response.start", "status": 401, "headers": _UNAUTHORIZED}
+        )
+        await send({"type": "websocket.http.response.body", "body": b""})
+    else:  # a server without the denial extension: refuse before accepting
+        await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION})
+
+
+async def _busy(scope: Scope, receive: Receive, send: Send, error: RpcError) -> None:
+    body = encode(error_response(error))
+    if scope["type"] == "http":
+        response = Response(body, status_code=503, media_type="application/json")
+        await response(scope, receive, send)
+        return
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": body})
+    await send({"type": "websocket.close", "code": WS_TRY_AGAIN_LATER})
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None if it is larger than ``limit``."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > _DRAIN_FACTOR * limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            # Read the rest (dropped, bounded) before answering 413.
+            if size > _DRAIN_FACTOR * limit:
+                return None
+            continue
+        chunks.append(chunk)
+    return None if size > limit else b"".join(chunks)
+
+
+class RpcServer:
+    """The ASGI app and its state: auth, the connection count, the methods."""
+
+    def __init__(
+        self, node: Node, config: RpcConfig, cookie: str | None, *, outbox_size: int = OUTBOX_SIZE
+    ) -> None:
+        self.config = config
+        self.hub = Hub(node)
+        self.api = Api(node, config, self.hub, openrpc_document())
+        self.dispatcher = Dispatcher(REGISTRY, self.api, config.max_batch, translate)
+        self.outbox_size = outbox_size
+        self.active = 0
+        #: "__cookie__:<hex>" and "<hex>"; None when auth is off
+        self._cookie = cookie
+        self._secret = cookie.partition(":")[2] if cookie else None
+        self.app = Starlette(
+            routes=[
+                Route("/", self._http, methods=["POST"]),
+                WebSocketRoute("/ws", self._websocket),
+            ],
+            middleware=[Middleware(_Guard, server=self)],
+        )
+
+    def authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        if self._cookie is None or self._secret is None:
+            return True
+        value = next((v for k, v in headers if k.lower() == b"authorization"), None)
+        if value is None:
+            return False
+        scheme, _, credentials = value.decode("latin-1").strip().partition(" ")
+        credentials = credentials.strip()
+        if scheme.lower() == "bearer":
+            return hmac.compare_digest(credentials.encode(), self._secret.encode())
+        if scheme.lower() == "basic":
+            try:
+                decoded = base64.b64decode(credentials, validate=True)
+            except ValueError:
+                return False
+            return hmac.compare_digest(decoded, self._cookie.encode())
+        return False
+
+    async def _http(self, request: Request) -> Response:
+        limit = self.config.max_request_bytes
+        try:
+            body = await _read_body(request, limit)
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody reads it
+        if body is None:
+            return _json_response(error_response(_too_large(limit)), 413)
+        reply = await self.dispatcher.handle(body, None)
+        if reply is None:
+            return Response(status_code=204)
+        return Response(reply, media_type="application/json")
+
+    async def _websocket(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        session = Session(self.hub, self.outbox_size)
+        try:
+            with session.scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._ws_writer, websocket, session)
+                    await self._ws_reader(websocket, session)
+                    nursery.cancel_scope.cancel()
+        finally:
+            self.hub.drop(session)
+            session.outbox.close()
+        if session.overflowed:
+            with contextlib.suppress(Exception):
+                await websocket.close(WS_POLICY_VIOLATION, "too slow: notifications overflowed")
+
+    async def _ws_reader(self, websocket: WebSocket, session: Session) -> None:
+        limit = self.config.max_request_bytes
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            session.hold()
+            try:
+                if text is None:
+                    error = RpcError(
+                        INVALID_REQUEST, "invalid_request", "send JSON-RPC in text frames"
+                    )
+                    reply: str | None = encode(error_response(error))
+                elif len(text) > limit or len(text.encode()) > limit:
+                    reply = encode(error_response(_too_large(limit)))
+                else:
+                    reply = await self.dispatcher.handle(text, session)
+                if reply is not None:
+                    await session.outbox.send(reply)
+            finally:
+                session.release()
+
+    @staticmethod
+    async def _ws_writer(websocket: WebSocket, session: Session) -> None:
+        async for text in session.outbox_out:
+            await websocket.send_text(text)
+
+
+# -- sockets and the serving loop -------------------------------------------------------
+
+
+class _Stream(trio.abc.HalfCloseableStream):
+    """A socket stream whose writes give up after ``timeout`` seconds
+    without completing. Hypercorn shields its writes from cancellation, so
+    a client that stops reading would otherwise hold its connection task,
+    and a clean stop, forever."""
+
+    def __init__(self, inner: trio.SocketStream, timeout: float, open_: set[_Stream]) -> None:
+        self._inner = inner
+        self._timeout = timeout
+        self._open = open_
+        self.socket = inner.socket  # hypercorn reads the peer's address here
+        open_.add(self)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        with trio.move_on_after(self._timeout) as scope:
+            await self._inner.send_all(data)
+        if scope.cancelled_caught:
+            self.close_now()
+            raise trio.BrokenResourceError("the client stopped reading")
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._inner.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self._inner.send_eof()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self._inner.receive_some(max_bytes)
+
+    def close_now(self) -> None:
+        """Close the socket at once; any task blocked on it wakes with
+        ClosedResourceError."""
+        self._open.discard(self)
+        self._inner.socket.close()
+
+    async def aclose(self) -> None:
+        self._open.discard(self)
+        await self._inner.aclose()
+
+
+class _Listener(trio.abc.Listener[_Stream]):
+    def __init__(self, sock: trio.socket.SocketType, timeout: float, open_: set[_Stream]) -> None:
+        self._inner = trio.SocketListener(sock)
+        self._timeout = timeout
+        self._open = open_
+
+    async def accept(self) -> _Stream:
+        return _Stream(await self._inner.accept(), self._timeout, self._open)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def _serve_asgi(
+    app: ASGIApp,
+    listeners: list[_Listener],
+    config: HyperConfig,
+    open_streams: set[_Stream],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Hypercorn's trio connection handler on our listeners, until cancelled;
+    then every connection is closed at once."""
+    context = WorkerContext(None)
+    asgi = wrap_app(app, config.wsgi_max_body_size, "asgi")
+
+    async def connection(stream: _Stream) -> None:
+        try:
+            await TCPServer(asgi, config, context, ConnectionState({}), stream).run()
+        except Exception:  # one connection's failure is not the server's
+            log.exception("rpc connection failed")
+
+    async with trio.open_nursery() as nursery:
+        try:
+            await nursery.start(
+                lambda task_status: trio.serve_listeners(
+                    connection, listeners, handler_nursery=nursery, task_status=task_status
+                )
+            )
+            task_status.started()
+            await trio.sleep_forever()
+        finally:
+            for stream in list(open_streams):
+                stream.close_now()
+
+
+async def _bind_tcp(host: str, port: int) -> trio.socket.SocketType:
+    try:
+        infos = await trio.socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError as exc:
+        raise ConfigError(f"rpc: cannot resolve {host}: {exc}") from None
+    family, type_, proto, _, address = infos[0]
+    sock = trio.socket.socket(family, type_, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        await sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"rpc: cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+async def _bind_unix(path: Path) -> trio.socket.SocketType:
+    if path.is_socket():
+        probe = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            await probe.connect(str(path))
+        except OSError:
+            path.unlink(missing_ok=True)  # left by a node that did not stop cleanly
+        else:
+            raise OSError(f"rpc: {path} is in use: is another node running on this datadir?")
+        finally:
+            probe.close()
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        await sock.bind(str(path))
+        # Before listen(): nobody can connect while it is briefly wider.
+        os.chmod(path, 0o600)
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _write_file(path: Path, text: str) -> None:
+    """Atomically, mode 0600 whatever was there before."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+@dataclass(frozen=True, slots=True)
+class RpcEndpoints:
+    """Where the RPC listens (the addresses actually bound)."""
+
+    http: str
+    unix: Path | None
+    extra: tuple[str, ...]
+    #: the cookie file, None when rpc.auth is off
+    cookie: Path | None
+
+    def __str__(self) -> str:
+        parts = [self.http, *self.extra]
+        if self.unix is not None:
+            parts.append(f"unix:{self.unix}")
+        return ", ".join(parts)
+
+
+async def serve_rpc(
+    node: Node,
+    config: RpcConfig,
+    *,
+    outbox_size: int = OUTBOX_SIZE,
+    send_timeout_s: float = SEND_TIMEOUT_S,
+    task_status: trio.TaskStatus[RpcEndpoints] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``node``'s RPC until cancelled (start it once the node is ready:
+    ``endpoints = await nursery.start(serve_rpc, node, config.rpc)``).
+
+    Writes a new cookie, binds every address, writes ``rpc.endpoint`` and
+    reports the :class:`RpcEndpoints`; at cancellation closes every
+    connection and removes the cookie, the socket and the endpoint file."""
+    check_rpc(config)
+    datadir = node.datadir.absolute()
+    datadir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cookie_path = datadir / COOKIE_FILE
+    endpoint_path = datadir / ENDPOINT_FILE
+    socket_path = datadir / SOCKET_FILE
+    sockets: list[trio.socket.SocketType] = []
+    ours: list[Path] = []
+    server: RpcServer | None = None
+    try:
+        cookie = None
+        if config.auth:
+            cookie = f"{COOKIE_USER}:{secrets.token_hex(32)}"
+            ours.append(cookie_path)
+            _write_file(cookie_path, cookie)
+        else:
+            cookie_path.unlink(missing_ok=True)  # a stale one would mislead clients
+        server = RpcServer(node, config, cookie, outbox_size=outbox_size)
+
+        main = await _bind_tcp(config.host, config.port)
+        sockets.append(main)
+        http = _url(config.host, main.getsockname()[1])
+        extra = []
+        for address in config.extra_bind:
+            host, port = split_host_port(address)
+            sock = await _bind_tcp(host, port)
+            sockets.append(sock)
+            extra.append(_url(host, sock.getsockname()[1]))
+        unix = None
+        if config.unix_socket and len(os.fsencode(socket_path)) > _MAX_UNIX_PATH:
+            # A deep datadir should not keep the node from starting: clients
+            # read "unix": null in rpc.endpoint and use HTTP.
+            log.warning(
+                "rpc: no unix socket: %s is longer than %d bytes (the system's limit)",
+                socket_path,
+                _MAX_UNIX_PATH,
+            )
+        elif config.unix_socket:
+            ours.append(socket_path)
+            sockets.append(await _bind_unix(socket_path))
+            unix = socket_path
+
+        ours.append(endpoint_path)
+        _write_file(
+            endpoint_path,
+            json.dumps({"http": http, "unix": None if unix is None else str(unix)}) + "\n",
+        )
+        endpoints = RpcEndpoints(http, unix, tuple(extra), cookie_path if cookie else None)
+
+        hyper = HyperConfig()
+        hyper.accesslog = None
+        hyper.errorlog = logging.getLogger("mycelia.rpc.http")
+        hyper.include_server_header = False
+        # Messages up to twice our limit reach us and get a -32003 answer;
+        # hypercorn closes the connection (1009) on anything larger.
+        hyper.websocket_max_message_size = 2 * config.max_request_bytes
+        open_streams: set[_Stream] = set()
+        listeners = [_Listener(s, send_timeout_s, open_streams) for s in sockets]
+        async with trio.open_nursery() as nursery:
+            await nursery.start(_serve_asgi, server.app, listeners, hyper, open_streams)
+            task_status.started(endpoints)
+    finally:
+        if server is not None:
+            server.hub.close()
+        for sock in sockets:
+            sock.close()
+        for path in ours:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)

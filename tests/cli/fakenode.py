@@ -1,0 +1,335 @@
+"""A node's wallet RPC played in memory, for client and CLI tests.
+
+:class:`FakeNode` answers the methods of ``docs/rpc.md`` from
+``tests.factory.World`` ledgers: a submitted entry is checked by the
+protocol and, unless ``hold`` is set, certified at once by the world's
+validator keys. It records every request body and header, so tests can
+assert on exactly what a client sent, and ``lie`` replaces any method's
+answer to play a dishonest node.
+
+It is reachable two ways: :meth:`FakeNode.transport` (an
+``httpx.MockTransport`` for a client built in the test) and :func:`serve`
+(a real HTTP server on a unix socket or TCP, in a thread, with
+``rpc.endpoint`` and ``.cookie`` written into a data directory as the real
+node does, so the CLI's endpoint discovery runs for real).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socketserver
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from mycelia.node.views import (
+    account_view,
+    certificate_view,
+    did_in,
+    economy_view,
+    entry_view,
+    hex_in,
+    hex_out,
+)
+from mycelia.protocol import (
+    Certificate,
+    Economy,
+    Entry,
+    Genesis,
+    Refused,
+    SignedEntry,
+    SignedGenesis,
+    SigningKey,
+)
+from tests.factory import World, key, sign_genesis
+
+COOKIE = "__cookie__:" + "5a" * 32
+
+
+class FakeError(Exception):
+    def __init__(self, code: int, reason: str, detail: str = "", **extra: Any) -> None:
+        super().__init__(reason)
+        self.error = {
+            "code": code,
+            "message": reason,
+            "data": {"reason": reason, "detail": detail, **extra},
+        }
+
+
+def _relevant(cert: Certificate, public: bytes) -> bool:
+    body = cert.entry.body
+    return public in (cert.entry.author, getattr(body, "to", None), getattr(body, "member", None))
+
+
+class FakeNode:
+    def __init__(self, *worlds: World, node_key: SigningKey | None = None) -> None:
+        self.key = node_key if node_key is not None else key(7, "fake-node")
+        self.worlds: dict[bytes, World] = {w.id: w for w in worlds}
+        self.signed: dict[bytes, SignedGenesis] = {
+            w.id: sign_genesis(w.genesis, w.vkeys) for w in worlds
+        }
+        self.certs: dict[bytes, list[Certificate]] = {w.id: [] for w in worlds}
+        self.statuses: dict[bytes, dict[str, Any]] = {}
+        self.created: list[SignedGenesis] = []
+        self.followed: list[bytes] = []
+        self.bodies: list[Any] = []  # every request body, parsed
+        self.raw: list[bytes] = []  # every request body, as sent
+        self.auth: list[str | None] = []  # every Authorization header
+        self.hold = False  # True: submitted entries stay pending
+        self.lie: dict[str, Callable[[dict[str, Any]], Any]] = {}
+
+    # -- state ------------------------------------------------------------------------
+
+    def record(self, cert: Certificate) -> Certificate:
+        """A certificate the node holds (applied to its world already)."""
+        self.certs[cert.entry.economy].append(cert)
+        self.statuses[cert.entry_id] = {
+            "id": hex_out(cert.entry_id),
+            "status": "certified",
+            "certificate": hex_out(cert.encode()),
+            "view": entry_view(cert.entry, cert.entry_id),
+        }
+        return cert
+
+    def methods(self) -> list[str]:
+        return [b["method"] for b in self.bodies if isinstance(b, dict)]
+
+    # -- methods ------------------------------------------------------------------------
+
+    def _world(self, params: dict[str, Any]) -> World:
+        eid = hex_in(params["economy"], "economy", size=32)
+        world = self.worlds.get(eid)
+        if world is None:
+            raise FakeError(-32002, "unknown_economy", "no such economy here")
+        return world
+
+    def rpc(self, method: str, params: dict[str, Any]) -> Any:
+        if method in self.lie:
+            return self.lie[method](params)
+        handler = getattr(self, "m_" + method.replace(".", "_"), None)
+        if handler is None:
+            raise FakeError(-32601, "method_not_found", method)
+        return handler(params)
+
+    def m_node_info(self, p: dict[str, Any]) -> Any:
+        return {
+            "did": self.key.did,
+            "peer_id": "12D3KooWFake",
+            "version": "0.1.0",
+            "addresses": ["/ip4/127.0.0.1/tcp/4101"],
+            "validator": True,
+            "economies": [hex_out(e) for e in self.worlds],
+            "pending": 0,
+            "sync_lag": 0,
+        }
+
+    def m_node_peers(self, p: dict[str, Any]) -> Any:
+        return [{"peer_id": "12D3KooWPeerOne"}, {"peer_id": "12D3KooWPeerTwo"}]
+
+    def m_economy_list(self, p: dict[str, Any]) -> Any:
+        out = []
+        for eid, w in self.worlds.items():
+            g = w.genesis
+            out.append(
+                {
+                    "id": hex_out(eid),
+                    "name": g.name,
+                    "symbol": g.symbol,
+                    "decimals": g.decimals,
+                    "kind": g.kind,
+                    "quorum": g.quorum,
+                    "validators": [k.did for k in w.vkeys],
+                    "certificates": len(self.certs[eid]),
+                }
+            )
+        return out
+
+    def m_economy_get(self, p: dict[str, Any]) -> Any:
+        world = self._world(p)
+        return {
+            **economy_view(self.signed[world.id]),
+            "accounts": 3,
+            "certificates": len(self.certs[world.id]),
+        }
+
+    def m_account_get(self, p: dict[str, Any]) -> Any:
+        world = self._world(p)
+        public = did_in(p["account"], "account")
+        return account_view(world.economy, public, world.ledger.account(public))
+
+    def m_account_history(self, p: dict[str, Any]) -> Any:
+        world = self._world(p)
+        public = did_in(p["account"], "account")
+        mine = [c for c in reversed(self.certs[world.id]) if _relevant(c, public)]
+        start = int(p.get("cursor") or 0)
+        limit = p.get("limit", 50)
+        page = mine[start : start + limit]
+        more = start + limit < len(mine)
+        return {
+            "entries": [certificate_view(c) for c in page],
+            "next_cursor": str(start + limit) if more else None,
+        }
+
+    def m_entry_submit(self, p: dict[str, Any]) -> Any:
+        entry = Entry.decode(hex_in(p["entry"], "entry"))
+        signed = SignedEntry(entry, hex_in(p["signature"], "signature", size=64))
+        try:
+            signed.verify()
+        except Refused as exc:
+            raise FakeError(-32001, exc.reason.value, exc.detail) from None
+        world = self.worlds.get(entry.economy)
+        if world is None:
+            raise FakeError(-32002, "unknown_economy", "no such economy here")
+        entry_id = entry.id
+        if self.hold:
+            self.statuses[entry_id] = {"id": hex_out(entry_id), "status": "pending"}
+            return {"id": hex_out(entry_id)}
+        verdict = world.ledger.check(signed)
+        if not verdict.ok:
+            assert verdict.reason is not None
+            self.statuses[entry_id] = {
+                "id": hex_out(entry_id),
+                "status": "refused",
+                "reason": verdict.reason.value,
+                "detail": verdict.detail,
+                "view": entry_view(entry, entry_id),
+            }
+        else:
+            cert = world.certify(signed)
+            world.ledger.apply(cert)
+            self.record(cert)
+        return {"id": hex_out(entry_id)}
+
+    def m_entry_get(self, p: dict[str, Any]) -> Any:
+        entry_id = hex_in(p["id"], "id", size=32)
+        status = self.statuses.get(entry_id)
+        if status is None:
+            raise FakeError(-32002, "unknown_entry", "no such entry here")
+        return status
+
+    def m_economy_signGenesis(self, p: dict[str, Any]) -> Any:
+        genesis = Genesis.decode(hex_in(p["genesis"], "genesis"))
+        if self.key.public not in {v.key for v in genesis.validators}:
+            raise FakeError(-32004, "not_validator", "this node's key is not a validator")
+        return {"validator": self.key.did, "signature": hex_out(genesis.sign(self.key))}
+
+    def m_economy_create(self, p: dict[str, Any]) -> Any:
+        signed = SignedGenesis.decode(hex_in(p["genesis"], "genesis"))
+        try:
+            economy = Economy.from_signed(signed)
+        except Refused as exc:
+            raise FakeError(-32001, exc.reason.value, exc.detail) from None
+        self.created.append(signed)
+        return {"id": hex_out(economy.id)}
+
+    def m_economy_follow(self, p: dict[str, Any]) -> Any:
+        eid = hex_in(p["economy"], "economy", size=32)
+        self.followed.append(eid)
+        return {"id": hex_out(eid), "known": eid in self.worlds}
+
+    # -- JSON-RPC over HTTP ---------------------------------------------------------------
+
+    def _one(self, req: Any) -> dict[str, Any]:
+        try:
+            result = self.rpc(req["method"], req.get("params") or {})
+        except FakeError as exc:
+            return {"jsonrpc": "2.0", "id": req.get("id"), "error": exc.error}
+        return {"jsonrpc": "2.0", "id": req.get("id"), "result": result}
+
+    def http(self, body: bytes, authorization: str | None) -> tuple[int, bytes]:
+        self.raw.append(body)
+        self.auth.append(authorization)
+        expected = "Basic " + base64.b64encode(COOKIE.encode()).decode()
+        if authorization != expected:
+            return 401, b""
+        payload = json.loads(body)
+        self.bodies.extend(payload if isinstance(payload, list) else [payload])
+        if isinstance(payload, list):
+            return 200, json.dumps([self._one(r) for r in payload]).encode()
+        return 200, json.dumps(self._one(payload)).encode()
+
+    def transport(self) -> httpx.MockTransport:
+        def handle(request: httpx.Request) -> httpx.Response:
+            status, content = self.http(request.content, request.headers.get("authorization"))
+            return httpx.Response(
+                status, content=content, headers={"content-type": "application/json"}
+            )
+
+        return httpx.MockTransport(handle)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeNode
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        status, content = self.fake.http(body, self.headers.get("authorization"))
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(content)))
+        self.end_headers()
+        if content:
+            self.wfile.write(content)
+
+    def address_string(self) -> str:  # a unix socket has no client address
+        return "local"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _Quiet:
+    """No traceback on stderr when a client hangs up early: CliRunner
+    captures sys.stderr process-wide, so it would land in a CLI's output."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
+class _UnixServer(_Quiet, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+class _TcpServer(_Quiet, ThreadingHTTPServer):
+    daemon_threads = True
+
+
+def write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+@contextmanager
+def serve(fake: FakeNode, datadir: Path, *, unix: bool = True) -> Iterator[Path]:
+    """Serve ``fake`` as a running node whose data directory is ``datadir``."""
+    datadir.mkdir(parents=True, exist_ok=True)
+    handler = type("Handler", (_Handler,), {"fake": fake})
+    server: socketserver.BaseServer
+    if unix:
+        sock = datadir / "rpc.sock"
+        server = _UnixServer(str(sock), handler)
+        endpoint = {"http": "http://127.0.0.1:9", "unix": str(sock)}  # the socket wins
+    else:
+        server = _TcpServer(("127.0.0.1", 0), handler)
+        endpoint = {"http": f"http://127.0.0.1:{server.server_address[1]}", "unix": None}
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    write_private(datadir / "rpc.endpoint", json.dumps(endpoint))
+    write_private(datadir / ".cookie", COOKIE)
+    try:
+        yield datadir
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+        (datadir / "rpc.endpoint").unlink(missing_ok=True)
+        if unix:
+            (datadir / "rpc.sock").unlink(missing_ok=True)

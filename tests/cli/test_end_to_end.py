@@ -1,0 +1,92 @@
+"""The CLI against a real node: one node (the only validator of its economy)
+runs in this trio process with its RPC served as ``mycelia node run`` serves
+it; the CLI finds it through the files the node writes into its datadir and
+runs in a worker thread, since it blocks on HTTP while trio serves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import trio
+
+from mycelia.cli.client import AsyncClient, Endpoint
+from mycelia.node.config import RpcConfig
+from mycelia.node.daemon import Node
+from mycelia.node.rpc import serve_rpc
+from mycelia.node.views import hex_in, hex_out
+from tests.cli.conftest import new_wallet, one_line_error, run
+from tests.factory import genesis, key, sign_genesis
+from tests.node.cluster import FAST
+
+SOLO = key(0, "solo")
+BOB = key(2)
+
+
+async def cli(*args: str) -> object:
+    return await trio.to_thread.run_sync(lambda: run(*args))
+
+
+async def test_wallet_send_against_a_real_node(home: Path) -> None:
+    signed = sign_genesis(genesis(validators=[SOLO]), [SOLO])
+    eid = hex_out(signed.genesis.id)
+    alice = new_wallet(home, "alice")
+    async with trio.open_nursery() as nursery:
+        node = Node(SOLO, home / "node", FAST)  # the datadir the config names
+        await nursery.start(node.run)
+        await node.add_economy(signed)
+        await nursery.start(serve_rpc, node, RpcConfig(port=0))
+        assert (home / "node" / "rpc.sock").exists()
+
+        send = f"wallet send alice --economy {eid} --to {BOB.did} --amount"
+        result = await cli(*send.split(), "250", "--memo", "hi")
+        assert result.exit_code == 0, (result.stdout, result.stderr)
+        entry_id = hex_in(result.stdout.splitlines()[0], "id", size=32)
+        assert "certified: sent 2.50 TVH (250)" in result.stdout
+        assert node.store.account(signed.genesis.id, alice.public).balance == -250
+
+        result = await cli("wallet", "balance", "alice", "--economy", eid, "--json")
+        doc = json.loads(result.stdout)
+        assert (doc["balance"], doc["seq"], doc["head"]) == ("-250", 1, hex_out(entry_id))
+
+        result = await cli("wallet", "history", "alice", "--economy", eid, "--json")
+        (item,) = json.loads(result.stdout)["entries"]
+        assert item["id"] == hex_out(entry_id) and item["body"]["memo"] == "hi"
+
+        # The second entry builds on the first (seq 2, prev = its id).
+        result = await cli(*send.split(), "5")
+        assert result.exit_code == 0, result.stderr
+        assert node.store.account(signed.genesis.id, alice.public).seq == 2
+
+        line = one_line_error(await cli(*send.split(), "2000"), "insufficient_balance")
+        assert "limit" in line
+
+        status = json.loads((await cli("status", "--json")).stdout)
+        assert status["node"]["did"] == SOLO.did and status["node"]["validator"] is True
+        assert [e["id"] for e in status["economies"]] == [eid]
+        assert status["economies"][0]["certificates"] == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_async_client_against_a_real_node(tmp_path: Path) -> None:
+    signed = sign_genesis(genesis(validators=[SOLO]), [SOLO])
+    eid = signed.genesis.id
+    alice = key(1)
+    async with trio.open_nursery() as nursery:
+        node = Node(SOLO, tmp_path / "node", FAST)
+        await nursery.start(node.run)
+        await node.add_economy(signed)
+        await nursery.start(serve_rpc, node, RpcConfig(port=0))
+        endpoint = Endpoint.from_datadir(tmp_path / "node")
+        assert endpoint.unix is not None  # HTTP and the WebSocket over the unix socket
+        async with AsyncClient(endpoint) as client:
+            async with client.subscribe("account", economy=hex_out(eid), account=BOB.did) as sub:
+                entry_id = await client.transfer(alice, eid, BOB.did, 30, "async")
+                status = await client.wait(entry_id, timeout=30)
+                assert status.certified and status.certificate is not None
+                with trio.fail_after(30):
+                    cert = await sub.__anext__()
+                assert cert.entry_id == entry_id and cert.entry.body.memo == "async"
+            acct = await client.account_get(eid, BOB.did)
+            assert acct.balance == 30
+        nursery.cancel_scope.cancel()
