@@ -157,6 +157,14 @@ py-libp2p 0.8.1 bugs and quirks found here (each workaround has a test)
     peer's addresses. Workaround: the receive path is patched to consume a
     given record once per (host, peer) and again only after 10 minutes or
     when its bytes change. Test: ``test_peer_records_are_verified_once``.
+16. Stopping while gossip arrives: pubsub's reader (run by the connection,
+    not by pubsub) schedules each message on pubsub's task nursery, checking
+    only that the service "is running"; between pubsub's stop and the
+    connection's close that nursery is already closed, and the reader dies
+    with "Nursery is closed to new arrivals", failing the whole stop.
+    Workaround: ``run`` closes the host (every connection) after our tasks
+    end and *before* pubsub and gossipsub stop. Test:
+    ``test_stopping_while_gossip_arrives``.
 
 Measured on this machine (2 cores, loopback, one trio process): start
 ~10 ms; connect ~0.25 s; request round trip p50 3.9 ms, p99 7.4 ms (300 B),
@@ -304,6 +312,14 @@ _PEERSTORE_SWEEP_S = 300
 # Closing connections and listeners at shutdown; libp2p's own steps are
 # quick on a healthy host, this only bounds a wedged one.
 _CLOSE_TIMEOUT_S = 2.0
+
+
+async def _close_host(host: IHost) -> None:
+    """Bug 11: leaving ``host.run`` neither closes the connections nor stops
+    the TCP listeners (system tasks that keep accepting); ``host.close()``
+    does both. Shielded and bounded: it runs on the way out of a cancel."""
+    with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT_S):
+        await host.close()
 
 
 class P2PError(Exception):
@@ -833,6 +849,7 @@ class P2P:
         )
         pubsub = Pubsub(host, router, strict_signing=True, msg_id_constructor=_msg_id)
         host.get_network().register_notifee(_ConnNotifee(self))
+        closed = False
         try:
             with trio.CancelScope() as stack:
                 async with host.run(listen_addrs=self._listen):
@@ -852,13 +869,15 @@ class P2P:
                                 await stop.wait()
                                 stack.deadline = trio.current_time() + _CLOSE_TIMEOUT_S
                                 nursery.cancel_scope.cancel()  # our tasks first
+                            # Bug 16: connections close while pubsub still
+                            # runs; a message read after its task nursery
+                            # closed would crash the connection's handler.
+                            closed = True
+                            await _close_host(host)
                     finally:
                         self._host = self._pubsub = self._nursery = None
-                        # Bug 11: leaving host.run neither closes connections
-                        # nor stops the TCP listeners (system tasks that keep
-                        # accepting); host.close() does both.
-                        with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT_S):
-                            await host.close()
+                        if not closed:
+                            await _close_host(host)
             if stack.cancelled_caught:
                 log.warning("p2p %s: libp2p did not stop in time; cancelled it", self.peer_id)
         finally:

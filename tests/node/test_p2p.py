@@ -697,3 +697,42 @@ async def test_peer_records_are_verified_once(monkeypatch: pytest.MonkeyPatch) -
     # RPCs all carry the same bytes); without the patch: once per RPC.
     assert 1 <= calls["consume"] <= 2
     assert len(p2p._consumed_records) == 2
+
+
+async def _stop_mid_flood(both: bool) -> None:
+    a, b, c = P2P(fresh_seed()), P2P(fresh_seed()), P2P(fresh_seed())
+    inbox = Inbox()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as outer:
+            await outer.start(a.run)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(b.run)
+                await nursery.start(c.run)
+                await b.connect(a.listen_addrs[0])
+                await c.connect(a.listen_addrs[0])
+                await c.connect(b.listen_addrs[0])
+                for node in (a, c):
+                    await node.subscribe("t", Inbox())
+                await b.subscribe("t", inbox)
+                await gossip_ready(a, "t", inbox)
+
+                async def flood(node: P2P, tag: bytes) -> None:
+                    for n in itertools.count():
+                        await node.publish("t", tag + b"-%d" % n)
+                        await trio.sleep(0.002)
+
+                outer.start_soon(flood, a, b"a")
+                nursery.start_soon(flood, c, b"c")
+                await inbox.wait_for(lambda: len(inbox.data(b"c-")) > 5)
+                # b and c stop mid-flood (and a with them when ``both``)
+                (outer if both else nursery).cancel_scope.cancel()
+            outer.cancel_scope.cancel()
+
+
+async def test_stopping_while_gossip_arrives() -> None:
+    """Bug 16: a gossip message that arrives after pubsub's task nursery has
+    closed (mid-stop) crashed the stop with "Nursery is closed to new
+    arrivals" (3 of 4 rounds before the fix). Connections now close before
+    pubsub stops."""
+    for i in range(4):
+        await _stop_mid_flood(both=i % 2 == 1)
