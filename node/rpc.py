@@ -92,7 +92,7 @@ from mycelia.node.jsonrpc import (
     encode,
     error_response,
 )
-from mycelia.node.submitter import CERTIFIED, PENDING, Status
+from mycelia.node.submitter import CERTIFIED, PENDING, UNKNOWN, Status
 from mycelia.node.submitter import REFUSED as REFUSED_STATE
 from mycelia.node.views import (
     ParamError,
@@ -114,7 +114,6 @@ from mycelia.protocol import (
     Economy,
     Entry,
     Genesis,
-    Reason,
     Refused,
     SignedEntry,
     SignedGenesis,
@@ -690,9 +689,7 @@ def status_view(status: Status) -> dict[str, Any]:
 
 def _known_status(api: Api, entry_id: bytes) -> Status:
     status = api.node.submitter.status(entry_id)
-    # The submitter answers this exact value for an id it has never seen
-    # (no job, no outcome, no certificate).
-    if status == Status(entry_id, REFUSED_STATE, Reason.MISSING, "unknown entry"):
+    if status.state == UNKNOWN:
         raise RpcError(NOT_FOUND, "unknown_entry", f"this node knows no entry {hex_out(entry_id)}")
     return status
 

@@ -54,10 +54,12 @@ from mycelia.protocol import (
 )
 from mycelia.protocol.reasons import Need, NeedAdmission, NeedCertificate, NeedChain
 
-__all__ = ["CERTIFIED", "PENDING", "REFUSED", "Status", "Submitter"]
+__all__ = ["CERTIFIED", "PENDING", "REFUSED", "UNKNOWN", "Status", "Submitter"]
 
 log = logging.getLogger("mycelia.submitter")
 PENDING, CERTIFIED, REFUSED = "pending", "certified", "refused"
+#: An id this node never saw: no submission, no outcome, no certificate.
+UNKNOWN = "unknown"
 #: Rounds a curable refusal may be retried with attachments before it is final.
 MAX_CURE_ATTEMPTS = 3
 #: An author's previous entry certified here less than this many seconds ago
@@ -71,7 +73,7 @@ Publish = Callable[[bytes, Certificate], None]
 @dataclass(frozen=True, slots=True)
 class Status:
     entry_id: bytes
-    state: str
+    state: str  # PENDING, CERTIFIED, REFUSED or UNKNOWN
     reason: Reason | None = None
     detail: str = ""
     certificate: Certificate | None = None
@@ -167,7 +169,7 @@ class Submitter:
         cert = self.store.certificate(entry_id)
         if cert is not None:
             return Status(entry_id, CERTIFIED, certificate=cert)
-        return Status(entry_id, REFUSED, Reason.MISSING, "unknown entry")
+        return Status(entry_id, UNKNOWN)
 
     async def wait(self, entry_id: bytes) -> Status:
         """Until the entry is certified or refused."""
