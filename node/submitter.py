@@ -267,9 +267,7 @@ class Submitter:
             finally:
                 for j in jobs:
                     j.asking.discard(index)
-            for job in jobs:
-                if job.id in self._jobs:
-                    await self._settle(job)
+            await self._settle(economy, jobs)
             if answered:
                 backoff = 0.0
             else:  # unreachable: the entries stay pending; try again later
@@ -355,31 +353,42 @@ class Submitter:
                     out.append(cert)
         return tuple(out[: wire.MAX_ATTACHED])
 
-    async def _settle(self, job: _Job) -> None:
-        economy = job.economy
-        if economy.weight(job.votes) >= economy.quorum:
-            if job.certifying:
-                return
-            job.certifying = True
-            # Each vote was verified when it arrived (_ask).
-            cert = assemble(economy, job.signed, job.votes.values(), verified=True)
-            result = await self.applier.apply(economy.id, [cert], verified=True)
-            if result.refused:
-                _cert, exc = result.refused[0]
+    async def _settle(self, economy: Economy, jobs: list[_Job]) -> None:
+        """Certify the jobs that reached quorum — ONE apply for all of them,
+        so one answer's worth of certificates shares one transaction (applied
+        one by one, each waited for its own fsync and stalled the lane) —
+        and refuse those whose quorum the final refusals block."""
+        ready: list[tuple[_Job, Certificate]] = []
+        for job in jobs:
+            if job.id not in self._jobs:
+                continue
+            if economy.weight(job.votes) >= economy.quorum:
+                if job.certifying:
+                    continue
+                job.certifying = True
+                # Each vote was verified when it arrived (_ask).
+                cert = assemble(economy, job.signed, job.votes.values(), verified=True)
+                ready.append((job, cert))
+            elif economy.quorum_blocked(job.final):
+                by_reason: Counter[Reason] = Counter()
+                details: dict[Reason, str] = {}
+                for i, r in job.final.items():
+                    assert r.reason is not None
+                    by_reason[r.reason] += economy.weights[i]
+                    details.setdefault(r.reason, r.detail)
+                reason = by_reason.most_common(1)[0][0]
+                self._finish(job, Status(job.id, REFUSED, reason, details[reason]))
+        if not ready:
+            return
+        result = await self.applier.apply(economy.id, [c for _, c in ready], verified=True)
+        refused = {c.entry_id: exc for c, exc in result.refused}
+        for job, cert in ready:
+            exc = refused.get(job.id)
+            if exc is not None:
                 self._finish(job, Status(job.id, REFUSED, exc.reason, exc.detail))
-                return
+                continue
             self._publish(economy.id, cert)
             self._finish(job, Status(job.id, CERTIFIED, certificate=cert))
-            return
-        if economy.quorum_blocked(job.final):
-            by_reason: Counter[Reason] = Counter()
-            details: dict[Reason, str] = {}
-            for i, r in job.final.items():
-                assert r.reason is not None
-                by_reason[r.reason] += economy.weights[i]
-                details.setdefault(r.reason, r.detail)
-            reason = by_reason.most_common(1)[0][0]
-            self._finish(job, Status(job.id, REFUSED, reason, details[reason]))
 
     def _finish(self, job: _Job, status: Status) -> None:
         if self._jobs.pop(job.id, None) is None:
