@@ -16,6 +16,7 @@ certs         entry id (32)                                    certificate bytes
 chains        economy (32) + author (32) + seq (8, big end.)   entry id
 history       economy (32) + account (32) + n (8, big end.)    entry id
 accounts      economy (32) + account (32)                      ``Account`` bytes
+records       economy (32) + record key (state.py)             record bytes (msgpack)
 locks         resource key (32)                                entry id (validator)
 votes         entry id (32)                                    our vote's bytes
 pending       entry id (32)                                    submission record
@@ -23,8 +24,8 @@ peers         peer id (utf-8)                                  canonical list of
 ============  ===============================================  ==========================
 
 Consistency: a batch of certificates is applied in ONE write transaction —
-certificate bytes, chain index and every changed account together — through
-the protocol's own :class:`~mycelia.protocol.ledger.Ledger` over a
+certificate bytes, chain index and every changed account and record
+together — through the protocol's own :class:`~mycelia.protocol.ledger.Ledger` over a
 transaction view, so the rules are the protocol's and a crash at any instant
 leaves either the whole batch or none of it. Validator locks and our votes
 are written in one transaction per group of requests and the call returns
@@ -62,11 +63,11 @@ from mycelia.protocol import Account, Certificate, Economy, Ledger, SignedGenesi
 from mycelia.protocol.ledger import GapBuffer
 from mycelia.protocol.locks import lock_decision
 from mycelia.protocol.reasons import Refused
-from mycelia.protocol.state import EMPTY
+from mycelia.protocol.state import EMPTY, Changes
 
 __all__ = ["SCHEMA_VERSION", "ApplyResult", "Store", "StoreError", "VoteGrant"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIB = 1 << 20
 _DBS = (
     "meta",
@@ -75,6 +76,7 @@ _DBS = (
     "chains",
     "history",
     "accounts",
+    "records",
     "locks",
     "votes",
     "pending",
@@ -97,7 +99,16 @@ class _TxnState:
     """A ``ChainState`` over one LMDB transaction for one economy. Reads see
     the transaction's own writes, so a batch applies entry after entry."""
 
-    __slots__ = ("_accounts", "_certs", "_chains", "_econ", "_history", "_touched", "_txn")
+    __slots__ = (
+        "_accounts",
+        "_certs",
+        "_chains",
+        "_econ",
+        "_history",
+        "_records",
+        "_touched",
+        "_txn",
+    )
 
     def __init__(self, store: Store, txn: lmdb.Transaction, economy: bytes) -> None:
         self._txn = txn
@@ -106,17 +117,23 @@ class _TxnState:
         self._chains = store._db["chains"]
         self._certs = store._db["certs"]
         self._history = store._db["history"]
+        self._records = store._db["records"]
         self._touched: tuple[bytes, ...] = ()
 
     def account(self, key: bytes) -> Account:
         raw = self._txn.get(self._econ + key, db=self._accounts)
         return EMPTY if raw is None else Account.decode(raw)
 
-    def update(self, changes: dict[bytes, Account]) -> None:
-        for key, acct in changes.items():
+    def get_record(self, key: bytes) -> bytes | None:
+        return self._txn.get(self._econ + key, db=self._records)
+
+    def update(self, changes: Changes) -> None:
+        for key, acct in changes.accounts.items():
             self._txn.put(self._econ + key, acct.encode(), db=self._accounts)
+        for key, value in changes.records.items():
+            self._txn.put(self._econ + key, value, db=self._records)
         # The ledger calls update() then record() for each certificate.
-        self._touched = tuple(changes)
+        self._touched = tuple(changes.accounts)
 
     def chain_id(self, author: bytes, seq: int) -> bytes | None:
         return self._txn.get(chain_key(self._econ, author, seq), db=self._chains)
@@ -331,6 +348,11 @@ class Store:
                         break
                     out[k[32:]] = Account.decode(v)
             return out
+
+    def record(self, economy_id: bytes, key: bytes) -> bytes | None:
+        """A protocol state record (``protocol/state.py``), or None."""
+        with self._read() as txn:
+            return txn.get(economy_id + key, db=self._db["records"])
 
     def heads(self, economy_id: bytes) -> dict[bytes, int]:
         """``author -> seq`` of every chain in the economy."""

@@ -53,6 +53,9 @@ class StoreView:
     def account(self, key: bytes) -> Account:
         return self._store.account(self._economy, key)
 
+    def get_record(self, key: bytes) -> bytes | None:
+        return self._store.record(self._economy, key)
+
 
 @dataclass
 class _Pending:

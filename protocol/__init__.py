@@ -13,10 +13,15 @@ Modules, from the bottom up:
 ``domains``        domain-separated ids and signature messages
 ``keys``           Ed25519 keys, strict verification, ``did:key``
 ``schema``         field checks shared by every decoder
+``merkle``         Merkle trees, roots and proofs over attested batches
+``state``          accounts, keyed records, ``Changes`` and ``StateView``
+``sensors``        device keys (Ed25519, P-256), readings, sensor entry
+                   bodies, the ingest check, batch attestation and audit
 ``quorum``         signer bitmaps and quorum-signature verification
 ``economy``        genesis documents and the derived ``Economy``
-``state``          account records and the ``StateView`` protocol
-``kinds``          each entry kind's body schema and rules
+``context``        the rule ``Context`` and the ``Kind`` base
+``impact``         the sensor kinds' rules and records
+``kinds``          each entry kind's body schema and rules; the registry
 ``entries``        entries and signed entries
 ``certificates``   votes and certificates
 ``locks``          resources and the validator lock rule
@@ -24,35 +29,81 @@ Modules, from the bottom up:
 =================  ==========================================================
 """
 
-from mycelia.protocol import codec, keys
+from mycelia.protocol import codec, keys, merkle, sensors
 from mycelia.protocol.certificates import Certificate, Vote, assemble, vote_id
-from mycelia.protocol.economy import Economy, Genesis, SignedGenesis, Validator
+from mycelia.protocol.economy import Economy, Genesis, ImpactPolicy, SignedGenesis, Validator
 from mycelia.protocol.entries import Entry, SignedEntry
+from mycelia.protocol.impact import AttestationRecord, ClaimCursor, credits_for
 from mycelia.protocol.keys import SigningKey, did_decode, did_encode
 from mycelia.protocol.kinds import Burn, CreditSet, MemberAdmit, Mint, Transfer
 from mycelia.protocol.ledger import GapBuffer, Ledger, apply, check, transition
 from mycelia.protocol.locks import lock_decision, resources
+from mycelia.protocol.merkle import MerkleProof, MerkleTree, check_proof, merkle_root, verify_proof
 from mycelia.protocol.reasons import OK, Reason, Refused, Verdict
-from mycelia.protocol.state import ZERO_ID, Account
+from mycelia.protocol.sensors import (
+    ED25519,
+    P256,
+    Aggregate,
+    AttestationAudit,
+    AttestedDevice,
+    DeviceKey,
+    DeviceRecord,
+    DeviceRegister,
+    Ed25519DeviceKey,
+    ImpactClaim,
+    Metric,
+    P256DeviceKey,
+    Reading,
+    SensorAttest,
+    SignedReading,
+    build_attestation,
+    build_attestations,
+    check_device_key,
+    check_reading,
+    device_id,
+    verify_device_signature,
+)
+from mycelia.protocol.state import ZERO_ID, Account, Changes
 
 __all__ = [
+    "ED25519",
     "OK",
+    "P256",
     "ZERO_ID",
     "Account",
+    "Aggregate",
+    "AttestationAudit",
+    "AttestationRecord",
+    "AttestedDevice",
     "Burn",
     "Certificate",
+    "Changes",
+    "ClaimCursor",
     "CreditSet",
+    "DeviceKey",
+    "DeviceRecord",
+    "DeviceRegister",
     "Economy",
+    "Ed25519DeviceKey",
     "Entry",
     "GapBuffer",
     "Genesis",
+    "ImpactClaim",
+    "ImpactPolicy",
     "Ledger",
     "MemberAdmit",
+    "MerkleProof",
+    "MerkleTree",
+    "Metric",
     "Mint",
+    "P256DeviceKey",
+    "Reading",
     "Reason",
     "Refused",
+    "SensorAttest",
     "SignedEntry",
     "SignedGenesis",
+    "SignedReading",
     "SigningKey",
     "Transfer",
     "Validator",
@@ -60,13 +111,25 @@ __all__ = [
     "Vote",
     "apply",
     "assemble",
+    "build_attestation",
+    "build_attestations",
     "check",
+    "check_device_key",
+    "check_proof",
+    "check_reading",
     "codec",
+    "credits_for",
+    "device_id",
     "did_decode",
     "did_encode",
     "keys",
     "lock_decision",
+    "merkle",
+    "merkle_root",
     "resources",
+    "sensors",
     "transition",
+    "verify_device_signature",
+    "verify_proof",
     "vote_id",
 ]

@@ -19,7 +19,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from hashlib import blake2b
 
-__all__ = ["ENTRY", "GENESIS", "ID_SIZE", "RESOURCE", "VOTE", "Domain"]
+__all__ = [
+    "DEVICE",
+    "DEVICE_ID",
+    "ENTRY",
+    "GENESIS",
+    "ID_SIZE",
+    "MERKLE",
+    "READING",
+    "RESOURCE",
+    "VOTE",
+    "Domain",
+]
 
 ID_SIZE = 32
 
@@ -54,3 +65,15 @@ VOTE = Domain("vote", 1)
 GENESIS = Domain("genesis", 1)
 #: A lock-table resource key (hashed so keys are fixed-size).
 RESOURCE = Domain("resource", 1)
+#: A sensor reading ``["reading", 1, economy, device, counter, ts_ms, metric,
+#: value, exponent]``; the device signs its id (``sensors.py``).
+READING = Domain("reading", 1)
+#: A device registration statement; the device key's proof of possession is a
+#: signature over its id (``sensors.py``).
+DEVICE = Domain("device", 1)
+#: Device ids: the id of ``key_type || 0x00 || public_key`` (raw bytes, not
+#: msgpack, so firmware needs no encoder to name itself).
+DEVICE_ID = Domain("device-id", 1)
+#: Merkle tree hashes over attested batches (``merkle.py``); the first byte
+#: after the prefix separates leaves, nodes and the root.
+MERKLE = Domain("merkle", 1)

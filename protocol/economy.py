@@ -2,10 +2,10 @@
 :class:`Economy` every rule reads.
 
 Why this exists: an economy (a local currency, a time bank, a compute-credit
-pool) is defined by one signed document. Its id is the genesis id, and it is
-inside every entry, vote and certificate, so nothing signed for one economy
-is accepted in another. A certificate is verifiable offline by anyone who
-holds the genesis.
+pool, an impact-credit pool) is defined by one signed document. Its id is
+the genesis id, and it is inside every entry, vote and certificate, so
+nothing signed for one economy is accepted in another. A certificate is
+verifiable offline by anyone who holds the genesis.
 
 Wire form (canonical arrays, DESIGN §3)::
 
@@ -14,13 +14,16 @@ Wire form (canonical arrays, DESIGN §3)::
     validators     = [[key32, weight], ...]          # genesis order = index
     policy         = [membership, stewards, default_limit]  # mutual_credit
                    | [membership, stewards, issuers]        # issued
+                   | [membership, stewards, metric, exponent,
+                      units_per_credit, device_kinds]       # impact
     issuers        = [[key32, cap], ...]
     signed-genesis = ["signed-genesis", 1, genesis, bitmap, signatures]
 
 Rules, checked by :func:`Genesis.from_wire` and :meth:`Economy.from_genesis`:
 
 * ``name`` 1–64 bytes, ``symbol`` 1–12 bytes, ``decimals`` 0–18.
-* ``kind`` is ``mutual_credit`` or ``issued`` (``impact`` comes with sensors).
+* ``kind`` is ``mutual_credit``, ``issued`` or ``impact``; the policy has
+  the fields of its kind (3, 3 and 6).
 * ``membership`` is ``open`` (anyone transacts) or ``approved`` (stewards
   admit members with ``member.admit``; needs at least one steward). Stewards
   and issuers are members by definition.
@@ -32,6 +35,12 @@ Rules, checked by :func:`Genesis.from_wire` and :meth:`Economy.from_genesis`:
   is more than two thirds of the total weight and at most the total:
   ``3 * quorum > 2 * total``. Any two quorums then share more than a third
   of the weight, so an honest validator when fewer than a third are faulty.
+* impact (``docs/sensors.md``): ``metric`` (1–32 bytes) is the one metric
+  whose attested sums become credits, counted in units of ``10^exponent``
+  (-18…18; a device declaring the metric must declare it with this
+  exponent), ``units_per_credit`` ≥ 1 of them make one credit (minor unit),
+  ``device_kinds`` are the 1–16 distinct eligible device kinds (1–32 bytes
+  each). Credits come only from ``impact.claim``; no ``mint``.
 * every key (validator, steward, issuer) must pass ``check_public_key``.
 * ``nonce`` (≤ 32 bytes) lets two otherwise identical economies differ.
 
@@ -50,8 +59,15 @@ from mycelia.protocol import codec, keys, schema
 from mycelia.protocol.domains import GENESIS
 from mycelia.protocol.quorum import make_bitmap, verify_quorum
 from mycelia.protocol.reasons import Reason, Refused
+from mycelia.protocol.sensors import (
+    MAX_DEVICE_KIND_BYTES,
+    MAX_EXPONENT,
+    MAX_METRIC_BYTES,
+    MIN_EXPONENT,
+)
 
 __all__ = [
+    "IMPACT",
     "ISSUED",
     "KINDS",
     "MEMBERSHIP_APPROVED",
@@ -59,6 +75,7 @@ __all__ = [
     "MUTUAL_CREDIT",
     "Economy",
     "Genesis",
+    "ImpactPolicy",
     "IssuedPolicy",
     "MutualCreditPolicy",
     "SignedGenesis",
@@ -67,12 +84,14 @@ __all__ = [
 
 MUTUAL_CREDIT = "mutual_credit"
 ISSUED = "issued"
-KINDS = (MUTUAL_CREDIT, ISSUED)
+IMPACT = "impact"
+KINDS = (MUTUAL_CREDIT, ISSUED, IMPACT)
 MEMBERSHIP_OPEN = "open"
 MEMBERSHIP_APPROVED = "approved"
 MAX_VALIDATORS = 64
 MAX_STEWARDS = 64
 MAX_ISSUERS = 64
+MAX_DEVICE_KINDS = 16
 MAX_WEIGHT = 1 << 32
 MAX_GENESIS_BYTES = 16 * 1024
 MAX_SIGNED_GENESIS_BYTES = MAX_GENESIS_BYTES + MAX_VALIDATORS * 70 + 64
@@ -106,7 +125,31 @@ class IssuedPolicy:
         return [self.membership, list(self.stewards), [[k, c] for k, c in self.issuers]]
 
 
-Policy = MutualCreditPolicy | IssuedPolicy
+@dataclass(frozen=True, slots=True)
+class ImpactPolicy:
+    membership: str
+    stewards: tuple[bytes, ...]
+    #: The metric whose attested sums become credits …
+    metric: str
+    #: … counted in units of ``10^exponent`` of the metric's unit …
+    exponent: int
+    #: … of which this many make one credit (one minor unit).
+    units_per_credit: int
+    #: The eligible ``device_kind`` values of ``device.register``.
+    device_kinds: tuple[str, ...]
+
+    def to_wire(self) -> list[Any]:
+        return [
+            self.membership,
+            list(self.stewards),
+            self.metric,
+            self.exponent,
+            self.units_per_credit,
+            list(self.device_kinds),
+        ]
+
+
+Policy = MutualCreditPolicy | IssuedPolicy | ImpactPolicy
 
 
 def _bad(detail: str) -> Refused:
@@ -118,6 +161,19 @@ def _distinct_keys(raw: list[Any], what: str) -> tuple[bytes, ...]:
     if len(set(out)) != len(out):
         raise _bad(f"{what}: duplicate key")
     return out
+
+
+def _impact_policy(membership: str, stewards: tuple[bytes, ...], p: list[Any]) -> ImpactPolicy:
+    metric = schema.str_(p[2], "metric", min_bytes=1, max_bytes=MAX_METRIC_BYTES)
+    exponent = schema.int_(p[3], "exponent", MIN_EXPONENT, MAX_EXPONENT)
+    units = schema.int_(p[4], "units_per_credit", 1, schema.INT64_MAX)
+    raw = schema.list_(p[5], "device_kinds", min_len=1, max_len=MAX_DEVICE_KINDS)
+    kinds = tuple(
+        schema.str_(k, "device kind", min_bytes=1, max_bytes=MAX_DEVICE_KIND_BYTES) for k in raw
+    )
+    if len(set(kinds)) != len(kinds):
+        raise _bad("device_kinds: duplicate kind")
+    return ImpactPolicy(membership, stewards, metric, exponent, units, kinds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +230,8 @@ class Genesis:
         kind = schema.str_(f[5], "kind", max_bytes=32)
         if kind not in KINDS:
             raise _bad(f"kind {kind!r} is not one of {', '.join(KINDS)}")
-        p = schema.list_(f[6], "policy", min_len=3, max_len=3)
+        fields = 6 if kind == IMPACT else 3
+        p = schema.list_(f[6], "policy", min_len=fields, max_len=fields)
         membership = schema.str_(p[0], "membership", max_bytes=16)
         if membership not in (MEMBERSHIP_OPEN, MEMBERSHIP_APPROVED):
             raise _bad(f"membership {membership!r} is not 'open' or 'approved'")
@@ -185,6 +242,8 @@ class Genesis:
         if kind == MUTUAL_CREDIT:
             limit = schema.int_(p[2], "default_limit", 0, schema.INT64_MAX)
             policy = MutualCreditPolicy(membership, stewards, limit)
+        elif kind == IMPACT:
+            policy = _impact_policy(membership, stewards, p)
         else:
             raw = schema.list_(p[2], "issuers", min_len=1, max_len=MAX_ISSUERS)
             pairs = [schema.list_(x, "issuer", min_len=2, max_len=2) for x in raw]
@@ -271,6 +330,19 @@ class Economy:
     @property
     def membership(self) -> str:
         return self.genesis.policy.membership
+
+    @property
+    def policy(self) -> Policy:
+        """The genesis policy (its type follows :attr:`kind`)."""
+        return self.genesis.policy
+
+    @property
+    def impact(self) -> ImpactPolicy:
+        """The impact policy; ``not_allowed`` in an economy of another kind."""
+        policy = self.genesis.policy
+        if not isinstance(policy, ImpactPolicy):
+            raise Refused(Reason.NOT_ALLOWED, f"a {self.kind} economy has no impact policy")
+        return policy
 
     @property
     def default_limit(self) -> int:

@@ -18,17 +18,24 @@ refuses: the certificate is final. ``check`` refuses conservatively: a stale
 view only hides credits and admissions, and an unseen admission is answered
 with ``not_member`` plus a :class:`NeedAdmission` the submitter can satisfy.
 
+The rule context and the ``Kind`` base live in ``context.py``; the sensor
+kinds (``device.register``, ``sensor.attest``, ``impact.claim``) in
+``impact.py``, their bodies in ``sensors.py``. :data:`KINDS` here is the one
+registry of all of them.
+
 The foundation kinds and their bodies:
 
 ============  ============================  =========================================
 kind          body                          rule
 ============  ============================  =========================================
 transfer      [to, amount, memo]            debit author within its credit limit
-                                            (0 in issued economies), credit ``to``;
-                                            both must be members; ``to != author``
+                                            (0 in issued and impact economies),
+                                            credit ``to``; both must be members;
+                                            ``to != author``
 mint          [to, amount, memo]            issued economies; author is an issuer and
                                             its own minted total stays within its cap
-burn          [amount]                      issued economies; debit author to >= 0
+burn          [amount]                      issued and impact economies; debit
+                                            author to >= 0
 member.admit  [member]                      approved membership; author is a steward
 credit.set    [member, limit]               mutual credit; author is a steward; the
                                             member's limit becomes ``limit`` (binds
@@ -46,9 +53,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mycelia.protocol import keys, schema
-from mycelia.protocol.economy import ISSUED, MEMBERSHIP_APPROVED, MUTUAL_CREDIT, Economy
-from mycelia.protocol.reasons import NeedAdmission, Reason, Refused
-from mycelia.protocol.state import Account, StateView
+from mycelia.protocol.context import Context, Kind, replace_account
+from mycelia.protocol.economy import IMPACT, ISSUED, MEMBERSHIP_APPROVED, MUTUAL_CREDIT
+from mycelia.protocol.impact import DeviceRegisterRule, ImpactClaimRule, SensorAttestRule
+from mycelia.protocol.reasons import Reason, Refused
+from mycelia.protocol.sensors import DeviceRegister, ImpactClaim, SensorAttest
 
 __all__ = [
     "KINDS",
@@ -56,9 +65,12 @@ __all__ = [
     "Burn",
     "Context",
     "CreditSet",
+    "DeviceRegister",
+    "ImpactClaim",
     "Kind",
     "MemberAdmit",
     "Mint",
+    "SensorAttest",
     "Transfer",
 ]
 
@@ -66,76 +78,7 @@ MAX_MEMO_BYTES = 256
 _B = Reason.MALFORMED_BODY
 
 
-class Context:
-    """One entry being checked or applied: reads through ``changes`` (so an
-    entry touching one account twice sees its own writes), writes into it."""
-
-    __slots__ = ("changes", "economy", "entry", "entry_id", "view")
-
-    def __init__(self, economy: Economy, view: StateView, entry: Any, entry_id: bytes) -> None:
-        self.economy = economy
-        self.view = view
-        self.entry = entry
-        self.entry_id = entry_id
-        self.changes: dict[bytes, Account] = {}
-
-    def get(self, key: bytes) -> Account:
-        acct = self.changes.get(key)
-        return acct if acct is not None else self.view.account(key)
-
-    def put(self, key: bytes, acct: Account) -> None:
-        self.changes[key] = acct
-
-    # -- shared rule pieces -----------------------------------------------------
-
-    def require_member(self, key: bytes, who: str) -> None:
-        if self.economy.is_member_by_policy(key) or self.get(key).admitted:
-            return
-        raise Refused(
-            Reason.NOT_MEMBER,
-            f"{who} {keys.did_encode(key)} is not a member (or its admission is not known here)",
-            (NeedAdmission(key),),
-        )
-
-    def require_debit(self, key: bytes, amount: int) -> None:
-        acct = self.get(key)
-        limit = acct.limit(self.economy.default_limit) if self.economy.kind == MUTUAL_CREDIT else 0
-        if acct.balance - amount < -limit:
-            raise Refused(
-                Reason.INSUFFICIENT_BALANCE,
-                f"balance {acct.balance} - {amount} is below the limit -{limit}",
-            )
-
-    def require_credit(self, key: bytes, amount: int) -> None:
-        if self.get(key).balance + amount > schema.INT64_MAX:
-            raise Refused(Reason.BALANCE_OVERFLOW, "credit would pass 2**63 - 1")
-
-    def require_kind(self, kind: str, entry_kind: str) -> None:
-        if self.economy.kind != kind:
-            raise Refused(
-                Reason.NOT_ALLOWED, f"{entry_kind} is not allowed in a {self.economy.kind} economy"
-            )
-
-    def add_balance(self, key: bytes, delta: int) -> None:
-        acct = self.get(key)
-        self.put(key, _replace(acct, balance=acct.balance + delta))
-
-
-def _replace(acct: Account, **changes: Any) -> Account:
-    # dataclasses.replace is slow (it re-runs __init__ through fields());
-    # this is the hot path of apply.
-    values = {
-        "seq": acct.seq,
-        "head": acct.head,
-        "ts_ms": acct.ts_ms,
-        "balance": acct.balance,
-        "admitted": acct.admitted,
-        "limit_set": acct.limit_set,
-        "minted": acct.minted,
-        "burned": acct.burned,
-    }
-    values.update(changes)
-    return Account(**values)
+_replace = replace_account
 
 
 def _amount(value: Any, name: str = "amount") -> int:
@@ -156,35 +99,6 @@ def _key(value: Any, name: str) -> bytes:
 
 def _memo(value: Any) -> str:
     return schema.str_(value, "memo", max_bytes=MAX_MEMO_BYTES, reason=_B)
-
-
-class Kind:
-    """Base of every kind rule; see the module docstring.
-
-    Body types validate their fields on construction (``malformed_body``,
-    ``amount_out_of_range``), so a body built in code by a wallet is held to
-    the same schema as one decoded from the wire; ``parse`` only checks the
-    array's length."""
-
-    name: ClassVar[str]
-
-    @staticmethod
-    def parse(raw: Any) -> Any:
-        raise NotImplementedError
-
-    @staticmethod
-    def check(ctx: Context) -> None:
-        raise NotImplementedError
-
-    @staticmethod
-    def effects(ctx: Context) -> None:
-        raise NotImplementedError
-
-    @staticmethod
-    def resources(entry: Any) -> tuple[tuple[Any, ...], ...]:
-        """Exclusive resources beyond ``(author, seq)``, as tuples of
-        canonical values (``locks.py`` turns them into keys)."""
-        return ()
 
 
 # -- transfer -------------------------------------------------------------------
@@ -298,7 +212,11 @@ class BurnRule(Kind):
 
     @staticmethod
     def check(ctx: Context) -> None:
-        ctx.require_kind(ISSUED, "burn")
+        # Impact credits are retired the same way issued money is.
+        if ctx.economy.kind not in (ISSUED, IMPACT):
+            raise Refused(
+                Reason.NOT_ALLOWED, f"burn is not allowed in a {ctx.economy.kind} economy"
+            )
         ctx.require_debit(ctx.entry.author, ctx.entry.body.amount)
 
     @staticmethod
@@ -404,5 +322,15 @@ class CreditSetRule(Kind):
 
 #: kind name -> rule. The one registry; ``entries.py`` parses bodies through it.
 KINDS: dict[str, type[Kind]] = {
-    rule.name: rule for rule in (TransferRule, MintRule, BurnRule, MemberAdmitRule, CreditSetRule)
+    rule.name: rule
+    for rule in (
+        TransferRule,
+        MintRule,
+        BurnRule,
+        MemberAdmitRule,
+        CreditSetRule,
+        DeviceRegisterRule,
+        SensorAttestRule,
+        ImpactClaimRule,
+    )
 }

@@ -4,9 +4,9 @@ certificate.
 Theory of operation
 -------------------
 
-Each economy's state is a set of accounts (``state.py``). Every author has a
-chain of entries ``seq = 1, 2, …`` linked by ``prev``. Two functions decide
-everything:
+Each economy's state is a set of accounts plus keyed records
+(``state.py``). Every author has a chain of entries ``seq = 1, 2, …`` linked
+by ``prev``. Two functions decide everything:
 
 ``check(economy, view, signed_entry, now_ms)`` — what a validator runs before
 voting. In order, refusing with the first reason that applies:
@@ -27,7 +27,7 @@ It returns a :class:`Verdict`; it never changes state. The validator's lock
 
 ``apply(economy, view, certificate)`` — what every node runs for a certified
 entry: verify the certificate, require that it is the author's next entry,
-and return the changed accounts. Kind effects never refuse (the entry is
+and return the :class:`Changes` (accounts and records). Kind effects never refuse (the entry is
 final); only chain position can stop an apply: a gap (``seq_gap`` — buffer
 it), or an entry at an already-applied seq or with a ``prev`` that is not
 the head (``conflict`` — two certified entries for one slot, impossible
@@ -48,7 +48,7 @@ from mycelia.protocol.economy import Economy
 from mycelia.protocol.entries import Entry, SignedEntry
 from mycelia.protocol.kinds import KINDS, Context
 from mycelia.protocol.reasons import OK, NeedChain, Reason, Refused, Verdict
-from mycelia.protocol.state import Account, MemoryState, StateView
+from mycelia.protocol.state import Account, Changes, MemoryState, StateView
 
 __all__ = ["MAX_SKEW_MS", "ChainState", "GapBuffer", "Ledger", "apply", "check", "transition"]
 
@@ -101,10 +101,8 @@ def _check(
     KINDS[entry.kind].check(Context(economy, view, entry, entry_id))
 
 
-def transition(
-    economy: Economy, view: StateView, entry: Entry, entry_id: bytes
-) -> dict[bytes, Account]:
-    """The accounts that change when the certified ``entry`` is applied.
+def transition(economy: Economy, view: StateView, entry: Entry, entry_id: bytes) -> Changes:
+    """What changes (accounts and records) when the certified ``entry`` is applied.
     ``entry`` must be its author's next entry: raises ``seq_gap`` if it is
     ahead, ``conflict`` if its slot is taken or its ``prev`` is not the head.
     Does not verify the certificate (see :func:`apply`)."""
@@ -131,8 +129,8 @@ def transition(
     return ctx.changes
 
 
-def apply(economy: Economy, view: StateView, cert: Certificate) -> dict[bytes, Account]:
-    """Verify ``cert`` for ``economy`` and return the changed accounts."""
+def apply(economy: Economy, view: StateView, cert: Certificate) -> Changes:
+    """Verify ``cert`` for ``economy`` and return what it changes."""
     cert.verify(economy)
     return transition(economy, view, cert.entry, cert.entry_id)
 
@@ -200,11 +198,12 @@ class GapBuffer:
 
 
 class ChainState(StateView, Protocol):
-    """What :class:`Ledger` needs of its storage: accounts, plus the chain
-    index of applied entries. ``MemoryState`` is one; the node's LMDB
-    transaction view is another."""
+    """What :class:`Ledger` needs of its storage: accounts and records, plus
+    the chain index of applied entries. ``MemoryState`` is one; the node's
+    LMDB transaction view is another. ``update`` stores every account and
+    record in ``changes`` (records are written, never deleted)."""
 
-    def update(self, changes: dict[bytes, Account]) -> None: ...
+    def update(self, changes: Changes) -> None: ...
 
     def chain_id(self, author: bytes, seq: int) -> bytes | None: ...
 

@@ -111,6 +111,43 @@ class Reason(enum.StrEnum):
     #: the economy's kind or policy does not allow this entry kind.
     NOT_ALLOWED = "not_allowed"
 
+    # -- sensors: devices, readings, attestations, claims --------------------------
+    #: a P-256 signature's ``s`` is above ``n/2``: the malleable twin of a valid
+    #: signature. Sign with low S (replace ``s`` by ``n - s``; secure elements
+    #: can be told to).
+    HIGH_S = "high_s"
+    #: a Merkle proof does not lead from the reading to the attested root (or
+    #: names another batch size than the attestation's).
+    BAD_PROOF = "bad_proof"
+    #: the device is not registered in this economy (or not under the
+    #: registration named).
+    UNKNOWN_DEVICE = "unknown_device"
+    #: the device (its key) is already registered in this economy.
+    ALREADY_REGISTERED = "already_registered"
+    #: the reading or attestation comes to / from a node that is not the
+    #: device's registered host.
+    NOT_HOST = "not_host"
+    #: the author is not the device's registered owner.
+    NOT_OWNER = "not_owner"
+    #: the reading's metric is not one the device declared at registration
+    #: (or not with the declared exponent).
+    UNKNOWN_METRIC = "unknown_metric"
+    #: a value is outside the declared ``[min, max]`` of its metric.
+    OUT_OF_RANGE = "out_of_range"
+    #: the reading's counter is not above the last one accepted for the device.
+    REPLAYED_COUNTER = "replayed_counter"
+    #: a counter range overlaps one already attested (per host and device) or
+    #: already claimed (per owner and device).
+    OVERLAP = "overlap"
+    #: a claim's attestations skip part of the device's attested history:
+    #: they do not directly follow the previous claim, or each other.
+    NOT_CONTIGUOUS = "not_contiguous"
+    #: the reading or counter range is not covered by the attestation(s)
+    #: named (device, counters, metric or value outside what they attest).
+    NOT_ATTESTED = "not_attested"
+    #: a claim's ``total`` is not the sum the named attestations give.
+    TOTAL_MISMATCH = "total_mismatch"
+
     # -- validators --------------------------------------------------------------
     #: a resource the entry consumes is locked to a different entry.
     RESOURCE_LOCKED = "resource_locked"

@@ -1,11 +1,30 @@
-"""Account state: what the ledger knows about one account in one economy.
+"""Ledger state: accounts, plus keyed records, in one economy.
 
 Why this exists: the rules in ``kinds.py`` and ``ledger.py`` read and write
-account records, but where they live differs — a dict in tests and wallets,
-an LMDB transaction in the node. So the rules see only the
-:class:`StateView` protocol (``account(key) -> Account``) and *return* the
-accounts they change; the caller stores them. :class:`MemoryState` is the
-in-memory view.
+state, but where it lives differs — a dict in tests and wallets, an LMDB
+transaction in the node. So the rules see only the :class:`StateView`
+protocol (``account(key) -> Account``, ``get_record(key) -> bytes | None``)
+and *return* what they change as :class:`Changes`; the caller stores them.
+:class:`MemoryState` is the in-memory view.
+
+Records are what does not fit an account (sensors: device registrations,
+attestations, cursors): opaque keys, values in canonical msgpack, so a store
+keeps them without knowing what they mean. Their keys say who may change
+them (DESIGN §4, the commutativity rule):
+
+* ``fact_key(name, id)`` — a **fact**: written once by one author's chain
+  and never changed after (a device's registration, a certified
+  attestation). Other authors' rules may read facts: once true, true
+  forever, so the order certificates are applied in cannot change what a
+  rule sees, only whether it sees it yet — and a validator that does not
+  see it yet answers ``missing`` with what it needs.
+* ``own_key(author, name, id)`` — **own state** of ``author``: read and
+  written only by ``author``'s own chain, which every node applies in seq
+  order (a host's last attested counter per device, an owner's claim cursor
+  per device). No other chain reads it.
+
+``kinds.Context`` offers only those two ways to write, so a rule cannot
+write another author's own state by accident.
 
 Every field of :class:`Account` is combined in a way that does not depend on
 the order certificates from different authors are applied (DESIGN §4, the
@@ -25,14 +44,23 @@ commutativity rule):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
 
 from mycelia.protocol import codec, schema
 from mycelia.protocol.domains import ID_SIZE
 from mycelia.protocol.reasons import Reason, Refused
 
-__all__ = ["ZERO_ID", "Account", "MemoryState", "StateView"]
+__all__ = [
+    "ZERO_ID",
+    "Account",
+    "Changes",
+    "MemoryState",
+    "Snapshot",
+    "StateView",
+    "fact_key",
+    "own_key",
+]
 
 #: ``prev`` of an author's first entry, and ``head`` of an empty chain.
 ZERO_ID = bytes(ID_SIZE)
@@ -99,20 +127,51 @@ class Account:
 EMPTY = Account()
 
 
+def fact_key(name: str, id_: bytes) -> bytes:
+    """The record key of a fact (see the module docstring), e.g.
+    ``fact_key("device", device_id)``."""
+    return b"fact/" + name.encode() + b"/" + id_
+
+
+def own_key(author: bytes, name: str, id_: bytes) -> bytes:
+    """The record key of ``author``'s own state ``name`` for ``id_``."""
+    return b"own/" + author + b"/" + name.encode() + b"/" + id_
+
+
+@dataclass(slots=True)
+class Changes:
+    """What one applied entry changes: accounts by key and records by key
+    (values canonical msgpack). Built by the rules, stored by the caller."""
+
+    accounts: dict[bytes, Account] = field(default_factory=dict)
+    records: dict[bytes, bytes] = field(default_factory=dict)
+
+
 class StateView(Protocol):
-    """Read access to one economy's accounts. Unknown accounts are empty."""
+    """Read access to one economy's state. Unknown accounts are empty,
+    unknown records ``None``."""
 
     def account(self, key: bytes) -> Account: ...
 
+    def get_record(self, key: bytes) -> bytes | None: ...
+
+
+class Snapshot(NamedTuple):
+    """A copy of a :class:`MemoryState`'s state, for comparison."""
+
+    accounts: dict[bytes, Account]
+    records: dict[bytes, bytes]
+
 
 class MemoryState:
-    """A dict-backed state (a ``ledger.ChainState``): accounts and the chain
-    index of applied entries."""
+    """A dict-backed state (a ``ledger.ChainState``): accounts, records and
+    the chain index of applied entries."""
 
-    __slots__ = ("accounts", "chain")
+    __slots__ = ("accounts", "chain", "records")
 
     def __init__(self) -> None:
         self.accounts: dict[bytes, Account] = {}
+        self.records: dict[bytes, bytes] = {}
         #: (author, seq) -> entry id of every applied entry.
         self.chain: dict[tuple[bytes, int], bytes] = {}
 
@@ -125,9 +184,13 @@ class MemoryState:
     def account(self, key: bytes) -> Account:
         return self.accounts.get(key, EMPTY)
 
-    def update(self, changes: dict[bytes, Account]) -> None:
-        self.accounts.update(changes)
+    def get_record(self, key: bytes) -> bytes | None:
+        return self.records.get(key)
 
-    def snapshot(self) -> dict[bytes, Account]:
-        """A copy for comparison (accounts are immutable values)."""
-        return dict(self.accounts)
+    def update(self, changes: Changes) -> None:
+        self.accounts.update(changes.accounts)
+        self.records.update(changes.records)
+
+    def snapshot(self) -> Snapshot:
+        """A copy for comparison (accounts and record values are immutable)."""
+        return Snapshot(dict(self.accounts), dict(self.records))

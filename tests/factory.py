@@ -30,7 +30,20 @@ from mycelia.protocol import (
     Vote,
     assemble,
 )
-from mycelia.protocol.economy import IssuedPolicy, MutualCreditPolicy
+from mycelia.protocol.economy import ImpactPolicy, IssuedPolicy, MutualCreditPolicy
+from mycelia.protocol.merkle import MerkleTree
+from mycelia.protocol.sensors import (
+    DeviceKey,
+    DeviceRecord,
+    DeviceRegister,
+    Ed25519DeviceKey,
+    ImpactClaim,
+    Metric,
+    P256DeviceKey,
+    Reading,
+    SignedReading,
+    build_attestation,
+)
 
 T0 = 1_700_000_000_000
 
@@ -77,6 +90,51 @@ def genesis(
         ts_ms=T0,
         nonce=nonce,
     )
+
+
+#: The metric the impact economies of the tests turn into credits.
+ENERGY = Metric("energy_wh", "Wh", 0, 0, 1_000_000)
+TEMPERATURE = Metric("temp_c", "degC", -1, -400, 1_000)
+
+
+def impact_genesis(
+    *,
+    validators: Iterable[SigningKey] | None = None,
+    membership: str = "open",
+    stewards: Iterable[SigningKey] = (),
+    metric: str = "energy_wh",
+    exponent: int = 0,
+    units_per_credit: int = 1_000,
+    device_kinds: Iterable[str] = ("solar-meter", "wind-meter"),
+    nonce: bytes = b"",
+) -> Genesis:
+    """An impact economy: ``units_per_credit`` Wh make one credit (minor unit)."""
+    vkeys = list(validators) if validators is not None else validator_keys(4)
+    policy = ImpactPolicy(
+        membership,
+        tuple(s.public for s in stewards),
+        metric,
+        exponent,
+        units_per_credit,
+        tuple(device_kinds),
+    )
+    return Genesis(
+        name="Test Valley Solar",
+        symbol="TVS",
+        decimals=3,
+        kind="impact",
+        policy=policy,
+        validators=tuple(Validator(v.public, 1) for v in vkeys),
+        quorum=len(vkeys) * 2 // 3 + 1,
+        ts_ms=T0,
+        nonce=nonce,
+    )
+
+
+def device_key(n: int, key_type: str = "ed25519") -> DeviceKey:
+    """A device key from a fixed seed, of either key type."""
+    seed = blake2b(f"device/{key_type}/{n}".encode(), digest_size=32).digest()
+    return Ed25519DeviceKey(seed) if key_type == "ed25519" else P256DeviceKey(seed)
 
 
 def sign_genesis(g: Genesis, signers: Iterable[SigningKey]) -> SignedGenesis:
@@ -161,3 +219,94 @@ class World:
 
     def balance(self, k: SigningKey) -> int:
         return self.ledger.account(k.public).balance
+
+    # -- sensors (impact economies) ------------------------------------------------
+
+    def registration_body(
+        self,
+        owner: SigningKey,
+        dev: DeviceKey,
+        host: SigningKey,
+        *,
+        metrics: Iterable[Metric] = (ENERGY,),
+        device_kind: str = "solar-meter",
+    ) -> DeviceRegister:
+        return DeviceRegister.make(dev, self.id, owner.public, device_kind, host.public, metrics)
+
+    def register(
+        self, owner: SigningKey, dev: DeviceKey, host: SigningKey, **kw: object
+    ) -> Certificate:
+        return self.commit(owner, self.registration_body(owner, dev, host, **kw))  # type: ignore[arg-type]
+
+    def device_record(self, dev: DeviceKey) -> DeviceRecord | None:
+        raw = self.ledger.state.get_record(DeviceRecord.key(dev.device))  # type: ignore[attr-defined]
+        return None if raw is None else DeviceRecord.decode(raw)
+
+    def readings(
+        self,
+        dev: DeviceKey,
+        counters: Iterable[int],
+        value: int | Iterable[int] = 100,
+        *,
+        metric: str = "energy_wh",
+        exponent: int = 0,
+        economy: bytes | None = None,
+    ) -> list[SignedReading]:
+        """Signed readings of ``dev`` at ``counters`` (one value for all, or one each)."""
+        cs = list(counters)
+        values = [value] * len(cs) if isinstance(value, int) else list(value)
+        econ = self.id if economy is None else economy
+        return [
+            Reading(econ, dev.device, c, T0 + c, metric, v, exponent).sign(dev)
+            for c, v in zip(cs, values, strict=True)
+        ]
+
+    def attest_body(
+        self, readings: Iterable[SignedReading]
+    ) -> tuple[object, MerkleTree, list[SignedReading]]:
+        """The attestation of ``readings``, naming each device's registration here."""
+        batch = list(readings)
+        regs = {}
+        for r in batch:
+            raw = self.ledger.state.get_record(DeviceRecord.key(r.reading.device))  # type: ignore[attr-defined]
+            assert raw is not None, "attesting a device not registered here"
+            regs[r.reading.device] = DeviceRecord.decode(raw).registration
+        return build_attestation(batch, regs)
+
+    def attest(self, host: SigningKey, readings: Iterable[SignedReading]) -> Certificate:
+        body, _tree, _ordered = self.attest_body(readings)
+        return self.commit(host, body)
+
+    def claim(
+        self,
+        owner: SigningKey,
+        dev: DeviceKey,
+        attestations: Iterable[Certificate],
+        *,
+        total: int | None = None,
+        first: int | None = None,
+        last: int | None = None,
+    ) -> Certificate:
+        return self.commit(owner, self.claim_body(dev, attestations, total, first, last))
+
+    def claim_body(
+        self,
+        dev: DeviceKey,
+        attestations: Iterable[Certificate],
+        total: int | None = None,
+        first: int | None = None,
+        last: int | None = None,
+    ) -> ImpactClaim:
+        """A claim of ``dev`` over ``attestations``; by default exactly their
+        range and the sum of the economy metric in them."""
+        certs = list(attestations)
+        rows = [c.entry.body.row(dev.device) for c in certs]  # type: ignore[attr-defined]
+        metric = self.economy.impact.metric
+        computed = sum((a.sum if (a := row.aggregate(metric)) is not None else 0) for row in rows)
+        return ImpactClaim(
+            dev.device,
+            rows[0].first if first is None else first,
+            rows[-1].last if last is None else last,
+            tuple(c.entry_id for c in certs),
+            computed if total is None else total,
+        )

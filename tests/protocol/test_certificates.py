@@ -167,7 +167,7 @@ def test_epoch_0_certificate_against_an_economy_in_epoch_1() -> None:
     assert refused(lambda: cert0.verify(later)).reason is Reason.WRONG_EPOCH
     ledger = Ledger(later)
     assert refused(lambda: ledger.apply(cert0)).reason is Reason.WRONG_EPOCH
-    assert ledger_state(ledger) == ({}, {}, 0)
+    assert ledger_state(ledger) == (({}, {}), {}, 0)
     # The same validators voting in epoch 1 do make a certificate for it.
     epoch1 = [Vote.make(w.vkeys[i], w.id, 1, signed.id) for i in range(3)]
     cert1 = assemble(later, signed, epoch1)

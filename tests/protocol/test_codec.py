@@ -36,8 +36,19 @@ from mycelia.protocol import (
     Vote,
     codec,
 )
-from mycelia.protocol.economy import IssuedPolicy, MutualCreditPolicy, Validator
+from mycelia.protocol.economy import ImpactPolicy, IssuedPolicy, MutualCreditPolicy, Validator
 from mycelia.protocol.schema import INT64_MAX, INT64_MIN, UINT64_MAX
+from mycelia.protocol.sensors import (
+    Aggregate,
+    AttestedDevice,
+    DeviceRecord,
+    DeviceRegister,
+    ImpactClaim,
+    Metric,
+    Reading,
+    SensorAttest,
+    SignedReading,
+)
 from mycelia.protocol.state import ZERO_ID
 from tests.factory import T0, World, genesis, key, sign_genesis, validator_keys
 
@@ -185,7 +196,71 @@ memos = st.one_of(
 uint64s = st.integers(0, UINT64_MAX)
 int64s = st.integers(INT64_MIN, INT64_MAX)
 nonneg64 = st.integers(0, INT64_MAX)
+#: 1-32 bytes of UTF-8 (metric names, device kinds).
+names32 = st.one_of(
+    st.text(st.characters(codec="utf-8"), min_size=1, max_size=8),
+    st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=32),
+)
+exponents = st.integers(-18, 18)
+
+
+@st.composite
+def metric_decls(draw: st.DrawFn, name: st.SearchStrategy[str] = names32) -> Metric:
+    lo, hi = sorted(draw(st.lists(int64s, min_size=2, max_size=2)))
+    unit = draw(st.text(st.characters(codec="utf-8"), max_size=4))
+    return Metric(draw(name), unit, draw(exponents), lo, hi)
+
+
+@st.composite
+def registrations(draw: st.DrawFn) -> DeviceRegister:
+    key_type = draw(st.sampled_from(["ed25519", "p256"]))
+    size = 32 if key_type == "ed25519" else 33
+    metrics = draw(st.lists(metric_decls(), min_size=1, max_size=16, unique_by=lambda m: m.name))
+    return DeviceRegister(
+        key_type,
+        draw(st.binary(min_size=size, max_size=size)),
+        draw(names32),
+        draw(id32),
+        tuple(metrics),
+        draw(sig64),
+    )
+
+
+@st.composite
+def aggregates(draw: st.DrawFn, metric: str) -> Aggregate:
+    lo, hi = sorted(draw(st.lists(int64s, min_size=2, max_size=2)))
+    return Aggregate(metric, draw(int64s), lo, hi)
+
+
+@st.composite
+def attested_devices(draw: st.DrawFn, device: bytes) -> AttestedDevice:
+    first = draw(uint64s)
+    last = draw(st.integers(first, min(UINT64_MAX, first + 10**6)))
+    count = draw(st.integers(1, min(last - first + 1, 1_000)))
+    metrics = draw(st.lists(names32, unique_by=str.encode, min_size=1, max_size=min(4, count)))
+    aggs = tuple(draw(aggregates(m)) for m in sorted(metrics, key=str.encode))
+    return AttestedDevice(device, draw(id32), first, last, count, aggs)
+
+
+@st.composite
+def attestations(draw: st.DrawFn) -> SensorAttest:
+    devices = sorted(draw(st.lists(id32, unique=True, min_size=1, max_size=4)))
+    rows = tuple(draw(attested_devices(d)) for d in devices)
+    return SensorAttest(draw(id32), sum(r.count for r in rows), rows)
+
+
+@st.composite
+def claims(draw: st.DrawFn) -> ImpactClaim:
+    first = draw(uint64s)
+    last = draw(st.integers(first, UINT64_MAX))
+    atts = tuple(draw(st.lists(id32, unique=True, min_size=1, max_size=16)))
+    return ImpactClaim(draw(id32), first, last, atts, draw(int64s))
+
+
 BODIES: dict[str, st.SearchStrategy[Any]] = {
+    "device.register": registrations(),
+    "sensor.attest": attestations(),
+    "impact.claim": claims(),
     "transfer": st.builds(Transfer, id32, amounts, memos),
     "mint": st.builds(Mint, id32, amounts, memos),
     "burn": st.builds(Burn, amounts),
@@ -214,7 +289,7 @@ def signed(e: Entry) -> SignedEntry:
 
 @st.composite
 def geneses(draw: st.DrawFn) -> Genesis:
-    kind = draw(st.sampled_from(["mutual_credit", "issued"]))
+    kind = draw(st.sampled_from(["mutual_credit", "issued", "impact"]))
     membership = draw(st.sampled_from(["open", "approved"]))
     stewards = tuple(
         k.public
@@ -227,9 +302,18 @@ def geneses(draw: st.DrawFn) -> Genesis:
             )
         )
     )
-    policy: MutualCreditPolicy | IssuedPolicy
+    policy: MutualCreditPolicy | IssuedPolicy | ImpactPolicy
     if kind == "mutual_credit":
         policy = MutualCreditPolicy(membership, stewards, draw(nonneg64))
+    elif kind == "impact":
+        policy = ImpactPolicy(
+            membership,
+            stewards,
+            draw(names32),
+            draw(st.integers(-18, 18)),
+            draw(st.integers(1, INT64_MAX)),
+            tuple(draw(st.lists(names32, unique=True, min_size=1, max_size=16))),
+        )
     else:
         issuers = draw(st.lists(st.sampled_from(POOL), unique=True, min_size=1, max_size=4))
         budget, caps = INT64_MAX, []
@@ -711,7 +795,15 @@ def test_wire_types_refuse_truncation_and_trailing_bytes(
 
 @pytest.mark.parametrize(
     ("cls", "limit"),
-    [(Vote, 256), (Entry, 2048), (SignedEntry, 2048 + 128), (Account, 512), (Genesis, 16 * 1024)],
+    [
+        (Vote, 256),
+        (Entry, 2048),
+        (SignedEntry, 2048 + 128),
+        (Account, 512),
+        (Genesis, 16 * 1024),
+        (Reading, 140),
+        (SignedReading, 223),
+    ],
     ids=lambda x: getattr(x, "__name__", str(x)),
 )
 def test_wire_types_bound_their_size(cls: Any, limit: int) -> None:
@@ -754,6 +846,19 @@ def account_wire() -> list[Any]:
     return Account(seq=3, head=ECON, ts_ms=T0, balance=-7, limit_set=(T0, ECON, 50)).to_wire()
 
 
+def reading_wire() -> list[Any]:
+    return Reading(ECON, bytes(32), 7, T0, "energy_wh", -5, -3).to_wire()
+
+
+def signed_reading_wire() -> list[Any]:
+    return ["signed-reading", 1, reading_wire(), SIG]
+
+
+def device_record_wire() -> list[Any]:
+    body = DeviceRegister("ed25519", BOB, "solar-meter", ALICE, (Metric("e", "Wh", 0, 0, 9),), SIG)
+    return DeviceRecord(ECON, ALICE, body).to_wire()
+
+
 def _set(path: Sequence[int], value: Any) -> Callable[[list[Any]], list[Any]]:
     def mutate(wire: list[Any]) -> list[Any]:
         node = wire
@@ -780,6 +885,9 @@ WIRES: dict[str, tuple[Callable[[], list[Any]], Any]] = {
     "cert": (cert_wire, Certificate),
     "genesis": (genesis_wire, Genesis),
     "account": (account_wire, Account),
+    "reading": (reading_wire, Reading),
+    "signed-reading": (signed_reading_wire, SignedReading),
+    "device-record": (device_record_wire, DeviceRecord),
 }
 
 M, MB, AR, UK = (
@@ -807,6 +915,29 @@ for _name in WIRES:
         f"{_name}: one field too few": (_name, _resize(-1), M),
     }  # fmt: skip
 STRUCTURAL |= {
+    # readings
+    "reading: 31-byte economy": ("reading", _set([2], ECON[:31]), M),
+    "reading: 33-byte device": ("reading", _set([3], ECON + b"\x00"), M),
+    "reading: negative counter": ("reading", _set([4], -1), M),
+    "reading: counter as bytes": ("reading", _set([4], b"\x07"), M),
+    "reading: negative ts": ("reading", _set([5], -1), M),
+    "reading: ts 2**63": ("reading", _set([5], 2**63), M),
+    "reading: empty metric": ("reading", _set([6], ""), M),
+    "reading: 33-byte metric": ("reading", _set([6], "m" * 33), M),
+    "reading: metric as bytes": ("reading", _set([6], b"energy_wh"), M),
+    "reading: value 2**63": ("reading", _set([7], 2**63), M),
+    "reading: exponent 19": ("reading", _set([8], 19), M),
+    "reading: exponent -19": ("reading", _set([8], -19), M),
+    "signed-reading: 63-byte signature": ("signed-reading", _set([3], SIG[:63]), M),
+    "signed-reading: reading of another tag": ("signed-reading", _set([2, 0], "vote"), M),
+    "device-record: 31-byte registration": ("device-record", _set([2], ECON[:31]), M),
+    "device-record: unknown key type": ("device-record", _set([4, 0], "rsa"), MB),
+    "device-record: p256 key of 32 bytes": ("device-record", _set([4, 0], "p256"), MB),
+    "device-record: min above max": ("device-record", _set([4, 4, 0, 3], 10), MB),
+    "device-record: duplicate metric": (
+        "device-record", _set([4, 4], [["e", "", 0, 0, 1], ["e", "", 0, 0, 1]]), MB),
+    "device-record: no metrics": ("device-record", _set([4, 4], []), MB),
+    "device-record: 63-byte pop": ("device-record", _set([4, 5], SIG[:63]), MB),
     # vote
     "vote: epoch as str": ("vote", _set([3], "0"), M),
     "vote: epoch as bytes": ("vote", _set([3], b"\x00"), M),
@@ -904,7 +1035,8 @@ STRUCTURAL |= {
     "genesis: ts as str": ("genesis", _set([9], "0"), M),
     "genesis: 33-byte nonce": ("genesis", _set([10], bytes(33)), M),
     "genesis: nonce as str": ("genesis", _set([10], ""), M),
-    "genesis: unknown kind": ("genesis", _set([5], "impact"), Reason.BAD_GENESIS),
+    "genesis: unknown kind": ("genesis", _set([5], "lottery"), Reason.BAD_GENESIS),
+    "genesis: impact kind with a 3-field policy": ("genesis", _set([5], "impact"), M),
     "genesis: quorum of 2/3": ("genesis", _set([8], 2), Reason.BAD_GENESIS),
     "genesis: quorum over total": ("genesis", _set([8], 5), Reason.BAD_GENESIS),
     "genesis: identity-point validator": (

@@ -267,7 +267,7 @@ BAD_GENESES: list[Any] = [
     pytest.param(
         lambda: genesis(validators=VK, stewards=[STEWARD, STEWARD]), id="duplicate-steward"
     ),
-    pytest.param(lambda: dataclasses.replace(genesis(validators=VK), kind="impact"), id="kind"),
+    pytest.param(lambda: dataclasses.replace(genesis(validators=VK), kind="lottery"), id="kind"),
     pytest.param(
         lambda: _with_policy(genesis(validators=VK), membership="invite"), id="membership"
     ),

@@ -9,6 +9,7 @@ snapshotted before and compared after.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import pytest
@@ -34,9 +35,25 @@ from mycelia.protocol.certificates import vote_id
 from mycelia.protocol.economy import Genesis
 from mycelia.protocol.entries import SignedEntry
 from mycelia.protocol.locks import lock_decision, resources
+from mycelia.protocol.merkle import MerkleProof
 from mycelia.protocol.reasons import NeedAdmission, NeedChain
 from mycelia.protocol.schema import INT64_MAX
-from tests.factory import World, genesis, key, sign_genesis, validator_keys
+from mycelia.protocol.sensors import (
+    P256_N,
+    Aggregate,
+    AttestationAudit,
+    Reading,
+    check_reading,
+)
+from tests.factory import (
+    World,
+    device_key,
+    genesis,
+    impact_genesis,
+    key,
+    sign_genesis,
+    validator_keys,
+)
 
 A, B, C = key(1), key(2), key(3)
 STEWARD, ISSUER = key(10, "steward"), key(11, "issuer")
@@ -297,6 +314,122 @@ def s_buffer_full() -> Scenario:
     return w, lambda: w.ledger.apply(c4)
 
 
+# -- sensors -------------------------------------------------------------------------
+
+OWNER, HOST = key(20, "owner"), key(21, "host")
+DEV = device_key(1, "p256")
+
+
+def sensors(attested: int = 0) -> tuple[World, list[Certificate]]:
+    """An impact economy with DEV registered to OWNER on HOST, and
+    ``attested`` attestations of 5 readings each (300 Wh a reading)."""
+    vk = validator_keys(4)
+    w = World(impact_genesis(validators=vk), vk)
+    w.register(OWNER, DEV, HOST)
+    atts = [
+        w.attest(HOST, w.readings(DEV, range(5 * i + 1, 5 * i + 6), 300)) for i in range(attested)
+    ]
+    return w, atts
+
+
+def s_high_s() -> Scenario:
+    vk = validator_keys(4)
+    w = World(impact_genesis(validators=vk), vk)
+    body = w.registration_body(OWNER, DEV, HOST)
+    s = int.from_bytes(body.pop[32:], "big")
+    twin = dataclasses.replace(body, pop=body.pop[:32] + (P256_N - s).to_bytes(32, "big"))
+    signed = w.entry(OWNER, twin)
+    return w, lambda: w.ledger.check(signed)
+
+
+def s_bad_proof() -> Scenario:
+    w, _ = sensors()
+    body, tree, ordered = w.attest_body(w.readings(DEV, range(1, 5)))
+    cert = w.commit(HOST, body)
+    audit = AttestationAudit(w.economy, cert, [w.device_record(DEV)])  # type: ignore[list-item]
+    proof = tree.proof(0)
+    bent = MerkleProof(proof.index, proof.count, (bytes(32), *proof.siblings[1:]))
+    return w, lambda: audit.check(ordered[0].encode(), bent)
+
+
+def s_unknown_device() -> Scenario:
+    w, atts = sensors(1)
+    claim = w.claim_body(DEV, atts)
+    signed = w.entry(OWNER, dataclasses.replace(claim, device=device_key(9).device))
+    return w, lambda: w.ledger.check(signed)
+
+
+def s_already_registered() -> Scenario:
+    w, _ = sensors()
+    signed = w.entry(OWNER, w.registration_body(OWNER, DEV, key(22, "host")))
+    return w, lambda: w.ledger.check(signed)
+
+
+def s_not_host() -> Scenario:
+    w, _ = sensors()
+    body, _, _ = w.attest_body(w.readings(DEV, [1]))
+    signed = w.entry(key(22, "host"), body)
+    return w, lambda: w.ledger.check(signed)
+
+
+def s_not_owner() -> Scenario:
+    w, atts = sensors(1)
+    signed = w.entry(A, w.claim_body(DEV, atts))
+    return w, lambda: w.ledger.check(signed)
+
+
+def _aggregate(w: World, agg: Aggregate) -> Callable[[], object]:
+    body, _, _ = w.attest_body(w.readings(DEV, [1]))
+    row = dataclasses.replace(body.devices[0], aggregates=(agg,))
+    signed = w.entry(HOST, dataclasses.replace(body, devices=(row,)))
+    return lambda: w.ledger.check(signed)
+
+
+def s_unknown_metric() -> Scenario:
+    w, _ = sensors()
+    return w, _aggregate(w, Aggregate("water_l", 5, 5, 5))
+
+
+def s_out_of_range() -> Scenario:
+    w, _ = sensors()
+    return w, _aggregate(w, Aggregate("energy_wh", 2_000_000, 2_000_000, 2_000_000))
+
+
+def s_replayed_counter() -> Scenario:
+    w, _ = sensors()
+    record = w.device_record(DEV)
+    assert record is not None
+    signed = Reading(w.id, DEV.device, 7, w.clock, "energy_wh", 1, 0).sign(DEV)
+    return w, lambda: check_reading(
+        signed, record, economy=w.id, host=HOST.public, last_counter=7, now_ms=w.clock
+    )
+
+
+def s_overlap() -> Scenario:
+    w, _ = sensors(1)  # counters 1-5 attested
+    body, _, _ = w.attest_body(w.readings(DEV, [5, 6]))
+    signed = w.entry(HOST, body)
+    return w, lambda: w.ledger.check(signed)
+
+
+def s_not_contiguous() -> Scenario:
+    w, atts = sensors(2)
+    signed = w.entry(OWNER, w.claim_body(DEV, atts[1:]))  # skips the first
+    return w, lambda: w.ledger.check(signed)
+
+
+def s_not_attested() -> Scenario:
+    w, atts = sensors(1)
+    signed = w.entry(OWNER, w.claim_body(DEV, atts, last=6))
+    return w, lambda: w.ledger.check(signed)
+
+
+def s_total_mismatch() -> Scenario:
+    w, atts = sensors(1)
+    signed = w.entry(OWNER, w.claim_body(DEV, atts, total=1_501))
+    return w, lambda: w.ledger.check(signed)
+
+
 SCENARIOS: dict[Reason, Callable[[], Scenario]] = {
     Reason.NON_CANONICAL: s_non_canonical,
     Reason.TOO_LARGE: s_too_large,
@@ -329,6 +462,19 @@ SCENARIOS: dict[Reason, Callable[[], Scenario]] = {
     Reason.RESOURCE_LOCKED: s_resource_locked,
     Reason.MISSING: s_missing,
     Reason.BUFFER_FULL: s_buffer_full,
+    Reason.HIGH_S: s_high_s,
+    Reason.BAD_PROOF: s_bad_proof,
+    Reason.UNKNOWN_DEVICE: s_unknown_device,
+    Reason.ALREADY_REGISTERED: s_already_registered,
+    Reason.NOT_HOST: s_not_host,
+    Reason.NOT_OWNER: s_not_owner,
+    Reason.UNKNOWN_METRIC: s_unknown_metric,
+    Reason.OUT_OF_RANGE: s_out_of_range,
+    Reason.REPLAYED_COUNTER: s_replayed_counter,
+    Reason.OVERLAP: s_overlap,
+    Reason.NOT_CONTIGUOUS: s_not_contiguous,
+    Reason.NOT_ATTESTED: s_not_attested,
+    Reason.TOTAL_MISMATCH: s_total_mismatch,
 }
 
 

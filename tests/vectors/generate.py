@@ -1,4 +1,5 @@
-"""Build the protocol test vectors (``tests/vectors/protocol.json``).
+"""Build the protocol test vectors (``tests/vectors/protocol.json``; the
+sensor vectors, ``sensors.json``, come from ``generate_sensors.py``).
 
 Run ``make vectors`` (``python -m tests.vectors.generate``) only when an
 encoding change is intended; ``tests/protocol/test_vectors.py`` fails while
@@ -194,8 +195,13 @@ def render() -> str:
 
 
 def main() -> int:
+    # Imported here: generate_sensors takes its seeds and timestamp from this module.
+    from tests.vectors import generate_sensors
+
     PATH.write_text(render())
     print(f"wrote {PATH}", file=sys.stderr)
+    generate_sensors.PATH.write_text(generate_sensors.render())
+    print(f"wrote {generate_sensors.PATH}", file=sys.stderr)
     return 0
 
 
