@@ -44,6 +44,18 @@ How it works:
 * :meth:`AsyncClient.subscribe` opens the WebSocket ``/ws`` with
   trio_websocket (so it needs trio) and yields verified payloads.
 
+Sensors (``docs/sensors.md``): the four ``sensor_*`` methods are typed
+here like the others, and what they return is checked the same way — an
+attestation certificate against the genesis; a relayed reading (the node
+may have asked another node, the device's host) only counts once
+:meth:`Client.audit` has checked it with the protocol's
+``AttestationAudit``: the device's signature under its *certified*
+registration, the Merkle proof up to the *certified* attestation's root.
+:meth:`Client.prepare_claim` builds an ``impact.claim`` from certified
+attestations only (the node's listing says which; the certificates say
+what). :class:`Ingest` is the device side: ``POST /v1/readings`` of a host's
+ingest port, in the canonical msgpack a device sends.
+
 Entries built here use the wallet's clock for ``ts_ms``, never earlier than
 the author's previous entry (the chain's timestamps may not go back), and
 build on the author's *certified* head (``account_get``): a wallet sends one
@@ -60,11 +72,13 @@ import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
+import msgpack
 
 from mycelia.node.views import (
     ParamError,
@@ -76,34 +90,57 @@ from mycelia.node.views import (
     entry_view,
     hex_in,
     hex_out,
+    int64_in,
     int_in,
     str_in,
 )
 from mycelia.protocol import (
+    AttestationAudit,
+    AttestedDevice,
     Burn,
     Certificate,
     CreditSet,
+    DeviceKey,
+    DeviceRecord,
+    DeviceRegister,
     Economy,
     Entry,
     Genesis,
+    ImpactClaim,
     MemberAdmit,
+    MerkleProof,
+    Metric,
     Mint,
     Refused,
+    SensorAttest,
     SignedGenesis,
+    SignedReading,
     SigningKey,
     Transfer,
+    codec,
+    credits_for,
     did_decode,
+    did_encode,
 )
 from mycelia.protocol.domains import ENTRY, GENESIS
 from mycelia.protocol.keys import verify as verify_signature
+from mycelia.protocol.sensors import MAX_CLAIM_ATTESTATIONS, MAX_SIGNED_READING_BYTES
 
 __all__ = [
     "COOKIE_FILE",
     "ENDPOINT_FILE",
     "ENV_COOKIE",
     "ENV_URL",
+    "FAILED",
+    "UNATTESTED",
+    "VERIFIED",
     "AccountInfo",
     "AsyncClient",
+    "AttestationCheck",
+    "AuditReport",
+    "ClaimPlan",
+    "Claimable",
+    "ClaimableAttestation",
     "Client",
     "ClientError",
     "EconomyInfo",
@@ -113,12 +150,19 @@ __all__ = [
     "Followed",
     "GenesisSignature",
     "HistoryPage",
+    "HostedDevice",
+    "Ingest",
+    "IngestResult",
     "NodeInfo",
     "Prepared",
+    "ReadingCheck",
+    "ReadingsPage",
     "RpcError",
     "RpcUnavailable",
+    "StoredReading",
     "Subscription",
     "VerifyError",
+    "ingest_url",
     "read_cookie",
 ]
 
@@ -630,6 +674,286 @@ class Followed:
     known: bool
 
 
+# -- sensors: results ---------------------------------------------------------------------
+
+
+def _counter(value: Any, what: str, *, none: bool = False, low: int = 0) -> Any:
+    """A device counter (uint64); ``None`` allowed where the contract says null."""
+    if value is None and none:
+        return None
+    return int_in(value, what, low=low, high=(1 << 64) - 1)
+
+
+def _opt_hex(value: Any, what: str, size: int | None = None) -> bytes | None:
+    return None if value is None else hex_in(value, what, size=size)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReading:
+    """One item of ``sensor_getReadings``, as relayed: nothing here is
+    verified (:meth:`Client.audit` verifies). ``attestation`` and ``proof``
+    are None for a reading not attested yet."""
+
+    data: bytes
+    attestation: bytes | None
+    proof: bytes | None
+
+    def to_json(self) -> dict[str, Json]:
+        return {
+            "reading": hex_out(self.data),
+            "attestation": None if self.attestation is None else hex_out(self.attestation),
+            "proof": None if self.proof is None else hex_out(self.proof),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingsPage:
+    """``sensor_getReadings``: readings by counter, and the counter to ask
+    from next (None: no more)."""
+
+    readings: tuple[StoredReading, ...]
+    next: int | None
+
+    @classmethod
+    def from_json(cls, v: Any) -> ReadingsPage:
+        with _parsing("sensor_getReadings"):
+            items = v["readings"]
+            if not isinstance(items, list):
+                raise ParamError("readings", "expected an array")
+            readings = tuple(
+                StoredReading(
+                    hex_in(r["reading"], "reading", max_size=MAX_SIGNED_READING_BYTES),
+                    _opt_hex(r.get("attestation"), "attestation", 32),
+                    _opt_hex(r.get("proof"), "proof"),
+                )
+                for r in items
+            )
+            return cls(readings, _counter(v.get("next"), "next", none=True))
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimableAttestation:
+    """One certified attestation of a device not claimed yet, as the node lists it."""
+
+    id: bytes
+    first: int
+    last: int
+    count: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claimable:
+    """``sensor_claimable``: the owner's claim cursor (the last counter
+    claimed, -1 for none), the carried remainder, and the attestations
+    after the cursor, in order. A listing, unverified."""
+
+    cursor: int
+    carry: int
+    attestations: tuple[ClaimableAttestation, ...]
+
+    @classmethod
+    def from_json(cls, v: Any) -> Claimable:
+        with _parsing("sensor_claimable"):
+            items = v["attestations"]
+            if not isinstance(items, list):
+                raise ParamError("attestations", "expected an array")
+            return cls(
+                cursor=_counter(v["cursor"], "cursor", low=-1),
+                carry=int64_in(v["carry"], "carry"),
+                attestations=tuple(
+                    ClaimableAttestation(
+                        _id(a["id"], "id"),
+                        _counter(a["first"], "first"),
+                        _counter(a["last"], "last"),
+                        _int(a["count"], "count"),
+                        int64_in(a["total"], "total"),
+                    )
+                    for a in items
+                ),
+            )
+
+    def to_json(self) -> dict[str, Json]:
+        return {
+            "cursor": self.cursor,
+            "carry": str(self.carry),
+            "attestations": [
+                {
+                    "id": hex_out(a.id),
+                    "first": a.first,
+                    "last": a.last,
+                    "count": a.count,
+                    "total": str(a.total),
+                }
+                for a in self.attestations
+            ],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class HostedDevice:
+    """One item of ``sensor_devices``: a device the node hosts."""
+
+    device: bytes
+    owner: str
+    kind: str
+    last_accepted: int | None
+    last_attested: int | None
+    readings: int
+
+    @classmethod
+    def from_json(cls, v: Any) -> HostedDevice:
+        with _parsing("sensor_devices"):
+            return cls(
+                device=_id(v["device"], "device"),
+                owner=_did(v["owner"], "owner"),
+                kind=str_in(v["kind"], "kind"),
+                last_accepted=_counter(v.get("last_accepted"), "last_accepted", none=True),
+                last_attested=_counter(v.get("last_attested"), "last_attested", none=True),
+                readings=_int(v["readings"], "readings"),
+            )
+
+    def to_json(self) -> dict[str, Json]:
+        return {
+            "device": hex_out(self.device),
+            "owner": self.owner,
+            "kind": self.kind,
+            "last_accepted": self.last_accepted,
+            "last_attested": self.last_attested,
+            "readings": self.readings,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimPlan:
+    """An ``impact.claim`` built from certified attestations (each verified
+    against the genesis; ``body`` takes its range and total from their rows,
+    not from the node's listing) and what it will mint: ``minted`` credits
+    and ``carry`` to the next claim, from the cursor's ``carry_before``."""
+
+    body: ImpactClaim
+    attestations: tuple[Certificate, ...]
+    cursor: int
+    carry_before: int
+    minted: int
+    carry: int
+
+    def to_json(self) -> dict[str, Json]:
+        b = self.body
+        return {
+            "device": hex_out(b.device),
+            "first_counter": b.first_counter,
+            "last_counter": b.last_counter,
+            "attestations": [hex_out(a) for a in b.attestations],
+            "total": str(b.total),
+            "carry_before": str(self.carry_before),
+            "minted": str(self.minted),
+            "carry": str(self.carry),
+        }
+
+
+#: Statuses of an audited reading.
+VERIFIED = "verified"
+UNATTESTED = "unattested"
+FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingCheck:
+    """What the audit found for one relayed reading: ``verified`` (signed by
+    the registered key, within its certified attestation's row, its proof
+    leads to the certified root), ``unattested`` (no attestation yet: nothing
+    to verify it against) or ``failed`` with a ``reason`` code."""
+
+    counter: int | None
+    id: bytes | None
+    attestation: bytes | None
+    status: str
+    reason: str | None = None
+    detail: str | None = None
+
+    def to_json(self) -> dict[str, Json]:
+        return {
+            "counter": self.counter,
+            "id": None if self.id is None else hex_out(self.id),
+            "attestation": None if self.attestation is None else hex_out(self.attestation),
+            "status": self.status,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AttestationCheck:
+    """One attestation the audited readings name: its certificate and the
+    device's registration certificate verified against the genesis, and how
+    many of its row's readings the host returned (``seen`` of ``count``)."""
+
+    id: bytes
+    status: str
+    reason: str | None = None
+    detail: str | None = None
+    host: str | None = None
+    registration: bytes | None = None
+    first: int | None = None
+    last: int | None = None
+    count: int | None = None
+    seen: int = 0
+
+    def to_json(self) -> dict[str, Json]:
+        return {
+            "id": hex_out(self.id),
+            "status": self.status,
+            "reason": self.reason,
+            "detail": self.detail,
+            "host": self.host,
+            "registration": None if self.registration is None else hex_out(self.registration),
+            "first": self.first,
+            "last": self.last,
+            "count": self.count,
+            "seen": self.seen,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """:meth:`Client.audit`: every reading of ``device`` in ``first…last``
+    the node relayed, each checked end to end. ``ok`` when nothing failed
+    (readings not attested yet are listed, not failures)."""
+
+    economy: bytes
+    device: bytes
+    first: int | None
+    last: int | None
+    attestations: tuple[AttestationCheck, ...]
+    readings: tuple[ReadingCheck, ...]
+
+    @property
+    def failures(self) -> list[AttestationCheck | ReadingCheck]:
+        return [c for c in (*self.attestations, *self.readings) if c.status == FAILED]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.readings)
+
+    def to_json(self) -> dict[str, Json]:
+        return {
+            "economy": hex_out(self.economy),
+            "device": hex_out(self.device),
+            "first": self.first,
+            "last": self.last,
+            "ok": self.ok,
+            "verified": self.count(VERIFIED),
+            "unattested": self.count(UNATTESTED),
+            "failed": self.count(FAILED),
+            "attestations": [a.to_json() for a in self.attestations],
+            "readings": [r.to_json() for r in self.readings],
+        }
+
+
 # -- the sans-IO core -----------------------------------------------------------------------
 
 
@@ -956,6 +1280,240 @@ class _Core:
             yield _Sleep(min(delay, left))
             delay = min(delay * 2, 1.0)
 
+    # -- sensors -------------------------------------------------------------------------------
+
+    def _readings_flow(
+        self,
+        economy_id: bytes,
+        device: bytes,
+        first: int | None,
+        last: int | None,
+        limit: int | None,
+    ) -> Flow[ReadingsPage]:
+        params = _params(
+            economy=hex_out(economy_id), device=hex_out(device), first=first, last=last, limit=limit
+        )
+        raw = yield _Call("sensor_getReadings", params)
+        return ReadingsPage.from_json(raw)
+
+    def _attestation_flow(
+        self, attestation_id: bytes, economy_id: bytes | None
+    ) -> Flow[Certificate]:
+        """A certified ``sensor.attest``, verified against its economy's genesis."""
+        what = f"attestation {hex_out(attestation_id)}"
+        raw = yield _Call("sensor_getAttestation", {"id": hex_out(attestation_id)})
+        with _parsing("sensor_getAttestation"):
+            cert_hex = raw["certificate"]
+            view = raw.get("view")
+        cert = self._decode_certificate(cert_hex, what)
+        if cert.entry_id != attestation_id:
+            raise VerifyError("malformed", f"{what}: the certificate is for another entry")
+        if cert.entry.kind != SensorAttest.kind:
+            raise VerifyError("malformed", f"{what}: a {cert.entry.kind} certificate")
+        if economy_id is not None and cert.entry.economy != economy_id:
+            raise VerifyError(
+                "wrong_economy", f"{what} is in economy {hex_out(cert.entry.economy)}"
+            )
+        economy = yield from self._economy_flow(cert.entry.economy)
+        return self._verify(economy, cert, what, view)
+
+    def _registration_flow(self, registration_id: bytes, economy_id: bytes) -> Flow[DeviceRecord]:
+        """A device's certified ``device.register`` (``entry_get``, verified)."""
+        what = f"registration {hex_out(registration_id)}"
+        status = yield from self._entry_get_flow(registration_id)
+        cert = status.certificate
+        if cert is None:
+            raise VerifyError("missing", f"{what} is {status.status} on this node, not certified")
+        if cert.entry.kind != DeviceRegister.kind or cert.entry.economy != economy_id:
+            raise VerifyError("malformed", f"{what}: not a device.register of this economy")
+        return DeviceRecord.from_certificate(cert)
+
+    def _claimable_flow(self, economy_id: bytes, device: bytes) -> Flow[Claimable]:
+        raw = yield _Call(
+            "sensor_claimable", {"economy": hex_out(economy_id), "device": hex_out(device)}
+        )
+        return Claimable.from_json(raw)
+
+    def _devices_flow(self, economy_id: bytes) -> Flow[list[HostedDevice]]:
+        raw = yield _Call("sensor_devices", {"economy": hex_out(economy_id)})
+        with _parsing("sensor_devices"):
+            if not isinstance(raw, list):
+                raise ParamError("result", "expected an array")
+        return [HostedDevice.from_json(d) for d in raw]
+
+    def _claim_flow(self, economy_id: bytes, device: bytes) -> Flow[ClaimPlan | None]:
+        """The claim of every certified attestation of ``device`` after the
+        owner's cursor (at most 16, the most one claim names); None if there
+        is none. Range and total come from the verified certificates."""
+        economy = yield from self._economy_flow(economy_id)
+        try:
+            policy = economy.impact
+        except Refused as exc:
+            raise _refused(exc) from None
+        claimable = yield from self._claimable_flow(economy_id, device)
+        listed = claimable.attestations[:MAX_CLAIM_ATTESTATIONS]
+        if not listed:
+            return None
+        certs: list[Certificate] = []
+        rows: list[AttestedDevice] = []
+        for item in listed:
+            cert = yield from self._attestation_flow(item.id, economy_id)
+            row = cert.entry.body.row(device)
+            if row is None:
+                raise VerifyError(
+                    "not_attested", f"attestation {hex_out(item.id)} has no row for the device"
+                )
+            if rows and row.first <= rows[-1].last:
+                raise VerifyError("malformed", "sensor_claimable: attestations out of order")
+            certs.append(cert)
+            rows.append(row)
+        total = sum(a.sum for row in rows if (a := row.aggregate(policy.metric)) is not None)
+        body = _body(
+            lambda: ImpactClaim(
+                device, rows[0].first, rows[-1].last, tuple(c.entry_id for c in certs), total
+            )
+        )
+        minted, carry = credits_for(claimable.carry, total, policy.units_per_credit)
+        return ClaimPlan(body, tuple(certs), claimable.cursor, claimable.carry, minted, carry)
+
+    def _audit_flow(
+        self, economy_id: bytes, device: bytes, first: int | None, last: int | None
+    ) -> Flow[AuditReport]:
+        """Every reading of ``device`` in ``first…last`` that the node
+        relays, checked with the protocol's ``AttestationAudit`` against its
+        attestation's certificate and the device's registration certificate,
+        both verified against the genesis (see :class:`AuditReport`)."""
+        economy = yield from self._economy_flow(economy_id)
+        relayed: list[StoredReading] = []
+        cursor = first
+        while True:
+            page = yield from self._readings_flow(economy_id, device, cursor, last, None)
+            relayed.extend(page.readings)
+            if page.next is None or (last is not None and page.next > last):
+                break
+            if not page.readings or (cursor is not None and page.next <= cursor):
+                raise _bad_response("sensor_getReadings: a next page that does not move forward")
+            cursor = page.next
+        audits: dict[bytes, AttestationAudit | AttestationCheck] = {}
+        registrations: dict[bytes, DeviceRecord] = {}
+        for item in relayed:
+            if item.attestation is not None and item.attestation not in audits:
+                audits[item.attestation] = yield from self._attestation_audit_flow(
+                    economy, item.attestation, device, registrations
+                )
+        readings: list[ReadingCheck] = []
+        previous = -1
+        for item in relayed:
+            check = _check_relayed(item, device, first, last, previous, audits)
+            if check.counter is not None:
+                previous = max(previous, check.counter)
+            readings.append(check)
+        attestations = [
+            _attestation_check(att, audit, device, first, last, relayed)
+            for att, audit in audits.items()
+        ]
+        return AuditReport(economy_id, device, first, last, tuple(attestations), tuple(readings))
+
+    def _attestation_audit_flow(
+        self,
+        economy: Economy,
+        attestation_id: bytes,
+        device: bytes,
+        registrations: dict[bytes, DeviceRecord],
+    ) -> Flow[AttestationAudit | AttestationCheck]:
+        """An auditor for one attestation, or why there can be none."""
+        try:
+            cert = yield from self._attestation_flow(attestation_id, economy.id)
+            row = cert.entry.body.row(device)
+            if row is None:
+                return AttestationCheck(
+                    attestation_id, FAILED, "not_attested", "it has no row for the device"
+                )
+            record = registrations.get(row.registration)
+            if record is None:
+                record = yield from self._registration_flow(row.registration, economy.id)
+                registrations[row.registration] = record
+            return AttestationAudit(economy, cert, [record])
+        except RpcUnavailable:
+            raise
+        except VerifyError as exc:
+            return AttestationCheck(attestation_id, FAILED, exc.cause, exc.detail)
+        except ClientError as exc:
+            return AttestationCheck(attestation_id, FAILED, exc.reason, exc.detail)
+        except Refused as exc:
+            return AttestationCheck(attestation_id, FAILED, exc.reason.value, exc.detail)
+
+
+def _check_relayed(
+    item: StoredReading,
+    device: bytes,
+    first: int | None,
+    last: int | None,
+    previous: int,
+    audits: Mapping[bytes, AttestationAudit | AttestationCheck],
+) -> ReadingCheck:
+    """One relayed reading, checked (see :class:`ReadingCheck`)."""
+    try:
+        signed = SignedReading.decode(item.data)
+    except Refused as exc:
+        return ReadingCheck(None, None, item.attestation, FAILED, exc.reason.value, exc.detail)
+    r = signed.reading
+    fail = partial(ReadingCheck, r.counter, signed.id, item.attestation, FAILED)
+    if r.device != device:
+        return fail("wrong_device", f"a reading of device {hex_out(r.device)}")
+    if (first is not None and r.counter < first) or (last is not None and r.counter > last):
+        return fail("not_requested", f"counter {r.counter} is outside the range asked for")
+    if r.counter <= previous:
+        return fail("out_of_order", f"counter {r.counter} after {previous}")
+    if item.attestation is None:
+        return ReadingCheck(r.counter, signed.id, None, UNATTESTED)
+    audit = audits[item.attestation]
+    if isinstance(audit, AttestationCheck):
+        return fail("unverified_attestation", f"its attestation: {audit.reason}: {audit.detail}")
+    if item.proof is None:
+        return fail("bad_proof", "the node gave no proof")
+    try:
+        verdict = audit.verdict(item.data, MerkleProof.decode(item.proof))
+    except Refused as exc:
+        return fail("bad_proof", f"the proof does not decode: {exc.reason.value}: {exc.detail}")
+    if not verdict.ok:
+        reason = verdict.reason.value if verdict.reason is not None else "refused"
+        return fail(reason, verdict.detail)
+    return ReadingCheck(r.counter, signed.id, item.attestation, VERIFIED)
+
+
+def _attestation_check(
+    attestation_id: bytes,
+    audit: AttestationAudit | AttestationCheck,
+    device: bytes,
+    first: int | None,
+    last: int | None,
+    relayed: Sequence[StoredReading],
+) -> AttestationCheck:
+    """An attestation's summary; ``incomplete`` when the host returned fewer
+    of its readings than its row counts, though the range asked covers it."""
+    if isinstance(audit, AttestationCheck):
+        return audit
+    row = audit.rows[device]
+    seen = sum(item.attestation == attestation_id for item in relayed)
+    covered = (first is None or first <= row.first) and (last is None or row.last <= last)
+    status, reason, detail = VERIFIED, None, None
+    if covered and seen != row.count:
+        status, reason = FAILED, "incomplete"
+        detail = f"the host returned {seen} of its {row.count} readings of the device"
+    return AttestationCheck(
+        attestation_id,
+        status,
+        reason,
+        detail,
+        host=did_encode(audit.attestation.entry.author),
+        registration=row.registration,
+        first=row.first,
+        last=row.last,
+        count=row.count,
+        seen=seen,
+    )
+
 
 def _unauthorized(endpoint: Endpoint) -> RpcUnavailable:
     if endpoint.cookie is None:
@@ -1004,6 +1562,21 @@ def _admit_body(member: str) -> Any:
 
 def _credit_body(member: str, limit: int) -> Any:
     return _body(lambda: CreditSet(did_decode(member), limit))
+
+
+def _register_body(
+    key: SigningKey,
+    economy: bytes,
+    device_key: DeviceKey,
+    device_kind: str,
+    host: str,
+    metrics: Sequence[Metric],
+) -> Any:
+    return _body(
+        lambda: DeviceRegister.make(
+            device_key, economy, key.public, device_kind, did_decode(host), metrics
+        )
+    )
 
 
 # -- the sync client ----------------------------------------------------------------------
@@ -1176,6 +1749,60 @@ class Client(_Core):
 
     def set_credit(self, key: SigningKey, economy: bytes, member: str, limit: int) -> bytes:
         return self.submit(key, economy, _credit_body(member, limit))
+
+    def register_device(
+        self,
+        key: SigningKey,
+        economy: bytes,
+        device_key: DeviceKey,
+        device_kind: str,
+        host: str,
+        metrics: Sequence[Metric],
+    ) -> bytes:
+        """Submit ``key``'s ``device.register`` of ``device_key`` (its proof
+        of possession signed here by the device key), hosted by the node
+        ``host`` (a did:key); returns the entry id."""
+        body = _register_body(key, economy, device_key, device_kind, host, metrics)
+        return self.submit(key, economy, body)
+
+    # -- sensors (docs/sensors.md) --------------------------------------------------------------
+
+    def sensor_get_readings(
+        self,
+        economy: bytes,
+        device: bytes,
+        *,
+        first: int | None = None,
+        last: int | None = None,
+        limit: int | None = None,
+    ) -> ReadingsPage:
+        """One page of a device's readings, as relayed (unverified: use :meth:`audit`)."""
+        return self._drive(self._readings_flow(economy, device, first, last, limit))
+
+    def sensor_get_attestation(
+        self, attestation: bytes, *, economy: bytes | None = None
+    ) -> Certificate:
+        """A certified ``sensor.attest``, verified against the genesis."""
+        return self._drive(self._attestation_flow(attestation, economy))
+
+    def sensor_claimable(self, economy: bytes, device: bytes) -> Claimable:
+        return self._drive(self._claimable_flow(economy, device))
+
+    def sensor_devices(self, economy: bytes) -> list[HostedDevice]:
+        """The devices this node hosts in ``economy``."""
+        return self._drive(self._devices_flow(economy))
+
+    def audit(
+        self, economy: bytes, device: bytes, first: int | None = None, last: int | None = None
+    ) -> AuditReport:
+        """Fetch ``device``'s readings in ``first…last`` (through this node,
+        which asks the host) and verify each one end to end."""
+        return self._drive(self._audit_flow(economy, device, first, last))
+
+    def prepare_claim(self, economy: bytes, device: bytes) -> ClaimPlan | None:
+        """The next ``impact.claim`` of ``device`` (see :class:`ClaimPlan`);
+        None when nothing certified is left to claim. Submit its ``body``."""
+        return self._drive(self._claim_flow(economy, device))
 
     def wait(
         self,
@@ -1355,6 +1982,48 @@ class AsyncClient(_Core):
     async def set_credit(self, key: SigningKey, economy: bytes, member: str, limit: int) -> bytes:
         return await self.submit(key, economy, _credit_body(member, limit))
 
+    async def register_device(
+        self,
+        key: SigningKey,
+        economy: bytes,
+        device_key: DeviceKey,
+        device_kind: str,
+        host: str,
+        metrics: Sequence[Metric],
+    ) -> bytes:
+        body = _register_body(key, economy, device_key, device_kind, host, metrics)
+        return await self.submit(key, economy, body)
+
+    async def sensor_get_readings(
+        self,
+        economy: bytes,
+        device: bytes,
+        *,
+        first: int | None = None,
+        last: int | None = None,
+        limit: int | None = None,
+    ) -> ReadingsPage:
+        return await self._drive(self._readings_flow(economy, device, first, last, limit))
+
+    async def sensor_get_attestation(
+        self, attestation: bytes, *, economy: bytes | None = None
+    ) -> Certificate:
+        return await self._drive(self._attestation_flow(attestation, economy))
+
+    async def sensor_claimable(self, economy: bytes, device: bytes) -> Claimable:
+        return await self._drive(self._claimable_flow(economy, device))
+
+    async def sensor_devices(self, economy: bytes) -> list[HostedDevice]:
+        return await self._drive(self._devices_flow(economy))
+
+    async def audit(
+        self, economy: bytes, device: bytes, first: int | None = None, last: int | None = None
+    ) -> AuditReport:
+        return await self._drive(self._audit_flow(economy, device, first, last))
+
+    async def prepare_claim(self, economy: bytes, device: bytes) -> ClaimPlan | None:
+        return await self._drive(self._claim_flow(economy, device))
+
     async def wait(self, entry_id: bytes, *, timeout: float = 60.0) -> EntryStatus:
         """The entry's final status, from an ``entry`` subscription (the node
         sends the status at once if it is already final)."""
@@ -1514,3 +2183,124 @@ class Subscription:
                 self._economy, str(self._params.get("account")), result
             )
         return result
+
+
+# -- the ingest port (a device's side) ------------------------------------------------------------
+
+INGEST_PATH = "/v1/readings"
+MSGPACK = "application/msgpack"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """A host's answer about one reading: ``accepted`` with its id, or
+    ``refused`` with a reason code (``docs/sensors.md``, "Reason codes")."""
+
+    status: str
+    id: bytes | None = None
+    reason: str | None = None
+    detail: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == "accepted"
+
+    @classmethod
+    def from_answer(cls, v: Any) -> IngestResult:
+        with _parsing("POST /v1/readings"):
+            if not isinstance(v, dict):
+                raise ParamError("result", "expected an object per reading")
+            status = str_in(v["status"], "status")
+            raw_id = v.get("id")
+            # A msgpack answer carries the id as bytes, a JSON one as 0x hex.
+            reading_id = raw_id if isinstance(raw_id, bytes) else _opt_hex(raw_id, "id", 32)
+            reason, detail = v.get("reason"), v.get("detail")
+            return cls(
+                status,
+                reading_id,
+                reason if isinstance(reason, str) else None,
+                None if detail is None else str(detail),
+            )
+
+    def to_json(self) -> dict[str, Json]:
+        out: dict[str, Json] = {"status": self.status}
+        if self.id is not None:
+            out["id"] = hex_out(self.id)
+        if self.reason is not None:
+            out["reason"] = self.reason
+        if self.detail is not None:
+            out["detail"] = self.detail
+        return out
+
+
+def ingest_url(url: str) -> str:
+    """The readings endpoint of a host's ingest port given as
+    ``http://HOST:PORT`` (the path is added) or the full URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ClientError("bad_endpoint", f"{url!r} is not http://HOST:PORT of a host's ingest")
+    if parts.path.rstrip("/") in ("", INGEST_PATH):
+        return f"{parts.scheme}://{parts.netloc}{INGEST_PATH}"
+    return url
+
+
+def _ingest_payload(response: httpx.Response, url: str) -> Any:
+    kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if kind == "application/json":
+            return json.loads(response.content)
+        return msgpack.unpackb(response.content, raw=False, strict_map_key=False)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise _bad_response(f"HTTP {response.status_code} from {url}: {exc}") from None
+
+
+class Ingest:
+    """``POST /v1/readings`` of a host's ingest port, as a device does: the
+    canonical msgpack bytes of its signed readings (``docs/sensors.md``).
+    One reading travels as its ``signed-reading`` bytes, several as one
+    array. ``transport`` replaces the network (tests)."""
+
+    def __init__(
+        self, url: str, *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        self.url = ingest_url(url)
+        # No proxy from the environment: the host is on the device's LAN.
+        self._http = httpx.Client(transport=transport, timeout=timeout, trust_env=False)
+
+    def __enter__(self) -> Ingest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def post(self, readings: Sequence[SignedReading]) -> list[IngestResult]:
+        """The host's answer per reading, in order. A refusal of the whole
+        request (``too_large``, ``malformed``…) raises :class:`ClientError`."""
+        if not readings:
+            return []
+        if len(readings) == 1:
+            body = readings[0].encode()
+        else:
+            body = codec.encode_trusted([r.to_wire() for r in readings])
+        try:
+            response = self._http.post(self.url, content=body, headers={"content-type": MSGPACK})
+        except httpx.TransportError as exc:
+            if isinstance(exc, httpx.ConnectError):
+                raise RpcUnavailable(
+                    "host_unreachable", f"cannot connect to {self.url}: is the host's ingest on?"
+                ) from None
+            raise RpcUnavailable("connection_failed", f"{self.url}: {exc}") from None
+        payload = _ingest_payload(response, self.url)
+        if response.status_code != 200:
+            answer = payload[0] if isinstance(payload, list) and payload else payload
+            info = answer if isinstance(answer, dict) else {}
+            reason = info.get("reason") or f"http_{response.status_code}"
+            detail = info.get("detail") or f"HTTP {response.status_code} from {self.url}"
+            raise ClientError(str(reason), str(detail))
+        answers = payload if isinstance(payload, list) else [payload]
+        if len(answers) != len(readings):
+            raise _bad_response(f"{self.url} answered {len(answers)} results for {len(readings)}")
+        return [IngestResult.from_answer(a) for a in answers]

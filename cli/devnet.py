@@ -24,8 +24,22 @@ How it works:
   as bootstrap peers, on ports chosen by the kernel (p2p, RPC, metrics),
   in its own session so that Ctrl-C reaches the devnet, which then stops
   each node with SIGTERM (a clean stop) and waits for it.
+* Sensors (``docs/sensors.md``): a second genesis, the impact economy
+  *Solar Impact* (SUN: 1 credit per 1000 Wh of ``energy_wh``, device kind
+  ``solar-meter``, open membership), is made and imported the same way
+  (``impact.genesis``). node0 also runs the sensor ingest (``[sensors]`` on
+  loopback, on the port the kernel chose — read from its log into
+  ``devnet.json`` — attesting every :data:`ATTEST_INTERVAL_S` s), and
+  two device keys in ``devices/`` — one Ed25519, one P-256, as a secure
+  element holds — are registered through the RPC, owned by ``alice`` and
+  hosted by node0. A background ``mycelia sensor simulate`` process (its
+  log: ``simulator.log``) plays them as solar meters on a sped-up daylight
+  curve and, as ``alice``, claims each certified attestation: the devnet
+  owns it like a node (its pid is in ``devnet.json``; Ctrl-C and ``down``
+  stop it).
 * Without ``--detach``, ``up`` shows a live table (per node: certificates,
-  peers, pending, and the demo wallets' balances as that node sees them)
+  peers, pending, and the demo wallets' balances as that node sees them;
+  per device: readings accepted, attested, claimed, and alice's credits)
   until Ctrl-C.
 """
 
@@ -44,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -54,7 +68,15 @@ from mycelia.node.config import CONFIG_FILE_NAME, default_toml
 from mycelia.node.keyfile import read_key, write_key
 from mycelia.node.store import Store
 from mycelia.protocol import Genesis, SignedGenesis, SigningKey, Validator
-from mycelia.protocol.economy import MEMBERSHIP_APPROVED, MUTUAL_CREDIT, MutualCreditPolicy
+from mycelia.protocol.economy import (
+    IMPACT,
+    MEMBERSHIP_APPROVED,
+    MEMBERSHIP_OPEN,
+    MUTUAL_CREDIT,
+    ImpactPolicy,
+    MutualCreditPolicy,
+)
+from mycelia.protocol.sensors import ED25519, P256
 
 __all__ = ["devnet"]
 
@@ -67,6 +89,20 @@ DECIMALS = 2
 DEFAULT_LIMIT = 500_00
 FUNDING = 100_00
 START_TIMEOUT_S = 60.0
+IMPACT_GENESIS_FILE = "impact.genesis"
+#: The impact economy: 1000 Wh of energy_wh make one credit (decimals 0).
+UNITS_PER_CREDIT = 1_000
+#: The demo devices (name, key type), owned by OWNER and hosted by node0.
+DEVICES = (("sun-ed25519", ED25519), ("sun-p256", P256))
+OWNER = "alice"
+#: Short, so that credits show up within seconds.
+ATTEST_INTERVAL_S = 5
+#: The simulator: a reading per device per second, the sun 600x faster
+#: (a day in 144 s) from 07:00, a claim every 10 s.
+SIM_RATE = 1
+SIM_SPEED = 600
+SIM_START_HOUR = 7
+CLAIM_EVERY_S = 10
 
 
 class DevnetError(CliError):
@@ -160,6 +196,29 @@ def _make_economy(root: Path, keys: list[SigningKey], steward: SigningKey) -> Si
     return signed
 
 
+def _make_impact_economy(root: Path, keys: list[SigningKey]) -> SignedGenesis:
+    path = root / IMPACT_GENESIS_FILE
+    if path.exists():
+        return SignedGenesis.decode(path.read_bytes())
+    n = len(keys)
+    genesis = Genesis(
+        name="Solar Impact",
+        symbol="SUN",
+        decimals=0,
+        kind=IMPACT,
+        policy=ImpactPolicy(
+            MEMBERSHIP_OPEN, (), "energy_wh", 0, UNITS_PER_CREDIT, ("solar-meter",)
+        ),
+        validators=tuple(Validator(k.public, 1) for k in keys),
+        quorum=2 * n // 3 + 1,
+        ts_ms=int(time.time() * 1000),
+        nonce=os.urandom(8),
+    ).checked()
+    signed = SignedGenesis.assemble(genesis, {k.public: genesis.sign(k) for k in keys})
+    path.write_bytes(signed.encode())
+    return signed
+
+
 def _import(datadir: Path, signed: SignedGenesis) -> None:
     store = Store(datadir / "store")
     try:
@@ -171,13 +230,26 @@ def _import(datadir: Path, signed: SignedGenesis) -> None:
 # -- processes ---------------------------------------------------------------------------
 
 
-def _start(datadir: Path, bootstrap: list[str]) -> subprocess.Popen[bytes]:
+#: node0's ingest: on loopback, on a port the kernel chooses (the node logs
+#: it), attesting often.
+SENSOR_SETS = (
+    "sensors.enabled=true",
+    "sensors.host=127.0.0.1",
+    "sensors.port=0",
+    f"sensors.attest_interval_s={ATTEST_INTERVAL_S}",
+)
+
+
+def _start(
+    datadir: Path, bootstrap: list[str], extra: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
     sets = [
         "p2p.listen=/ip4/127.0.0.1/tcp/0",
         "rpc.port=0",
         "metrics.port=0",
         "sync.interval_s=5",
         "p2p.gossip_flush_ms=50",
+        *extra,
     ]
     if bootstrap:
         sets.append("p2p.bootstrap=" + ",".join(bootstrap))
@@ -197,8 +269,11 @@ def _start(datadir: Path, bootstrap: list[str]) -> subprocess.Popen[bytes]:
         log.close()
 
 
-def _wait_ready(datadir: Path, proc: subprocess.Popen[bytes], since: int) -> str:
-    """The node's p2p address, once its RPC endpoint file exists."""
+def _wait_ready(
+    datadir: Path, proc: subprocess.Popen[bytes], since: int, *, ingest: bool = False
+) -> tuple[str, str | None]:
+    """The node's p2p address, once its RPC endpoint file exists, and with
+    ``ingest`` the base URL of its sensor ingest (on the port the kernel chose)."""
     deadline = time.monotonic() + START_TIMEOUT_S
     log_path = datadir / "node.log"
     address = None
@@ -210,8 +285,10 @@ def _wait_ready(datadir: Path, proc: subprocess.Popen[bytes], since: int) -> str
         m = re.search(r"p2p listening on (\S+?)(,|\s|$)", text)
         if m:
             address = m.group(1)
-        if address and (datadir / "rpc.endpoint").exists() and "node " in text:
-            return address
+        url = re.search(r"sensor ingest at (http://\S+?)/v1/readings", text)
+        ready = address and (datadir / "rpc.endpoint").exists() and "node " in text
+        if ready and (url or not ingest):
+            return address, url.group(1) if url else None
         time.sleep(0.1)
     raise DevnetError(f"node in {datadir} did not become ready in {START_TIMEOUT_S:.0f} s")
 
@@ -259,6 +336,84 @@ def _fund(root: Path, economy: bytes, node0: Path, console: Console) -> None:
             console.print(Text(f"  {name:<8} {member.did}  admitted, funded {FUNDING / 100:.2f}"))
 
 
+def _register_devices(
+    root: Path, economy: bytes, node0: Path, host: str, console: Console
+) -> dict[str, str]:
+    """Make the demo device keys and register them, hosted by node0 and
+    owned by OWNER, through the RPC as ``mycelia sensor register`` does;
+    their ids by name."""
+    from mycelia.cli.client import Client, Endpoint
+    from mycelia.cli.sensor import MODELS, create_device, load_device
+
+    folder = root / "devices"
+    owner = wallet_key(root, OWNER)
+    solar = MODELS["solar"]
+    out = {}
+    with Client(Endpoint.from_datadir(node0)) as client:
+        hosted = {d.device for d in client.sensor_devices(economy)}
+        for name, key_type in DEVICES:
+            if (folder / f"{name}.device").exists():
+                key = load_device(name, folder)
+            else:
+                key, _ = create_device(name, key_type, folder)
+            out[name] = "0x" + key.device.hex()
+            if key.device in hosted:
+                continue
+            entry_id = client.register_device(
+                owner, economy, key, solar.device_kind, host, [solar.metric]
+            )
+            _settle(client, entry_id, f"register {name}")
+            console.print(Text(f"  {name:<12} {out[name]}  {key_type}, registered, owner {OWNER}"))
+    return out
+
+
+def _start_simulator(
+    root: Path, economy: bytes, node0: Path, ingest: str
+) -> subprocess.Popen[bytes]:
+    """``mycelia sensor simulate`` for the demo devices, claiming as OWNER."""
+    argv = [
+        sys.executable,
+        "-m",
+        "mycelia.cli",
+        "--config",
+        str(node0 / CONFIG_FILE_NAME),
+        "sensor",
+        "simulate",
+        "--economy",
+        "0x" + economy.hex(),
+        "--to",
+        ingest,
+        *(name for name, _ in DEVICES),
+        "--rate",
+        str(SIM_RATE),
+        "--speed",
+        str(SIM_SPEED),
+        "--start-hour",
+        str(SIM_START_HOUR),
+        "--claim",
+        OWNER,
+        "--claim-every",
+        str(CLAIM_EVERY_S),
+    ]
+    env = {
+        **os.environ,
+        "MYCELIA_WALLET_DIR": str(root / "wallets"),
+        "MYCELIA_DEVICE_DIR": str(root / "devices"),
+    }
+    log = open(root / "simulator.log", "ab")  # noqa: SIM115 - handed to the child
+    try:
+        return subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+
+
 def _settle(client: Any, entry_id: bytes, what: str) -> None:
     status = client.wait(entry_id, timeout=60)
     if not status.certified:
@@ -268,7 +423,7 @@ def _settle(client: Any, entry_id: bytes, what: str) -> None:
 # -- up and down ---------------------------------------------------------------------------
 
 
-def _status_table(root: Path, state: dict[str, Any]) -> Table:
+def _status_table(root: Path, state: dict[str, Any]) -> Table | Group:
     from mycelia.cli.client import Client, ClientError, Endpoint
 
     economy = bytes.fromhex(state["economy"][2:])
@@ -292,6 +447,44 @@ def _status_table(root: Path, state: dict[str, Any]) -> Table:
         except ClientError as exc:
             row += [f"[red]{exc.reason}[/red]"] + [""] * (2 + len(WALLETS))
         table.add_row(*row)
+    impact = state.get("impact")
+    if impact is None:
+        return table
+    return Group(table, _impact_table(state, impact))
+
+
+def _impact_table(state: dict[str, Any], impact: dict[str, Any]) -> Table:
+    """The impact economy as node0 (the devices' host) sees it."""
+    from mycelia.cli.client import Client, ClientError, Endpoint
+
+    economy = bytes.fromhex(impact["economy"][2:])
+    table = Table(title=f"Solar Impact: devices hosted by node0, owned by {OWNER}")
+    for name in (
+        "device",
+        "readings accepted",
+        "attested through",
+        "claimed through",
+        "attestations to claim",
+    ):
+        table.add_column(name, justify="left" if name == "device" else "right")
+    try:
+        with Client(Endpoint.from_datadir(Path(state["nodes"][0]["datadir"])), timeout=2) as c:
+            hosted = {d.device: d for d in c.sensor_devices(economy)}
+            for name, device_hex in impact["devices"].items():
+                device = bytes.fromhex(device_hex[2:])
+                d = hosted.get(device)
+                claimable = c.sensor_claimable(economy, device)
+                table.add_row(
+                    name,
+                    "-" if d is None else str(d.readings),
+                    "-" if d is None or d.last_attested is None else str(d.last_attested),
+                    "-" if claimable.cursor < 0 else str(claimable.cursor),
+                    str(len(claimable.attestations)),
+                )
+            credits = c.account_get(economy, state["wallets"][OWNER]).balance
+        table.caption = f"{OWNER}'s credits: {credits} SUN (1 SUN = {UNITS_PER_CREDIT} Wh)"
+    except ClientError as exc:
+        table.caption = f"[red]node0: {exc.reason}[/red]"
     return table
 
 
@@ -311,6 +504,22 @@ def _how_to(root: Path, state: dict[str, Any], console: Console) -> None:
             f"  {exe} wallet history bob --economy {state['economy']}"
         )
     )
+    impact = state.get("impact")
+    if impact is not None:
+        console.print(Text("Sensors (the device keys live in the devnet's devices/):", "bold"))
+        console.print(
+            Text(
+                f"  export MYCELIA_DEVICE_DIR={root / 'devices'}\n"
+                f"  {exe} sensor audit sun-p256 --economy {impact['economy']}\n"
+                f"  {exe} wallet balance {OWNER} --economy {impact['economy']}\n"
+                f"  {exe} sensor keygen my-meter --type p256\n"
+                f"  {exe} sensor register my-meter --economy {impact['economy']} --owner bob "
+                f"--host {state['nodes'][0]['datadir']} --metric energy_wh:Wh:0:0:100000\n"
+                f"  {exe} sensor push my-meter --economy {impact['economy']} "
+                f"--to {impact['ingest']} --metric energy_wh --value 1500\n"
+                f"  {exe} sensor claim my-meter --economy {impact['economy']} --owner bob"
+            )
+        )
     console.print()
 
 
@@ -329,9 +538,13 @@ def up(root: Path, n: int, detach: bool, console: Console) -> None:
             f"{root} holds a devnet of {len(signed.genesis.validators)} nodes; "
             f"use --nodes {len(signed.genesis.validators)} or another --dir"
         )
+    impact_signed = _make_impact_economy(root, keys)
     for d in dirs:
         _import(d, signed)
+        _import(d, impact_signed)
     economy = signed.genesis.id
+    impact = impact_signed.genesis.id
+    ingest = ""
 
     console.print(Text(f"starting {n} nodes in {root}", "bold"))
     procs: list[subprocess.Popen[bytes]] = []
@@ -339,9 +552,11 @@ def up(root: Path, n: int, detach: bool, console: Console) -> None:
     try:
         for i, d in enumerate(dirs):
             since = (d / "node.log").stat().st_size if (d / "node.log").exists() else 0
-            proc = _start(d, addresses)
+            proc = _start(d, addresses, SENSOR_SETS if i == 0 else ())
             procs.append(proc)
-            addresses.append(_wait_ready(d, proc, since))
+            address, url = _wait_ready(d, proc, since, ingest=i == 0)
+            addresses.append(address)
+            ingest = url or ingest
             console.print(Text(f"  node{i}  {keys[i].did}  {addresses[-1]}"))
         state = {
             "pids": [p.pid for p in procs],
@@ -357,6 +572,21 @@ def up(root: Path, n: int, detach: bool, console: Console) -> None:
             Text(f"economy {signed.genesis.name} ({signed.genesis.symbol}) 0x{economy.hex()}")
         )
         _fund(root, economy, dirs[0], console)
+        console.print(
+            Text(f"economy {impact_signed.genesis.name} (SUN) 0x{impact.hex()}; ingest {ingest}")
+        )
+        devices = _register_devices(root, impact, dirs[0], keys[0].did, console)
+        simulator = _start_simulator(root, impact, dirs[0], ingest)
+        procs.insert(0, simulator)  # stopped first, before the nodes it talks to
+        state["pids"] = [p.pid for p in procs]
+        state["impact"] = {
+            "economy": "0x" + impact.hex(),
+            "ingest": ingest,
+            "owner": OWNER,
+            "devices": devices,
+            "simulator": simulator.pid,
+        }
+        _write_state(root, state)
     except BaseException:
         stop_pids([p.pid for p in procs])
         (root / STATE_FILE).unlink(missing_ok=True)
@@ -389,7 +619,7 @@ def down(root: Path, console: Console) -> None:
     killed = stop_pids(pids)
     (root / STATE_FILE).unlink(missing_ok=True)
     console.print(
-        Text(f"stopped {len(pids)} nodes" + (f" ({len(killed)} killed)" if killed else ""))
+        Text(f"stopped {len(pids)} processes" + (f" ({len(killed)} killed)" if killed else ""))
     )
 
 

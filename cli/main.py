@@ -19,8 +19,9 @@ How it works:
   into one, so commands added later get the same behaviour for free.
 * Output goes through rich consoles with soft wrapping, so a long path never
   splits an error message over several lines.
-* Commands that talk to a running node (``status``, ``wallet``, ``economy``)
-  live in their own modules, loaded when invoked (:data:`_COMMANDS`). They
+* Commands that talk to a running node (``status``, ``wallet``, ``economy``,
+  ``sensor``) live in their own modules, loaded when invoked
+  (:data:`_COMMANDS`). They
   share :func:`rpc_options` (``--rpc``, ``--cookie``) and :func:`connect`,
   which finds the node as :meth:`~mycelia.cli.client.Endpoint.discover`
   says (flags, then ``MYCELIA_RPC_URL``/``MYCELIA_RPC_COOKIE``, then the
@@ -114,6 +115,7 @@ class _Group(click.Group):
 _COMMANDS = {
     "devnet": "mycelia.cli.devnet:devnet",
     "economy": "mycelia.cli.economy:economy",
+    "sensor": "mycelia.cli.sensor:sensor",
     "status": "mycelia.cli.status:status",
     "wallet": "mycelia.cli.wallet:wallet",
 }

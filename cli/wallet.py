@@ -57,6 +57,7 @@ __all__ = [
     "economy_option",
     "fail",
     "format_amount",
+    "key_name",
     "load_wallet",
     "parse_amount",
     "print_json",
@@ -114,14 +115,20 @@ def wallet_dir(env: Mapping[str, str] | None = None) -> Path:
     return base / "mycelia" / "wallets"
 
 
-def wallet_path(name: str) -> Path:
+def key_name(name: str, what: str = "wallet") -> str:
+    """A key file's name (a wallet's, a device's): short and path-free, so
+    it can never point outside its folder."""
     if not _NAME.fullmatch(name):
         raise fail(
-            "bad_wallet_name",
-            f"{name!r}: a wallet name is 1-64 letters, digits, '.', '_' or '-', "
+            f"bad_{what}_name",
+            f"{name!r}: a {what} name is 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit",
         )
-    return wallet_dir() / f"{name}{SUFFIX}"
+    return name
+
+
+def wallet_path(name: str) -> Path:
+    return wallet_dir() / f"{key_name(name)}{SUFFIX}"
 
 
 def create_wallet(name: str, passphrase: bytes | None = None) -> tuple[SigningKey, Path]:

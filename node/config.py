@@ -71,6 +71,7 @@ __all__ = [
     "NodeConfig",
     "P2PConfig",
     "RpcConfig",
+    "SensorsConfig",
     "StoreConfig",
     "SyncConfig",
     "ValidatorConfig",
@@ -616,6 +617,53 @@ class RpcConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SensorsConfig:
+    """[sensors]: device readings: the LAN-facing ingest and their attestation (docs/sensors.md)."""
+
+    enabled: bool = _setting(
+        False,
+        _Bool(),
+        "accept signed readings from devices this node hosts (HTTP POST /v1/readings)",
+    )
+    host: str = _setting(
+        "0.0.0.0", _Host(), "address the ingest listens on (devices on the LAN reach it)"
+    )
+    port: int = _setting(8647, _Int(0, 65535), "port of the ingest (0: any free port)")
+    max_clock_skew_s: int = _setting(
+        300,
+        _Int(1, 7 * 86_400),
+        "refuse a reading timestamped more than this many seconds ahead of this node's clock",
+    )
+    max_batch: int = _setting(256, _Int(1, 65_536), "most readings in one request")
+    max_body_bytes: int = _setting(
+        256 * KiB, _Int(1 * KiB, 64 * MiB), "largest request body, in bytes (1 KiB..64 MiB)"
+    )
+    rate_per_device: float = _setting(
+        10.0,
+        _Positive(),
+        "readings per second one device may send (a token bucket holding max_batch readings)",
+    )
+    rate_per_address: float = _setting(
+        200.0,
+        _Positive(),
+        "readings per second one IP address may send (a token bucket holding max_batch readings)",
+    )
+    attest_interval_s: float = _setting(
+        60.0, _Positive(), "seconds between attestations of the readings received"
+    )
+    attest_max_readings: int = _setting(
+        4096,
+        _Int(1, 60_000),
+        "attest as soon as this many readings wait, and at most this many per batch",
+    )
+    retention_days: int = _setting(
+        30,
+        _Int(1, 36_500),
+        "delete readings received more than this many days ago (attestations stay)",
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole node configuration; every path in it is absolute.
 
@@ -630,6 +678,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     rpc: RpcConfig = field(default_factory=RpcConfig)
+    sensors: SensorsConfig = field(default_factory=SensorsConfig)
     source: Path | None = field(default=None, compare=False)
 
 

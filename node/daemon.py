@@ -4,8 +4,13 @@
 settings, and :meth:`Node.run` starts them in dependency order, each with
 ``nursery.start`` so the next starts only once the previous is ready: the
 p2p host, the one writer (applier), the validator's group commit, gossip,
-the submitter, sync and the metrics endpoint. One log line per start names
-what started and where.
+the submitter, sync, the attester and the metrics endpoint. One log line
+per start names what started and where.
+
+Sensors (docs/sensors.md): every node serves ``/mycelia/audit/1`` (the
+readings it hosts, with proofs) and runs the attester (idle without
+readings; after a restart it settles the attestations it left in flight).
+``serve`` starts the LAN-facing ingest too when ``[sensors] enabled``.
 
 Routing votes: a validator's libp2p peer id derives from its key (the node
 key is the validator key), so the submitter reaches validator ``k`` at
@@ -30,8 +35,11 @@ import trio
 from mycelia.node import p2p as p2p_mod
 from mycelia.node import wire
 from mycelia.node.applier import Applier
+from mycelia.node.attester import DAY_MS, Attester
+from mycelia.node.audit import Audit
 from mycelia.node.config import Config
 from mycelia.node.gossip import Gossip
+from mycelia.node.ingest import serve_ingest
 from mycelia.node.metrics import Metrics, serve_metrics
 from mycelia.node.rpc import serve_rpc
 from mycelia.node.store import Store
@@ -64,6 +72,9 @@ class NodeSettings:
     map_size_mb: int = 64
     max_map_size_mb: int = 1536
     fsync: bool = True
+    attest_interval_s: float = 60.0
+    attest_max_readings: int = 4096
+    retention_days: int = 30
 
     @classmethod
     def from_config(cls, config: Config) -> NodeSettings:
@@ -84,6 +95,9 @@ class NodeSettings:
             map_size_mb=config.store.map_size_mb,
             max_map_size_mb=config.store.max_map_size_mb,
             fsync=config.store.sync,
+            attest_interval_s=config.sensors.attest_interval_s,
+            attest_max_readings=config.sensors.attest_max_readings,
+            retention_days=config.sensors.retention_days,
         )
 
 
@@ -125,6 +139,16 @@ class Node:
             on_economy=self._subscribe,
         )
         self.submitter = Submitter(self.store, self.applier, self._send_votes, self.gossip.publish)
+        self.attester = Attester(
+            key,
+            self.store,
+            self.applier,
+            self.submitter,
+            interval_s=s.attest_interval_s,
+            max_readings=s.attest_max_readings,
+            retention_ms=s.retention_days * DAY_MS,
+        )
+        self.audit = Audit(self.store, self.p2p, self.applier)
         self._started = trio.Event()
 
     # -- the node-internal API (the RPC builds on it) -------------------------------
@@ -173,6 +197,7 @@ class Node:
                 if self.settings.validator:
                     self.p2p.set_handler(wire.VOTE_PROTOCOL, self.validator.handle)
                 self.p2p.set_handler(wire.SYNC_PROTOCOL, self.sync.handle)
+                self.p2p.set_handler(wire.AUDIT_PROTOCOL, self.audit.handle)
                 self.p2p.on_connect(self._on_connect)
                 await nursery.start(self.applier.run)
                 log.info("store open at %s (%d economies)", self.store.path, len(self.follow))
@@ -184,6 +209,7 @@ class Node:
                         await self.gossip.follow(economy_id)
                 await nursery.start(self.submitter.run)
                 await nursery.start(self.sync.run)
+                await nursery.start(self.attester.run)
                 log.info("node %s ready", self.key.did)
                 task_status.started(self)
         finally:
@@ -228,6 +254,10 @@ class MetricsExporter:
         for reason, count in n.gossip.dropped.items():
             for _ in range(self._delta(f"drop:{reason}", count)):
                 m.gossip_dropped(reason)
+        m.sensor_attestations_total.inc(self._delta("attested", n.attester.certified))
+        m.impact_claims_total.inc(self._delta("claims", n.store.claims_applied))
+        m.impact_claimed_units.set(n.store.claimed_units)
+        m.sensor_readings_bytes.set(n.store.readings_size_bytes())
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -255,6 +285,9 @@ async def serve(config: Config, key: SigningKey) -> None:
             if config.rpc.enabled:
                 endpoints = await nursery.start(serve_rpc, node, config.rpc)
                 log.info("rpc at %s", endpoints)
+            if config.sensors.enabled:
+                host, port = await nursery.start(serve_ingest, node, config.sensors, metrics)
+                log.info("sensor ingest at http://%s:%d/v1/readings", host, port)
             async for signum in signals:
                 log.info("received %s: stopping", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()

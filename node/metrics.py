@@ -15,7 +15,8 @@ How it works:
   service, which updates its attributes directly (``metrics.peers.set(n)``).
 * Names follow Prometheus conventions: the ``mycelia_`` prefix, base units
   (seconds, bytes), ``_total`` on counters. Labels have small fixed value
-  sets only (a direction, an outcome, a refusal reason code); nothing is
+  sets only (a direction, an outcome, a refusal reason code: gossip's and
+  the sensor ingest's); nothing is
   labelled by account, device or peer, which would grow without bound and
   identify people. :meth:`Metrics.gossip_dropped` folds an unexpected reason
   into ``other`` for the same reason.
@@ -53,6 +54,8 @@ from mycelia.protocol.reasons import Reason
 
 __all__ = [
     "DROP_REASONS",
+    "INGEST_BUCKETS",
+    "INGEST_REASONS",
     "MAX_REQUEST_BYTES",
     "READ_TIMEOUT_S",
     "SUBMIT_BUCKETS",
@@ -93,6 +96,35 @@ DROP_REASONS = frozenset(r.value for r in Reason) | {
     "duplicate",  # already seen
     "other",
 }
+
+#: Why ingest refuses a reading (docs/sensors.md, "Reason codes"): the
+#: protocol's codes a reading can get, the node's own ``rate_limited`` and
+#: ``unavailable`` (its store could not write), and ``other`` for anything
+#: unexpected (so the label set stays fixed).
+INGEST_REASONS = frozenset(
+    {
+        "bad_signature",
+        "high_s",
+        "bad_key",
+        "unknown_device",
+        "not_host",
+        "replayed_counter",
+        "clock_skew",
+        "unknown_metric",
+        "out_of_range",
+        "wrong_economy",
+        "too_large",
+        "malformed",
+        "non_canonical",
+        "rate_limited",
+        "unavailable",
+        "other",
+    }
+)
+
+#: Histogram buckets for answering one ingest request (checks, signature
+#: verification, the fsync): 1 ms to 5 s.
+INGEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 MAX_REQUEST_BYTES = 8 * 1024
 READ_TIMEOUT_S = 5.0
@@ -152,12 +184,52 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.sensor_readings_accepted_total = Counter(
+            "mycelia_sensor_readings_accepted_total",
+            "Device readings the ingest accepted and stored.",
+            registry=r,
+        )
+        self.sensor_readings_refused_total = Counter(
+            "mycelia_sensor_readings_refused_total",
+            "Device readings (or whole ingest requests) refused, by reason code.",
+            ["reason"],
+            registry=r,
+        )
+        self.sensor_ingest_seconds = Histogram(
+            "mycelia_sensor_ingest_seconds",
+            "Time to answer one ingest request (checks, signatures, the durable write).",
+            buckets=INGEST_BUCKETS,
+            registry=r,
+        )
+        self.sensor_attestations_total = Counter(
+            "mycelia_sensor_attestations_total",
+            "Attestations (sensor.attest entries) of this node's readings that were certified.",
+            registry=r,
+        )
+        self.sensor_readings_bytes = Gauge(
+            "mycelia_sensor_readings_bytes",
+            "Bytes the stored readings and their indexes take in the LMDB store.",
+            registry=r,
+        )
+        self.impact_claims_total = Counter(
+            "mycelia_impact_claims_total",
+            "impact.claim certificates applied to the local state.",
+            registry=r,
+        )
+        self.impact_claimed_units = Gauge(
+            "mycelia_impact_claimed_units",
+            "Sum of the totals of the impact claims applied since start, in their "
+            "economies' metric units (a negative total, a debt, lowers it).",
+            registry=r,
+        )
         # Label values known in advance are created now, so they export 0
         # instead of being absent (absent series break rate() and alerts).
         for direction in ("in", "out"):
             self.gossip_messages_total.labels(direction=direction)
         for outcome in ("certified", "refused"):
             self.submissions_total.labels(outcome=outcome)
+        for reason in INGEST_REASONS:
+            self.sensor_readings_refused_total.labels(reason=reason)
         if process_metrics:
             ProcessCollector(registry=r)
         self.info.info({"node_id": node_id, "version": version})
@@ -167,6 +239,11 @@ class Metrics:
         """Count a dropped gossip message; an unknown reason counts as ``other``
         so a bug elsewhere cannot grow the label set without bound."""
         self.gossip_dropped_total.labels(reason=reason if reason in DROP_REASONS else "other").inc()
+
+    def sensor_refused(self, reason: str, count: int = 1) -> None:
+        """Count refused readings; an unknown reason counts as ``other``."""
+        label = reason if reason in INGEST_REASONS else "other"
+        self.sensor_readings_refused_total.labels(reason=label).inc(count)
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""

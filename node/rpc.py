@@ -77,6 +77,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from mycelia.node import wire
 from mycelia.node.config import ConfigError, RpcConfig, check_rpc, split_host_port
 from mycelia.node.jsonrpc import (
     INVALID_REQUEST,
@@ -92,6 +93,7 @@ from mycelia.node.jsonrpc import (
     encode,
     error_response,
 )
+from mycelia.node.p2p import P2PError
 from mycelia.node.submitter import CERTIFIED, PENDING, UNKNOWN, Status
 from mycelia.node.submitter import REFUSED as REFUSED_STATE
 from mycelia.node.views import (
@@ -110,13 +112,18 @@ from mycelia.node.views import (
 )
 from mycelia.protocol import (
     ZERO_ID,
+    AttestationRecord,
     Certificate,
+    ClaimCursor,
+    DeviceRecord,
     Economy,
     Entry,
     Genesis,
     Refused,
+    SensorAttest,
     SignedEntry,
     SignedGenesis,
+    schema,
 )
 from mycelia.protocol.domains import ENTRY
 from mycelia.protocol.economy import MAX_GENESIS_BYTES, MAX_SIGNED_GENESIS_BYTES
@@ -134,6 +141,8 @@ __all__ = [
     "RpcServer",
     "Session",
     "openrpc_document",
+    "read_body",
+    "serve_http",
     "serve_rpc",
     "status_view",
 ]
@@ -222,17 +231,92 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "pattern": "^(0|-?[1-9][0-9]{0,18})$",
         "description": "a balance or limit as a decimal string, may be negative",
     },
-    "Kind": {"enum": ["transfer", "mint", "burn", "member.admit", "credit.set"]},
+    "Kind": {
+        "enum": [
+            "transfer",
+            "mint",
+            "burn",
+            "member.admit",
+            "credit.set",
+            "device.register",
+            "sensor.attest",
+            "impact.claim",
+        ]
+    },
     "Body": {
         "description": "by kind: transfer/mint {to, amount, memo?}; burn {amount}; "
-        "member.admit {member}; credit.set {member, limit}",
+        "member.admit {member}; credit.set {member, limit}; device.register, sensor.attest, "
+        "impact.claim: docs/sensors.md (counters are integers, metric values decimal strings)",
         "oneOf": [
             _PAYMENT,
             _obj(["amount"], amount=_ref("Amount")),
             _obj(["member"], member=_ref("Did")),
             _obj(["member", "limit"], member=_ref("Did"), limit=_ref("SignedAmount")),
+            _ref("DeviceRegisterBody"),
+            _ref("SensorAttestBody"),
+            _ref("ImpactClaimBody"),
         ],
     },
+    "Counter": {"type": "integer", "minimum": 0, "maximum": (1 << 64) - 1},
+    "Int64": {
+        "type": "string",
+        "pattern": "^(0|-?[1-9][0-9]{0,18})$",
+        "description": "a signed 64-bit value of a metric as a decimal string",
+    },
+    "DeviceRegisterBody": _obj(
+        ["key_type", "public_key", "device_kind", "host", "metrics", "pop"],
+        {"device": {**_ref("Id"), "description": "the device id (derived from the key)"}},
+        key_type={"enum": ["ed25519", "p256"]},
+        public_key=_ref("Hex"),
+        device_kind={"type": "string"},
+        host=_ref("Did"),
+        metrics={
+            "type": "array",
+            "items": _obj(
+                None,
+                name={"type": "string"},
+                unit={"type": "string"},
+                exponent={"type": "integer", "minimum": -18, "maximum": 18},
+                min=_ref("Int64"),
+                max=_ref("Int64"),
+            ),
+        },
+        pop={**_ref("Hex"), "description": "the device key's proof of possession"},
+    ),
+    "SensorAttestBody": _obj(
+        None,
+        root=_ref("Id"),
+        count={"type": "integer", "minimum": 1},
+        devices={
+            "type": "array",
+            "items": _obj(
+                None,
+                device=_ref("Id"),
+                registration=_ref("Id"),
+                first=_ref("Counter"),
+                last=_ref("Counter"),
+                count={"type": "integer", "minimum": 1},
+                aggregates={
+                    "type": "array",
+                    "items": _obj(
+                        None,
+                        metric={"type": "string"},
+                        sum=_ref("Int64"),
+                        min=_ref("Int64"),
+                        max=_ref("Int64"),
+                    ),
+                },
+            ),
+        },
+    ),
+    "ImpactClaimBody": _obj(
+        None,
+        device=_ref("Id"),
+        first_counter=_ref("Counter"),
+        last_counter=_ref("Counter"),
+        attestations={"type": "array", "items": _ref("Id")},
+        total=_ref("Int64"),
+    ),
     "EntryView": _obj(list(_ENTRY_FIELDS), **_ENTRY_FIELDS),
     "CertifiedEntry": _obj(
         [*_ENTRY_FIELDS, "certificate"],
@@ -271,7 +355,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         name={"type": "string"},
         symbol={"type": "string"},
         decimals=_INT,
-        kind={"enum": ["mutual_credit", "issued"]},
+        kind={"enum": ["mutual_credit", "issued", "impact"]},
         quorum=_INT,
         validators={"type": "array", "items": _ref("Did")},
         certificates={**_INT, "description": "certified entries this node holds"},
@@ -282,13 +366,26 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         name={"type": "string"},
         symbol={"type": "string"},
         decimals=_INT,
-        kind={"enum": ["mutual_credit", "issued"]},
+        kind={"enum": ["mutual_credit", "issued", "impact"]},
         membership={"enum": ["open", "approved"]},
         stewards={"type": "array", "items": _ref("Did")},
         default_limit={"oneOf": [_ref("SignedAmount"), {"type": "null"}]},
         issuers={
             "type": "array",
             "items": _obj(["account", "cap"], account=_ref("Did"), cap=_ref("Amount")),
+        },
+        impact={
+            "oneOf": [
+                _obj(
+                    None,
+                    metric={"type": "string"},
+                    exponent={"type": "integer"},
+                    units_per_credit=_ref("Amount"),
+                    device_kinds={"type": "array", "items": {"type": "string"}},
+                ),
+                {"type": "null"},
+            ],
+            "description": "an impact economy's policy; null in other kinds",
         },
         validators={
             "type": "array",
@@ -775,6 +872,242 @@ async def unsubscribe(api: Api, session: Session | None, subscription: str) -> b
     return True
 
 
+# -- sensors (docs/sensors.md, "Node interfaces") ----------------------------------------
+
+#: Most attestations one sensor_claimable answer lists (a claim names at most 16).
+MAX_CLAIMABLE = 1024
+
+
+def _counter_param(name: str, description: str) -> Param:
+    return Param(
+        name,
+        _ref("Counter"),
+        description,
+        lambda v, f: int_in(v, f, high=schema.UINT64_MAX),
+        required=False,
+    )
+
+
+def _registration(api: Api, economy: bytes, device: bytes) -> DeviceRecord:
+    raw = api.node.store.record(economy, DeviceRecord.key(device))
+    if raw is None:
+        raise RpcError(
+            NOT_FOUND, "unknown_device", f"device {hex_out(device)} is not registered there"
+        )
+    return DeviceRecord.decode(raw)
+
+
+def _hex_or_null(data: bytes) -> str | None:
+    return hex_out(data) if data else None
+
+
+@method(
+    "sensor_getReadings",
+    "A device's readings, each with its attestation and Merkle proof once attested.",
+    _economy_param(),
+    Param("device", _ref("Id"), "the device id", _id_in),
+    _counter_param("first", "the lowest counter (default 0)"),
+    _counter_param("last", "the highest counter (default 2^64 - 1)"),
+    Param(
+        "limit",
+        {"type": "integer", "minimum": 1, "default": 100},
+        f"most readings (default 100 or rpc.max_page if lower; at most rpc.max_page and "
+        f"{wire.MAX_AUDIT_READINGS})",
+        lambda v, f: int_in(v, f, low=1),
+        required=False,
+    ),
+    result=_obj(
+        ["readings", "next"],
+        readings={
+            "type": "array",
+            "items": _obj(
+                None,
+                reading={**_ref("Hex"), "description": "the signed-reading bytes"},
+                attestation={"oneOf": [_ref("Id"), {"type": "null"}]},
+                proof={
+                    "oneOf": [_ref("Hex"), {"type": "null"}],
+                    "description": "the MerkleProof bytes",
+                },
+            ),
+        },
+        next={
+            "oneOf": [_ref("Counter"), {"type": "null"}],
+            "description": "pass as first for the next page; null on the last page",
+        },
+    ),
+    description="Answered from this node's store when it hosts the device; otherwise asked "
+    "of the device's host over /mycelia/audit/1 and relayed unverified (verify each reading "
+    "with the attestation certificate: sensor_getAttestation). Errors: unknown_device "
+    "(-32002), host_unreachable (-32004).",
+    errors=(NOT_FOUND, LIMIT, UNAVAILABLE),
+)
+async def sensor_get_readings(
+    api: Api,
+    session: Session | None,
+    economy: bytes,
+    device: bytes,
+    first: int = 0,
+    last: int = schema.UINT64_MAX,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    most = min(api.config.max_page, wire.MAX_AUDIT_READINGS)
+    if limit is None:
+        limit = min(100, most)
+    elif limit > most:
+        raise RpcError(
+            LIMIT, "page_too_large", f"limit {limit} is above {most} (rpc.max_page)", limit=most
+        )
+    api.economy(economy)
+    record = _registration(api, economy, device)
+    request = wire.AuditRequest(economy, device, first, last, limit)
+    node = api.node
+    if record.host == node.key.public:
+        items, next_counter = await node.audit.readings(request)
+    else:
+        try:
+            items, next_counter = await node.audit.ask(record.host, request)
+        except (P2PError, Refused) as exc:
+            raise RpcError(
+                UNAVAILABLE,
+                "host_unreachable",
+                f"the device's host {did_out(record.host)} did not answer: {exc}",
+            ) from None
+    return {
+        "readings": [
+            {
+                "reading": hex_out(i.signed),
+                "attestation": _hex_or_null(i.attestation),
+                "proof": _hex_or_null(i.proof),
+            }
+            for i in items
+        ],
+        "next": next_counter,
+    }
+
+
+@method(
+    "sensor_getAttestation",
+    "A certified sensor.attest: its certificate and entry view.",
+    Param("id", _ref("Id"), "the attestation's entry id", _id_in),
+    result=_obj(["certificate", "view"], certificate=_ref("Hex"), view=_ref("EntryView")),
+    description="From this node's store, else fetched by id from its peers (and verified). "
+    "unknown_attestation (-32002) if nobody has it or it is not a sensor.attest.",
+    errors=(NOT_FOUND,),
+)
+async def sensor_get_attestation(api: Api, session: Session | None, id: bytes) -> dict[str, Any]:
+    data = api.node.store.certificate_bytes(id)
+    cert = Certificate.decode(data) if data is not None else None
+    if cert is None:
+        cert = await api.node.audit.fetch_certificate(id)
+    if cert is None or cert.entry.kind != SensorAttest.kind:
+        what = "no certified entry" if cert is None else f"a {cert.entry.kind}, not an attestation"
+        raise RpcError(NOT_FOUND, "unknown_attestation", f"{hex_out(id)}: {what}")
+    return {"certificate": hex_out(cert.encode()), "view": entry_view(cert.entry, cert.entry_id)}
+
+
+@method(
+    "sensor_claimable",
+    "A device's certified attestations after its owner's claim cursor: what to claim next.",
+    _economy_param(),
+    Param("device", _ref("Id"), "the device id", _id_in),
+    result=_obj(
+        ["cursor", "carry", "attestations"],
+        cursor={"type": "integer", "description": "the last counter claimed; -1: none"},
+        carry={**_ref("Int64"), "description": "units carried to the next claim"},
+        attestations={
+            "type": "array",
+            "items": _obj(
+                None,
+                id=_ref("Id"),
+                first=_ref("Counter"),
+                last=_ref("Counter"),
+                count={"type": "integer", "minimum": 1},
+                total={**_ref("Int64"), "description": "the economy metric's sum in the row"},
+            ),
+        },
+    ),
+    description="In counter order, at most 1024. An impact.claim names 1-16 of them from the "
+    "first, in order, with total = the sum of their totals.",
+    errors=(NOT_FOUND, REFUSED),
+)
+async def sensor_claimable(
+    api: Api, session: Session | None, economy: bytes, device: bytes
+) -> dict[str, Any]:
+    metric = api.economy(economy).impact.metric  # not_allowed outside impact economies
+    record = _registration(api, economy, device)
+    store = api.node.store
+    raw = store.record(economy, ClaimCursor.key(record.owner, device))
+    cursor = ClaimCursor() if raw is None else ClaimCursor.decode(raw)
+    out = []
+    for att in store.attestations_of(economy, device, cursor.last, MAX_CLAIMABLE):
+        data = store.record(economy, AttestationRecord.key(att))
+        if data is None:  # the index is written with the record: never
+            continue
+        row = AttestationRecord.decode(data).body.row(device)
+        if row is None:
+            continue
+        agg = row.aggregate(metric)
+        out.append(
+            {
+                "id": hex_out(att),
+                "first": row.first,
+                "last": row.last,
+                "count": row.count,
+                "total": str(0 if agg is None else agg.sum),
+            }
+        )
+    return {"cursor": cursor.last, "carry": str(cursor.carry), "attestations": out}
+
+
+@method(
+    "sensor_devices",
+    "The devices this node hosts in an economy, with its ingest state of each.",
+    _economy_param(),
+    result={
+        "type": "array",
+        "items": _obj(
+            None,
+            device=_ref("Id"),
+            owner=_ref("Did"),
+            kind={"type": "string", "description": "the device_kind"},
+            last_accepted={
+                "oneOf": [_ref("Counter"), {"type": "null"}],
+                "description": "the last counter ingest accepted; null: none yet",
+            },
+            last_attested={
+                "oneOf": [_ref("Counter"), {"type": "null"}],
+                "description": "the last counter certified in an attestation; null: none",
+            },
+            readings={**_INT, "description": "readings this node stores"},
+        ),
+    },
+    errors=(NOT_FOUND,),
+)
+async def sensor_devices(api: Api, session: Session | None, economy: bytes) -> list[dict[str, Any]]:
+    api.economy(economy)
+    store = api.node.store
+    me = api.node.key.public
+    out = []
+    for raw in store.records(economy, DeviceRecord.key(b"")).values():
+        record = DeviceRecord.decode(raw)
+        if record.host != me:
+            continue
+        state = store.ingest_state(record.device)
+        if state is not None and state.economy != economy:
+            state = None
+        out.append(
+            {
+                "device": hex_out(record.device),
+                "owner": did_out(record.owner),
+                "kind": record.body.device_kind,
+                "last_accepted": None if state is None else state.last_accepted,
+                "last_attested": store.last_attested(economy, record.device),
+                "readings": 0 if state is None else state.readings,
+            }
+        )
+    return out
+
+
 @method(
     "rpc.discover",
     "This API's OpenRPC 1.2.6 document.",
@@ -1095,7 +1428,7 @@ async def _busy(scope: Scope, receive: Receive, send: Send, error: RpcError) -> 
     await send({"type": "websocket.close", "code": WS_TRY_AGAIN_LATER})
 
 
-async def _read_body(request: Request, limit: int) -> bytes | None:
+async def read_body(request: Request, limit: int) -> bytes | None:
     """The body, or None if it is larger than ``limit``."""
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > _DRAIN_FACTOR * limit:
@@ -1156,7 +1489,7 @@ class RpcServer:
     async def _http(self, request: Request) -> Response:
         limit = self.config.max_request_bytes
         try:
-            body = await _read_body(request, limit)
+            body = await read_body(request, limit)
         except ClientDisconnect:
             return Response(status_code=400)  # nobody reads it
         if body is None:
@@ -1284,7 +1617,7 @@ async def _serve_asgi(
         try:
             await TCPServer(asgi, config, context, ConnectionState({}), stream).run()
         except Exception:  # one connection's failure is not the server's
-            log.exception("rpc connection failed")
+            log.exception("http connection failed")
 
     async with trio.open_nursery() as nursery:
         try:
@@ -1300,13 +1633,13 @@ async def _serve_asgi(
                 stream.close_now()
 
 
-async def _bind_tcp(host: str, port: int) -> trio.socket.SocketType:
+async def _bind_tcp(host: str, port: int, what: str = "rpc") -> trio.socket.SocketType:
     try:
         infos = await trio.socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
     except OSError as exc:
-        raise ConfigError(f"rpc: cannot resolve {host}: {exc}") from None
+        raise ConfigError(f"{what}: cannot resolve {host}: {exc}") from None
     family, type_, proto, _, address = infos[0]
     sock = trio.socket.socket(family, type_, proto)
     try:
@@ -1317,7 +1650,9 @@ async def _bind_tcp(host: str, port: int) -> trio.socket.SocketType:
         sock.listen(128)
     except OSError as exc:
         sock.close()
-        raise OSError(exc.errno, f"rpc: cannot listen on {host}:{port}: {exc.strerror}") from None
+        raise OSError(
+            exc.errno, f"{what}: cannot listen on {host}:{port}: {exc.strerror}"
+        ) from None
     return sock
 
 
@@ -1358,6 +1693,40 @@ def _write_file(path: Path, text: str) -> None:
 
 def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _hyper_config(logger: str) -> HyperConfig:
+    hyper = HyperConfig()
+    hyper.accesslog = None
+    hyper.errorlog = logging.getLogger(logger)
+    hyper.include_server_header = False
+    return hyper
+
+
+async def serve_http(
+    app: ASGIApp,
+    host: str,
+    port: int,
+    *,
+    what: str,
+    send_timeout_s: float = SEND_TIMEOUT_S,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve an ASGI ``app`` over HTTP on ``host:port`` until cancelled, the
+    way the RPC is served (hypercorn's trio connection handler on a socket
+    bound here, writes bounded by ``send_timeout_s``, every connection
+    closed at stop). Reports ``(host, bound port)``; ``what`` names the
+    service in errors and logs (e.g. ``"ingest"``)."""
+    sock = await _bind_tcp(host, port, what)
+    try:
+        open_streams: set[_Stream] = set()
+        listener = _Listener(sock, send_timeout_s, open_streams)
+        hyper = _hyper_config(f"mycelia.{what}.http")
+        async with trio.open_nursery() as nursery:
+            await nursery.start(_serve_asgi, app, [listener], hyper, open_streams)
+            task_status.started((host, sock.getsockname()[1]))
+    finally:
+        sock.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -1440,10 +1809,7 @@ async def serve_rpc(
         )
         endpoints = RpcEndpoints(http, unix, tuple(extra), cookie_path if cookie else None)
 
-        hyper = HyperConfig()
-        hyper.accesslog = None
-        hyper.errorlog = logging.getLogger("mycelia.rpc.http")
-        hyper.include_server_header = False
+        hyper = _hyper_config("mycelia.rpc.http")
         # Messages up to twice our limit reach us and get a -32003 answer;
         # hypercorn closes the connection (1009) on anything larger.
         hyper.websocket_max_message_size = 2 * config.max_request_bytes

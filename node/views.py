@@ -11,6 +11,10 @@ wallets read numbers as doubles) nor raw bytes. The rules (``docs/rpc.md``):
 * accounts and validators are Ed25519 ``did:key`` strings;
 * an entry is ``{"id", "economy", "author", "seq", "prev", "ts_ms", "kind",
   "body"}``, its body in the same encoding.
+* sensor bodies (``docs/sensors.md``): counters, counts and exponents are
+  JSON integers; values of a metric (bounds, sums, a claim's ``total``) are
+  signed decimal strings like balances; device ids, keys, roots and entry
+  ids are hex; the host is a ``did:key``.
 
 Parsing raises :class:`ParamError` naming the field, which the server turns
 into ``-32602 invalid params`` with ``data.field``. Protocol bodies are
@@ -37,8 +41,17 @@ from mycelia.protocol import (
     Transfer,
     did_decode,
     did_encode,
+    schema,
 )
-from mycelia.protocol.economy import IssuedPolicy, MutualCreditPolicy
+from mycelia.protocol.economy import ImpactPolicy, IssuedPolicy, MutualCreditPolicy
+from mycelia.protocol.sensors import (
+    Aggregate,
+    AttestedDevice,
+    DeviceRegister,
+    ImpactClaim,
+    Metric,
+    SensorAttest,
+)
 
 __all__ = [
     "ParamError",
@@ -54,6 +67,7 @@ __all__ = [
     "entry_view",
     "hex_in",
     "hex_out",
+    "int64_in",
     "int_in",
     "str_in",
 ]
@@ -117,6 +131,18 @@ def int_in(value: Any, field: str, *, low: int = 0, high: int = (1 << 63) - 1) -
     return value
 
 
+def int64_in(value: Any, field: str) -> int:
+    """A signed 64-bit value as a decimal string (a metric's value, bound or sum)."""
+    if type(value) is not str:
+        raise ParamError(field, 'a decimal string (e.g. "-25"), not a JSON number')
+    if not _DECIMAL.fullmatch(value) or value == "-0":
+        raise ParamError(field, "not a decimal integer string")
+    n = int(value)
+    if not schema.INT64_MIN <= n <= schema.INT64_MAX:
+        raise ParamError(field, "out of the signed 64-bit range")
+    return n
+
+
 def str_in(value: Any, field: str, *, max_bytes: int = 256) -> str:
     if type(value) is not str:
         raise ParamError(field, "expected a string")
@@ -148,6 +174,57 @@ def body_out(body: Any) -> dict[str, Any]:
         return {"member": did_out(body.member)}
     if isinstance(body, CreditSet):
         return {"member": did_out(body.member), "limit": amount_out(body.limit)}
+    if isinstance(body, DeviceRegister):
+        return {
+            "device": hex_out(body.device),
+            "key_type": body.key_type,
+            "public_key": hex_out(body.public_key),
+            "device_kind": body.device_kind,
+            "host": did_out(body.host),
+            "metrics": [
+                {
+                    "name": m.name,
+                    "unit": m.unit,
+                    "exponent": m.exponent,
+                    "min": str(m.min),
+                    "max": str(m.max),
+                }
+                for m in body.metrics
+            ],
+            "pop": hex_out(body.pop),
+        }
+    if isinstance(body, SensorAttest):
+        return {
+            "root": hex_out(body.root),
+            "count": body.count,
+            "devices": [
+                {
+                    "device": hex_out(d.device),
+                    "registration": hex_out(d.registration),
+                    "first": d.first,
+                    "last": d.last,
+                    "count": d.count,
+                    "aggregates": [
+                        {
+                            "metric": a.metric,
+                            "sum": str(a.sum),
+                            "min": str(a.min),
+                            "max": str(a.max),
+                        }
+                        for a in d.aggregates
+                    ],
+                }
+                for d in body.devices
+            ],
+        }
+    if isinstance(body, ImpactClaim):
+        return {
+            "device": hex_out(body.device),
+            "first_counter": body.first_counter,
+            "last_counter": body.last_counter,
+            "attestations": [hex_out(a) for a in body.attestations],
+            "total": str(body.total),
+        }
     raise TypeError(f"no JSON view for {type(body).__name__}")
 
 
@@ -157,7 +234,116 @@ _BODY_FIELDS = {
     "burn": ({"amount"}, set()),
     "member.admit": ({"member"}, set()),
     "credit.set": ({"member", "limit"}, set()),
+    DeviceRegister.kind: (
+        {"key_type", "public_key", "device_kind", "host", "metrics", "pop"},
+        {"device"},
+    ),
+    SensorAttest.kind: ({"root", "count", "devices"}, set()),
+    ImpactClaim.kind: (
+        {"device", "first_counter", "last_counter", "attestations", "total"},
+        set(),
+    ),
 }
+_METRIC_FIELDS = {"name", "unit", "exponent", "min", "max"}
+_ROW_FIELDS = {"device", "registration", "first", "last", "count", "aggregates"}
+_AGGREGATE_FIELDS = {"metric", "sum", "min", "max"}
+_UINT64_MAX = (1 << 64) - 1
+
+
+def _fields(
+    value: Any, field: str, required: set[str], optional: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    if type(value) is not dict:
+        raise ParamError(field, "expected an object")
+    for name in required - value.keys():
+        raise ParamError(f"{field}.{name}", "missing")
+    for name in value.keys() - required - optional:
+        raise ParamError(f"{field}.{name}", "unknown field")
+    return value
+
+
+def _list(value: Any, field: str, max_len: int) -> list[Any]:
+    if type(value) is not list:
+        raise ParamError(field, "expected an array")
+    if len(value) > max_len:
+        raise ParamError(field, f"more than {max_len} items")
+    return value
+
+
+def _counter_in(value: Any, field: str) -> int:
+    return int_in(value, field, high=_UINT64_MAX)
+
+
+def _device_register_in(value: dict[str, Any], field: str) -> DeviceRegister:
+    metrics = []
+    for i, raw in enumerate(_list(value["metrics"], f"{field}.metrics", 16)):
+        f = f"{field}.metrics[{i}]"
+        m = _fields(raw, f, _METRIC_FIELDS)
+        metrics.append(
+            Metric(
+                str_in(m["name"], f"{f}.name", max_bytes=32),
+                str_in(m["unit"], f"{f}.unit", max_bytes=16),
+                int_in(m["exponent"], f"{f}.exponent", low=-18, high=18),
+                int64_in(m["min"], f"{f}.min"),
+                int64_in(m["max"], f"{f}.max"),
+            )
+        )
+    body = DeviceRegister(
+        str_in(value["key_type"], f"{field}.key_type", max_bytes=16),
+        hex_in(value["public_key"], f"{field}.public_key", max_size=33),
+        str_in(value["device_kind"], f"{field}.device_kind", max_bytes=32),
+        did_in(value["host"], f"{field}.host"),
+        tuple(metrics),
+        hex_in(value["pop"], f"{field}.pop", size=64),
+    )
+    if "device" in value and hex_in(value["device"], f"{field}.device", size=32) != body.device:
+        raise ParamError(f"{field}.device", "is not the id of this key (it may be left out)")
+    return body
+
+
+def _sensor_attest_in(value: dict[str, Any], field: str) -> SensorAttest:
+    rows = []
+    for i, raw in enumerate(_list(value["devices"], f"{field}.devices", 16)):
+        f = f"{field}.devices[{i}]"
+        d = _fields(raw, f, _ROW_FIELDS)
+        aggregates = []
+        for j, agg in enumerate(_list(d["aggregates"], f"{f}.aggregates", 16)):
+            g = f"{f}.aggregates[{j}]"
+            a = _fields(agg, g, _AGGREGATE_FIELDS)
+            aggregates.append(
+                Aggregate(
+                    str_in(a["metric"], f"{g}.metric", max_bytes=32),
+                    int64_in(a["sum"], f"{g}.sum"),
+                    int64_in(a["min"], f"{g}.min"),
+                    int64_in(a["max"], f"{g}.max"),
+                )
+            )
+        rows.append(
+            AttestedDevice(
+                hex_in(d["device"], f"{f}.device", size=32),
+                hex_in(d["registration"], f"{f}.registration", size=32),
+                _counter_in(d["first"], f"{f}.first"),
+                _counter_in(d["last"], f"{f}.last"),
+                int_in(d["count"], f"{f}.count", low=1),
+                tuple(aggregates),
+            )
+        )
+    return SensorAttest(
+        hex_in(value["root"], f"{field}.root", size=32),
+        int_in(value["count"], f"{field}.count", low=1),
+        tuple(rows),
+    )
+
+
+def _impact_claim_in(value: dict[str, Any], field: str) -> ImpactClaim:
+    attestations = _list(value["attestations"], f"{field}.attestations", 16)
+    return ImpactClaim(
+        hex_in(value["device"], f"{field}.device", size=32),
+        _counter_in(value["first_counter"], f"{field}.first_counter"),
+        _counter_in(value["last_counter"], f"{field}.last_counter"),
+        tuple(hex_in(a, f"{field}.attestations[{i}]", size=32) for i, a in enumerate(attestations)),
+        int64_in(value["total"], f"{field}.total"),
+    )
 
 
 def body_in(kind: Any, value: Any, field: str = "body") -> Any:
@@ -172,6 +358,12 @@ def body_in(kind: Any, value: Any, field: str = "body") -> Any:
     for name in value.keys() - required - optional:
         raise ParamError(f"{field}.{name}", "unknown field")
     try:
+        if kind == DeviceRegister.kind:
+            return _device_register_in(value, field)
+        if kind == SensorAttest.kind:
+            return _sensor_attest_in(value, field)
+        if kind == ImpactClaim.kind:
+            return _impact_claim_in(value, field)
         if kind in ("transfer", "mint"):
             cls = Transfer if kind == "transfer" else Mint
             return cls(
@@ -246,6 +438,16 @@ def economy_view(signed: SignedGenesis) -> dict[str, Any]:
             [{"account": did_out(k), "cap": amount_out(c)} for k, c in policy.issuers]
             if isinstance(policy, IssuedPolicy)
             else []
+        ),
+        "impact": (
+            {
+                "metric": policy.metric,
+                "exponent": policy.exponent,
+                "units_per_credit": amount_out(policy.units_per_credit),
+                "device_kinds": list(policy.device_kinds),
+            }
+            if isinstance(policy, ImpactPolicy)
+            else None
         ),
         "validators": [{"did": did_out(v.key), "weight": v.weight} for v in g.validators],
         "quorum": g.quorum,

@@ -36,6 +36,19 @@ milliseconds per message whatever its size):
       ["by-id", [id, ...]]                      -> ["certs", [cert_bytes, ...]]
       ["genesis", economy]                      -> ["genesis", signed_genesis | b""]
       anything refused                          -> ["error", reason, detail]
+
+* ``/mycelia/audit/1`` — a host's stored readings with their proofs
+  (``docs/sensors.md``, "Audit stream protocol")::
+
+      ["readings", 1, economy, device, first, last, limit]
+          -> ["readings", 1, [[signed_reading, attestation_id, proof], ...], next]
+      anything refused -> ["error", reason, detail]
+
+  The codec has no nil: an empty ``attestation_id`` means "not attested
+  yet", an empty ``proof`` "no proof", and ``next`` = -1 "no more".
+  Readings are in counter order, counters within ``[first, last]``, at most
+  ``limit`` (1 … :data:`MAX_AUDIT_READINGS`); nothing here is verified —
+  the client checks each reading against its attestation certificate.
 """
 
 from __future__ import annotations
@@ -47,12 +60,18 @@ from mycelia.protocol import Certificate, Reason, Refused, SignedEntry, SignedGe
 from mycelia.protocol import schema as s
 from mycelia.protocol.certificates import MAX_CERT_BYTES
 from mycelia.protocol.domains import ID_SIZE
+from mycelia.protocol.merkle import MAX_PROOF_BYTES
 from mycelia.protocol.reasons import Need, NeedAdmission, NeedCertificate, NeedChain
+from mycelia.protocol.sensors import MAX_SIGNED_READING_BYTES
 
 __all__ = [
+    "AUDIT_PROTOCOL",
+    "MAX_AUDIT_READINGS",
     "MAX_BATCH",
     "SYNC_PROTOCOL",
     "VOTE_PROTOCOL",
+    "AuditItem",
+    "AuditRequest",
     "VoteItem",
     "VoteResult",
     "certs_topic",
@@ -60,6 +79,10 @@ __all__ = [
 
 VOTE_PROTOCOL = "/mycelia/vote/1"
 SYNC_PROTOCOL = "/mycelia/sync/1"
+AUDIT_PROTOCOL = "/mycelia/audit/1"
+#: Most readings in one audit response: each with its proof is at most
+#: ~1.4 KB, so a full response stays far below a frame.
+MAX_AUDIT_READINGS = 1000
 #: Most entries in one vote request, certificates in one gossip message or
 #: sync response, ids in one by-id request.
 MAX_BATCH = 2048
@@ -73,8 +96,15 @@ def certs_topic(economy: bytes) -> str:
     return f"/mycelia/certs/1/{economy.hex()}"
 
 
+#: Nesting bound of a message: a vote request carries signed entries inline
+#: (request, items, item, signed entry, entry, body), and a ``sensor.attest``
+#: body nests three more levels (rows, a row, its aggregates, an aggregate),
+#: beyond the codec's default of 8.
+MAX_MESSAGE_DEPTH = 12
+
+
 def _decode(data: bytes) -> Any:
-    return codec.decode(data, max_size=MAX_MESSAGE_BYTES)
+    return codec.decode(data, max_size=MAX_MESSAGE_BYTES, max_depth=MAX_MESSAGE_DEPTH)
 
 
 def _id(value: Any, name: str) -> bytes:
@@ -271,3 +301,70 @@ def _expect_ok(f: list[Any], tag: str) -> None:
         raise Refused(Reason(f[1]) if known else Reason.MALFORMED, f"peer refused: {f[2]}")
     if f[0] != tag or len(f) != 2:
         raise Refused(Reason.MALFORMED, f"expected a {tag!r} response")
+
+
+# -- audit protocol -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRequest:
+    economy: bytes
+    device: bytes
+    first: int
+    last: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditItem:
+    """One stored reading: its signed-reading bytes and, once attested, the
+    attestation's entry id and the reading's Merkle proof bytes (else b"")."""
+
+    signed: bytes
+    attestation: bytes = b""
+    proof: bytes = b""
+
+
+def encode_audit_request(request: AuditRequest) -> bytes:
+    r = request
+    return codec.encode_trusted(["readings", 1, r.economy, r.device, r.first, r.last, r.limit])
+
+
+def decode_audit_request(data: bytes) -> AuditRequest:
+    f = s.array(_decode(data), "readings", 1, 7, "audit request")
+    return AuditRequest(
+        _id(f[2], "economy"),
+        _id(f[3], "device"),
+        s.int_(f[4], "first", 0, s.UINT64_MAX),
+        s.int_(f[5], "last", 0, s.UINT64_MAX),
+        s.int_(f[6], "limit", 1, MAX_AUDIT_READINGS),
+    )
+
+
+def encode_audit_response(items: list[AuditItem], next_counter: int | None) -> bytes:
+    rows = [[i.signed, i.attestation, i.proof] for i in items]
+    return codec.encode_trusted(["readings", 1, rows, -1 if next_counter is None else next_counter])
+
+
+def decode_audit_response(data: bytes, limit: int) -> tuple[list[AuditItem], int | None]:
+    """The items (at most ``limit``) and the next counter (None: no more).
+    Bounds every field; verifies nothing (the client does)."""
+    f = s.list_(_decode(data), "audit response", min_len=3, max_len=4)
+    if f[0] == "error" and len(f) == 3:
+        _expect_ok(f, "readings")
+    f = s.array(f, "readings", 1, 4, "audit response")
+    items = []
+    for raw in s.list_(f[2], "readings", max_len=limit):
+        row = s.list_(raw, "reading", min_len=3, max_len=3)
+        attestation = s.bytes_(row[1], "attestation", max_size=ID_SIZE)
+        if attestation and len(attestation) != ID_SIZE:
+            raise Refused(Reason.MALFORMED, "attestation: an id of 32 bytes or empty")
+        items.append(
+            AuditItem(
+                s.bytes_(row[0], "signed reading", max_size=MAX_SIGNED_READING_BYTES),
+                attestation,
+                s.bytes_(row[2], "proof", max_size=MAX_PROOF_BYTES),
+            )
+        )
+    next_counter = s.int_(f[3], "next", -1, s.UINT64_MAX)
+    return items, None if next_counter < 0 else next_counter

@@ -12,6 +12,13 @@ It is reachable two ways: :meth:`FakeNode.transport` (an
 (a real HTTP server on a unix socket or TCP, in a thread, with
 ``rpc.endpoint`` and ``.cookie`` written into a data directory as the real
 node does, so the CLI's endpoint discovery runs for real).
+
+Sensors: a :class:`FakeHost` given to the node plays a device's host — it
+keeps readings, attests them in the world (its key authors the
+``sensor.attest``, the world's validators certify it) and answers the
+``sensor_*`` methods from that; :func:`serve_ingest` is its
+``POST /v1/readings`` over real HTTP, checking each reading with the
+protocol's ``check_reading`` as a host does.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgpack
 
 from mycelia.node.views import (
     account_view,
@@ -40,14 +48,23 @@ from mycelia.node.views import (
 )
 from mycelia.protocol import (
     Certificate,
+    ClaimCursor,
+    DeviceRecord,
     Economy,
     Entry,
     Genesis,
+    MerkleProof,
     Refused,
     SignedEntry,
     SignedGenesis,
+    SignedReading,
     SigningKey,
+    check_reading,
+    codec,
+    did_encode,
 )
+from mycelia.protocol.impact import AttestationRecord
+from mycelia.protocol.reasons import Reason
 from tests.factory import World, key, sign_genesis
 
 COOKIE = "__cookie__:" + "5a" * 32
@@ -84,6 +101,7 @@ class FakeNode:
         self.auth: list[str | None] = []  # every Authorization header
         self.hold = False  # True: submitted entries stay pending
         self.lie: dict[str, Callable[[dict[str, Any]], Any]] = {}
+        self.host: FakeHost | None = None  # the sensor side, when given
 
     # -- state ------------------------------------------------------------------------
 
@@ -234,6 +252,84 @@ class FakeNode:
         self.followed.append(eid)
         return {"id": hex_out(eid), "known": eid in self.worlds}
 
+    # -- sensors ---------------------------------------------------------------------------
+
+    def _host(self) -> FakeHost:
+        if self.host is None:
+            raise FakeError(-32601, "method_not_found", "no sensors here")
+        return self.host
+
+    def m_sensor_getReadings(self, p: dict[str, Any]) -> Any:
+        host = self._host()
+        device = hex_in(p["device"], "device", size=32)
+        first, last = p.get("first", 0), p.get("last", (1 << 64) - 1)
+        limit = p.get("limit", host.page)
+        items = [r for r in host.readings.get(device, []) if first <= r[0].reading.counter <= last]
+        page, more = items[:limit], items[limit:]
+        return {
+            "readings": [
+                {
+                    "reading": hex_out(signed.encode()),
+                    "attestation": None if att is None else hex_out(att),
+                    "proof": None if proof is None else hex_out(proof.encode()),
+                }
+                for signed, att, proof in page
+            ],
+            "next": more[0][0].reading.counter if more else None,
+        }
+
+    def m_sensor_getAttestation(self, p: dict[str, Any]) -> Any:
+        att = hex_in(p["id"], "id", size=32)
+        cert = self._host().attestations.get(att)
+        if cert is None:
+            raise FakeError(-32002, "unknown_entry", "no such attestation")
+        return {"certificate": hex_out(cert.encode()), "view": entry_view(cert.entry, att)}
+
+    def m_sensor_claimable(self, p: dict[str, Any]) -> Any:
+        world = self._world(p)
+        device = hex_in(p["device"], "device", size=32)
+        record = world.ledger.state.get_record(DeviceRecord.key(device))  # type: ignore[attr-defined]
+        if record is None:
+            raise FakeError(-32001, "unknown_device", "not registered")
+        owner = DeviceRecord.decode(record).owner
+        raw = world.ledger.state.get_record(ClaimCursor.key(owner, device))  # type: ignore[attr-defined]
+        cursor = ClaimCursor() if raw is None else ClaimCursor.decode(raw)
+        out = []
+        for att in self._host().order:
+            fact = world.ledger.state.get_record(AttestationRecord.key(att))  # type: ignore[attr-defined]
+            row = None if fact is None else AttestationRecord.decode(fact).body.row(device)
+            if row is None or row.first <= cursor.last:
+                continue
+            agg = row.aggregate(world.economy.impact.metric)
+            out.append(
+                {
+                    "id": hex_out(att),
+                    "first": row.first,
+                    "last": row.last,
+                    "count": row.count,
+                    "total": str(0 if agg is None else agg.sum),
+                }
+            )
+        return {"cursor": cursor.last, "carry": str(cursor.carry), "attestations": out}
+
+    def m_sensor_devices(self, p: dict[str, Any]) -> Any:
+        host = self._host()
+        out = []
+        for device, items in host.readings.items():
+            record = host.record(device)
+            attested = [r[0].reading.counter for r in items if r[1] is not None]
+            out.append(
+                {
+                    "device": hex_out(device),
+                    "owner": did_encode(record.owner),
+                    "kind": record.body.device_kind,
+                    "last_accepted": items[-1][0].reading.counter if items else None,
+                    "last_attested": max(attested) if attested else None,
+                    "readings": len(items),
+                }
+            )
+        return out
+
     # -- JSON-RPC over HTTP ---------------------------------------------------------------
 
     def _one(self, req: Any) -> dict[str, Any]:
@@ -263,6 +359,59 @@ class FakeNode:
             )
 
         return httpx.MockTransport(handle)
+
+
+class FakeHost:
+    """A device host inside a FakeNode: the readings it accepted (each with
+    its attestation id and proof once attested) and its attestations."""
+
+    def __init__(self, node: FakeNode, world: World, host_key: SigningKey) -> None:
+        self.node = node
+        self.world = world
+        self.key = host_key
+        self.readings: dict[
+            bytes, list[tuple[SignedReading, bytes | None, MerkleProof | None]]
+        ] = {}
+        self.attestations: dict[bytes, Certificate] = {}
+        self.order: list[bytes] = []
+        self.page = 100  # readings per sensor_getReadings page
+        node.host = self
+
+    def record(self, device: bytes) -> DeviceRecord:
+        raw = self.world.ledger.state.get_record(DeviceRecord.key(device))  # type: ignore[attr-defined]
+        if raw is None:
+            raise Refused(Reason.UNKNOWN_DEVICE, "not registered")
+        return DeviceRecord.decode(raw)
+
+    def accept(self, signed: SignedReading) -> bytes:
+        """The host's ingest check, then store (``Refused`` if refused)."""
+        device = signed.reading.device
+        items = self.readings.get(device, [])
+        reading_id = check_reading(
+            signed,
+            self.record(device),
+            economy=self.world.id,
+            host=self.key.public,
+            last_counter=items[-1][0].reading.counter if items else None,
+            now_ms=None,
+        )
+        self.readings.setdefault(device, []).append((signed, None, None))
+        return reading_id
+
+    def attest(self) -> Certificate:
+        """Attest every reading not attested yet (certified, applied, recorded)."""
+        pending = [r[0] for items in self.readings.values() for r in items if r[1] is None]
+        body, tree, ordered = self.world.attest_body(pending)
+        cert = self.node.record(self.world.commit(self.key, body))
+        proofs = {s.id: (cert.entry_id, tree.proof(i)) for i, s in enumerate(ordered)}
+        for device, items in self.readings.items():
+            self.readings[device] = [
+                (s, *proofs[s.id]) if att is None and s.id in proofs else (s, att, proof)
+                for s, att, proof in items
+            ]
+        self.attestations[cert.entry_id] = cert
+        self.order.append(cert.entry_id)
+        return cert
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -333,3 +482,71 @@ def serve(fake: FakeNode, datadir: Path, *, unix: bool = True) -> Iterator[Path]
         (datadir / "rpc.endpoint").unlink(missing_ok=True)
         if unix:
             (datadir / "rpc.sock").unlink(missing_ok=True)
+
+
+# -- the ingest port ------------------------------------------------------------------------
+
+
+class FakeIngest:
+    """``POST /v1/readings``: records each request; answers per reading from
+    ``host`` (its ingest check) or, without a host, accepts everything —
+    ``refuse`` maps a counter to a reason to answer instead."""
+
+    def __init__(self, host: FakeHost | None = None) -> None:
+        self.host = host
+        self.requests: list[tuple[str, bytes]] = []  # (content type, body)
+        self.received: list[SignedReading] = []
+        self.refuse: dict[int, str] = {}
+        self.status = 200  # another status answers the whole request with a refusal
+
+    def answer(self, content_type: str, body: bytes) -> tuple[int, bytes]:
+        self.requests.append((content_type, body))
+        if self.status != 200:
+            return self.status, msgpack.packb({"status": "refused", "reason": "too_large"})
+        try:
+            batch, single = [SignedReading.decode(body)], True
+        except Refused:
+            batch, single = [SignedReading.from_wire(w) for w in codec.decode(body)], False
+        out: list[dict[str, Any]] = []
+        for signed in batch:
+            self.received.append(signed)
+            reason = self.refuse.get(signed.reading.counter)
+            try:
+                if reason is not None:
+                    raise Refused(Reason(reason), "told to refuse it")
+                reading_id = self.host.accept(signed) if self.host is not None else signed.id
+                out.append({"id": reading_id, "status": "accepted"})
+            except Refused as exc:
+                out.append({"status": "refused", "reason": exc.reason.value, "detail": exc.detail})
+        return 200, msgpack.packb(out[0] if single else out)
+
+
+class _IngestHandler(BaseHTTPRequestHandler):
+    ingest: FakeIngest
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        status, content = self.ingest.answer(self.headers.get("content-type", ""), body)
+        self.send_response(status)
+        self.send_header("content-type", "application/msgpack")
+        self.send_header("content-length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def serve_ingest(ingest: FakeIngest) -> Iterator[str]:
+    """Serve ``ingest`` on loopback; yields its base URL."""
+    handler = type("IngestHandler", (_IngestHandler,), {"ingest": ingest})
+    server = _TcpServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

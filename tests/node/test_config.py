@@ -484,3 +484,32 @@ def test_example_config_specifics() -> None:
     server = load(REPO / "configs/server.toml")
     assert server.node.passphrase_file is not None
     assert len(server.p2p.listen) == 2
+
+
+def test_the_sensors_section(tmp_path: Path) -> None:
+    defaults = load().sensors
+    assert (defaults.enabled, defaults.host, defaults.port) == (False, "0.0.0.0", 8647)
+    assert (defaults.max_clock_skew_s, defaults.max_batch, defaults.max_body_bytes) == (
+        300,
+        256,
+        256 * 1024,
+    )
+    assert (defaults.rate_per_device, defaults.rate_per_address) == (10.0, 200.0)
+    assert (defaults.attest_interval_s, defaults.attest_max_readings) == (60.0, 4096)
+    assert defaults.retention_days == 30
+    p = write(
+        tmp_path,
+        "[sensors]\nenabled = true\nhost = '127.0.0.1'\nport = 0\nrate_per_device = 2\n"
+        "attest_interval_s = 5\nretention_days = 7\n",
+    )
+    cfg = load(p, env={"MYCELIA_SENSORS__MAX_BATCH": "16"}, sensors__rate_per_address="50")
+    s = cfg.sensors
+    assert (s.enabled, s.host, s.port, s.max_batch) == (True, "127.0.0.1", 0, 16)
+    assert (s.rate_per_device, s.rate_per_address, s.attest_interval_s) == (2.0, 50.0, 5.0)
+    assert s.retention_days == 7
+    assert "sensors.port: expected an integer 0..65535" in error(sensors__port="70000")
+    assert "sensors.rate_per_device: expected a number > 0" in error(sensors__rate_per_device="0")
+    assert "sensors.retention_days" in error(sensors__retention_days="0")
+    assert "did you mean sensors.max_batch" in error(write(tmp_path, "[sensors]\nmax_bath = 1\n"))
+    pi = load(REPO / "configs/raspberry-pi.toml").sensors
+    assert pi.enabled is True and pi.retention_days < defaults.retention_days

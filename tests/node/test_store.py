@@ -14,11 +14,37 @@ from pathlib import Path
 
 import pytest
 
-from mycelia.node.store import Store, StoreError, VoteGrant
-from mycelia.protocol import Certificate, Ledger, Reason, Transfer
+from mycelia.node.store import (
+    Accepted,
+    InFlight,
+    IngestState,
+    Store,
+    StoreError,
+    VoteGrant,
+    reading_key,
+)
+from mycelia.protocol import (
+    P256,
+    Certificate,
+    DeviceRecord,
+    Ledger,
+    Reason,
+    SignedReading,
+    Transfer,
+    schema,
+)
 from mycelia.protocol.ledger import GapBuffer
 from mycelia.protocol.locks import resources
-from tests.factory import World, key, sign_genesis
+from tests.factory import (
+    ENERGY,
+    TEMPERATURE,
+    World,
+    device_key,
+    impact_genesis,
+    key,
+    sign_genesis,
+    validator_keys,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNTS = [key(i) for i in range(8)]
@@ -119,7 +145,7 @@ def test_schema_mismatch_is_a_clear_error(tmp_path: Path) -> None:
     with env.begin(write=True) as txn:
         txn.put(b"schema", b"99", db=meta)
     env.close()
-    with pytest.raises(StoreError, match=r"schema version 99, this mycelia uses 3"):
+    with pytest.raises(StoreError, match=r"schema version 99, this mycelia uses 4"):
         Store(tmp_path)
 
 
@@ -251,3 +277,99 @@ def test_history_lists_each_accounts_certificates_newest_first(tmp_path: Path) -
         assert paged == [b for _, b in got]
     assert store.history(w.id, key(99).public, None, 10) == []
     assert store.history(bytes(32), ACCOUNTS[0].public, None, 10) == []
+
+
+# -- sensors ------------------------------------------------------------------------------------
+
+OWNER, HOST = key(1, "owner"), key(2, "host")
+
+
+def impact_history() -> tuple[World, list[Certificate], list[SignedReading]]:
+    """register (both key types) -> attest -> claim -> attest -> claim, in a World."""
+    w = World(impact_genesis(), validator_keys(4))
+    devs = [device_key(1), device_key(2, P256)]
+    certs = [w.register(OWNER, d, HOST, metrics=(ENERGY, TEMPERATURE)) for d in devs]
+    readings = [r for d in devs for r in w.readings(d, range(1, 6), 400)]
+    readings += w.readings(devs[0], [6], -35, metric="temp_c", exponent=-1)
+    first = w.attest(HOST, readings)
+    certs.append(first)
+    certs.append(w.claim(OWNER, devs[0], [first]))
+    second = w.attest(HOST, w.readings(devs[0], range(7, 10), 700))
+    certs += [second, w.claim(OWNER, devs[0], [second])]
+    return w, certs, readings
+
+
+def test_sensor_records_apply_like_the_in_memory_ledger(tmp_path: Path) -> None:
+    w, certs, _ = impact_history()
+    store = open_store(tmp_path, w)
+    buf = GapBuffer()
+    for cert in certs:  # one transaction each, as gossip would bring them
+        assert store.apply_sync(w.economy, buf, [cert]).refused == ()
+    assert store.records(w.id) == w.ledger.state.records
+    assert store.accounts(w.id) == w.ledger.state.accounts
+    assert store.account(w.id, OWNER.public).minted == 2 + 2  # 2000 Wh, then 2100 (+ carry)
+    # The attestations of a device, in order, after a claim cursor.
+    dev = device_key(1).device
+    attests = [c.entry_id for c in certs if c.entry.kind == "sensor.attest"]
+    assert store.attestations_of(w.id, dev, -1, 10) == attests
+    assert store.attestations_of(w.id, dev, 6, 10) == attests[1:]
+    assert store.attestations_of(w.id, dev, 9, 10) == []
+    assert store.last_attested(w.id, dev) == 9
+    assert store.last_attested(w.id, device_key(2, P256).device) == 5
+    assert store.last_attested(w.id, device_key(3).device) is None
+    assert (store.claims_applied, store.claimed_units) == (2, 2000 + 2100)
+    devices = store.records(w.id, DeviceRecord.key(b""))
+    assert len(devices) == 2
+
+
+def test_readings_ingest_attest_and_prune(tmp_path: Path) -> None:
+    w, _certs, readings = impact_history()
+    store = open_store(tmp_path, w)
+    econ = w.id
+    old, new = readings[:5], readings[5:]
+
+    def accepted(batch: list[SignedReading]) -> list[Accepted]:
+        return [Accepted(econ, r.reading.device, r.reading.counter, r.encode()) for r in batch]
+
+    store.ingest_sync(accepted(old), received_ms=1_000)
+    store.ingest_sync(accepted(new), received_ms=5_000)
+    dev1, dev2 = device_key(1).device, device_key(2, P256).device
+    state = store.ingest_state(dev1)
+    assert state == IngestState(econ, 6, 6)
+    assert store.unattested_count() == len(readings)
+    assert store.unattested_economies() == [econ]
+    queued = store.unattested(econ, 100)
+    assert [k for k, _ in queued] == sorted(k for k, _ in queued)  # (device, counter) order
+    # The first five (dev1's 1..5, received at 1000) form a batch in flight.
+    batch_keys = tuple(reading_key(r.reading.device, r.reading.counter) for r in old)
+    flight = InFlight(econ, b"signed entry", batch_keys)
+    store.begin_attestation_sync(b"\x07" * 32, flight)
+    assert store.unattested_count() == len(readings) - 5
+    assert store.in_flight() == {b"\x07" * 32: flight}
+    # In flight: kept by retention whatever its age.
+    assert store.prune_readings_sync(2_000) == 0
+    # Refused: back in the queue; then attested for real.
+    store.abort_attestation_sync(b"\x07" * 32)
+    assert store.unattested_count() == len(readings) and store.in_flight() == {}
+    store.begin_attestation_sync(b"\x08" * 32, flight)
+    assert store.finish_attestation_sync(b"\x08" * 32) == 5
+    assert store.batch(b"\x08" * 32) == [r.encode() for r in old]
+    page, more = store.readings(econ, dev1, 0, schema.UINT64_MAX, 4)
+    assert [c for c, _ in page] == [1, 2, 3, 4] and more == 5
+    assert all(r.attestation == b"\x08" * 32 and r.index == c - 1 for c, r in page)
+    page, more = store.readings(econ, dev1, 5, 6, 4)
+    assert [(c, r.attested) for c, r in page] == [(5, True), (6, False)] and more is None
+    assert store.readings(bytes(32), dev1, 0, 10, 10) == ([], None)  # another economy
+    # Retention: the old batch goes whole, everything newer stays, and so
+    # does the replay guard (the last accepted counter).
+    assert store.prune_readings_sync(2_000) == 5
+    assert store.batch(b"\x08" * 32) is None
+    assert store.reading(dev1, 1) is None and store.reading(dev1, 6) is not None
+    assert store.ingest_state(dev1) == IngestState(econ, 6, 1)
+    assert store.ingest_state(dev2) == IngestState(econ, 5, 5)
+    assert store.prune_readings_sync(10_000, chunk=2) == 6  # several transactions
+    assert store.unattested_count() == 0 and store.ingest_state(dev2) == IngestState(econ, 5, 0)
+    assert store.readings_size_bytes() > 0
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.ingest_sync(accepted(old), received_ms=1)

@@ -1,0 +1,506 @@
+"""Sensor ingest: the LAN-facing HTTP endpoint devices post signed readings to.
+
+Why this exists: a host node is where its devices' readings enter the
+system (DESIGN §5, docs/sensors.md "Ingest"). A device's signature is its
+only credential, so every reading is checked before it is stored — with
+the protocol's ``sensors.check_reading`` for everything that is a protocol
+rule — and the node adds only I/O and policy: where the registration is,
+the last counter accepted, the clock, size limits and rate limits.
+
+The endpoint (``POST /v1/readings``, ``GET /v1/health``):
+
+* Body: one ``signed-reading`` or an array of them, as canonical msgpack
+  (``application/msgpack``: the signed-reading bytes, or an array of such
+  arrays — each element is cut out of the body and decoded strictly on its
+  own, so one non-canonical reading is refused alone) or JSON
+  (``application/json``: an object or a list of objects with the reading's
+  fields; the node re-encodes canonically and checks the signature over
+  those bytes).
+* Answer (200, the request's content type): an array with one result per
+  reading, in order — ``{"id", "status": "accepted"}`` or ``{"status":
+  "refused", "reason", "detail"}`` (in msgpack a map, the id as bin). A
+  body over ``max_body_bytes`` or with more than ``max_batch`` readings:
+  413 ``too_large``; a body that does not parse: 400 ``malformed``;
+  another content type: 415; the store failing to write: 503
+  ``unavailable`` (nothing of the request stored); each as one such result
+  object.
+
+Per reading, cheapest first: strict decoding (``malformed``,
+``non_canonical``, ``too_large``); the sender's address token bucket
+(``rate_limited``, before any signature work); the device's registration in
+a followed economy — the one the reading names, else any other, so a
+reading signed for another economy is ``wrong_economy`` (none:
+``unknown_device``); ``check_reading`` against the last accepted counter
+(including earlier readings of the same batch) and the node's clock; then
+the device's token bucket, spent by authentic readings only, so nobody can
+use up a device's allowance by sending forgeries. Buckets hold
+``max_batch`` readings and refill at ``rate_per_device`` /
+``rate_per_address`` per second.
+
+Durability: accepted readings from every concurrent request are written by
+one group-commit task in one transaction (``Store.ingest_sync``, fsync), and
+each request is answered only after its readings are committed. Nothing
+refused is ever stored. Checks run one request at a time (a lock around the
+check, not the write), so two requests cannot both accept one counter; a
+batch's signatures are verified in a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+import trio
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from mycelia.node.applier import signature_work
+from mycelia.node.config import SensorsConfig
+from mycelia.node.metrics import Metrics
+from mycelia.node.rpc import read_body, serve_http
+from mycelia.node.store import Accepted, StoreError
+from mycelia.node.views import ParamError, hex_in, int_in, str_in
+from mycelia.protocol import (
+    DeviceRecord,
+    Economy,
+    Reading,
+    Reason,
+    Refused,
+    SignedReading,
+    check_reading,
+    schema,
+)
+from mycelia.protocol.economy import IMPACT
+
+if TYPE_CHECKING:  # the daemon imports this module
+    from mycelia.node.daemon import Node
+
+__all__ = ["RATE_LIMITED", "UNAVAILABLE", "Ingest", "Result", "serve_ingest", "split_msgpack"]
+
+log = logging.getLogger("mycelia.ingest")
+
+MSGPACK = "application/msgpack"
+JSON = "application/json"
+#: The node's own reasons: a policy, not a protocol rule; and a store that
+#: could not write (full disk): nothing was stored, the device sends again.
+RATE_LIMITED = "rate_limited"
+UNAVAILABLE = "unavailable"
+#: Token buckets remembered per kind (least recently used forgotten first:
+#: a forgotten bucket is a full one, which only errs towards accepting).
+MAX_BUCKETS = 10_000
+_JSON_FIELDS = frozenset(
+    {"economy", "device", "counter", "ts_ms", "metric", "value", "exponent", "signature"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One reading's outcome: accepted with its id, or refused with a reason."""
+
+    id: bytes | None = None
+    reason: str = ""
+    detail: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return self.id is not None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.id is not None:
+            return {"id": "0x" + self.id.hex(), "status": "accepted"}
+        return {"status": "refused", "reason": self.reason, "detail": self.detail}
+
+    def to_msgpack(self) -> dict[str, Any]:
+        if self.id is not None:
+            return {"id": self.id, "status": "accepted"}
+        return {"status": "refused", "reason": self.reason, "detail": self.detail}
+
+
+class _BodyError(Exception):
+    """A whole request refused: HTTP status and result."""
+
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.result = Result(reason=reason, detail=detail)
+
+
+def _refused(exc: Refused) -> Result:
+    return Result(reason=exc.reason.value, detail=exc.detail)
+
+
+class _Buckets:
+    """Token buckets by key: ``rate`` tokens a second, holding ``burst``."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._state: OrderedDict[Any, tuple[float, float]] = OrderedDict()
+
+    def take(self, key: Any, now: float) -> bool:
+        tokens, then = self._state.pop(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - then) * self.rate)
+        ok = tokens >= 1.0
+        self._state[key] = (tokens - 1.0 if ok else tokens, now)
+        if len(self._state) > MAX_BUCKETS:
+            self._state.popitem(last=False)
+        return ok
+
+
+# -- parsing bodies (sans-IO) -------------------------------------------------------------
+
+
+def split_msgpack(body: bytes, max_batch: int) -> list[bytes]:
+    """The readings' bytes in a msgpack body: the body itself when it is one
+    signed reading, else each element of the array it holds (undecoded: each
+    is decoded strictly on its own). Raises :class:`_BodyError`."""
+    unpacker = msgpack.Unpacker(raw=True, max_buffer_size=max(1, len(body)))
+    unpacker.feed(body)
+    try:
+        n = unpacker.read_array_header()
+        if n == 0:
+            items: list[bytes] = []
+        else:
+            start = unpacker.tell()
+            first = unpacker.unpack()
+            if first == b"signed-reading":
+                return [body]  # one reading: decoded whole, strictly
+            if n > max_batch:
+                raise _BodyError(413, "too_large", f"{n} readings; at most {max_batch} a request")
+            items = [body[start : unpacker.tell()]]
+            for _ in range(n - 1):
+                start = unpacker.tell()
+                unpacker.skip()
+                items.append(body[start : unpacker.tell()])
+    except _BodyError:
+        raise
+    except Exception as exc:  # OutOfData, bad bytes, not an array, limits
+        raise _BodyError(400, "malformed", f"not a msgpack reading or array: {exc!r}") from None
+    if unpacker.tell() != len(body):
+        raise _BodyError(400, "malformed", "bytes after the msgpack value")
+    return items
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def split_json(body: bytes, max_batch: int) -> list[Any]:
+    """The reading objects of a JSON body (an object or a list of them)."""
+    try:
+        value = json.loads(body.decode("utf-8"), parse_constant=_no_constants)
+    except (ValueError, RecursionError) as exc:
+        raise _BodyError(400, "malformed", f"not JSON: {exc}") from None
+    if isinstance(value, dict):
+        return [value]
+    if not isinstance(value, list):
+        raise _BodyError(400, "malformed", "expected a reading object or a list of them")
+    if len(value) > max_batch:
+        raise _BodyError(413, "too_large", f"{len(value)} readings; at most {max_batch} a request")
+    return value
+
+
+def reading_from_json(value: Any) -> SignedReading:
+    """A signed reading from its JSON object; ``malformed`` if it is not one."""
+    try:
+        if not isinstance(value, dict):
+            raise ParamError("reading", "expected an object")
+        missing = _JSON_FIELDS - value.keys()
+        extra = value.keys() - _JSON_FIELDS
+        if missing or extra:
+            name = sorted(missing or extra)[0]
+            raise ParamError(name, "missing" if missing else "unknown field")
+        reading = Reading(
+            hex_in(value["economy"], "economy", size=32),
+            hex_in(value["device"], "device", size=32),
+            int_in(value["counter"], "counter", high=schema.UINT64_MAX),
+            int_in(value["ts_ms"], "ts_ms"),
+            str_in(value["metric"], "metric", max_bytes=32),
+            int_in(value["value"], "value", low=schema.INT64_MIN),
+            int_in(value["exponent"], "exponent", low=-18, high=18),
+        )
+        return SignedReading(reading, hex_in(value["signature"], "signature", size=64))
+    except ParamError as exc:
+        raise Refused(Reason.MALFORMED, str(exc)) from None
+
+
+# -- the service ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Write:
+    accepted: list[Accepted]
+    done: trio.Event = field(default_factory=trio.Event)
+    error: BaseException | None = None
+
+
+class Ingest:
+    """Checks and stores readings for ``node``; :meth:`serve` runs the HTTP
+    endpoint and the group commit. ``clock`` (seconds, monotonic) drives the
+    token buckets and ``wall_ms`` the skew check and received times; tests
+    pass their own."""
+
+    def __init__(
+        self,
+        node: Node,
+        config: SensorsConfig,
+        metrics: Metrics | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.node = node
+        self.config = config
+        self.metrics = metrics
+        self._clock = clock
+        self._wall_ms = wall_ms
+        burst = float(config.max_batch)
+        self._by_device = _Buckets(config.rate_per_device, max(burst, config.rate_per_device))
+        self._by_address = _Buckets(config.rate_per_address, max(burst, config.rate_per_address))
+        self._check_lock = trio.Lock()
+        #: device -> last accepted counter, including readings not yet committed
+        self._last: dict[bytes, int] = {}
+        #: (economy, device) -> registration; facts never change once certified
+        self._registrations: dict[tuple[bytes, bytes], DeviceRecord] = {}
+        self._send, self._recv = trio.open_memory_channel[_Write](256)
+        #: plain counters (the metrics have them too, when given)
+        self.accepted = 0
+        self.refused: Counter[str] = Counter()
+        self.app = Starlette(
+            routes=[
+                Route("/v1/readings", self._post_readings, methods=["POST"]),
+                Route("/v1/health", self._health, methods=["GET"]),
+            ]
+        )
+
+    # -- running ----------------------------------------------------------------------
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The group commit and the HTTP endpoint, until cancelled; reports
+        ``(host, port)`` once listening."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._group_commit)
+            address = await nursery.start(
+                lambda task_status: serve_http(
+                    self.app,
+                    self.config.host,
+                    self.config.port,
+                    what="ingest",
+                    task_status=task_status,
+                )
+            )
+            task_status.started(address)
+
+    async def _group_commit(self) -> None:
+        async for first in self._recv:
+            group = [first]
+            while True:
+                try:
+                    group.append(self._recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            accepted = [a for w in group for a in w.accepted]
+            try:
+                # Shielded: a transaction in a worker thread cannot be
+                # abandoned halfway, and its requests must hear how it ended.
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(
+                        self.node.store.ingest_sync, accepted, self._wall_ms()
+                    )
+            except Exception as exc:
+                log.error("storing %d readings failed: %s", len(accepted), exc)
+                for a in accepted:  # reload from the store next time
+                    self._last.pop(a.device, None)
+                for w in group:
+                    w.error = exc
+                    w.done.set()
+                continue
+            for w in group:
+                w.done.set()
+            self.node.attester.queued(len(accepted))
+
+    # -- checking ---------------------------------------------------------------------
+
+    def _registration(
+        self, reading: Reading, economies: dict[bytes, Economy]
+    ) -> tuple[bytes, DeviceRecord] | None:
+        """The device's registration in a followed economy: the one the
+        reading names first, else another (check_reading then says
+        ``wrong_economy``)."""
+        order = [reading.economy] if reading.economy in economies else []
+        order += [
+            e for e, econ in economies.items() if e != reading.economy and econ.kind == IMPACT
+        ]
+        for economy_id in order:
+            cached = self._registrations.get((economy_id, reading.device))
+            if cached is not None:
+                return economy_id, cached
+            raw = self.node.store.record(economy_id, DeviceRecord.key(reading.device))
+            if raw is not None:
+                record = DeviceRecord.decode(raw)
+                if len(self._registrations) < MAX_BUCKETS:
+                    self._registrations[(economy_id, reading.device)] = record
+                return economy_id, record
+        return None
+
+    def _last_accepted(self, device: bytes) -> int | None:
+        if device in self._last:
+            return self._last[device]
+        state = self.node.store.ingest_state(device)
+        return None if state is None else state.last_accepted
+
+    def _check_all(
+        self, items: list[bytes | Any], address: str, economies: dict[bytes, Economy]
+    ) -> tuple[list[Result], list[Accepted], dict[bytes, int]]:
+        """Every check of a request's readings (run under the check lock,
+        perhaps in a worker thread). Returns the results, what to store and
+        the devices' new last counters."""
+        now = self._clock()
+        now_ms = self._wall_ms()
+        host = self.node.key.public
+        skew_ms = self.config.max_clock_skew_s * 1000
+        lasts: dict[bytes, int | None] = {}
+        results: list[Result] = []
+        accepted: list[Accepted] = []
+        for item in items:
+            if not self._by_address.take(address, now):
+                results.append(Result(reason=RATE_LIMITED, detail="too many readings from here"))
+                continue
+            try:
+                signed = (
+                    SignedReading.decode(item)
+                    if isinstance(item, bytes)
+                    else reading_from_json(item)
+                )
+            except Refused as exc:
+                results.append(_refused(exc))
+                continue
+            r = signed.reading
+            found = self._registration(r, economies)
+            if found is None:
+                detail = "no followed economy registers this device"
+                results.append(Result(reason=Reason.UNKNOWN_DEVICE.value, detail=detail))
+                continue
+            economy_id, record = found
+            if r.device not in lasts:
+                lasts[r.device] = self._last_accepted(r.device)
+            try:
+                reading_id = check_reading(
+                    signed,
+                    record,
+                    economy=economy_id,
+                    host=host,
+                    last_counter=lasts[r.device],
+                    now_ms=now_ms,
+                    max_skew_ms=skew_ms,
+                )
+            except Refused as exc:
+                results.append(_refused(exc))
+                continue
+            if not self._by_device.take(r.device, now):
+                results.append(Result(reason=RATE_LIMITED, detail="too many readings of device"))
+                continue
+            lasts[r.device] = r.counter
+            accepted.append(Accepted(economy_id, r.device, r.counter, signed.encode()))
+            results.append(Result(id=reading_id))
+        return results, accepted, {d: c for d, c in lasts.items() if c is not None}
+
+    async def ingest(self, items: list[bytes | Any], address: str) -> list[Result]:
+        """Check ``items`` (signed-reading bytes or JSON objects) sent from
+        ``address``, store the accepted ones durably, return the results."""
+        economies = dict(self.node.applier.economies)  # a snapshot for the worker thread
+        async with self._check_lock:
+            results, accepted, lasts = await signature_work(
+                lambda: self._check_all(items, address, economies), len(items)
+            )
+            self._last.update(lasts)
+        if accepted:
+            write = _Write(accepted)
+            await self._send.send(write)
+            await write.done.wait()
+            if write.error is not None:
+                raise write.error
+        self._count(results)
+        return results
+
+    def _count(self, results: list[Result]) -> None:
+        reasons = Counter(r.reason for r in results if not r.accepted)
+        n = len(results) - sum(reasons.values())
+        self.accepted += n
+        self.refused.update(reasons)
+        if self.metrics is not None:
+            self.metrics.sensor_readings_accepted_total.inc(n)
+            for reason, count in reasons.items():
+                self.metrics.sensor_refused(reason, count)
+
+    # -- HTTP -------------------------------------------------------------------------
+
+    async def _health(self, request: Request) -> Response:
+        return Response(b'{"ok":true}', media_type=JSON)
+
+    async def _post_readings(self, request: Request) -> Response:
+        started = time.perf_counter()
+        ctype = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        as_msgpack = ctype == MSGPACK
+        try:
+            if ctype not in (MSGPACK, JSON):
+                raise _BodyError(415, "malformed", f"Content-Type must be {MSGPACK} or {JSON}")
+            try:
+                body = await read_body(request, self.config.max_body_bytes)
+            except ClientDisconnect:
+                return Response(status_code=400)  # nobody reads it
+            if body is None:
+                limit = self.config.max_body_bytes
+                raise _BodyError(413, "too_large", f"body over {limit} bytes")
+            max_batch = self.config.max_batch
+            items: list[bytes | Any]
+            if as_msgpack:
+                items = list(split_msgpack(body, max_batch))
+            else:
+                items = split_json(body, max_batch)
+            address = request.client.host if request.client else ""
+            try:
+                results = await self.ingest(items, address)
+            except (StoreError, OSError) as exc:  # logged by the group commit
+                raise _BodyError(503, UNAVAILABLE, f"not stored, send again: {exc}") from None
+        except _BodyError as exc:
+            self._count([exc.result])
+            return self._respond(
+                exc.result.to_msgpack() if as_msgpack else exc.result.to_json(),
+                as_msgpack,
+                exc.status,
+            )
+        finally:
+            if self.metrics is not None:
+                self.metrics.sensor_ingest_seconds.observe(time.perf_counter() - started)
+        if as_msgpack:
+            return self._respond([r.to_msgpack() for r in results], True)
+        return self._respond([r.to_json() for r in results], False)
+
+    @staticmethod
+    def _respond(value: Any, as_msgpack: bool, status: int = 200) -> Response:
+        if as_msgpack:
+            return Response(msgpack.packb(value, use_bin_type=True), status, media_type=MSGPACK)
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        return Response(text, status, media_type=JSON)
+
+
+async def serve_ingest(
+    node: Node,
+    config: SensorsConfig,
+    metrics: Metrics | None = None,
+    *,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``node``'s sensor ingest until cancelled; reports ``(host, port)``."""
+    await Ingest(node, config, metrics).serve(task_status=task_status)
