@@ -8,7 +8,8 @@ identity, addresses, validator role, pending submissions, sync lag, peer
 count and the economies it follows with their certificate counts.
 
 ``--json`` prints ``{"node": <node_info>, "peers": [peer ids], "economies":
-[<economy_list items>]}``, the RPC's own shapes.
+[<economy_list items>], "sensors": {economy id: [<sensor_devices items>]}}``,
+the RPC's own shapes.
 """
 
 from __future__ import annotations
@@ -40,12 +41,15 @@ def status(ctx: click.Context, as_json: bool) -> None:
     info = NodeInfo.from_json(results[0])
     peers = peer_ids(results[1])
     economies = [EconomySummary.from_json(e) for e in results[2]]
+    with connect(ctx) as client:
+        hosted = {e.id: client.sensor_devices(e.id) for e in economies if e.kind == "impact"}
     if as_json:
         print_json(
             {
                 "node": info.to_json(),
                 "peers": peers,
                 "economies": [e.to_json() for e in economies],
+                "sensors": {hex_out(k): [d.to_json() for d in v] for k, v in hosted.items()},
             }
         )
         return
@@ -70,6 +74,23 @@ def status(ctx: click.Context, as_json: bool) -> None:
     out.print(Text(f"economies: {len(economies)}", style="bold"))
     if economies:
         out.print(economies_table(economies))
+    names = {e.id: e.name for e in economies}
+    for economy_id, devices in hosted.items():
+        if not devices:
+            continue
+        sensors = Table(title=f"sensors hosted in {names[economy_id]}")
+        for column in ("device", "kind", "owner", "readings", "last accepted", "last attested"):
+            sensors.add_column(column)
+        for d in devices:
+            sensors.add_row(
+                hex_out(d.device)[:14] + "…",
+                d.kind,
+                d.owner,
+                str(d.readings),
+                "-" if d.last_accepted is None else str(d.last_accepted),
+                "-" if d.last_attested is None else str(d.last_attested),
+            )
+        out.print(sensors)
     # Followed by id, genesis not fetched from peers yet.
     known = {e.id for e in economies}
     for economy_id in info.economies:

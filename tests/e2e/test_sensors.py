@@ -156,6 +156,11 @@ async def test_readings_become_certified_credits_and_audit_back_to_the_device(
             return listed if listed and listed[-1].last >= last else None
 
         await until("meter attested", lambda: attested(device, 3))
+        # The host's `mycelia status` lists the devices it hosts.
+        hosted = json.loads(await acli(0, "status", "--json"))["sensors"][economy_hex]
+        mine = {d["device"]: d for d in hosted if d["owner"] == owner}
+        assert set(mine) == {meter["device"], sim["device"]}
+        assert mine[meter["device"]]["last_accepted"] == 3
 
         # The owner claims through node1: 2150 Wh make 2 credits, 150 carried.
         plan = json.loads(
