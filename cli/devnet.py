@@ -175,42 +175,27 @@ def wallet_key(root: Path, name: str) -> SigningKey:
     return key
 
 
-def _make_economy(root: Path, keys: list[SigningKey], steward: SigningKey) -> SignedGenesis:
-    path = root / GENESIS_FILE
+def _make_economy(
+    path: Path,
+    keys: list[SigningKey],
+    name: str,
+    symbol: str,
+    decimals: int,
+    kind: str,
+    policy: Any,
+) -> SignedGenesis:
+    """The devnet economy stored at ``path``, or a new one validated by every
+    node (weight 1, quorum > 2/3) and signed by every node key."""
     if path.exists():
         return SignedGenesis.decode(path.read_bytes())
-    n = len(keys)
     genesis = Genesis(
-        name="Devnet Hours",
-        symbol="DEV",
-        decimals=DECIMALS,
-        kind=MUTUAL_CREDIT,
-        policy=MutualCreditPolicy(MEMBERSHIP_APPROVED, (steward.public,), DEFAULT_LIMIT),
+        name=name,
+        symbol=symbol,
+        decimals=decimals,
+        kind=kind,
+        policy=policy,
         validators=tuple(Validator(k.public, 1) for k in keys),
-        quorum=2 * n // 3 + 1,
-        ts_ms=int(time.time() * 1000),
-        nonce=os.urandom(8),
-    ).checked()
-    signed = SignedGenesis.assemble(genesis, {k.public: genesis.sign(k) for k in keys})
-    path.write_bytes(signed.encode())
-    return signed
-
-
-def _make_impact_economy(root: Path, keys: list[SigningKey]) -> SignedGenesis:
-    path = root / IMPACT_GENESIS_FILE
-    if path.exists():
-        return SignedGenesis.decode(path.read_bytes())
-    n = len(keys)
-    genesis = Genesis(
-        name="Solar Impact",
-        symbol="SUN",
-        decimals=0,
-        kind=IMPACT,
-        policy=ImpactPolicy(
-            MEMBERSHIP_OPEN, (), "energy_wh", 0, UNITS_PER_CREDIT, ("solar-meter",)
-        ),
-        validators=tuple(Validator(k.public, 1) for k in keys),
-        quorum=2 * n // 3 + 1,
+        quorum=2 * len(keys) // 3 + 1,
         ts_ms=int(time.time() * 1000),
         nonce=os.urandom(8),
     ).checked()
@@ -532,13 +517,29 @@ def up(root: Path, n: int, detach: bool, console: Console) -> None:
     dirs = _node_dirs(root, n)
     keys = [_init_node(d) for d in dirs]
     steward = wallet_key(root, STEWARD)
-    signed = _make_economy(root, keys, steward)
+    signed = _make_economy(
+        root / GENESIS_FILE,
+        keys,
+        "Devnet Hours",
+        "DEV",
+        DECIMALS,
+        MUTUAL_CREDIT,
+        MutualCreditPolicy(MEMBERSHIP_APPROVED, (steward.public,), DEFAULT_LIMIT),
+    )
     if len(signed.genesis.validators) != n:
         raise DevnetError(
             f"{root} holds a devnet of {len(signed.genesis.validators)} nodes; "
             f"use --nodes {len(signed.genesis.validators)} or another --dir"
         )
-    impact_signed = _make_impact_economy(root, keys)
+    impact_signed = _make_economy(
+        root / IMPACT_GENESIS_FILE,
+        keys,
+        "Solar Impact",
+        "SUN",
+        0,
+        IMPACT,
+        ImpactPolicy(MEMBERSHIP_OPEN, (), "energy_wh", 0, UNITS_PER_CREDIT, ("solar-meter",)),
+    )
     for d in dirs:
         _import(d, signed)
         _import(d, impact_signed)

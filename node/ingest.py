@@ -62,7 +62,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mycelia.node.applier import signature_work
+from mycelia.node.applier import ready_group, signature_work
 from mycelia.node.config import SensorsConfig
 from mycelia.node.metrics import Metrics
 from mycelia.node.rpc import read_body, serve_http
@@ -303,12 +303,7 @@ class Ingest:
 
     async def _group_commit(self) -> None:
         async for first in self._recv:
-            group = [first]
-            while True:
-                try:
-                    group.append(self._recv.receive_nowait())
-                except trio.WouldBlock:
-                    break
+            group = ready_group(first, self._recv)
             accepted = [a for w in group for a in w.accepted]
             try:
                 # Shielded: a transaction in a worker thread cannot be

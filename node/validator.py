@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import trio
 
 from mycelia.node import wire
-from mycelia.node.applier import Applier, signature_work
+from mycelia.node.applier import Applier, ready_group, signature_work
 from mycelia.node.store import Store, VoteGrant
 from mycelia.protocol import Economy, Reason, Refused, SigningKey, Vote, check
 from mycelia.protocol.locks import resources
@@ -96,12 +96,7 @@ class ValidatorService:
 
     async def _group_commit(self) -> None:
         async for first in self._recv:
-            group = [first]
-            while True:
-                try:
-                    group.append(self._recv.receive_nowait())
-                except trio.WouldBlock:
-                    break
+            group = ready_group(first, self._recv)
             grants = [g for p in group for g in p.grants]
             try:
                 with trio.CancelScope(shield=True):

@@ -13,9 +13,6 @@ node ends with the same balances; ``devnet down`` stops every process.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import trio
@@ -23,21 +20,7 @@ import trio
 from mycelia.cli.client import AsyncClient, Client, Endpoint
 from mycelia.cli.devnet import STATE_FILE, _alive
 from mycelia.protocol import Transfer, did_decode
-from tests.node.procs import ROOT
-
-
-def run(env: dict[str, str], *args: str | Path) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(
-        [sys.executable, "-m", "mycelia.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, **env},
-        timeout=120,
-        check=False,
-    )
-    assert r.returncode == 0, f"mycelia {' '.join(map(str, args))}:\n{r.stdout}\n{r.stderr}"
-    return r
+from tests.e2e.cli import run
 
 
 async def balances(datadir: Path, economy: bytes, dids: list[str]) -> list[int]:

@@ -17,9 +17,6 @@ demo devices reporting and claims for ``alice``.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +25,7 @@ import trio
 from mycelia.cli.client import Client, Endpoint
 from mycelia.cli.devnet import STATE_FILE, _alive
 from mycelia.protocol import SignedReading
-from tests.node.procs import ROOT
-
-
-def run(env: dict[str, str], *args: str | Path) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(
-        [sys.executable, "-m", "mycelia.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, **env},
-        timeout=120,
-        check=False,
-    )
-    assert r.returncode == 0, f"mycelia {' '.join(map(str, args))}:\n{r.stdout}\n{r.stderr}"
-    return r
+from tests.e2e.cli import run
 
 
 async def until(what: str, check: Any, timeout: float = 40) -> Any:
