@@ -626,6 +626,9 @@ class EntryStatus:
     waiting_on: Json = None
     entry: Entry | None = None
     certificate: Certificate | None = None
+    #: refused only: the refusal depended on the validators' state and the
+    #: node gave up at its deadline; the entry may still be certified
+    retryable: bool | None = None
 
     @property
     def final(self) -> bool:
@@ -637,7 +640,7 @@ class EntryStatus:
 
     def to_json(self) -> dict[str, Json]:
         out: dict[str, Json] = {"id": hex_out(self.id), "status": self.status}
-        for name in ("reason", "detail", "waiting_on"):
+        for name in ("reason", "detail", "waiting_on", "retryable"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
@@ -1170,6 +1173,7 @@ class _Core:
             waiting_on=raw.get("waiting_on"),
             entry=entry,
             certificate=certificate,
+            retryable=raw["retryable"] if isinstance(raw.get("retryable"), bool) else None,
         )
 
     def _entry_get_flow(self, entry_id: bytes) -> Flow[EntryStatus]:

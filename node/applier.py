@@ -17,7 +17,10 @@ hop to a worker thread and back costs more than a few verifications
 was the gateway's largest single cost when each submission hopped alone).
 
 After each transaction the writer calls the listeners with the ids it
-applied, on the trio thread, so services can report status or publish.
+applied, on the trio thread, so services can report status or publish. A
+certificate that arrives ahead of its chain is *parked*: durable in the
+store, not applied yet (``store.py``); the gap buffers are reloaded from the
+store at start, so nothing parked is lost by a restart.
 """
 
 from __future__ import annotations
@@ -144,7 +147,12 @@ class Applier:
 
     def _register(self, economy: Economy) -> None:
         self.economies[economy.id] = economy
-        self.buffers.setdefault(economy.id, GapBuffer())
+        if economy.id not in self.buffers:
+            # The gap buffer caches the store's parked certificates, which
+            # were verified before they were parked.
+            buffer = GapBuffer()
+            buffer.restore(self.store.parked(economy.id))
+            self.buffers[economy.id] = buffer
 
     def on_applied(self, fn: Listener) -> None:
         self._listeners.append(fn)
@@ -178,7 +186,7 @@ class Applier:
         if req.error is not None:
             raise req.error
         assert req.result is not None
-        return ApplyResult(req.result.applied, req.result.refused + tuple(bad))
+        return ApplyResult(req.result.applied, req.result.refused + tuple(bad), req.result.parked)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()

@@ -73,6 +73,7 @@ __all__ = [
     "RpcConfig",
     "SensorsConfig",
     "StoreConfig",
+    "SubmitConfig",
     "SyncConfig",
     "ValidatorConfig",
     "check_rpc",
@@ -533,6 +534,18 @@ class ValidatorConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SubmitConfig:
+    """[submit]: how this node gathers votes for the entries wallets submit."""
+
+    retry_deadline_s: float = _setting(
+        60.0,
+        _Positive(),
+        "seconds to keep asking again after refusals that depend on the validators' state "
+        "(missing, insufficient_balance, not_member, clock_skew) before refusing as not final",
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class EconomiesConfig:
     """[economies]: which economies this node stores and gossips."""
 
@@ -673,6 +686,7 @@ class Config:
     node: NodeConfig = field(default_factory=NodeConfig)
     p2p: P2PConfig = field(default_factory=P2PConfig)
     validator: ValidatorConfig = field(default_factory=ValidatorConfig)
+    submit: SubmitConfig = field(default_factory=SubmitConfig)
     economies: EconomiesConfig = field(default_factory=EconomiesConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
     store: StoreConfig = field(default_factory=StoreConfig)

@@ -69,6 +69,7 @@ class NodeSettings:
     request_timeout_s: float = 10.0
     sync_interval_s: float = 30.0
     sync_batch: int = 512
+    retry_deadline_s: float = 60.0
     map_size_mb: int = 64
     max_map_size_mb: int = 1536
     fsync: bool = True
@@ -92,6 +93,7 @@ class NodeSettings:
             request_timeout_s=p.request_timeout_s,
             sync_interval_s=config.sync.interval_s,
             sync_batch=config.sync.batch,
+            retry_deadline_s=config.submit.retry_deadline_s,
             map_size_mb=config.store.map_size_mb,
             max_map_size_mb=config.store.max_map_size_mb,
             fsync=config.store.sync,
@@ -138,7 +140,13 @@ class Node:
             batch=s.sync_batch,
             on_economy=self._subscribe,
         )
-        self.submitter = Submitter(self.store, self.applier, self._send_votes, self.gossip.publish)
+        self.submitter = Submitter(
+            self.store,
+            self.applier,
+            self._send_votes,
+            self.gossip.publish,
+            retry_deadline_s=s.retry_deadline_s,
+        )
         self.attester = Attester(
             key,
             self.store,

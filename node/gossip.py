@@ -18,9 +18,13 @@ One verification per message: py-libp2p runs the validator once per copy
 that arrives while an earlier copy is still being validated (quirk 1 in
 ``p2p.py``), and in a full mesh every peer forwards every message, so
 without care each batch was verified once per neighbour. Concurrent calls
-for the same bytes wait for the first one's verdict instead; certificates
-already stored (a copy arriving after we applied it) are valid by
-construction and skip the signature checks.
+for the same bytes wait for the first one's verdict instead; a certificate
+byte for byte identical to one stored (a copy arriving after we applied it)
+was verified before and skips the signature checks. Only identical bytes:
+the validators' and the author's signatures are not part of the entry id,
+so a known id beside a flipped signature byte is a forgery to drop (and a
+different valid signer subset for a stored entry is verified, then
+accepted).
 
 Drop reasons (the ``reason`` label of ``mycelia_gossip_dropped_total``): the
 protocol reason of the first failure (``bad_signature``,
@@ -194,9 +198,8 @@ class Gossip:
         for cert in certs:
             if cert.entry.economy != economy.id:
                 return self._drop("wrong_economy")
-        # Stored certificates were verified when they were applied.
-        unknown = self.applier.store.unknown([c.entry_id for c in certs])
-        fresh = [c for c in certs if c.entry_id in unknown]
+        # What is stored byte for byte was verified when it was stored.
+        fresh = self.applier.store.not_stored_as_is(certs)
         _, bad = await verify_many(economy, fresh)
         self.verified += len(fresh)
         if bad:

@@ -326,8 +326,18 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "EntryStatus": _obj(
         ["id", "status"],
         {
-            "reason": {"type": "string", "description": "refused: the protocol reason"},
+            "reason": {
+                "type": "string",
+                "description": "refused: the protocol reason; pending: the refusal (depending "
+                "on the validators' state) that is being asked again",
+            },
             "detail": {"type": "string"},
+            "retryable": {
+                "type": "boolean",
+                "description": "refused: true when the reason depended on what the validators "
+                "had seen (the node gave up at its deadline): the same entry may still be "
+                "certified, e.g. submitted again",
+            },
             "waiting_on": {**_INT, "description": "pending: validators found unreachable"},
             "certificate": _ref("Hex"),
             "view": _ref("EntryView"),
@@ -774,9 +784,13 @@ def status_view(status: Status) -> dict[str, Any]:
     out: dict[str, Any] = {"id": hex_out(status.entry_id), "status": status.state}
     if status.state == PENDING:
         out["waiting_on"] = status.waiting_on
+        if status.reason is not None:
+            out["reason"] = status.reason.value
+            out["detail"] = status.detail
     elif status.state == REFUSED_STATE:
         out["reason"] = status.reason.value if status.reason else ""
         out["detail"] = status.detail
+        out["retryable"] = not status.final
     elif status.certificate is not None:
         cert = status.certificate
         out["certificate"] = hex_out(cert.encode())

@@ -19,7 +19,10 @@ accounts      economy (32) + account (32)                      ``Account`` bytes
 records       economy (32) + record key (state.py)             record bytes (msgpack)
 locks         resource key (32)                                entry id (validator)
 votes         entry id (32)                                    our vote's bytes
+parked        entry id (32)                                    certificate bytes (verified,
+                                                               waiting for a gap in its chain)
 pending       entry id (32)                                    submission record
+refusals      entry id (32)                                    :class:`Refusal` (bounded)
 peers         peer id (utf-8)                                  canonical list of addrs
 attests       economy (32) + device (32) + last counter (8)    ``sensor.attest`` entry id
 readings      device (32) + counter (8)                        :class:`StoredReading`
@@ -40,6 +43,37 @@ leaves either the whole batch or none of it. Validator locks and our votes
 are written in one transaction per group of requests and the call returns
 only after the commit (fsync) — the caller sends votes after that, so a lock
 is durable before its vote leaves the node, and many votes share one fsync.
+
+Parked certificates: a verified certificate whose author's chain has a gap
+here (its predecessor has not arrived) cannot be applied yet, but it is
+already final. It is written to ``parked`` in the same transaction that
+finds the gap, and deleted in the one that applies it, so the protocol's
+in-memory :class:`~mycelia.protocol.ledger.GapBuffer` is only a cache of
+``parked``: at start the node reloads it (:meth:`Store.parked`). A
+certificate counts as stored — :meth:`Store.certificate` finds it, a status
+may say "certified" — as soon as it is in either table.
+
+Refusals: the submitter's final answers survive restarts, bounded to
+:data:`MAX_REFUSALS` (the oldest go first), so a wallet can tell an entry
+that was refused from one this node never saw.
+
+Schema versions and migration: ``meta/schema`` names the layout. Opening a
+store of an older schema migrates it in place, one step ``N -> N+1`` at a
+time, each in one write transaction that also bumps the version (a crash
+leaves the store at N or at N+1, never between). Migrations keep every
+certificate, chain, account, validator lock and vote, pending submission and
+reading: a validator that lost its locks could vote for a conflicting entry,
+so there is no "delete and re-sync". A store of an unknown (newer) schema,
+or whose locks and votes cannot be read, is refused with
+:class:`StoreError` before anything is written.
+
+==========  =============================================================
+schema      change
+==========  =============================================================
+4 -> 5      adds ``parked`` and ``refusals`` (empty: schema 4 kept its gap
+            buffer in memory and its refusals nowhere); checks that every
+            lock and vote reads back
+==========  =============================================================
 
 Threads: every write transaction runs entirely inside one call of a
 ``*_sync`` method, which the node runs with ``trio.to_thread.run_sync`` under
@@ -74,9 +108,10 @@ transaction is retried whole.
 
 from __future__ import annotations
 
+import logging
 import struct
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +119,16 @@ from typing import Any, TypeVar
 
 import lmdb
 
-from mycelia.protocol import Account, Certificate, Economy, Ledger, SignedGenesis, codec, schema
+from mycelia.protocol import (
+    Account,
+    Certificate,
+    Economy,
+    Ledger,
+    SignedGenesis,
+    Vote,
+    codec,
+    schema,
+)
 from mycelia.protocol.domains import ID_SIZE
 from mycelia.protocol.ledger import GapBuffer
 from mycelia.protocol.locks import lock_decision
@@ -99,6 +143,7 @@ __all__ = [
     "ApplyResult",
     "InFlight",
     "IngestState",
+    "Refusal",
     "Store",
     "StoreError",
     "StoredReading",
@@ -106,8 +151,13 @@ __all__ = [
     "reading_key",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+#: The oldest schema this code migrates from.
+OLDEST_SCHEMA = 4
+#: Refusals kept for ``entry_get`` across restarts.
+MAX_REFUSALS = 100_000
 MIB = 1 << 20
+log = logging.getLogger("mycelia.store")
 _DBS = (
     "meta",
     "economies",
@@ -118,7 +168,9 @@ _DBS = (
     "records",
     "locks",
     "votes",
+    "parked",
     "pending",
+    "refusals",
     "peers",
     "attests",
     "readings",
@@ -352,6 +404,36 @@ class ApplyResult:
     applied: tuple[bytes, ...]
     #: Certificates refused by the ledger (conflict, buffer full) with why.
     refused: tuple[tuple[Certificate, Refused], ...]
+    #: Certificates of this call stored in ``parked`` (durable, waiting for
+    #: their chain's gap to fill), including ones parked before.
+    parked: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A submitter's final answer for an entry that was not certified.
+    ``final`` is False when the validators' reasons depended on their state
+    (``reasons.STALE_STATE``) and the submitter gave up at its deadline."""
+
+    reason: str
+    detail: str
+    final: bool
+    at_ms: int
+
+    def encode(self) -> bytes:
+        return codec.encode(
+            ["refusal", 1, self.reason, self.detail[:1024], int(self.final), self.at_ms]
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> Refusal:
+        f = schema.array(codec.decode(data, max_size=4096), "refusal", 1, 6, "refusal")
+        return cls(
+            schema.str_(f[2], "reason", max_bytes=64),
+            schema.str_(f[3], "detail", max_bytes=4096),
+            bool(schema.int_(f[4], "final", 0, 1)),
+            schema.int_(f[5], "at_ms", 0, schema.UINT64_MAX),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,14 +468,21 @@ class Store:
             readahead=False,  # random reads on SD cards; readahead wastes RAM
             max_spare_txns=4,
         )
-        self._db = {name: self._env.open_db(name.encode()) for name in _DBS}
         self._write_lock = threading.Lock()
         self._closed = False
+        try:
+            found = self._schema_found()
+            if found is not None and found < SCHEMA_VERSION:
+                self._check_locks_and_votes()  # before anything is written
+            self._db = {name: self._env.open_db(name.encode()) for name in _DBS}
+            self._migrate(found)
+        except BaseException:
+            self._env.close()
+            raise
         #: impact claims applied since this store was opened, and the sum of
         #: their totals (the daemon exports both as metrics)
         self.claims_applied = 0
         self.claimed_units = 0
-        self._check_schema()
 
     def close(self) -> None:
         # After any write transaction still running in a worker thread (the
@@ -404,18 +493,64 @@ class Store:
 
     # -- schema ---------------------------------------------------------------
 
-    def _check_schema(self) -> None:
-        with self._env.begin(write=True) as txn:
-            found = txn.get(b"schema", db=self._db["meta"])
-            if found is None:
-                txn.put(b"schema", str(SCHEMA_VERSION).encode(), db=self._db["meta"])
-                return
-        if found != str(SCHEMA_VERSION).encode():
+    def _schema_found(self) -> int | None:
+        """The schema of an existing store (None for a new one), read
+        without writing anything; :class:`StoreError` if this code cannot
+        open it."""
+        try:
+            meta = self._env.open_db(b"meta", create=False)
+        except lmdb.NotFoundError:
+            return None
+        with self._env.begin(write=False) as txn:
+            raw = txn.get(b"schema", db=meta)
+        if raw is None:
+            return None
+        try:
+            found = int(raw.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            raise StoreError(f"store at {self.path} has an unreadable schema version") from None
+        if found > SCHEMA_VERSION or found < OLDEST_SCHEMA:
             raise StoreError(
-                f"store at {self.path} has schema version {found.decode(errors='replace')}, "
-                f"this mycelia uses {SCHEMA_VERSION}; use a matching mycelia version or a new "
-                "data directory (the node re-syncs from its peers)"
+                f"store at {self.path} has schema version {found}; this mycelia reads "
+                f"{OLDEST_SCHEMA} to {SCHEMA_VERSION} (nothing was changed: run the mycelia "
+                "version that wrote it, or one that migrates from it)"
             )
+        return found
+
+    def _check_locks_and_votes(self) -> None:
+        """Every validator lock and vote must read back, or the store is
+        refused before it is migrated: voting with locks it cannot read
+        could sign a conflicting entry."""
+        try:
+            locks = self._env.open_db(b"locks", create=False)
+            votes = self._env.open_db(b"votes", create=False)
+        except lmdb.NotFoundError:
+            raise StoreError(f"store at {self.path} has no lock tables") from None
+        with self._env.begin(write=False) as txn:
+            for key, value in txn.cursor(db=locks):
+                if len(key) != ID_SIZE or len(value) != ID_SIZE:
+                    raise StoreError(f"store at {self.path}: an unreadable validator lock")
+            for key, value in txn.cursor(db=votes):
+                try:
+                    vote = Vote.decode(value)
+                except Refused as exc:
+                    raise StoreError(f"store at {self.path}: an unreadable vote ({exc})") from None
+                if vote.entry_id != key:
+                    raise StoreError(f"store at {self.path}: a vote stored under another entry")
+
+    def _migrate(self, found: int | None) -> None:
+        meta = self._db["meta"]
+        if found is None:  # a new store
+            with self._env.begin(write=True) as txn:
+                txn.put(b"schema", str(SCHEMA_VERSION).encode(), db=meta)
+            return
+        while found < SCHEMA_VERSION:
+            step = _MIGRATIONS[found]
+            with self._env.begin(write=True) as txn:
+                step(self, txn)
+                txn.put(b"schema", str(found + 1).encode(), db=meta)
+            log.warning("store at %s migrated from schema %d to %d", self.path, found, found + 1)
+            found += 1
 
     # -- the writer --------------------------------------------------------------
 
@@ -453,6 +588,8 @@ class Store:
         held = buffer.snapshot()
         states: list[_TxnState] = []
 
+        held_ids = {c.entry_id for c in held}
+
         def txn_fn(txn: lmdb.Transaction) -> ApplyResult:
             # Runs again if the map had to grow: start from the same buffer.
             buffer.restore(held)
@@ -466,7 +603,17 @@ class Store:
                     applied.extend(ledger.apply(cert, verified=True))
                 except Refused as exc:
                     refused.append((cert, exc))
-            return ApplyResult(tuple(applied), tuple(refused))
+            # The buffer is a cache of ``parked``: what entered it is made
+            # durable, what left it (applied, or dropped as a conflict) goes.
+            now = {c.entry_id: c for c in buffer.snapshot()}
+            parked_db = self._db["parked"]
+            for entry_id, cert in now.items():
+                if entry_id not in held_ids:
+                    txn.put(entry_id, cert.encode(), db=parked_db)
+            for entry_id in held_ids - now.keys():
+                txn.delete(entry_id, db=parked_db)
+            parked = tuple(c.entry_id for c in certs if c.entry_id in now)
+            return ApplyResult(tuple(applied), tuple(refused), parked)
 
         try:
             result = self._write(txn_fn)
@@ -507,10 +654,15 @@ class Store:
         self.update_pending_sync([(entry_id, record)], [])
 
     def update_pending_sync(
-        self, records: list[tuple[bytes, list[Any]]], forget: list[bytes]
+        self,
+        records: list[tuple[bytes, list[Any]]],
+        forget: list[bytes],
+        refusals: Sequence[tuple[bytes, Refusal]] = (),
     ) -> None:
-        """Add submission records and drop finished ones, in one transaction."""
+        """Add submission records, drop finished ones and record refusals,
+        in one transaction."""
         encoded = [(k, codec.encode(r)) for k, r in records]
+        refused = [(k, r.encode()) for k, r in refusals]
 
         def txn_fn(txn: lmdb.Transaction) -> None:
             db = self._db["pending"]
@@ -518,6 +670,15 @@ class Store:
                 txn.put(k, data, db=db)
             for k in forget:
                 txn.delete(k, db=db)
+            if refused:
+                rdb = self._db["refusals"]
+                for k, data in refused:
+                    txn.put(k, data, db=rdb)
+                count = txn.stat(rdb)["entries"]
+                if count > MAX_REFUSALS * 11 // 10:  # amortised: one scan per 10%
+                    ages = sorted((Refusal.decode(v).at_ms, k) for k, v in txn.cursor(db=rdb))
+                    for _, k in ages[: count - MAX_REFUSALS]:
+                        txn.delete(k, db=rdb)
 
         self._write(txn_fn)
 
@@ -744,14 +905,52 @@ class Store:
         return {k: a.seq for k, a in self.accounts(economy_id).items() if a.seq}
 
     def certificate_bytes(self, entry_id: bytes) -> bytes | None:
+        """The stored certificate, applied or parked."""
         with self._read() as txn:
-            return txn.get(entry_id, db=self._db["certs"])
+            raw = txn.get(entry_id, db=self._db["certs"])
+            return raw if raw is not None else txn.get(entry_id, db=self._db["parked"])
 
     def unknown(self, entry_ids: list[bytes]) -> set[bytes]:
-        """Those of ``entry_ids`` with no stored certificate (one read txn)."""
+        """Those of ``entry_ids`` with no stored certificate, applied or
+        parked (one read txn)."""
         with self._read() as txn:
-            certs = self._db["certs"]
-            return {i for i in entry_ids if txn.get(i, db=certs) is None}
+            certs, parked = self._db["certs"], self._db["parked"]
+            return {
+                i
+                for i in entry_ids
+                if txn.get(i, db=certs) is None and txn.get(i, db=parked) is None
+            }
+
+    def not_stored_as_is(self, certs: list[Certificate]) -> list[Certificate]:
+        """Those of ``certs`` that are not byte for byte a stored certificate.
+        A certificate's signatures are not part of its entry id, so a known
+        id proves nothing about the signatures beside it: only identical
+        bytes were verified before."""
+        with self._read() as txn:
+            dbs = self._db["certs"], self._db["parked"]
+            out = []
+            for cert in certs:
+                stored = txn.get(cert.entry_id, db=dbs[0])
+                if stored is None:
+                    stored = txn.get(cert.entry_id, db=dbs[1])
+                if stored is None or stored != cert.encode():
+                    out.append(cert)
+            return out
+
+    def parked(self, economy_id: bytes) -> list[Certificate]:
+        """The economy's parked certificates (to reload its gap buffer)."""
+        with self._read() as txn:
+            out = []
+            for _, raw in txn.cursor(db=self._db["parked"]):
+                cert = Certificate.decode(raw)
+                if cert.entry.economy == economy_id:
+                    out.append(cert)
+            return out
+
+    def refusal(self, entry_id: bytes) -> Refusal | None:
+        with self._read() as txn:
+            raw = txn.get(entry_id, db=self._db["refusals"])
+        return None if raw is None else Refusal.decode(raw)
 
     def certificate(self, entry_id: bytes) -> Certificate | None:
         raw = self.certificate_bytes(entry_id)
@@ -775,6 +974,11 @@ class Store:
                     out.append(txn.get(entry_id, db=certs))
                     expect += 1
         return out
+
+    def chain_entry(self, economy_id: bytes, author: bytes, seq: int) -> bytes | None:
+        """The id of the entry applied at ``(author, seq)``, or None."""
+        with self._read() as txn:
+            return txn.get(chain_key(economy_id, author, seq), db=self._db["chains"])
 
     def chain_ids(self, economy_id: bytes) -> dict[tuple[bytes, int], bytes]:
         """Every ``(author, seq) -> entry id`` of the economy (tests, audits)."""
@@ -968,3 +1172,12 @@ class Store:
 
     def map_size(self) -> int:
         return int(self._env.info()["map_size"])
+
+
+def _v4_to_v5(store: Store, txn: lmdb.Transaction) -> None:
+    """``parked`` and ``refusals`` were created empty when the store opened
+    (after ``_check_locks_and_votes``); every other table keeps its layout."""
+
+
+#: ``N -> migration to N+1`` (see the module docstring).
+_MIGRATIONS: dict[int, Callable[[Store, lmdb.Transaction], None]] = {4: _v4_to_v5}

@@ -16,13 +16,34 @@ How it works (DESIGN §4, §7):
   delivered it yet.
 * A vote is verified and counted. A refusal that names needs (``missing``
   predecessors, an unseen admission) is answered on the next round by
-  attaching those certificates from our store; a refusal without needs is
-  final for that validator. An unreachable validator is retried with
-  backoff, forever: the entry stays pending and says so.
+  attaching those certificates from our store. An unreachable validator is
+  retried with backoff, forever: the entry stays pending and says so.
+* A refusal is *final* for that validator only if its reason is
+  (``reasons.is_final``: a bad signature, a malformed body, the slot taken
+  by another entry). A refusal that depends on the validator's possibly
+  stale state (``missing`` we cannot cure yet, ``insufficient_balance``,
+  ``not_member``, ``clock_skew``, ``buffer_full``) is asked again with
+  backoff, while gossip and sync bring this node and the validators what
+  they lack, until ``retry_deadline_s`` after the submission; the entry is
+  pending *with that reason* meanwhile.
 * When the votes reach quorum the certificate is assembled, applied through
-  the one writer, published by gossip, and the entry is certified. When the
-  final refusals make quorum impossible, the entry is refused with the
-  reason carried by the most refusing weight.
+  the one writer — which stores it, applied, or parked when this node lacks
+  the author's previous entry (``store.py``) — and only once it is durable
+  is it published and the entry certified. When the final refusals make
+  quorum impossible, the entry is refused (``final``); when the deadline
+  passes with final and stale refusals together blocking the quorum, it is
+  refused with ``final`` false: the same entry may still be certified
+  through another node. Either way the reason is the one carried by the
+  most refusing weight, and the refusal is stored (bounded), so
+  ``entry_get`` still knows it after a restart.
+
+Statuses come from the store first: an entry whose certificate is stored
+(applied or parked) is certified, whatever this node concluded before — a
+certificate that arrives by gossip or sync for an entry we refused, or that
+survived a crash between its commit and the pending record's delete. At
+start, a pending record whose certificate is stored is finished, not
+resubmitted. Resubmitting an entry that was refused, or whose certificate
+was lost, starts again: validators re-send the vote they locked for it.
 
 Status changes go to subscribers inside the node (the RPC's subscriptions
 build on this). A certificate for a pending entry that arrives by gossip or
@@ -33,6 +54,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -42,7 +64,7 @@ import trio
 
 from mycelia.node import wire
 from mycelia.node.applier import Applier, signature_work
-from mycelia.node.store import Store
+from mycelia.node.store import Refusal, Store
 from mycelia.protocol import (
     Certificate,
     Economy,
@@ -52,7 +74,7 @@ from mycelia.protocol import (
     Vote,
     assemble,
 )
-from mycelia.protocol.reasons import Need, NeedAdmission, NeedCertificate, NeedChain
+from mycelia.protocol.reasons import Need, NeedAdmission, NeedCertificate, NeedChain, is_final
 
 __all__ = ["CERTIFIED", "PENDING", "REFUSED", "UNKNOWN", "Status", "Submitter"]
 
@@ -60,8 +82,13 @@ log = logging.getLogger("mycelia.submitter")
 PENDING, CERTIFIED, REFUSED = "pending", "certified", "refused"
 #: An id this node never saw: no submission, no outcome, no certificate.
 UNKNOWN = "unknown"
-#: Rounds a curable refusal may be retried with attachments before it is final.
+#: Rounds a curable refusal is retried with attachments at once; after that
+#: it is retried with backoff like any refusal that depends on state.
 MAX_CURE_ATTEMPTS = 3
+#: Backoff between asks after a refusal that depends on state: first, cap (s).
+RETRY_FIRST_S, RETRY_MAX_S = 0.25, 5.0
+#: Default for how long such refusals are retried after the submission.
+RETRY_DEADLINE_S = 60.0
 #: An author's previous entry certified here less than this many seconds ago
 #: is attached to the next one up front (gossip may not have carried it yet).
 RECENT_S = 2.0
@@ -74,8 +101,12 @@ Publish = Callable[[bytes, Certificate], None]
 class Status:
     entry_id: bytes
     state: str  # PENDING, CERTIFIED, REFUSED or UNKNOWN
+    #: refused: why; pending: the refusal being retried, if any
     reason: Reason | None = None
     detail: str = ""
+    #: refused only: False when the reason depended on validators' state and
+    #: the submitter gave up at its deadline (the entry may yet be certified)
+    final: bool = True
     certificate: Certificate | None = None
     #: pending only: validators found unreachable for this entry, so a
     #: caller can tell "waiting for votes" from "waiting for validators".
@@ -90,8 +121,12 @@ class _Job:
     signed: SignedEntry
     economy: Economy
     submitted: float
+    deadline: float
     votes: dict[int, Vote] = field(default_factory=dict)
     final: dict[int, wire.VoteResult] = field(default_factory=dict)
+    #: refusals that depend on the validator's state, asked again at retry_at
+    stale: dict[int, wire.VoteResult] = field(default_factory=dict)
+    retry_at: dict[int, float] = field(default_factory=dict)
     cures: dict[int, tuple[Need, ...]] = field(default_factory=dict)
     attempts: Counter[int] = field(default_factory=Counter)
     asking: set[int] = field(default_factory=set)
@@ -113,6 +148,7 @@ class Submitter:
         *,
         max_batch: int = 512,
         max_backoff_s: float = 10.0,
+        retry_deadline_s: float = RETRY_DEADLINE_S,
     ) -> None:
         self.store = store
         self.applier = applier
@@ -120,6 +156,7 @@ class Submitter:
         self._publish = publish
         self._max_batch = max_batch
         self._max_backoff = max_backoff_s
+        self._retry_deadline = retry_deadline_s
         self._jobs: dict[bytes, _Job] = {}
         self._done: dict[bytes, Status] = {}
         self._events: dict[bytes, trio.Event] = {}
@@ -129,6 +166,10 @@ class Submitter:
         self._lane_economies: set[bytes] = set()
         self._new_economies: list[Economy] = []
         self._forget: list[bytes] = []
+        self._refusals: list[tuple[bytes, Refusal]] = []
+        #: jobs with a quorum whose certificate could not be stored yet
+        #: (the gap buffer was full): settled again after a pause
+        self._unsettled: dict[bytes, Economy] = {}
         #: (economy, author) -> when this node last certified an entry of theirs
         self._certified_at: dict[tuple[bytes, bytes], float] = {}
         self._to_persist: list[tuple[bytes, list[object], trio.Event]] = []
@@ -149,6 +190,8 @@ class Submitter:
         entry_id = await signature_work(signed.verify, 1)
         if entry_id in self._jobs or self.status(entry_id).state == CERTIFIED:
             return entry_id
+        # A refused (or lost) entry submitted again is asked for again.
+        self._done.pop(entry_id, None)
         record = [signed.to_wire(), int(time.time() * 1000)]
         # Group commit: concurrent submissions share one transaction; the
         # entry is durable before its id is returned.
@@ -160,15 +203,34 @@ class Submitter:
         return entry_id
 
     def status(self, entry_id: bytes) -> Status:
-        job = self._jobs.get(entry_id)
-        if job is not None:
-            return Status(entry_id, PENDING, waiting_on=len(job.unreachable))
+        """The store first: a stored certificate makes the entry certified
+        whatever was concluded before; then the pending job, this run's
+        outcome, a stored refusal."""
         done = self._done.get(entry_id)
-        if done is not None:
+        if done is not None and done.state == CERTIFIED:
             return done
         cert = self.store.certificate(entry_id)
         if cert is not None:
             return Status(entry_id, CERTIFIED, certificate=cert)
+        job = self._jobs.get(entry_id)
+        if job is not None:
+            stale = self._stale_reason(job)
+            return Status(
+                entry_id,
+                PENDING,
+                reason=stale[0] if stale else None,
+                detail=stale[1] if stale else "",
+                waiting_on=len(job.unreachable),
+            )
+        if done is not None:
+            return done
+        refusal = self.store.refusal(entry_id)
+        if refusal is not None:
+            try:
+                reason = Reason(refusal.reason)
+            except ValueError:  # written by a newer version
+                reason = Reason.MALFORMED
+            return Status(entry_id, REFUSED, reason, refusal.detail, final=refusal.final)
         return Status(entry_id, UNKNOWN)
 
     async def wait(self, entry_id: bytes) -> Status:
@@ -192,6 +254,11 @@ class Submitter:
         validator) as economies get work. Lanes are independent, so a slow or
         unreachable validator delays nobody."""
         for entry_id, record in self.store.pending().items():
+            if self.store.certificate_bytes(entry_id) is not None:
+                # Certified (committed) before the pending record's delete:
+                # done, never asked again (validators would say seq_reused).
+                self._forget.append(entry_id)
+                continue
             try:
                 signed = SignedEntry.from_wire(record[0])
                 economy = self.applier.economies[signed.entry.economy]
@@ -208,20 +275,36 @@ class Submitter:
                     for index in range(len(economy.validators)):
                         self._lanes[(economy.id, index)] = trio.Event()
                         nursery.start_soon(self._lane, economy, index)
-                if self._to_persist or self._forget:
+                if self._unsettled:
+                    nursery.start_soon(self._resettle, dict(self._unsettled))
+                    self._unsettled.clear()
+                if self._to_persist or self._forget or self._refusals:
                     batch, self._to_persist = self._to_persist, []
                     ids, self._forget = self._forget, []
+                    refusals, self._refusals = self._refusals, []
                     records = [(entry_id, record) for entry_id, record, _ in batch]
-                    await trio.to_thread.run_sync(self.store.update_pending_sync, records, ids)
+                    await trio.to_thread.run_sync(
+                        self.store.update_pending_sync, records, ids, refusals
+                    )
                     for _, _, done in batch:
                         done.set()
                 self._wake = trio.Event()
-                if self._to_persist or self._forget or self._new_economies:
+                if self._to_persist or self._forget or self._refusals or self._new_economies:
                     continue
                 await self._wake.wait()
 
+    async def _resettle(self, jobs: dict[bytes, Economy]) -> None:
+        await trio.sleep(1.0)
+        by_economy: dict[bytes, tuple[Economy, list[_Job]]] = {}
+        for entry_id, economy in jobs.items():
+            job = self._jobs.get(entry_id)
+            if job is not None:
+                by_economy.setdefault(economy.id, (economy, []))[1].append(job)
+        for economy, group in by_economy.values():
+            await self._settle(economy, group)
+
     def _add_job(self, signed: SignedEntry, economy: Economy, now: float) -> None:
-        self._jobs[signed.id] = _Job(signed, economy, now)
+        self._jobs[signed.id] = _Job(signed, economy, now, now + self._retry_deadline)
         if economy.id not in self._lane_economies:
             self._lane_economies.add(economy.id)
             self._new_economies.append(economy)
@@ -232,9 +315,10 @@ class Submitter:
         for event in self._lanes.values():
             event.set()
 
-    def _eligible(self, economy: Economy, index: int) -> list[_Job]:
+    def _eligible(self, economy: Economy, index: int) -> tuple[list[_Job], float | None]:
         """Jobs lane ``index`` should ask about now: per author only the
-        lowest pending seq, not yet answered by this validator, not in flight."""
+        lowest pending seq, not yet answered by this validator (or due to be
+        asked again), not in flight; and when the next retry falls due."""
         lowest: dict[bytes, _Job] = {}
         for job in self._jobs.values():
             e = job.signed.entry
@@ -243,22 +327,31 @@ class Submitter:
             held = lowest.get(e.author)
             if held is None or e.seq < held.signed.entry.seq:
                 lowest[e.author] = job
-        out = [
-            j
-            for j in lowest.values()
-            if index not in j.votes and index not in j.final and index not in j.asking
-        ]
-        return out[: self._max_batch]
+        now = time.monotonic()
+        out = []
+        next_retry: float | None = None
+        for j in lowest.values():
+            if index in j.votes or index in j.final or index in j.asking:
+                continue
+            due = j.retry_at.get(index)
+            if due is not None and due > now:
+                next_retry = due if next_retry is None else min(next_retry, due)
+                continue
+            out.append(j)
+        return out[: self._max_batch], next_retry
 
     async def _lane(self, economy: Economy, index: int) -> None:
         key = economy.validators[index]
         lane = (economy.id, index)
         backoff = 0.0
         while True:
-            jobs = self._eligible(economy, index)
+            jobs, next_retry = self._eligible(economy, index)
             if not jobs:
                 self._lanes[lane] = trio.Event()
-                await self._lanes[lane].wait()
+                # Woken by new work, or when a refusal falls due to be asked again.
+                wait_s = math.inf if next_retry is None else next_retry - time.monotonic()
+                with trio.move_on_after(max(0.0, wait_s)):
+                    await self._lanes[lane].wait()
                 continue
             for j in jobs:
                 j.asking.add(index)
@@ -303,18 +396,31 @@ class Submitter:
             return out
 
         valid = await signature_work(valid_votes, len(jobs))
+        now = time.monotonic()
         for job, result, ok in zip(jobs, results, valid, strict=True):
             job.unreachable.discard(index)
+            job.retry_at.pop(index, None)
             if result.vote is not None:
                 if not ok:
                     continue
                 job.votes[index] = result.vote
                 job.cures.pop(index, None)
-            elif result.needs and job.attempts[index] < MAX_CURE_ATTEMPTS:
-                job.attempts[index] += 1
-                job.cures[index] = result.needs
-            else:
+                job.stale.pop(index, None)
+                continue
+            assert result.reason is not None
+            job.attempts[index] += 1
+            if result.needs and job.attempts[index] <= MAX_CURE_ATTEMPTS:
+                job.cures[index] = result.needs  # attached on the next ask
+            elif is_final(result.reason):
                 job.final[index] = result
+                job.stale.pop(index, None)
+            else:
+                # Not final: ask again later (with what we may have learnt).
+                job.stale[index] = result
+                if result.needs:
+                    job.cures[index] = result.needs
+                k = max(0, job.attempts[index] - MAX_CURE_ATTEMPTS - 1)
+                job.retry_at[index] = now + min(RETRY_MAX_S, RETRY_FIRST_S * 2**k)
         return True
 
     def _attachments(self, job: _Job, index: int) -> tuple[Certificate, ...]:
@@ -370,14 +476,18 @@ class Submitter:
                 cert = assemble(economy, job.signed, job.votes.values(), verified=True)
                 ready.append((job, cert))
             elif economy.quorum_blocked(job.final):
-                by_reason: Counter[Reason] = Counter()
-                details: dict[Reason, str] = {}
-                for i, r in job.final.items():
-                    assert r.reason is not None
-                    by_reason[r.reason] += economy.weights[i]
-                    details.setdefault(r.reason, r.detail)
-                reason = by_reason.most_common(1)[0][0]
-                self._finish(job, Status(job.id, REFUSED, reason, details[reason]))
+                reason, detail = _heaviest(economy, job.final)
+                self._finish(job, Status(job.id, REFUSED, reason, detail))
+            elif time.monotonic() >= job.deadline and economy.quorum_blocked(
+                job.final.keys() | job.stale.keys()
+            ):
+                reason, detail = _heaviest(economy, {**job.stale, **job.final})
+                detail = (
+                    f"{detail} (not certified within {self._retry_deadline:g} s; this refusal "
+                    "depends on what the validators had seen and is not final: the same entry "
+                    "may still be certified, e.g. submitted again)"
+                )
+                self._finish(job, Status(job.id, REFUSED, reason, detail, final=False))
         if not ready:
             return
         result = await self.applier.apply(economy.id, [c for _, c in ready], verified=True)
@@ -385,10 +495,22 @@ class Submitter:
         for job, cert in ready:
             exc = refused.get(job.id)
             if exc is not None:
+                if not is_final(exc.reason):  # e.g. the gap buffer is full: later
+                    job.certifying = False
+                    self._unsettled[job.id] = economy
+                    self._wake.set()
+                    continue
                 self._finish(job, Status(job.id, REFUSED, exc.reason, exc.detail))
                 continue
+            # Durable now: applied, parked behind a gap, or stored before.
             self._publish(economy.id, cert)
             self._finish(job, Status(job.id, CERTIFIED, certificate=cert))
+
+    @staticmethod
+    def _stale_reason(job: _Job) -> tuple[Reason, str] | None:
+        if not job.stale:
+            return None
+        return _heaviest(job.economy, job.stale)
 
     def _finish(self, job: _Job, status: Status) -> None:
         if self._jobs.pop(job.id, None) is None:
@@ -397,6 +519,12 @@ class Submitter:
         if len(self._done) > 100_000:  # bounded memory: the store keeps certificates
             self._done.pop(next(iter(self._done)))
         self._forget.append(job.id)
+        if status.state == REFUSED:
+            assert status.reason is not None
+            refusal = Refusal(
+                status.reason.value, status.detail, status.final, int(time.time() * 1000)
+            )
+            self._refusals.append((job.id, refusal))
         if status.state == CERTIFIED:
             e = job.signed.entry
             self._certified_at[(e.economy, e.author)] = time.monotonic()
@@ -417,3 +545,16 @@ class Submitter:
             if job is not None:
                 cert = self.store.certificate(entry_id)
                 self._finish(job, Status(entry_id, CERTIFIED, certificate=cert))
+
+
+def _heaviest(economy: Economy, answers: dict[int, wire.VoteResult]) -> tuple[Reason, str]:
+    """The reason carried by the most validator weight among ``answers``,
+    with the first detail given for it."""
+    by_reason: Counter[Reason] = Counter()
+    details: dict[Reason, str] = {}
+    for i, r in answers.items():
+        assert r.reason is not None
+        by_reason[r.reason] += economy.weights[i]
+        details.setdefault(r.reason, r.detail)
+    reason = by_reason.most_common(1)[0][0]
+    return reason, details[reason]

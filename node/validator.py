@@ -16,9 +16,15 @@ How a request is answered (DESIGN §4, §7):
    resource is locked to another entry (also across restarts: the locks are
    in LMDB) becomes a ``resource_locked`` answer.
 
-Re-asking for an entry already voted for gets the same vote again (the lock
-rule allows it; Ed25519 signatures are deterministic), so a submitter can
-recover votes lost in transit.
+Re-asking for an entry already voted for gets the stored vote again, before
+any check: the entry may since have been applied here (``seq_reused`` to a
+fresh check), and its certificate may have been lost everywhere — a
+submitter that asks again must be able to gather the same quorum, or the
+author's chain would stay blocked behind locks for an entry nobody holds.
+Likewise an entry this node holds as certified at its slot gets a vote (and
+the lock) even though a fresh check says ``seq_reused``: it is final, so no
+other entry can take that slot, and the submitter asking has not got its
+certificate yet.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import trio
 from mycelia.node import wire
 from mycelia.node.applier import Applier, ready_group, signature_work
 from mycelia.node.store import Store, VoteGrant
-from mycelia.protocol import Economy, Reason, Refused, SigningKey, Vote, check
+from mycelia.protocol import OK, Economy, Reason, Refused, SignedEntry, SigningKey, Vote, check
 from mycelia.protocol.locks import resources
 from mycelia.protocol.state import Account
 
@@ -55,6 +61,14 @@ class StoreView:
 
     def get_record(self, key: bytes) -> bytes | None:
         return self._store.record(self._economy, key)
+
+
+def _signed_by_author(signed: SignedEntry) -> bool:
+    try:
+        signed.verify()
+    except Refused:
+        return False  # ``check`` says why
+    return True
 
 
 @dataclass
@@ -139,7 +153,20 @@ class ValidatorService:
         def check_all() -> list[tuple[wire.VoteResult | None, VoteGrant | None]]:
             out: list[tuple[wire.VoteResult | None, VoteGrant | None]] = []
             for item in items:
+                entry_id = item.signed.id
+                stored = self.store.vote(entry_id)
+                if stored is not None and _signed_by_author(item.signed):
+                    old = Vote.decode(stored)
+                    if old.economy == economy.id and old.epoch == economy.epoch:
+                        out.append((wire.VoteResult(vote=old), None))
+                        continue
                 verdict = check(economy, view, item.signed, now_ms=now_ms)
+                e = item.signed.entry
+                if (
+                    verdict.reason == Reason.SEQ_REUSED
+                    and self.store.chain_entry(economy.id, e.author, e.seq) == entry_id
+                ):
+                    verdict = OK  # certified here: see the module docstring
                 if not verdict.ok:
                     assert verdict.reason is not None
                     result = wire.VoteResult(
@@ -147,7 +174,6 @@ class ValidatorService:
                     )
                     out.append((result, None))
                     continue
-                entry_id = item.signed.id
                 vote = Vote.make(self.key, economy.id, economy.epoch, entry_id)
                 grant = VoteGrant(entry_id, resources(item.signed.entry), vote.encode())
                 out.append((wire.VoteResult(vote=vote), grant))

@@ -12,6 +12,17 @@ A verdict may carry *needs*: things the checker did not know but that the
 submitter could supply (a chain prefix, a member's admission). A verdict with
 needs is curable; one without is final for that state.
 
+Final or not: a validator refuses against its *own*, possibly stale, view
+of the ledger. Some refusals hold whoever checks and whenever (a bad
+signature, a malformed body, the author's slot taken by another entry);
+others only say what this checker has not seen yet (a credit that would
+cover the debit, an admission, the author's previous entry, a clock that has
+not caught up). :data:`STALE_STATE` lists the second kind: a submitter keeps
+such an entry pending — asking again as it and the validators learn more —
+until a deadline, and only then gives up, saying that the refusal was not
+final (the same entry may still be certified through another node).
+:func:`is_final` is the one test every layer uses.
+
 Adding a reason is fine; renaming or re-purposing one is a breaking change.
 """
 
@@ -21,12 +32,14 @@ import enum
 from dataclasses import dataclass
 
 __all__ = [
+    "STALE_STATE",
     "NeedAdmission",
     "NeedCertificate",
     "NeedChain",
     "Reason",
     "Refused",
     "Verdict",
+    "is_final",
 ]
 
 
@@ -156,6 +169,29 @@ class Reason(enum.StrEnum):
     MISSING = "missing"
     #: a bounded buffer (pending certificates) is full.
     BUFFER_FULL = "buffer_full"
+
+
+#: Refusals that depend on what the checker has seen so far, not on the entry
+#: alone: they may turn into a vote once the checker applies more
+#: certificates (credits, an admission, the author's previous entry, an
+#: attestation named by a claim — all reported as ``missing``) or its clock
+#: advances, so they are not final. The sensors rules answer ``missing`` for
+#: facts not seen yet, so their other reasons are final.
+STALE_STATE: frozenset[Reason] = frozenset(
+    {
+        Reason.MISSING,
+        Reason.INSUFFICIENT_BALANCE,
+        Reason.NOT_MEMBER,
+        Reason.CLOCK_SKEW,
+        Reason.BUFFER_FULL,
+    }
+)
+
+
+def is_final(reason: Reason) -> bool:
+    """Whether a validator's refusal for ``reason`` holds for good (see the
+    module docstring): everything not in :data:`STALE_STATE`."""
+    return reason not in STALE_STATE
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,9 @@ FAST = NodeSettings(
     gossip_flush_ms=10,
     request_timeout_s=5.0,
     sync_interval_s=1.0,
+    # Refusals that depend on state (a genuinely short balance, say) settle
+    # as "refused, not final" after this, not after the production minute.
+    retry_deadline_s=5.0,
     fsync=False,  # tests: durability is tested in test_store with fsync on
 )
 

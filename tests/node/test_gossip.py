@@ -78,3 +78,43 @@ async def test_stored_certificates_are_not_verified_again(tmp_path: Path) -> Non
     data = wire.encode_certs([first.encode(), second.encode()])
     assert await gossip._validate(wire.certs_topic(w.id), "peer", data)
     assert gossip.verified == 1
+
+
+def _flip(blob: bytes, at: int) -> bytes:
+    return blob[:at] + bytes([blob[at] ^ 1]) + blob[at + 1 :]
+
+
+async def test_a_forged_signature_on_a_stored_entry_is_dropped(tmp_path: Path) -> None:
+    """The signatures are not part of the entry id: a known id beside a
+    flipped validator or author signature byte must be verified (and
+    dropped), alone or mixed with genuine certificates."""
+    w = World()
+    gossip = await _gossip(tmp_path, w)
+    first, second = w.transfer(A, B, 1), w.transfer(B, A, 2)
+    applier = gossip.applier
+    applier.store.apply_sync(applier.economies[w.id], applier.buffers[w.id], [first, second])
+    topic = wire.certs_topic(w.id)
+    blob = first.encode()
+    vote_sig = _flip(blob, len(blob) - 1)  # the last validator signature
+    author_sig = _flip(blob, blob.index(first.author_signature))
+    for forged in (vote_sig, author_sig):
+        assert forged != blob
+        for batch in ([forged], [second.encode(), forged]):
+            assert not await gossip._validate(topic, "peer", wire.encode_certs(batch))
+    assert gossip.dropped == {"bad_signature": 4}
+    # What is stored is unchanged.
+    assert applier.store.certificate_bytes(first.entry_id) == blob
+
+
+async def test_another_valid_signer_subset_of_a_stored_entry_is_accepted(tmp_path: Path) -> None:
+    w = World()
+    gossip = await _gossip(tmp_path, w)
+    signed = w.entry(A, Transfer(B.public, 1))
+    ours = w.certify(signed, signers=[0, 1, 2])
+    theirs = w.certify(signed, signers=[1, 2, 3])
+    applier = gossip.applier
+    applier.store.apply_sync(applier.economies[w.id], applier.buffers[w.id], [ours])
+    assert theirs.encode() != ours.encode()
+    data = wire.encode_certs([theirs.encode()])
+    assert await gossip._validate(wire.certs_topic(w.id), "peer", data)
+    assert gossip.verified == 1 and gossip.dropped == {}
