@@ -121,6 +121,8 @@ from mycelia.protocol import (
     credits_for,
     did_decode,
     did_encode,
+    entry_accounts,
+    next_entry,
 )
 from mycelia.protocol.domains import ENTRY, GENESIS
 from mycelia.protocol.keys import verify as verify_signature
@@ -569,6 +571,8 @@ class AccountInfo:
     member: bool
     minted: int
     burned: int
+    #: the head entry's timestamp: the next entry may not be earlier
+    ts_ms: int = 0
 
     @classmethod
     def from_json(cls, v: Any) -> AccountInfo:
@@ -584,6 +588,7 @@ class AccountInfo:
                 member=v["member"],
                 minted=amount_in(v["minted"], "minted", negative=True),
                 burned=amount_in(v["burned"], "burned", negative=True),
+                ts_ms=_int(v["ts_ms"], "ts_ms"),
             )
 
     def to_json(self) -> dict[str, Json]:
@@ -596,6 +601,7 @@ class AccountInfo:
             "member": self.member,
             "minted": str(self.minted),
             "burned": str(self.burned),
+            "ts_ms": self.ts_ms,
         }
 
 
@@ -1002,12 +1008,7 @@ def _account_key(account: str) -> bytes:
 
 def _relevant(entry: Entry, account: bytes) -> bool:
     """Whether ``entry`` changed ``account`` (what account_history lists)."""
-    body = entry.body
-    return (
-        entry.author == account
-        or getattr(body, "to", None) == account
-        or getattr(body, "member", None) == account
-    )
+    return account in entry_accounts(entry)
 
 
 class _Core:
@@ -1244,14 +1245,11 @@ class _Core:
     ) -> Flow[bytes]:
         """Build the author's next entry, sign it here, submit it; its id."""
         acct = yield from self._account_flow(economy_id, key.did)
-        now = int(time.time() * 1000) if ts_ms is None else ts_ms
-        if acct.seq > 0 and ts_ms is None:
-            # The chain's timestamps may not go back: never before the head.
-            head = yield from self._entry_get_flow(acct.head)
-            if head.entry is not None:
-                now = max(now, head.entry.ts_ms)
         try:
-            entry = Entry(economy_id, key.public, acct.seq + 1, acct.head, now, body)
+            if ts_ms is None:  # never before the head's timestamp
+                entry = next_entry(economy_id, key.public, acct, body, int(time.time() * 1000))
+            else:
+                entry = Entry(economy_id, key.public, acct.seq + 1, acct.head, ts_ms, body)
         except Refused as exc:
             raise _refused(exc) from None
         signature = entry.sign(key).signature

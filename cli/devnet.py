@@ -49,6 +49,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,7 +68,7 @@ from mycelia.cli.main import CliError, _Group
 from mycelia.node.config import CONFIG_FILE_NAME, default_toml
 from mycelia.node.keyfile import read_key, write_key
 from mycelia.node.store import Store
-from mycelia.protocol import Genesis, SignedGenesis, SigningKey, Validator
+from mycelia.protocol import Genesis, SignedGenesis, SigningKey, Validator, smallest_quorum
 from mycelia.protocol.economy import (
     IMPACT,
     MEMBERSHIP_APPROVED,
@@ -195,7 +196,7 @@ def _make_economy(
         kind=kind,
         policy=policy,
         validators=tuple(Validator(k.public, 1) for k in keys),
-        quorum=2 * len(keys) // 3 + 1,
+        quorum=smallest_quorum(len(keys)),
         ts_ms=int(time.time() * 1000),
         nonce=os.urandom(8),
     ).checked()
@@ -473,8 +474,21 @@ def _impact_table(state: dict[str, Any], impact: dict[str, Any]) -> Table:
     return table
 
 
+def command_as_typed() -> str:
+    """How to run this very ``mycelia`` when pasted into another terminal:
+    the bare name only if that is what ``PATH`` finds (``make run`` starts it
+    from ``.venv/bin``, which is not on a new terminal's ``PATH``)."""
+    here = Path(sys.executable).parent / "mycelia"
+    if not here.exists():
+        return f"{sys.executable} -m mycelia.cli"
+    found = shutil.which("mycelia")
+    if found is not None and Path(found).resolve() == here.resolve():
+        return "mycelia"
+    return str(here)
+
+
 def _how_to(root: Path, state: dict[str, Any], console: Console) -> None:
-    exe = Path(sys.argv[0]).name if Path(sys.argv[0]).name == "mycelia" else "mycelia"
+    exe = command_as_typed()
     node1 = state["nodes"][min(1, len(state["nodes"]) - 1)]["datadir"]
     console.print()
     console.print(Text("In another terminal (the wallets live in the devnet's wallets/):", "bold"))

@@ -52,7 +52,15 @@ from mycelia.cli.wallet import (
     wait_options,
 )
 from mycelia.node.views import hex_out
-from mycelia.protocol import Economy, Genesis, Refused, SignedGenesis, Validator, did_decode
+from mycelia.protocol import (
+    Economy,
+    Genesis,
+    Refused,
+    SignedGenesis,
+    Validator,
+    did_decode,
+    smallest_quorum,
+)
 from mycelia.protocol.economy import (
     KINDS,
     MEMBERSHIP_APPROVED,
@@ -117,7 +125,7 @@ def _build_genesis(
         kind=kind,
         policy=policy,
         validators=tuple(Validator(k, 1) for k in validator_keys),
-        quorum=total * 2 // 3 + 1 if quorum is None else quorum,
+        quorum=smallest_quorum(total) if quorum is None else quorum,
         ts_ms=int(time.time() * 1000),
         nonce=os.urandom(16),
     )

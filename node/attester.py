@@ -50,7 +50,6 @@ from mycelia.node.submitter import CERTIFIED, Submitter
 from mycelia.protocol import (
     DeviceRecord,
     Economy,
-    Entry,
     Reason,
     Refused,
     SignedEntry,
@@ -59,6 +58,7 @@ from mycelia.protocol import (
     build_attestations,
 )
 from mycelia.protocol.economy import IMPACT
+from mycelia.protocol.ledger import ChainHead, Position, next_entry
 
 __all__ = ["Attester"]
 
@@ -200,16 +200,14 @@ class Attester:
         else:
             return None
         me = self.key.public
-        acct = self.store.account(economy.id, me)
-        seq, prev = acct.seq, acct.head
-        ts_ms = max(self._wall_ms(), acct.ts_ms)
+        head: ChainHead = self.store.account(economy.id, me)
+        now_ms = self._wall_ms()
         out = []
         for body, _tree, ordered in parts:
-            entry = Entry(economy.id, me, seq + 1, prev, ts_ms, body)
-            signed_entry = entry.sign(self.key)
+            signed_entry = next_entry(economy.id, me, head, body, now_ms).sign(self.key)
             keys = tuple(reading_key(r.reading.device, r.reading.counter) for r in ordered)
             out.append((signed_entry, InFlight(economy.id, signed_entry.encode(), keys)))
-            seq, prev = seq + 1, signed_entry.id
+            head = Position.after(signed_entry)
         return out
 
     async def _settle(self, signed: SignedEntry) -> bool:

@@ -96,11 +96,13 @@ from mycelia.node.jsonrpc import (
 from mycelia.node.p2p import P2PError
 from mycelia.node.submitter import CERTIFIED, PENDING, UNKNOWN, Status
 from mycelia.node.submitter import REFUSED as REFUSED_STATE
+from mycelia.node.validator import StoreView
 from mycelia.node.views import (
     ParamError,
     account_view,
     body_in,
     certificate_view,
+    claimable_view,
     did_in,
     did_out,
     economy_view,
@@ -112,7 +114,6 @@ from mycelia.node.views import (
 )
 from mycelia.protocol import (
     ZERO_ID,
-    AttestationRecord,
     Certificate,
     ClaimCursor,
     DeviceRecord,
@@ -123,6 +124,9 @@ from mycelia.protocol import (
     SensorAttest,
     SignedEntry,
     SignedGenesis,
+    entry_accounts,
+    impact,
+    next_entry,
     schema,
 )
 from mycelia.protocol.domains import ENTRY
@@ -355,6 +359,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         seq=_INT,
         head=_ref("Id"),
+        ts_ms={**_INT, "description": "the head entry's timestamp (0 before the first entry)"},
         member={"type": "boolean"},
         minted=_ref("SignedAmount"),
         burned=_ref("SignedAmount"),
@@ -727,6 +732,9 @@ async def entry_prepare(
     parsed = body_in(kind, body)
     store = api.node.store
     acct = store.account(economy, author)
+    now_ms = int(time.time() * 1000) if ts_ms is None else ts_ms
+    if seq is None and prev is None and ts_ms is None:
+        return _prepared(next_entry(economy, author, acct, parsed, now_ms))
     if seq is None:
         seq = acct.seq + 1
     if prev is None:
@@ -739,9 +747,12 @@ async def entry_prepare(
             if not found:
                 raise ParamError("prev", f"this node does not hold the author's entry {seq - 1}")
             prev = Certificate.decode(found[0]).entry_id
-    if ts_ms is None:
-        ts_ms = int(time.time() * 1000)
-    entry = Entry(economy, author, seq, prev, ts_ms, parsed)
+    if ts_ms is None:  # never before the head's: check would refuse ts_regression
+        ts_ms = max(now_ms, acct.ts_ms) if seq == acct.seq + 1 else now_ms
+    return _prepared(Entry(economy, author, seq, prev, ts_ms, parsed))
+
+
+def _prepared(entry: Entry) -> dict[str, Any]:
     entry_id = entry.id
     return {
         "id": hex_out(entry_id),
@@ -1047,30 +1058,15 @@ async def sensor_get_attestation(api: Api, session: Session | None, id: bytes) -
 async def sensor_claimable(
     api: Api, session: Session | None, economy: bytes, device: bytes
 ) -> dict[str, Any]:
-    metric = api.economy(economy).impact.metric  # not_allowed outside impact economies
+    econ = api.economy(economy)
+    _ = econ.impact  # not_allowed outside impact economies (before unknown_device)
     record = _registration(api, economy, device)
     store = api.node.store
+    view = StoreView(store, economy)
     raw = store.record(economy, ClaimCursor.key(record.owner, device))
-    cursor = ClaimCursor() if raw is None else ClaimCursor.decode(raw)
-    out = []
-    for att in store.attestations_of(economy, device, cursor.last, MAX_CLAIMABLE):
-        data = store.record(economy, AttestationRecord.key(att))
-        if data is None:  # the index is written with the record: never
-            continue
-        row = AttestationRecord.decode(data).body.row(device)
-        if row is None:
-            continue
-        agg = row.aggregate(metric)
-        out.append(
-            {
-                "id": hex_out(att),
-                "first": row.first,
-                "last": row.last,
-                "count": row.count,
-                "total": str(0 if agg is None else agg.sum),
-            }
-        )
-    return {"cursor": cursor.last, "carry": str(cursor.carry), "attestations": out}
+    after = (ClaimCursor() if raw is None else ClaimCursor.decode(raw)).last
+    candidates = store.attestations_of(economy, device, after, MAX_CLAIMABLE)
+    return claimable_view(impact.claimable(econ, view, device, candidates))
 
 
 @method(
@@ -1325,7 +1321,7 @@ class Hub:
                     continue
                 cert = Certificate.decode(data)
                 view: dict[str, Any] | None = None
-                for account in _touched(cert.entry):
+                for account in entry_accounts(cert.entry):
                     for sub in list(by_account.get(account, ())):
                         view = view or certificate_view(cert, data)
                         sub.session.notify(sub.id, view)
@@ -1345,18 +1341,6 @@ class Hub:
                 sub.session.end(sub)  # final: the subscription is over
         except Exception:  # never into the submitter
             log.exception("entry notifications failed")
-
-
-def _touched(entry: Entry) -> set[bytes]:
-    """The accounts an entry's certificate changes: its author and whoever
-    its body names (a recipient, an admitted member, a member whose limit is
-    set) — the accounts the store's history indexes it under."""
-    accounts = {entry.author}
-    for name in ("to", "member"):
-        key = getattr(entry.body, name, None)
-        if key is not None:
-            accounts.add(key)
-    return accounts
 
 
 # -- HTTP and WebSocket ------------------------------------------------------------------

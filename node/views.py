@@ -44,6 +44,7 @@ from mycelia.protocol import (
     schema,
 )
 from mycelia.protocol.economy import ImpactPolicy, IssuedPolicy, MutualCreditPolicy
+from mycelia.protocol.impact import Claimable
 from mycelia.protocol.sensors import (
     Aggregate,
     AttestedDevice,
@@ -61,6 +62,7 @@ __all__ = [
     "body_in",
     "body_out",
     "certificate_view",
+    "claimable_view",
     "did_in",
     "did_out",
     "economy_view",
@@ -406,15 +408,34 @@ def certificate_view(cert: Certificate, data: bytes | None = None) -> dict[str, 
 # -- accounts and economies -------------------------------------------------------------
 
 
+def claimable_view(c: Claimable) -> dict[str, Any]:
+    """The ``sensor_claimable`` result."""
+    return {
+        "cursor": c.cursor.last,
+        "carry": amount_out(c.cursor.carry),
+        "attestations": [
+            {
+                "id": hex_out(r.attestation),
+                "first": r.first,
+                "last": r.last,
+                "count": r.count,
+                "total": amount_out(r.total),
+            }
+            for r in c.rows
+        ],
+    }
+
+
 def account_view(economy: Economy, public: bytes, acct: Account) -> dict[str, Any]:
     mutual = isinstance(economy.genesis.policy, MutualCreditPolicy)
     return {
         "account": did_out(public),
         "balance": amount_out(acct.balance),
-        "limit": amount_out(acct.limit(economy.default_limit)) if mutual else None,
+        "limit": amount_out(economy.credit_limit(acct)) if mutual else None,
         "seq": acct.seq,
         "head": hex_out(acct.head),
-        "member": bool(acct.admitted) or economy.is_member_by_policy(public),
+        "ts_ms": acct.ts_ms,
+        "member": economy.is_member(public, acct),
         "minted": amount_out(acct.minted),
         "burned": amount_out(acct.burned),
     }

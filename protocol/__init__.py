@@ -31,12 +31,19 @@ Modules, from the bottom up:
 
 from mycelia.protocol import codec, keys, merkle, sensors
 from mycelia.protocol.certificates import Certificate, Vote, assemble, vote_id
-from mycelia.protocol.economy import Economy, Genesis, ImpactPolicy, SignedGenesis, Validator
+from mycelia.protocol.economy import (
+    Economy,
+    Genesis,
+    ImpactPolicy,
+    SignedGenesis,
+    Validator,
+    smallest_quorum,
+)
 from mycelia.protocol.entries import Entry, SignedEntry
 from mycelia.protocol.impact import AttestationRecord, ClaimCursor, credits_for
 from mycelia.protocol.keys import SigningKey, did_decode, did_encode
-from mycelia.protocol.kinds import Burn, CreditSet, MemberAdmit, Mint, Transfer
-from mycelia.protocol.ledger import GapBuffer, Ledger, apply, check, transition
+from mycelia.protocol.kinds import Burn, CreditSet, MemberAdmit, Mint, Transfer, entry_accounts
+from mycelia.protocol.ledger import GapBuffer, Ledger, apply, check, next_entry, transition
 from mycelia.protocol.locks import lock_decision, resources
 from mycelia.protocol.merkle import MerkleProof, MerkleTree, check_proof, merkle_root, verify_proof
 from mycelia.protocol.reasons import OK, Reason, Refused, Verdict
@@ -122,12 +129,15 @@ __all__ = [
     "device_id",
     "did_decode",
     "did_encode",
+    "entry_accounts",
     "keys",
     "lock_decision",
     "merkle",
     "merkle_root",
+    "next_entry",
     "resources",
     "sensors",
+    "smallest_quorum",
     "transition",
     "verify_device_signature",
     "verify_proof",

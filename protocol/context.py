@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from mycelia.protocol import keys, schema
-from mycelia.protocol.economy import MUTUAL_CREDIT, Economy
+from mycelia.protocol.economy import Economy
 from mycelia.protocol.reasons import NeedAdmission, Reason, Refused
 from mycelia.protocol.state import Account, Changes, StateView, fact_key, own_key
 
@@ -74,7 +74,7 @@ class Context:
     # -- shared rule pieces -----------------------------------------------------
 
     def require_member(self, key: bytes, who: str) -> None:
-        if self.economy.is_member_by_policy(key) or self.get(key).admitted:
+        if self.economy.is_member(key, self.get(key)):
             return
         raise Refused(
             Reason.NOT_MEMBER,
@@ -84,7 +84,7 @@ class Context:
 
     def require_debit(self, key: bytes, amount: int) -> None:
         acct = self.get(key)
-        limit = acct.limit(self.economy.default_limit) if self.economy.kind == MUTUAL_CREDIT else 0
+        limit = self.economy.credit_limit(acct)
         if acct.balance - amount < -limit:
             raise Refused(
                 Reason.INSUFFICIENT_BALANCE,
@@ -144,6 +144,13 @@ class Kind:
     @staticmethod
     def effects(ctx: Context) -> None:
         raise NotImplementedError
+
+    @staticmethod
+    def accounts(entry: Any) -> tuple[bytes, ...]:
+        """Every account ``effects`` changes, the author first (besides the
+        author's own chain position, which every entry changes). Kinds that
+        credit or set another account override this."""
+        return (entry.author,)
 
     @staticmethod
     def resources(entry: Any) -> tuple[tuple[Any, ...], ...]:

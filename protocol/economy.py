@@ -65,6 +65,7 @@ from mycelia.protocol.sensors import (
     MAX_METRIC_BYTES,
     MIN_EXPONENT,
 )
+from mycelia.protocol.state import Account
 
 __all__ = [
     "IMPACT",
@@ -80,6 +81,7 @@ __all__ = [
     "MutualCreditPolicy",
     "SignedGenesis",
     "Validator",
+    "smallest_quorum",
 ]
 
 MUTUAL_CREDIT = "mutual_credit"
@@ -150,6 +152,13 @@ class ImpactPolicy:
 
 
 Policy = MutualCreditPolicy | IssuedPolicy | ImpactPolicy
+
+
+def smallest_quorum(total_weight: int) -> int:
+    """The least quorum a genesis may name for ``total_weight``: more than
+    two thirds of it (``3 * quorum > 2 * total``), so any two quorums share
+    more than a third of the weight."""
+    return 2 * total_weight // 3 + 1
 
 
 def _bad(detail: str) -> Refused:
@@ -258,7 +267,7 @@ class Genesis:
         weights = [schema.int_(x[1], "validator weight", 1, MAX_WEIGHT) for x in vpairs]
         quorum = schema.int_(f[8], "quorum", 1, MAX_WEIGHT * MAX_VALIDATORS)
         total = sum(weights)
-        if not (3 * quorum > 2 * total and quorum <= total):
+        if not (quorum >= smallest_quorum(total) and quorum <= total):
             raise _bad(f"quorum {quorum} must be > 2/3 of total weight {total} and <= it")
         ts_ms = schema.int_(f[9], "ts_ms", 0, schema.INT64_MAX)
         nonce = schema.bytes_(f[10], "nonce", max_size=32)
@@ -394,6 +403,17 @@ class Economy:
         """True once the validators at ``refused`` hold so much weight that
         the others together can no longer reach quorum."""
         return self.weight(refused) > sum(self.weights) - self.quorum
+
+    def is_member(self, account: bytes, state: Account) -> bool:
+        """Whether ``account`` (with its applied ``state``) is a member in
+        force: by policy, or admitted (an admission is a monotonic fact)."""
+        return bool(state.admitted) or self.is_member_by_policy(account)
+
+    def credit_limit(self, state: Account) -> int:
+        """The credit limit in force for an account with ``state``: its balance
+        may go down to ``-credit_limit``. Mutual credit: the steward-set limit,
+        else the default; issued and impact economies: 0."""
+        return state.limit(self.default_limit) if self.kind == MUTUAL_CREDIT else 0
 
     def is_member_by_policy(self, account: bytes) -> bool:
         """Members without an admission: everyone in an open economy,

@@ -80,13 +80,14 @@ kind                      refusals (besides ``not_allowed`` and ``malformed_body
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
 from mycelia.protocol import codec, keys, schema
 from mycelia.protocol.context import Context, Kind, replace_account
-from mycelia.protocol.economy import IMPACT
+from mycelia.protocol.economy import IMPACT, Economy
 from mycelia.protocol.reasons import NeedCertificate, Reason, Refused
 from mycelia.protocol.sensors import (
     DeviceRecord,
@@ -95,14 +96,17 @@ from mycelia.protocol.sensors import (
     SensorAttest,
     check_device_key,
 )
-from mycelia.protocol.state import fact_key, own_key
+from mycelia.protocol.state import StateView, fact_key, own_key
 
 __all__ = [
     "AttestationRecord",
     "ClaimCursor",
+    "Claimable",
+    "ClaimableRow",
     "DeviceRegisterRule",
     "ImpactClaimRule",
     "SensorAttestRule",
+    "claimable",
     "credits_for",
 ]
 
@@ -189,6 +193,55 @@ def credits_for(carry: int, total: int, units_per_credit: int) -> tuple[int, int
     acc = carry + total
     minted = acc // units_per_credit if acc > 0 else 0
     return minted, acc - minted * units_per_credit
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimableRow:
+    """One certified attestation of a device not yet claimed: its counter
+    range and reading count, and the total of the economy's metric in it."""
+
+    attestation: bytes
+    first: int
+    last: int
+    count: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claimable:
+    """What a device's owner may claim next: its claim cursor (the last
+    counter claimed and the carried remainder) and the attestations after it."""
+
+    cursor: ClaimCursor
+    rows: tuple[ClaimableRow, ...]
+
+
+def claimable(
+    economy: Economy, view: StateView, device: bytes, attestations: Iterable[bytes]
+) -> Claimable:
+    """The attestations among ``attestations`` (candidate ids, in counter
+    order — e.g. a node's index of the device's attestations) that the
+    device's owner has not claimed yet, as ``impact.claim`` will see them.
+    ``not_allowed`` outside impact economies, ``unknown_device`` if the
+    device is not registered."""
+    metric = economy.impact.metric
+    raw = view.get_record(fact_key(DEVICE_FACT, device))
+    if raw is None:
+        raise Refused(Reason.UNKNOWN_DEVICE, f"device {device.hex()} is not registered")
+    owner = DeviceRecord.decode(raw).owner
+    data = view.get_record(ClaimCursor.key(owner, device))
+    cursor = ClaimCursor() if data is None else ClaimCursor.decode(data)
+    rows = []
+    for att in attestations:
+        fact = view.get_record(AttestationRecord.key(att))
+        row = None if fact is None else AttestationRecord.decode(fact).body.row(device)
+        if row is None or row.first <= cursor.last:
+            continue
+        agg = row.aggregate(metric)
+        rows.append(
+            ClaimableRow(att, row.first, row.last, row.count, 0 if agg is None else agg.sum)
+        )
+    return Claimable(cursor, tuple(rows))
 
 
 def _device(ctx: Context, device: bytes) -> DeviceRecord | None:

@@ -72,6 +72,7 @@ __all__ = [
     "Mint",
     "SensorAttest",
     "Transfer",
+    "entry_accounts",
 ]
 
 MAX_MEMO_BYTES = 256
@@ -130,6 +131,10 @@ class TransferRule(Kind):
     name = "transfer"
 
     @staticmethod
+    def accounts(entry: Any) -> tuple[bytes, ...]:
+        return (entry.author, entry.body.to)
+
+    @staticmethod
     def parse(raw: Any) -> Transfer:
         return Transfer(*_body(raw, 3, "transfer"))
 
@@ -161,6 +166,10 @@ class Mint(_Payment):
 
 class MintRule(Kind):
     name = "mint"
+
+    @staticmethod
+    def accounts(entry: Any) -> tuple[bytes, ...]:
+        return (entry.author, entry.body.to)
 
     @staticmethod
     def parse(raw: Any) -> Mint:
@@ -254,6 +263,10 @@ class MemberAdmitRule(Kind):
     name = "member.admit"
 
     @staticmethod
+    def accounts(entry: Any) -> tuple[bytes, ...]:
+        return (entry.author, entry.body.member)
+
+    @staticmethod
     def parse(raw: Any) -> MemberAdmit:
         return MemberAdmit(*_body(raw, 1, "member.admit"))
 
@@ -299,6 +312,10 @@ class CreditSetRule(Kind):
     name = "credit.set"
 
     @staticmethod
+    def accounts(entry: Any) -> tuple[bytes, ...]:
+        return (entry.author, entry.body.member)
+
+    @staticmethod
     def parse(raw: Any) -> CreditSet:
         return CreditSet(*_body(raw, 2, "credit.set"))
 
@@ -334,3 +351,11 @@ KINDS: dict[str, type[Kind]] = {
         ImpactClaimRule,
     )
 }
+
+
+def entry_accounts(entry: Any) -> tuple[bytes, ...]:
+    """Every account whose state ``entry``'s certificate changes, the author
+    first: what a node indexes its history under and notifies about. Kind
+    rules declare it (:meth:`Kind.accounts`); the property tests hold it
+    equal to the accounts ``effects`` really change."""
+    return KINDS[entry.kind].accounts(entry)

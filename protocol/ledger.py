@@ -40,7 +40,7 @@ the same functions over its LMDB store.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 
 from mycelia.protocol import keys
 from mycelia.protocol.certificates import Certificate
@@ -50,10 +50,57 @@ from mycelia.protocol.kinds import KINDS, Context
 from mycelia.protocol.reasons import OK, NeedChain, Reason, Refused, Verdict
 from mycelia.protocol.state import Account, Changes, MemoryState, StateView
 
-__all__ = ["MAX_SKEW_MS", "ChainState", "GapBuffer", "Ledger", "apply", "check", "transition"]
+__all__ = [
+    "MAX_SKEW_MS",
+    "ChainHead",
+    "ChainState",
+    "GapBuffer",
+    "Ledger",
+    "Position",
+    "apply",
+    "check",
+    "next_entry",
+    "transition",
+]
 
 #: Default tolerance for an entry's timestamp ahead of the checker's clock.
 MAX_SKEW_MS = 120_000
+
+
+class ChainHead(Protocol):
+    """An author's applied chain head: an :class:`Account`, or a wallet's
+    view of one (the RPC's ``account_get``)."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def head(self) -> bytes: ...
+
+    @property
+    def ts_ms(self) -> int: ...
+
+
+class Position(NamedTuple):
+    """A chain head held outside the state: e.g. an author signing several
+    entries in a row before any is certified (``Position.after``)."""
+
+    seq: int
+    head: bytes
+    ts_ms: int
+
+    @classmethod
+    def after(cls, signed: SignedEntry) -> Position:
+        return cls(signed.entry.seq, signed.id, signed.entry.ts_ms)
+
+
+def next_entry(economy: bytes, author: bytes, head: ChainHead, body: Any, now_ms: int) -> Entry:
+    """The author's next entry after ``head``, as ``check`` will want it:
+    ``seq + 1``, ``prev`` the head's id, and ``ts_ms`` = ``now_ms`` but never
+    before the head's (a clock behind the chain would be ``ts_regression``).
+    The one place wallets, the RPC's ``entry_prepare`` and the node's own
+    entries (attestations) take it from."""
+    return Entry(economy, author, head.seq + 1, head.head, max(now_ms, head.ts_ms), body)
 
 
 def check(

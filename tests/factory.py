@@ -29,6 +29,7 @@ from mycelia.protocol import (
     Validator,
     Vote,
     assemble,
+    smallest_quorum,
 )
 from mycelia.protocol.economy import ImpactPolicy, IssuedPolicy, MutualCreditPolicy
 from mycelia.protocol.merkle import MerkleTree
@@ -73,7 +74,7 @@ def genesis(
     vkeys = list(validators) if validators is not None else validator_keys(4)
     w = list(weights) if weights is not None else [1] * len(vkeys)
     total = sum(w)
-    q = quorum if quorum is not None else total * 2 // 3 + 1
+    q = quorum if quorum is not None else smallest_quorum(total)
     steward_keys = tuple(s.public for s in stewards)
     if kind == "mutual_credit":
         policy = MutualCreditPolicy(membership, steward_keys, default_limit)
@@ -125,7 +126,7 @@ def impact_genesis(
         kind="impact",
         policy=policy,
         validators=tuple(Validator(v.public, 1) for v in vkeys),
-        quorum=len(vkeys) * 2 // 3 + 1,
+        quorum=smallest_quorum(len(vkeys)),
         ts_ms=T0,
         nonce=nonce,
     )

@@ -40,6 +40,7 @@ import msgpack
 from mycelia.node.views import (
     account_view,
     certificate_view,
+    claimable_view,
     did_in,
     economy_view,
     entry_view,
@@ -48,7 +49,6 @@ from mycelia.node.views import (
 )
 from mycelia.protocol import (
     Certificate,
-    ClaimCursor,
     DeviceRecord,
     Economy,
     Entry,
@@ -62,8 +62,9 @@ from mycelia.protocol import (
     check_reading,
     codec,
     did_encode,
+    entry_accounts,
 )
-from mycelia.protocol.impact import AttestationRecord
+from mycelia.protocol.impact import claimable
 from mycelia.protocol.reasons import Reason
 from tests.factory import World, key, sign_genesis
 
@@ -81,8 +82,7 @@ class FakeError(Exception):
 
 
 def _relevant(cert: Certificate, public: bytes) -> bool:
-    body = cert.entry.body
-    return public in (cert.entry.author, getattr(body, "to", None), getattr(body, "member", None))
+    return public in entry_accounts(cert.entry)
 
 
 class FakeNode:
@@ -288,29 +288,11 @@ class FakeNode:
     def m_sensor_claimable(self, p: dict[str, Any]) -> Any:
         world = self._world(p)
         device = hex_in(p["device"], "device", size=32)
-        record = world.ledger.state.get_record(DeviceRecord.key(device))  # type: ignore[attr-defined]
-        if record is None:
-            raise FakeError(-32001, "unknown_device", "not registered")
-        owner = DeviceRecord.decode(record).owner
-        raw = world.ledger.state.get_record(ClaimCursor.key(owner, device))  # type: ignore[attr-defined]
-        cursor = ClaimCursor() if raw is None else ClaimCursor.decode(raw)
-        out = []
-        for att in self._host().order:
-            fact = world.ledger.state.get_record(AttestationRecord.key(att))  # type: ignore[attr-defined]
-            row = None if fact is None else AttestationRecord.decode(fact).body.row(device)
-            if row is None or row.first <= cursor.last:
-                continue
-            agg = row.aggregate(world.economy.impact.metric)
-            out.append(
-                {
-                    "id": hex_out(att),
-                    "first": row.first,
-                    "last": row.last,
-                    "count": row.count,
-                    "total": str(0 if agg is None else agg.sum),
-                }
-            )
-        return {"cursor": cursor.last, "carry": str(cursor.carry), "attestations": out}
+        try:
+            found = claimable(world.economy, world.ledger.state, device, self._host().order)
+        except Refused as exc:
+            raise FakeError(-32001, exc.reason.value, exc.detail) from None
+        return claimable_view(found)
 
     def m_sensor_devices(self, p: dict[str, Any]) -> Any:
         host = self._host()

@@ -243,7 +243,9 @@ def test_balance(node: tuple[FakeNode, World, SigningKey]) -> None:
         "member": True,
         "minted": "0",
         "burned": "0",
+        "ts_ms": world.ledger.account(alice.public).ts_ms,
     }
+    assert doc["ts_ms"] > 0
     text = ok("wallet", "balance", "alice", "--economy", hex_out(world.id)).stdout
     assert "-9.05 TVH" in text and "10.00 TVH" in text
 

@@ -16,6 +16,8 @@ validator says it needs, and forms certificates at quorum. Then:
   random order, holds exactly the submitter's state and chains; so does a
   fresh ledger fed the certificates in any permutation (gaps buffered);
 * every chain is gap-free and hash-linked;
+* ``entry_accounts`` names exactly the accounts each certificate's effects
+  change (what nodes index history under and notify about);
 * in an impact economy (sensors: registrations, attestations, claims,
   payments and burns), any permutation of the certificates gives the same
   accounts and records, and each owner's minted credits times the rate plus
@@ -46,6 +48,8 @@ from mycelia.protocol import (
     Transfer,
     Vote,
     assemble,
+    entry_accounts,
+    transition,
 )
 from mycelia.protocol.locks import lock_decision, resources
 from mycelia.protocol.sensors import DeviceKey
@@ -240,6 +244,9 @@ def test_random_histories_keep_every_invariant(
             # debit through that the full history would refuse.
             assert truth.reason is Reason.INSUFFICIENT_BALANCE, truth
             assert author.public in lowered
+        changed = transition(world.economy, world.ledger.state, cert.entry, cert.entry_id)
+        assert set(changed.accounts) == set(entry_accounts(cert.entry))
+        assert entry_accounts(cert.entry)[0] == cert.entry.author
         assert world.ledger.apply(cert) == [cert.entry_id]
         certs.append(cert)
         for v in validators:
@@ -334,7 +341,12 @@ def test_any_permutation_of_sensor_certificates_gives_the_same_state(
     certs: list[Certificate] = []
 
     def commit(author: SigningKey, body: object) -> Certificate:
+        signed = world.entry(author, body)
+        changed = transition(world.economy, world.ledger.state, signed.entry, signed.id)
+        assert set(changed.accounts) == set(entry_accounts(signed.entry))
+        world.clock -= 1  # commit() below builds the same entry again
         certs.append(world.commit(author, body))
+        assert certs[-1].entry_id == signed.id
         return certs[-1]
 
     devices = []
