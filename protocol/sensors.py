@@ -252,21 +252,22 @@ def verify_device_signature(
     key_type: str, public_key: bytes, domain: Domain, id_: bytes, signature: bytes
 ) -> None:
     """Raise unless ``signature`` is the device key's signature over
-    ``domain.message(id_)``: ``bad_signature`` (wrong length, does not
-    verify, ``r`` or ``s`` out of range), ``high_s`` (a P-256 ``s`` above
-    ``n/2``), ``bad_key`` (not a valid key of its type)."""
+    ``domain.message(id_)``. The key is checked first, with
+    :func:`check_device_key` (``bad_key``; ``malformed_body`` for an unknown
+    key type), so an invalid key is ``bad_key`` here as in the ledger's
+    registration rule and ``ledger.check``; then the signature:
+    ``bad_signature`` (wrong length, does not verify, ``r`` or ``s`` out of
+    range) or ``high_s`` (a P-256 ``s`` above ``n/2``)."""
+    check_device_key(key_type, public_key)
     if type(signature) is not bytes or len(signature) != SIGNATURE_SIZE:
         raise Refused(Reason.BAD_SIGNATURE, "a device signature is 64 bytes")
     if type(id_) is not bytes or len(id_) != ID_SIZE:
         raise Refused(Reason.BAD_SIGNATURE, "a device signs a 32-byte id")
     if key_type == ED25519:
-        if not keys.verify(public_key, domain, id_, signature):
-            raise Refused(Reason.BAD_SIGNATURE, "the device's Ed25519 signature does not verify")
+        keys.check_signature(public_key, domain, id_, signature, "device")
         return
-    if key_type != P256:
-        raise Refused(_B, f"unknown key type {key_type!r}")
-    pub = _p256_public(public_key) if type(public_key) is bytes else None
-    if pub is None:
+    pub = _p256_public(public_key)
+    if pub is None:  # check_device_key refused it already
         raise Refused(Reason.BAD_KEY, "not a compressed P-256 point")
     r = int.from_bytes(signature[:32], "big")
     s = int.from_bytes(signature[32:], "big")

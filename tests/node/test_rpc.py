@@ -8,7 +8,7 @@ import base64
 import json
 import socket
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,11 +41,14 @@ from mycelia.node.rpc import (
     _serve_asgi,
     serve_rpc,
 )
+from mycelia.node.views import hex_out
 from mycelia.protocol import Entry, SignedGenesis, SigningKey, Transfer, did_encode
+from mycelia.protocol.domains import ENTRY, Domain
 from mycelia.protocol.state import ZERO_ID
 from tests.factory import T0, genesis, key, sign_genesis
 from tests.node.cluster import FAST, cluster, converge
 from tests.node.procs import Proc, mycelia
+from tests.protocol.test_keys import BAD_SIGNER_IDS, BAD_SIGNERS
 
 SOLO = key(0, "solo")
 SOLO_GENESIS = sign_genesis(genesis(validators=[SOLO]), [SOLO])
@@ -576,6 +579,22 @@ async def test_refusals_change_nothing(tmp_path: Path) -> None:
         # An entry the protocol's schema refuses: seq 1 with a prev.
         error = await s.error("entry_prepare", {**transfer(BOB), "seq": 1, "prev": missing})
         assert (error["code"], error["data"]["reason"]) == (-32001, "prev_mismatch")
+        assert stored(s.node) == before
+
+
+@pytest.mark.parametrize(("public", "signer"), BAD_SIGNERS, ids=BAD_SIGNER_IDS)
+async def test_entry_submit_names_an_invalid_author_key_bad_key(
+    tmp_path: Path, public: bytes, signer: Callable[[Domain, bytes], bytes]
+) -> None:
+    """The reason ledger.check gives (protocol/test_reasons.py checks the
+    same keys there): a small-order author is not a bad signature, and a
+    mixed-order one whose signature verifies is not accepted."""
+    async with solo(tmp_path) as s:
+        before = stored(s.node)
+        entry = Entry(SOLO_GENESIS.genesis.id, public, 1, ZERO_ID, T0, Transfer(BOB.public, 1))
+        params = {"entry": hex_out(entry.encode()), "signature": hex_out(signer(ENTRY, entry.id))}
+        error = await s.error("entry_submit", params)
+        assert (error["code"], error["data"]["reason"]) == (-32001, "bad_key")
         assert stored(s.node) == before
 
 
