@@ -15,7 +15,8 @@ The endpoint (``POST /v1/readings``, ``GET /v1/health``):
   own, so one non-canonical reading is refused alone) or JSON
   (``application/json``: an object or a list of objects with the reading's
   fields; the node re-encodes canonically and checks the signature over
-  those bytes).
+  those bytes; integers beyond ±(2**53 - 1) are refused ``malformed``, as
+  JSON libraries round them: such readings travel as msgpack).
 * Answer (200, the request's content type): an array with one result per
   reading, in order — ``{"id", "status": "accepted"}`` or ``{"status":
   "refused", "reason", "detail"}`` (in msgpack a map, the id as bin). A
@@ -76,7 +77,6 @@ from mycelia.protocol import (
     Refused,
     SignedReading,
     check_reading,
-    schema,
 )
 from mycelia.protocol.economy import IMPACT
 
@@ -99,6 +99,19 @@ MAX_BUCKETS = 10_000
 _JSON_FIELDS = frozenset(
     {"economy", "device", "counter", "ts_ms", "metric", "value", "exponent", "signature"}
 )
+#: The largest integer a JSON reading may carry (I-JSON, RFC 7493): most JSON
+#: libraries (JavaScript, cJSON, ...) hold numbers as doubles, which round
+#: integers above it, so the device would have signed another number than
+#: the one that arrives. Refused as ``malformed`` saying so, not as a
+#: puzzling ``bad_signature``: such readings travel as msgpack.
+JSON_MAX_INT = (1 << 53) - 1
+
+
+def _json_int(value: Any, field: str, *, low: int = 0) -> int:
+    if type(value) is int and not -JSON_MAX_INT <= value <= JSON_MAX_INT:
+        detail = f"{value} is beyond ±(2**53 - 1), not exact in JSON: send it as msgpack"
+        raise ParamError(field, detail)
+    return int_in(value, field, low=max(low, -JSON_MAX_INT), high=JSON_MAX_INT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,10 +234,10 @@ def reading_from_json(value: Any) -> SignedReading:
         reading = Reading(
             hex_in(value["economy"], "economy", size=32),
             hex_in(value["device"], "device", size=32),
-            int_in(value["counter"], "counter", high=schema.UINT64_MAX),
-            int_in(value["ts_ms"], "ts_ms"),
+            _json_int(value["counter"], "counter"),
+            _json_int(value["ts_ms"], "ts_ms"),
             str_in(value["metric"], "metric", max_bytes=32),
-            int_in(value["value"], "value", low=schema.INT64_MIN),
+            _json_int(value["value"], "value", low=-JSON_MAX_INT),
             int_in(value["exponent"], "exponent", low=-18, high=18),
         )
         return SignedReading(reading, hex_in(value["signature"], "signature", size=64))

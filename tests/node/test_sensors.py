@@ -46,7 +46,7 @@ from mycelia.protocol import (
     codec,
     schema,
 )
-from mycelia.protocol.sensors import P256_N
+from mycelia.protocol.sensors import MAX_COUNTER, P256_N
 from tests.factory import (
     ENERGY,
     TEMPERATURE,
@@ -266,6 +266,9 @@ async def test_every_refusal_has_its_reason_and_stores_nothing(tmp_path: Path) -
             ("not_host", reading(ELSEWHERE, 1).encode()),
             ("replayed_counter", reading(ED, 1).encode()),
             ("clock_skew", reading(ED, 5, ts_ms=now_ms() + 600_000).encode()),
+            ("clock_skew", reading(ED, 5, ts_ms=0).encode()),  # a clock never set
+            ("counter_out_of_range", reading(ED, (1 << 64) - 1).encode()),  # erased flash
+            ("counter_out_of_range", reading(ED, MAX_COUNTER + 1).encode()),
             ("unknown_metric", reading(ED, 5, metric="humidity").encode()),
             ("unknown_metric", reading(ED, 5, exponent=1).encode()),
             ("out_of_range", reading(ED, 5, 2_000_000).encode()),
@@ -314,6 +317,33 @@ async def test_every_refusal_has_its_reason_and_stores_nothing(tmp_path: Path) -
             "accepted",
             "replayed_counter",
         ]
+
+
+async def test_json_integers_beyond_2_53_are_refused_as_not_exact(tmp_path: Path) -> None:
+    """A JSON library that holds numbers as doubles rounds them above 2**53;
+    the ingest refuses those integers as ``malformed`` (naming msgpack), and
+    the same reading in msgpack is judged on its merits."""
+    async with solo_host(tmp_path) as h:
+        await register(h.node, ED)
+        edge = reading(ED, MAX_COUNTER)  # 2**53 - 1: exact in JSON
+        response = await h.send(json.dumps(as_json(edge)).encode(), JSON)
+        assert response.json() == [{"id": "0x" + edge.id.hex(), "status": "accepted"}]
+        before = stored(h.node)
+        beyond = [
+            as_json(reading(ED, MAX_COUNTER + 1)),
+            as_json(reading(ED, MAX_COUNTER + 2)) | {"counter": MAX_COUNTER + 1},
+            as_json(reading(ED, 1)) | {"value": -(1 << 53)},
+            as_json(reading(ED, 1)) | {"ts_ms": 1 << 60},
+        ]
+        answers = (await h.send(json.dumps(beyond).encode(), JSON)).json()
+        for answer in answers:
+            assert answer["status"] == "refused" and answer["reason"] == "malformed", answer
+            assert "msgpack" in answer["detail"] and "2**53" in answer["detail"]
+        assert stored(h.node) == before
+        # As msgpack the protocol's own bound speaks.
+        (answer,) = await h.post(reading(ED, MAX_COUNTER + 1))
+        assert answer["reason"] == "counter_out_of_range"
+        assert stored(h.node) == before
 
 
 async def test_whole_requests_refused(tmp_path: Path) -> None:

@@ -413,6 +413,16 @@ def s_replayed_counter() -> Scenario:
     )
 
 
+def s_counter_out_of_range() -> Scenario:
+    w, _ = sensors()
+    record = w.device_record(DEV)
+    assert record is not None
+    signed = Reading(w.id, DEV.device, (1 << 64) - 1, w.clock, "energy_wh", 1, 0).sign(DEV)
+    return w, lambda: check_reading(
+        signed, record, economy=w.id, host=HOST.public, last_counter=7, now_ms=w.clock
+    )
+
+
 def s_overlap() -> Scenario:
     w, _ = sensors(1)  # counters 1-5 attested
     body, _, _ = w.attest_body(w.readings(DEV, [5, 6]))
@@ -479,6 +489,7 @@ SCENARIOS: dict[Reason, Callable[[], Scenario]] = {
     Reason.UNKNOWN_METRIC: s_unknown_metric,
     Reason.OUT_OF_RANGE: s_out_of_range,
     Reason.REPLAYED_COUNTER: s_replayed_counter,
+    Reason.COUNTER_OUT_OF_RANGE: s_counter_out_of_range,
     Reason.OVERLAP: s_overlap,
     Reason.NOT_CONTIGUOUS: s_not_contiguous,
     Reason.NOT_ATTESTED: s_not_attested,
