@@ -48,6 +48,7 @@ batch's signatures are verified in a worker thread.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -66,7 +67,7 @@ from starlette.routing import Route
 from mycelia.node.applier import ready_group, signature_work
 from mycelia.node.config import SensorsConfig
 from mycelia.node.metrics import Metrics
-from mycelia.node.rpc import read_body, serve_http
+from mycelia.node.rpc import http_url, read_body, serve_http, write_private_file
 from mycelia.node.store import Accepted, StoreError
 from mycelia.node.views import ParamError, hex_in, int_in, str_in
 from mycelia.protocol import (
@@ -83,12 +84,22 @@ from mycelia.protocol.economy import IMPACT
 if TYPE_CHECKING:  # the daemon imports this module
     from mycelia.node.daemon import Node
 
-__all__ = ["RATE_LIMITED", "UNAVAILABLE", "Ingest", "Result", "serve_ingest", "split_msgpack"]
+__all__ = [
+    "ENDPOINT_FILE",
+    "RATE_LIMITED",
+    "UNAVAILABLE",
+    "Ingest",
+    "Result",
+    "serve_ingest",
+    "split_msgpack",
+]
 
 log = logging.getLogger("mycelia.ingest")
 
 MSGPACK = "application/msgpack"
 JSON = "application/json"
+#: In the data directory while the ingest listens: ``{"http": URL}``.
+ENDPOINT_FILE = "ingest.endpoint"
 #: The node's own reasons: a policy, not a protocol rule; and a store that
 #: could not write (full disk): nothing was stored, the device sends again.
 RATE_LIMITED = "rate_limited"
@@ -300,19 +311,34 @@ class Ingest:
         self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """The group commit and the HTTP endpoint, until cancelled; reports
-        ``(host, port)`` once listening."""
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._group_commit)
-            address = await nursery.start(
-                lambda task_status: serve_http(
-                    self.app,
-                    self.config.host,
-                    self.config.port,
-                    what="ingest",
-                    task_status=task_status,
+        ``(host, port)`` once listening. Like the RPC's ``rpc.endpoint``, it
+        writes ``DATADIR/ingest.endpoint`` (``{"http": URL}``, the address
+        bound, so port 0 works) and sets ``node.listening.ingest`` once it
+        listens; a stop removes both."""
+        endpoint_path = self.node.datadir.absolute() / ENDPOINT_FILE
+        written = False
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._group_commit)
+                host, port = await nursery.start(
+                    lambda task_status: serve_http(
+                        self.app,
+                        self.config.host,
+                        self.config.port,
+                        what="ingest",
+                        task_status=task_status,
+                    )
                 )
-            )
-            task_status.started(address)
+                url = http_url(host, port)
+                written = True
+                write_private_file(endpoint_path, json.dumps({"http": url}) + "\n")
+                self.node.listening.ingest = url
+                task_status.started((host, port))
+        finally:
+            self.node.listening.ingest = None
+            if written:
+                with contextlib.suppress(OSError):
+                    endpoint_path.unlink(missing_ok=True)
 
     async def _group_commit(self) -> None:
         async for first in self._recv:

@@ -8,6 +8,7 @@ restart in the middle of an attestation, and retention."""
 from __future__ import annotations
 
 import json
+import stat
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -317,6 +318,22 @@ async def test_every_refusal_has_its_reason_and_stores_nothing(tmp_path: Path) -
             "accepted",
             "replayed_counter",
         ]
+
+
+async def test_the_ingest_endpoint_file_and_node_info(tmp_path: Path) -> None:
+    """As ``rpc.endpoint``: ``ingest.endpoint`` names the bound address
+    (port 0 resolved), 0600, and a stop removes it; ``node_info`` says it."""
+    endpoint = tmp_path / "host" / "ingest.endpoint"
+    async with solo_host(tmp_path) as h, trio.open_nursery() as nursery:
+        url = str(h.http.base_url).rstrip("/")
+        assert json.loads(endpoint.read_text()) == {"http": url}
+        assert stat.S_IMODE(endpoint.stat().st_mode) == 0o600
+        assert h.node.listening.ingest == url and not url.endswith(":0")
+        async with serving(nursery, h.node, replace(LIMITS, unix_socket=False)) as s:
+            assert (await s.result("node_info"))["ingest"] == url
+        nursery.cancel_scope.cancel()
+    assert not endpoint.exists()
+    assert h.node.listening.ingest is None
 
 
 async def test_json_integers_beyond_2_53_are_refused_as_not_exact(tmp_path: Path) -> None:
