@@ -26,6 +26,11 @@ The endpoint (``POST /v1/readings``, ``GET /v1/health``):
   ``unavailable`` (nothing of the request stored); each as one such result
   object.
 
+Every reason an answer can carry is in :data:`READING_REASONS` (per
+reading) and :data:`BODY_REFUSALS` (a whole request); ``docs/sensors.md``
+("Ingest reasons") tells a device maker what to do about each, and tests
+keep the three equal.
+
 Per reading, cheapest first: strict decoding (``malformed``,
 ``non_canonical``, ``too_large``); the sender's address token bucket
 (``rate_limited``, before any signature work); the device's registration in
@@ -78,6 +83,7 @@ from mycelia.protocol import (
     Refused,
     SignedReading,
     check_reading,
+    sensors,
 )
 from mycelia.protocol.economy import IMPACT
 
@@ -85,8 +91,10 @@ if TYPE_CHECKING:  # the daemon imports this module
     from mycelia.node.daemon import Node
 
 __all__ = [
+    "BODY_REFUSALS",
     "ENDPOINT_FILE",
     "RATE_LIMITED",
+    "READING_REASONS",
     "UNAVAILABLE",
     "Ingest",
     "Result",
@@ -104,6 +112,15 @@ ENDPOINT_FILE = "ingest.endpoint"
 #: could not write (full disk): nothing was stored, the device sends again.
 RATE_LIMITED = "rate_limited"
 UNAVAILABLE = "unavailable"
+#: Every reason a reading's own result can carry: the protocol's (decoding
+#: and ``check_reading``) and the node's ``rate_limited``.
+READING_REASONS: frozenset[str] = frozenset(
+    {r.value for r in sensors.READING_REASONS} | {RATE_LIMITED}
+)
+#: Every ``(HTTP status, reason)`` a whole request can be refused with.
+BODY_REFUSALS: frozenset[tuple[int, str]] = frozenset(
+    {(413, "too_large"), (400, "malformed"), (415, "malformed"), (503, UNAVAILABLE)}
+)
 #: Token buckets remembered per kind (least recently used forgotten first:
 #: a forgotten bucket is a full one, which only errs towards accepting).
 MAX_BUCKETS = 10_000

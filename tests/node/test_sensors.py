@@ -24,7 +24,7 @@ import trio
 from mycelia.node import wire
 from mycelia.node.config import SensorsConfig
 from mycelia.node.daemon import MetricsExporter, Node
-from mycelia.node.ingest import Ingest
+from mycelia.node.ingest import BODY_REFUSALS, RATE_LIMITED, READING_REASONS, Ingest
 from mycelia.node.metrics import Metrics
 from mycelia.node.store import Store, StoreError
 from mycelia.node.submitter import CERTIFIED
@@ -286,6 +286,8 @@ async def test_every_refusal_has_its_reason_and_stores_nothing(tmp_path: Path) -
             ),
             ("malformed", codec.encode(["signed-reading", 1, good.reading.to_wire(), b"short"])),
         ]
+        # Every reason a reading can get (rate_limited: the token bucket test).
+        assert {reason for reason, _ in cases} == READING_REASONS - {RATE_LIMITED}
         for reason, data in cases:
             before = stored(h.node)
             # Alone, and as the one element of a batch.
@@ -384,6 +386,8 @@ async def test_whole_requests_refused(tmp_path: Path) -> None:
             (400, "malformed", b"[NaN]", JSON),
             (415, "malformed", reading(ED, 1).encode(), "text/plain"),
         ]
+        # Every whole-request refusal (503 unavailable: below).
+        assert {(st, r) for st, r, _, _ in cases} | {(503, "unavailable")} == BODY_REFUSALS
         for status, reason, body, content_type in cases:
             response = await h.send(body, content_type)
             assert response.status_code == status, (body[:20], response.content)

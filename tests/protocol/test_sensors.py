@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from mycelia.protocol import (
     AttestationAudit,
     Certificate,
+    DeviceKey,
     DeviceRecord,
     Entry,
     MerkleProof,
@@ -52,6 +53,7 @@ from mycelia.protocol.sensors import (
     MAX_SIGNED_READING_BYTES,
     MIN_READING_TS_MS,
     P256_N,
+    READING_REASONS,
     Aggregate,
     AttestedDevice,
     SensorAttest,
@@ -599,3 +601,67 @@ def test_the_auditor_refuses_out_of_bounds_readings_as_the_host_does(
     i = ordered.index(bad)
     assert audit.verdict(bad.encode(), tree.proof(i)).reason is host_says.reason is reason
     assert refused(lambda: audit.check_batch([r.encode() for r in ordered])).reason is reason
+
+
+def _mutations() -> st.SearchStrategy[tuple[int, int, bytes, int]]:
+    # (where, what, insert, cut): overwrite a byte, insert bytes, cut the tail
+    return st.tuples(
+        st.integers(0, MAX_SIGNED_READING_BYTES),
+        st.integers(0, 255),
+        st.binary(max_size=4),
+        st.integers(0, 8),
+    )
+
+
+@given(
+    st.sampled_from(KEY_TYPES),
+    st.lists(_mutations(), max_size=3),
+    st.integers(0, (1 << 64) - 1),
+    st.integers(0, INT64_MAX),
+    st.integers(INT64_MIN, INT64_MAX),
+)
+def test_a_host_can_only_answer_the_documented_reading_reasons(
+    key_type: str,
+    mutations: list[tuple[int, int, bytes, int]],
+    counter: int,
+    ts_ms: int,
+    value: int,
+) -> None:
+    """Whatever arrives — a reading of any counter, time and value, its
+    bytes corrupted — strict decoding and ``check_reading`` accept it or
+    refuse it with one of ``READING_REASONS`` (what docs/sensors.md lists
+    for device makers); nothing else escapes."""
+    w, dev, record = _REGISTERED[key_type]
+    data = bytearray(
+        Reading(w.id, dev.device, counter, ts_ms, "energy_wh", value, 0).sign(dev).encode()
+    )
+    for where, what, insert, cut in mutations:
+        if where < len(data):
+            data[where] = what
+        data[where:where] = insert
+        if cut:
+            del data[-cut:]
+    try:
+        signed = SignedReading.decode(bytes(data))
+        check_reading(
+            signed,
+            record,
+            economy=w.id,
+            host=HOST.public,
+            last_counter=5,
+            now_ms=T0 + 1_000,
+        )
+    except Refused as exc:
+        assert exc.reason in READING_REASONS, exc
+
+
+def _registered(key_type: str) -> tuple[World, DeviceKey, DeviceRecord]:
+    w = World(impact_genesis(), validator_keys(4))
+    dev = device_key(1, key_type)
+    w.register(OWNER, dev, HOST, metrics=(ENERGY, TEMPERATURE))
+    record = w.device_record(dev)
+    assert record is not None
+    return w, dev, record
+
+
+_REGISTERED = {kt: _registered(kt) for kt in KEY_TYPES}
