@@ -106,8 +106,9 @@ class Listening:
     """Where this node's services listen, as bound (port 0 resolved), for
     ``node_info``: tools read it there (or in ``rpc.endpoint`` /
     ``ingest.endpoint``) instead of scraping logs. Each service fills its
-    part once it listens and clears it when it stops; libp2p's addresses
-    are :attr:`Node.addresses`."""
+    part once it listens (the RPC and the ingest clear theirs when they
+    stop; metrics live as long as :func:`serve`); libp2p's addresses are
+    :attr:`Node.addresses`."""
 
     #: the RPC's HTTP URLs: ``rpc.host:rpc.port``, then ``rpc.extra_bind``
     rpc: tuple[str, ...] = ()
