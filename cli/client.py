@@ -444,7 +444,10 @@ def _did(value: Any, what: str) -> str:
 class NodeInfo:
     """``node_info``: ``validator`` when the node votes where its key is a
     validator; ``economies`` it follows; ``pending`` submissions awaiting
-    certification; ``sync_lag`` certificates peers hold that it lacks."""
+    certification; ``sync_lag`` certificates peers hold that it lacks.
+    Where it listens, as bound: ``addresses`` (libp2p), ``rpc`` (HTTP URLs),
+    ``rpc_unix``, ``metrics`` and ``ingest`` (None when off; also from a
+    node too old to report them)."""
 
     did: str
     peer_id: str
@@ -454,12 +457,21 @@ class NodeInfo:
     economies: tuple[bytes, ...]
     pending: int
     sync_lag: int
+    rpc: tuple[str, ...] = ()
+    rpc_unix: str | None = None
+    metrics: str | None = None
+    ingest: str | None = None
 
     @classmethod
     def from_json(cls, v: Any) -> NodeInfo:
         with _parsing("node_info"):
             if type(v["validator"]) is not bool:
                 raise ParamError("validator", "expected a boolean")
+
+            def address(name: str) -> str | None:
+                raw = v.get(name)
+                return None if raw is None else str_in(raw, name, max_bytes=1024)
+
             return cls(
                 did=_did(v["did"], "did"),
                 peer_id=str_in(v["peer_id"], "peer_id"),
@@ -469,6 +481,10 @@ class NodeInfo:
                 economies=tuple(_id(e, "economies") for e in v["economies"]),
                 pending=_int(v["pending"], "pending"),
                 sync_lag=_int(v["sync_lag"], "sync_lag"),
+                rpc=tuple(str_in(a, "rpc", max_bytes=1024) for a in v.get("rpc", ())),
+                rpc_unix=address("rpc_unix"),
+                metrics=address("metrics"),
+                ingest=address("ingest"),
             )
 
     def to_json(self) -> dict[str, Json]:
@@ -477,6 +493,10 @@ class NodeInfo:
             "peer_id": self.peer_id,
             "version": self.version,
             "addresses": list(self.addresses),
+            "rpc": list(self.rpc),
+            "rpc_unix": self.rpc_unix,
+            "metrics": self.metrics,
+            "ingest": self.ingest,
             "validator": self.validator,
             "economies": [hex_out(e) for e in self.economies],
             "pending": self.pending,

@@ -13,9 +13,26 @@ How it works:
   ``devices/`` sibling of the wallet folder (``cli/wallet.py``), one file
   ``<NAME>.device`` per device, created 0600 (never overwritten) in a folder
   created 0700, and refused when others can read it — as the node key file
-  (``node/keyfile.py``, whose private-file reader is used). It is JSON (the
-  key type, the secret, the public key and the device id, hex): a firmware
-  writer can read the secret out of it to flash a test device.
+  (``node/keyfile.py``, whose private-file reader is used). The format,
+  ``mycelia-device-key/1`` (docs/sensors.md, "Device key files"), is one
+  UTF-8 JSON object: ``format``, ``key_type`` (``ed25519`` / ``p256``),
+  ``secret`` (the Ed25519 seed or the P-256 scalar, 32 bytes big-endian),
+  ``public_key`` (32 bytes, or 33 SEC1 compressed) and ``device`` (its id),
+  bytes as ``0x`` + lowercase hex; ``secret`` is absent for a device
+  imported by its public key. Reading one checks it all (a valid key, the
+  id it implies, the secret's public key). A firmware writer can read the
+  secret out of it to flash a test device.
+* ``import`` adds a device whose key was made elsewhere (a maker's
+  factory, a secure element): from its public key (hex; P-256 also as the
+  uncompressed point or the bare ``X ‖ Y`` an ATECC608 reports), or from a
+  key file — a ``mycelia-device-key/1`` file, or an unencrypted PEM or DER
+  key (private: PKCS#8 or SEC1; public: SubjectPublicKeyInfo), read with
+  ``cryptography``; a file holding a private key must not be readable by
+  others. Without its private key a device is registered with the proof
+  of possession the device itself signs (``register --pop-message`` prints
+  the message and its SHA-256, ``--pop`` takes the signature, checked here
+  first); ``push`` and ``simulate``, which sign as the device, refuse it
+  with ``no_private_key``.
 * ``<NAME>.counter`` beside it holds the device's next reading counter.
   A counter is reserved (written, fsynced, renamed into place, under a lock
   on the key file) *before* a reading with it is signed, so a counter is
@@ -42,6 +59,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -57,6 +75,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from rich.table import Table
 from rich.text import Text
 
@@ -95,6 +116,7 @@ from mycelia.protocol import (
     ED25519,
     P256,
     DeviceKey,
+    DeviceRegister,
     Ed25519DeviceKey,
     Metric,
     P256DeviceKey,
@@ -102,21 +124,28 @@ from mycelia.protocol import (
     Refused,
     SignedReading,
     SigningKey,
+    check_device_key,
+    device_id,
     did_decode,
+    verify_device_signature,
 )
+from mycelia.protocol.domains import DEVICE
 from mycelia.protocol.sensors import P256_N
 
 __all__ = [
     "DEVICE_DIR_ENV",
     "MODELS",
+    "DeviceFile",
     "Model",
     "Simulator",
     "Tally",
     "create_device",
     "device_dir",
     "device_path",
+    "import_device",
     "load_device",
     "parse_metric",
+    "read_device",
     "reserve_counters",
     "sensor",
 ]
@@ -181,8 +210,9 @@ def _device_key(key_type: str, secret: bytes) -> DeviceKey:
     return Ed25519DeviceKey(secret) if key_type == ED25519 else P256DeviceKey(secret)
 
 
-def create_device(name: str, key_type: str, folder: Path | None = None) -> tuple[DeviceKey, Path]:
-    """A new device key in a new file (refused if the name is taken)."""
+def _new_device_file(name: str, doc: dict[str, str], folder: Path | None) -> Path:
+    """Write device ``name``'s file (refused if the name is taken): 0600
+    from creation, never overwritten, fsynced with its folder (0700)."""
     path = device_path(name, folder)
     if path.exists():
         raise fail("device_exists", f"a device named {name!r} already exists at {path}")
@@ -192,15 +222,6 @@ def create_device(name: str, key_type: str, folder: Path | None = None) -> tuple
         raise fail("device_dir", f"cannot create {path.parent}: {exc.strerror or exc}") from None
     if os.name == "posix" and stat.S_IMODE(path.parent.stat().st_mode) & 0o077:
         stderr().print(Text(f"warning: {path.parent} is accessible by other users; chmod 700 it"))
-    secret = _new_secret(key_type)
-    key = _device_key(key_type, secret)
-    doc = {
-        "format": FORMAT,
-        "key_type": key_type,
-        "secret": hex_out(secret),
-        "public_key": hex_out(key.public),
-        "device": hex_out(key.device),
-    }
     try:
         _write_private(path, (json.dumps(doc, indent=2) + "\n").encode(), exclusive=True)
         _fsync_dir(path.parent)
@@ -208,26 +229,103 @@ def create_device(name: str, key_type: str, folder: Path | None = None) -> tuple
         raise fail("device_exists", f"a device named {name!r} already exists at {path}") from None
     except OSError as exc:
         raise fail("device_file", f"cannot write {path}: {exc.strerror or exc}") from None
-    return key, path
+    return path
 
 
-def load_device(name: str, folder: Path | None = None) -> DeviceKey:
-    """A device's key; its public key and id are checked against the secret."""
+def _device_doc(key_type: str, public: bytes, secret: bytes | None) -> dict[str, str]:
+    """A device file's JSON (see the module docstring): no ``secret`` for a
+    device whose private key stays in the device."""
+    doc = {"format": FORMAT, "key_type": key_type}
+    if secret is not None:
+        doc["secret"] = hex_out(secret)
+    doc["public_key"] = hex_out(public)
+    doc["device"] = hex_out(device_id(key_type, public))
+    return doc
+
+
+def create_device(name: str, key_type: str, folder: Path | None = None) -> tuple[DeviceKey, Path]:
+    """A new device key in a new file (refused if the name is taken)."""
+    if device_path(name, folder).exists():  # before making a key
+        raise fail("device_exists", f"a device named {name!r} already exists")
+    secret = _new_secret(key_type)
+    key = _device_key(key_type, secret)
+    return key, _new_device_file(name, _device_doc(key_type, key.public, secret), folder)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFile:
+    """A device as its file names it: key type, public key and, when the
+    file holds it, the private key — not for a device imported by its
+    public key, whose key stays in the device (a secure element)."""
+
+    name: str
+    key_type: str
+    public: bytes
+    key: DeviceKey | None
+
+    @property
+    def device(self) -> bytes:
+        return device_id(self.key_type, self.public)
+
+
+def _hex_field(doc: Mapping[str, Any], name: str) -> bytes:
+    value = doc[name]
+    if type(value) is not str:
+        raise ValueError(f"{name} is not a hex string")
+    return bytes.fromhex(value.removeprefix("0x"))
+
+
+def _parse_device_doc(doc: Any, name: str) -> DeviceFile:
+    """A ``mycelia-device-key/1`` document, checked: its key type, a valid
+    public key, the device id it implies and, with a secret, that the
+    secret's public key is that key. ``ValueError`` otherwise."""
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ValueError(f"not a {FORMAT} file")
+    key_type = doc.get("key_type")
+    if key_type not in (ED25519, P256):
+        raise ValueError(f"key_type {key_type!r} is not {ED25519} or {P256}")
+    public = _hex_field(doc, "public_key")
+    try:
+        check_device_key(key_type, public)
+    except Refused as exc:
+        raise ValueError(exc.detail) from None
+    if _hex_field(doc, "device") != device_id(key_type, public):
+        raise ValueError("its device id is not its public key's")
+    key = None
+    if "secret" in doc:
+        key = _device_key(key_type, _hex_field(doc, "secret"))
+        if key.public != public:
+            raise ValueError("its secret is not its public key's")
+    return DeviceFile(name, key_type, public, key)
+
+
+def read_device(name: str, folder: Path | None = None) -> DeviceFile:
+    """Device ``name``'s file, checked (see :func:`_parse_device_doc`); its
+    file must be private, as any key file."""
     path = device_path(name, folder)
     if not path.exists():
         raise fail("unknown_device", f"no device named {name!r} in {path.parent}")
     try:
-        doc = json.loads(_read_private(path, "device key"))
-        if doc.get("format") != FORMAT or doc.get("key_type") not in (ED25519, P256):
-            raise ValueError(f"not a {FORMAT} file")
-        key = _device_key(doc["key_type"], bytes.fromhex(doc["secret"].removeprefix("0x")))
-        if hex_out(key.public) != doc["public_key"] or hex_out(key.device) != doc["device"]:
-            raise ValueError("its key does not match its public key or device id")
+        return _parse_device_doc(json.loads(_read_private(path, "device key")), name)
     except KeyFileError as exc:
         raise fail("device_file", str(exc)) from None
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise fail("device_file", f"{path} is corrupt: {exc}") from None
-    return key
+
+
+def load_device(name: str, folder: Path | None = None) -> DeviceKey:
+    """A device's private key, for what signs as the device (readings, a
+    proof of possession); ``no_private_key`` for a device imported by its
+    public key."""
+    found = read_device(name, folder)
+    if found.key is None:
+        raise fail(
+            "no_private_key",
+            f"device {name!r} was imported by its public key only: signing as the device "
+            "needs its private key (the device signs its own readings; import a private "
+            "key with `mycelia sensor import NAME --key-file FILE`)",
+        )
+    return found.key
 
 
 def device_ref(value: str) -> bytes:
@@ -238,7 +336,7 @@ def device_ref(value: str) -> bytes:
             return bytes.fromhex(hexits)
         except ValueError:
             pass
-    return load_device(value).device
+    return read_device(value).device
 
 
 @contextlib.contextmanager
@@ -260,7 +358,7 @@ def reserve_counters(
     ``at`` asks for a given first counter (a test of the host's replay
     check); the next reservation still starts above every counter used."""
     path = device_path(name, folder)
-    load_device(name, folder)  # the device exists and its file is private
+    load_device(name, folder)  # the device exists, can sign, and its file is private
     counter_file = path.with_suffix(COUNTER_SUFFIX)
     with _locked(path):
         try:
@@ -275,6 +373,159 @@ def reserve_counters(
         tmp.replace(counter_file)
         _fsync_dir(path.parent)
     return first
+
+
+# -- importing keys made elsewhere --------------------------------------------------------------
+
+#: A key file to import is small; anything larger is not one.
+_MAX_KEY_FILE = 64 * 1024
+
+
+def _public_from_hex(key_type: str, text: str) -> bytes:
+    """A public key given in hex: Ed25519 32 bytes; P-256 SEC1 compressed
+    (33), uncompressed (65, ``04 ‖ X ‖ Y``) or the bare ``X ‖ Y`` (64) a
+    secure element such as the ATECC608 reports — stored compressed."""
+    try:
+        raw = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        raise fail("invalid_params", "--public-key: not hex") from None
+    if key_type == P256 and len(raw) in (64, 65):
+        point = b"\x04" + raw if len(raw) == 64 else raw
+        try:
+            raw = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point).public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+            )
+        except ValueError:
+            raise fail("bad_key", "--public-key: not a point on P-256") from None
+    try:
+        return check_device_key(key_type, raw, "--public-key")
+    except Refused as exc:
+        raise fail(exc.reason.value, exc.detail) from None
+
+
+def _read_key_file(path: Path) -> tuple[bytes, int]:
+    """The bytes of a key file to import and its mode."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise fail("key_file", f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise fail("key_file", f"{path} is not a regular file")
+        chunks, total = [], 0
+        while total <= _MAX_KEY_FILE:
+            chunk = os.read(fd, _MAX_KEY_FILE + 1 - total)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    finally:
+        os.close(fd)
+    if total > _MAX_KEY_FILE:
+        raise fail("key_file", f"{path} is too large to be a key file")
+    return b"".join(chunks), stat.S_IMODE(st.st_mode)
+
+
+def _from_crypto_key(key: object, path: Path) -> tuple[str, bytes, bytes | None]:
+    """``(key_type, public key, secret or None)`` of a key ``cryptography`` loaded."""
+    raw, compressed = serialization.Encoding.Raw, serialization.PublicFormat.CompressedPoint
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        seed = key.private_bytes(raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+        return ED25519, Ed25519DeviceKey(seed).public, seed
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return ED25519, key.public_bytes(raw, serialization.PublicFormat.Raw), None
+    if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
+        secret = key.private_numbers().private_value.to_bytes(32, "big")
+        return P256, P256DeviceKey(secret).public, secret
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return P256, key.public_bytes(serialization.Encoding.X962, compressed), None
+    curve = getattr(getattr(key, "curve", None), "name", None)
+    what = f"an EC key on {curve}" if curve else f"a {type(key).__name__.lstrip('_')}"
+    raise fail("unsupported_key", f"{path} holds {what}: a device key is Ed25519 or P-256")
+
+
+def _parse_key_file(data: bytes, path: Path) -> tuple[str, bytes, bytes | None]:
+    """``(key_type, public key, secret or None)`` from a key file in one of
+    the formats ``sensor import --key-file`` takes (see the module docstring)."""
+    if data.lstrip().startswith(b"{"):
+        try:
+            doc = json.loads(data)
+            found = _parse_device_doc(doc, path.name)
+            secret = _hex_field(doc, "secret") if "secret" in doc else None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise fail("key_file", f"{path}: not a usable {FORMAT} file: {exc}") from None
+        return found.key_type, found.public, secret
+    pem = data.lstrip().startswith(b"-----BEGIN")
+    loaders: list[Callable[[], object]]
+    if pem and b"PUBLIC KEY-----" in data.split(b"\n", 1)[0]:
+        loaders = [lambda: serialization.load_pem_public_key(data)]
+    elif pem:
+        loaders = [lambda: serialization.load_pem_private_key(data, password=None)]
+    else:
+        loaders = [
+            lambda: serialization.load_der_private_key(data, password=None),
+            lambda: serialization.load_der_public_key(data),
+        ]
+    for load in loaders:
+        try:
+            key = load()
+        except TypeError:  # "Password was not given but private key is encrypted"
+            raise fail(
+                "encrypted_key",
+                f"{path} is encrypted: decrypt it first (openssl pkey -in {path.name} -out "
+                "PLAIN.pem); the imported copy is kept unencrypted, 0600, as every device key",
+            ) from None
+        except (ValueError, UnsupportedAlgorithm):
+            continue
+        return _from_crypto_key(key, path)
+    raise fail(
+        "key_file",
+        f"{path} is not a {FORMAT} file, nor a PEM or DER key "
+        "(PKCS#8, SEC1 or SubjectPublicKeyInfo)",
+    )
+
+
+def import_device(
+    name: str,
+    *,
+    key_type: str | None = None,
+    public_key: str | None = None,
+    key_file: Path | None = None,
+    folder: Path | None = None,
+) -> tuple[DeviceFile, Path]:
+    """A device file for a key made elsewhere (a maker's factory, a secure
+    element): from its public key in hex (``key_type`` required), or from a
+    key file (``key_type``, if given, must match it). Refused if the name
+    is taken, the key is not a valid key of its type, or the file holds a
+    private key others can read."""
+    if (public_key is None) == (key_file is None):
+        raise fail("invalid_params", "give one of --public-key HEX and --key-file FILE")
+    if device_path(name, folder).exists():
+        raise fail("device_exists", f"a device named {name!r} already exists")
+    secret: bytes | None = None
+    if key_file is None:
+        if key_type is None or public_key is None:
+            raise fail("invalid_params", "--public-key needs --type (ed25519 or p256)")
+        kt, public = key_type, _public_from_hex(key_type, public_key)
+    else:
+        data, mode = _read_key_file(key_file)
+        kt, public, secret = _parse_key_file(data, key_file)
+        if secret is not None and os.name == "posix" and mode & 0o077:
+            raise fail(
+                "key_file",
+                f"{key_file} holds a private key and others can access it (mode {mode:04o}); "
+                "chmod 600 it first",
+            )
+        if key_type is not None and key_type != kt:
+            raise fail("key_type_mismatch", f"{key_file} holds a {kt} key, not {key_type}")
+        try:
+            check_device_key(kt, public, str(key_file))
+        except Refused as exc:
+            raise fail(exc.reason.value, exc.detail) from None
+    path = _new_device_file(name, _device_doc(kt, public, secret), folder)
+    key = None if secret is None else _device_key(kt, secret)
+    return DeviceFile(name, kt, public, key), path
 
 
 # -- parsing ---------------------------------------------------------------------------------
@@ -616,6 +867,58 @@ def sensor_keygen(name: str, key_type: str, as_json: bool) -> None:
     out.print(Text(f"  key         {path} (not encrypted; keep it private)"))
 
 
+@sensor.command("import")
+@click.argument("name")
+@click.option(
+    "--public-key",
+    metavar="HEX",
+    help="The device's public key, made elsewhere (its private key stays in the device): "
+    "Ed25519 32 bytes; P-256 compressed (33), uncompressed (65) or X||Y (64).",
+)
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A key file: a mycelia-device-key/1 file, or a PEM/DER Ed25519 or P-256 key "
+    "(private: PKCS#8 or SEC1; public: SubjectPublicKeyInfo).",
+)
+@click.option(
+    "--type",
+    "key_type",
+    type=click.Choice([ED25519, P256]),
+    help="The key type: required with --public-key; with --key-file, checked against it.",
+)
+@json_option
+def sensor_import(
+    name: str, public_key: str | None, key_file: Path | None, key_type: str | None, as_json: bool
+) -> None:
+    """Add device NAME whose key was made elsewhere (a maker's factory, a
+    secure element), from its public key or a key file; print its device id.
+    Without its private key it can be registered (the device signs the
+    proof of possession: register --pop-message / --pop) and audited, and
+    its readings come from the device itself."""
+    dev, path = import_device(name, key_type=key_type, public_key=public_key, key_file=key_file)
+    item = {
+        "name": name,
+        "key_type": dev.key_type,
+        "device": hex_out(dev.device),
+        "public_key": hex_out(dev.public),
+        "private_key": dev.key is not None,
+        "path": str(path),
+    }
+    if as_json:
+        print_json(item)
+        return
+    out = stdout()
+    out.print(Text(f"device {name} imported", style="bold green"))
+    out.print(Text(f"  device      {item['device']}"))
+    out.print(Text(f"  key type    {dev.key_type}"))
+    out.print(Text(f"  public key  {item['public_key']}"))
+    if dev.key is None:
+        out.print(Text(f"  key         {path} (public key only: the device signs)"))
+    else:
+        out.print(Text(f"  key         {path} (not encrypted; keep it private)"))
+
+
 @sensor.command("register")
 @click.argument("name")
 @economy_option
@@ -636,8 +939,21 @@ def sensor_keygen(name: str, key_type: str, as_json: bool) -> None:
     metavar="NAME:UNIT:EXP:MIN:MAX",
     help="A metric the device reports, e.g. energy_wh:Wh:0:0:100000 (repeatable).",
 )
+@click.option(
+    "--pop-message",
+    is_flag=True,
+    help="Print the message the device key must sign for this registration (and its "
+    "SHA-256, what a secure element signs); submit nothing.",
+)
+@click.option(
+    "--pop",
+    metavar="HEX",
+    help="The device's signature of that message (64 bytes), for a device whose private "
+    "key is not here.",
+)
 @wait_options
 @rpc_options
+@json_option
 @click.pass_context
 def sensor_register(
     ctx: click.Context,
@@ -647,21 +963,72 @@ def sensor_register(
     host: str,
     device_kind: str,
     metrics: tuple[str, ...],
+    pop_message: bool,
+    pop: str | None,
     no_wait: bool,
     timeout: float,
+    as_json: bool,
 ) -> None:
     """Register device NAME in an impact economy, owned by a wallet and
     hosted by a node: the owner's entry, with the device key's proof of
-    possession."""
+    possession — signed here with the device's private key, or, for a
+    device imported by its public key, by the device (--pop-message prints
+    what it signs, --pop takes its signature)."""
     eid = economy_id(economy)
-    declared = [parse_metric(m) for m in metrics]
-    key = load_device(name)
+    declared = tuple(parse_metric(m) for m in metrics)
+    dev = read_device(name)
     host_did = _host_did(host)
     owner_key = load_wallet(owner)
+    host_key = did_decode(host_did)
+    try:  # the body's own checks first: a message is signed only for a valid body
+        DeviceRegister(dev.key_type, dev.public, device_kind, host_key, declared, bytes(64))
+    except Refused as exc:
+        raise fail(exc.reason.value, exc.detail) from None
+    statement = DeviceRegister.statement_id(
+        eid, owner_key.public, dev.key_type, dev.public, device_kind, host_key, declared
+    )
+    message = DEVICE.message(statement)
+    if pop_message:
+        item = {
+            "device": hex_out(dev.device),
+            "message": hex_out(message),
+            "sha256": hex_out(hashlib.sha256(message).digest()),
+        }
+        if as_json:
+            print_json(item)
+        else:
+            stdout().print(Text(f"message  {item['message']}"))
+            stdout().print(Text(f"sha256   {item['sha256']}"))
+        return
+    if pop is not None:
+        signature = _pop_in(pop)
+        try:
+            verify_device_signature(dev.key_type, dev.public, DEVICE, statement, signature)
+        except Refused as exc:
+            raise fail(exc.reason.value, f"--pop: {exc.detail}") from None
+    elif dev.key is not None:
+        signature = dev.key.sign(DEVICE, statement)
+    else:
+        raise fail(
+            "needs_pop",
+            f"device {name!r} was imported by its public key: have the device sign the message "
+            "--pop-message prints (with the same arguments), then pass it with --pop HEX",
+        )
+    body = DeviceRegister(dev.key_type, dev.public, device_kind, host_key, declared, signature)
     with connect(ctx) as client:
-        entry_id = client.register_device(owner_key, eid, key, device_kind, host_did, declared)
-        what = f"device {hex_out(key.device)} ({device_kind}) registered, hosted by {host_did}"
+        entry_id = client.submit(owner_key, eid, body)
+        what = f"device {hex_out(dev.device)} ({device_kind}) registered, hosted by {host_did}"
         submit_and_report(client, entry_id, no_wait=no_wait, timeout=timeout, what=what)
+
+
+def _pop_in(text: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        raise fail("invalid_params", "--pop: not hex") from None
+    if len(raw) != 64:
+        raise fail("invalid_params", f"--pop: a device signature is 64 bytes, not {len(raw)}")
+    return raw
 
 
 @sensor.command("push")

@@ -4,8 +4,10 @@ far along it is — one screen for an operator, or ``--json`` for a script.
 Why this exists: "is my node healthy?" should be one command. It asks the
 node for ``node_info``, ``node_peers`` and ``economy_list`` in a single
 JSON-RPC batch (one round trip, one consistent moment) and shows the node's
-identity, addresses, validator role, pending submissions, sync lag, peer
-count and the economies it follows with their certificate counts.
+identity, every address it listens on (libp2p, RPC, metrics, ingest: as
+bound, so an operator or a tool need not read the logs for them),
+validator role, pending submissions, sync lag, peer count and the
+economies it follows with their certificate counts.
 
 ``--json`` prints ``{"node": <node_info>, "peers": [peer ids], "economies":
 [<economy_list items>], "sensors": {economy id: [<sensor_devices items>]}}``,
@@ -60,6 +62,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
     table.add_row("peer id", info.peer_id)
     table.add_row("version", info.version)
     table.add_row("addresses", "\n".join(info.addresses) or "none")
+    rpc = [*info.rpc, *([f"unix:{info.rpc_unix}"] if info.rpc_unix else [])]
+    table.add_row("rpc", "\n".join(rpc) or "-")
+    table.add_row("metrics", info.metrics or "off")
+    table.add_row("ingest", info.ingest or "off")
     if info.validator:
         votes_in = sum(info.did in e.validators for e in economies)
         role = f"validator (votes in {votes_in} of {len(economies)} economies)"

@@ -41,14 +41,14 @@ from mycelia.node.config import Config
 from mycelia.node.gossip import Gossip
 from mycelia.node.ingest import serve_ingest
 from mycelia.node.metrics import Metrics, serve_metrics
-from mycelia.node.rpc import serve_rpc
+from mycelia.node.rpc import http_url, serve_rpc
 from mycelia.node.store import Store
 from mycelia.node.submitter import CERTIFIED, Status, Submitter
 from mycelia.node.sync import Sync
 from mycelia.node.validator import ValidatorService
 from mycelia.protocol import Economy, SignedEntry, SignedGenesis, SigningKey
 
-__all__ = ["Node", "NodeSettings"]
+__all__ = ["Listening", "Node", "NodeSettings"]
 
 log = logging.getLogger("mycelia.node")
 
@@ -101,6 +101,25 @@ class NodeSettings:
             attest_max_readings=config.sensors.attest_max_readings,
             retention_days=config.sensors.retention_days,
         )
+
+
+@dataclass(slots=True)
+class Listening:
+    """Where this node's services listen, as bound (port 0 resolved), for
+    ``node_info``: tools read it there (or in ``rpc.endpoint`` /
+    ``ingest.endpoint``) instead of scraping logs. Each service fills its
+    part once it listens (the RPC and the ingest clear theirs when they
+    stop; metrics live as long as :func:`serve`); libp2p's addresses are
+    :attr:`Node.addresses`."""
+
+    #: the RPC's HTTP URLs: ``rpc.host:rpc.port``, then ``rpc.extra_bind``
+    rpc: tuple[str, ...] = ()
+    #: the RPC's unix socket (absolute path)
+    rpc_unix: str | None = None
+    #: the Prometheus endpoint, ``http://HOST:PORT/metrics``
+    metrics: str | None = None
+    #: the sensor ingest's base URL (``POST …/v1/readings``)
+    ingest: str | None = None
 
 
 class Node:
@@ -157,6 +176,7 @@ class Node:
             retention_ms=s.retention_days * DAY_MS,
         )
         self.audit = Audit(self.store, self.p2p, self.applier)
+        self.listening = Listening()
         self._started = trio.Event()
 
     # -- the node-internal API (the RPC builds on it) -------------------------------
@@ -289,7 +309,8 @@ async def serve(config: Config, key: SigningKey) -> None:
                 host, port = await nursery.start(
                     serve_metrics, metrics, config.metrics.host, config.metrics.port
                 )
-                log.info("metrics at http://%s:%d/metrics", host, port)
+                node.listening.metrics = f"{http_url(host, port)}/metrics"
+                log.info("metrics at %s", node.listening.metrics)
             if config.rpc.enabled:
                 endpoints = await nursery.start(serve_rpc, node, config.rpc)
                 log.info("rpc at %s", endpoints)

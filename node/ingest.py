@@ -15,7 +15,8 @@ The endpoint (``POST /v1/readings``, ``GET /v1/health``):
   own, so one non-canonical reading is refused alone) or JSON
   (``application/json``: an object or a list of objects with the reading's
   fields; the node re-encodes canonically and checks the signature over
-  those bytes).
+  those bytes; integers beyond ±(2**53 - 1) are refused ``malformed``, as
+  JSON libraries round them: such readings travel as msgpack).
 * Answer (200, the request's content type): an array with one result per
   reading, in order — ``{"id", "status": "accepted"}`` or ``{"status":
   "refused", "reason", "detail"}`` (in msgpack a map, the id as bin). A
@@ -24,6 +25,11 @@ The endpoint (``POST /v1/readings``, ``GET /v1/health``):
   another content type: 415; the store failing to write: 503
   ``unavailable`` (nothing of the request stored); each as one such result
   object.
+
+Every reason an answer can carry is in :data:`READING_REASONS` (per
+reading) and :data:`BODY_REFUSALS` (a whole request); ``docs/sensors.md``
+("Ingest reasons") tells a device maker what to do about each, and tests
+keep the three equal.
 
 Per reading, cheapest first: strict decoding (``malformed``,
 ``non_canonical``, ``too_large``); the sender's address token bucket
@@ -47,6 +53,7 @@ batch's signatures are verified in a worker thread.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -65,7 +72,7 @@ from starlette.routing import Route
 from mycelia.node.applier import ready_group, signature_work
 from mycelia.node.config import SensorsConfig
 from mycelia.node.metrics import Metrics
-from mycelia.node.rpc import read_body, serve_http
+from mycelia.node.rpc import http_url, read_body, serve_http, write_private_file
 from mycelia.node.store import Accepted, StoreError
 from mycelia.node.views import ParamError, hex_in, int_in, str_in
 from mycelia.protocol import (
@@ -76,29 +83,63 @@ from mycelia.protocol import (
     Refused,
     SignedReading,
     check_reading,
-    schema,
+    sensors,
 )
 from mycelia.protocol.economy import IMPACT
 
 if TYPE_CHECKING:  # the daemon imports this module
     from mycelia.node.daemon import Node
 
-__all__ = ["RATE_LIMITED", "UNAVAILABLE", "Ingest", "Result", "serve_ingest", "split_msgpack"]
+__all__ = [
+    "BODY_REFUSALS",
+    "ENDPOINT_FILE",
+    "RATE_LIMITED",
+    "READING_REASONS",
+    "UNAVAILABLE",
+    "Ingest",
+    "Result",
+    "serve_ingest",
+    "split_msgpack",
+]
 
 log = logging.getLogger("mycelia.ingest")
 
 MSGPACK = "application/msgpack"
 JSON = "application/json"
+#: In the data directory while the ingest listens: ``{"http": URL}``.
+ENDPOINT_FILE = "ingest.endpoint"
 #: The node's own reasons: a policy, not a protocol rule; and a store that
 #: could not write (full disk): nothing was stored, the device sends again.
 RATE_LIMITED = "rate_limited"
 UNAVAILABLE = "unavailable"
+#: Every reason a reading's own result can carry: the protocol's (decoding
+#: and ``check_reading``) and the node's ``rate_limited``.
+READING_REASONS: frozenset[str] = frozenset(
+    {r.value for r in sensors.READING_REASONS} | {RATE_LIMITED}
+)
+#: Every ``(HTTP status, reason)`` a whole request can be refused with.
+BODY_REFUSALS: frozenset[tuple[int, str]] = frozenset(
+    {(413, "too_large"), (400, "malformed"), (415, "malformed"), (503, UNAVAILABLE)}
+)
 #: Token buckets remembered per kind (least recently used forgotten first:
 #: a forgotten bucket is a full one, which only errs towards accepting).
 MAX_BUCKETS = 10_000
 _JSON_FIELDS = frozenset(
     {"economy", "device", "counter", "ts_ms", "metric", "value", "exponent", "signature"}
 )
+#: The largest integer a JSON reading may carry (I-JSON, RFC 7493): most JSON
+#: libraries (JavaScript, cJSON, ...) hold numbers as doubles, which round
+#: integers above it, so the device would have signed another number than
+#: the one that arrives. Refused as ``malformed`` saying so, not as a
+#: puzzling ``bad_signature``: such readings travel as msgpack.
+JSON_MAX_INT = (1 << 53) - 1
+
+
+def _json_int(value: Any, field: str, *, low: int = 0) -> int:
+    if type(value) is int and not -JSON_MAX_INT <= value <= JSON_MAX_INT:
+        detail = f"{value} is beyond ±(2**53 - 1), not exact in JSON: send it as msgpack"
+        raise ParamError(field, detail)
+    return int_in(value, field, low=max(low, -JSON_MAX_INT), high=JSON_MAX_INT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,10 +262,10 @@ def reading_from_json(value: Any) -> SignedReading:
         reading = Reading(
             hex_in(value["economy"], "economy", size=32),
             hex_in(value["device"], "device", size=32),
-            int_in(value["counter"], "counter", high=schema.UINT64_MAX),
-            int_in(value["ts_ms"], "ts_ms"),
+            _json_int(value["counter"], "counter"),
+            _json_int(value["ts_ms"], "ts_ms"),
             str_in(value["metric"], "metric", max_bytes=32),
-            int_in(value["value"], "value", low=schema.INT64_MIN),
+            _json_int(value["value"], "value", low=-JSON_MAX_INT),
             int_in(value["exponent"], "exponent", low=-18, high=18),
         )
         return SignedReading(reading, hex_in(value["signature"], "signature", size=64))
@@ -287,19 +328,34 @@ class Ingest:
         self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """The group commit and the HTTP endpoint, until cancelled; reports
-        ``(host, port)`` once listening."""
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._group_commit)
-            address = await nursery.start(
-                lambda task_status: serve_http(
-                    self.app,
-                    self.config.host,
-                    self.config.port,
-                    what="ingest",
-                    task_status=task_status,
+        ``(host, port)`` once listening. Like the RPC's ``rpc.endpoint``, it
+        writes ``DATADIR/ingest.endpoint`` (``{"http": URL}``, the address
+        bound, so port 0 works) and sets ``node.listening.ingest`` once it
+        listens; a stop removes both."""
+        endpoint_path = self.node.datadir.absolute() / ENDPOINT_FILE
+        written = False
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._group_commit)
+                host, port = await nursery.start(
+                    lambda task_status: serve_http(
+                        self.app,
+                        self.config.host,
+                        self.config.port,
+                        what="ingest",
+                        task_status=task_status,
+                    )
                 )
-            )
-            task_status.started(address)
+                url = http_url(host, port)
+                written = True
+                write_private_file(endpoint_path, json.dumps({"http": url}) + "\n")
+                self.node.listening.ingest = url
+                task_status.started((host, port))
+        finally:
+            self.node.listening.ingest = None
+            if written:
+                with contextlib.suppress(OSError):
+                    endpoint_path.unlink(missing_ok=True)
 
     async def _group_commit(self) -> None:
         async for first in self._recv:

@@ -144,11 +144,13 @@ __all__ = [
     "RpcEndpoints",
     "RpcServer",
     "Session",
+    "http_url",
     "openrpc_document",
     "read_body",
     "serve_http",
     "serve_rpc",
     "status_view",
+    "write_private_file",
 ]
 
 log = logging.getLogger("mycelia.rpc")
@@ -418,7 +420,28 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         did=_ref("Did"),
         peer_id={"type": "string"},
         version={"type": "string"},
-        addresses={"type": "array", "items": {"type": "string"}, "description": "libp2p"},
+        addresses={
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "libp2p listen multiaddrs",
+        },
+        rpc={
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "the RPC's HTTP URLs as bound: rpc.host:rpc.port, then rpc.extra_bind",
+        },
+        rpc_unix={
+            "type": ["string", "null"],
+            "description": "the RPC's unix socket (absolute path); null without one",
+        },
+        metrics={
+            "type": ["string", "null"],
+            "description": "the Prometheus endpoint (http://HOST:PORT/metrics); null when off",
+        },
+        ingest={
+            "type": ["string", "null"],
+            "description": "the sensor ingest's base URL (POST /v1/readings); null when off",
+        },
         validator={"type": "boolean", "description": "votes where its key is a validator"},
         economies={
             "type": "array",
@@ -498,14 +521,23 @@ def _ws_only(session: Session | None, name: str) -> Session:
     return session
 
 
-@method("node_info", "This node: its key, peer id, addresses and load.", result=_ref("NodeInfo"))
+@method(
+    "node_info",
+    "This node: its key, peer id, every address it listens on, and load.",
+    result=_ref("NodeInfo"),
+)
 async def node_info(api: Api, session: Session | None) -> dict[str, Any]:
     node = api.node
+    listening = node.listening
     return {
         "did": node.key.did,
         "peer_id": node.p2p.peer_id,
         "version": VERSION,
         "addresses": node.addresses,
+        "rpc": list(listening.rpc),
+        "rpc_unix": listening.rpc_unix,
+        "metrics": listening.metrics,
+        "ingest": listening.ingest,
         "validator": node.settings.validator,
         "economies": sorted(hex_out(e) for e in node.follow),
         "pending": node.submitter.pending_count,
@@ -1693,6 +1725,12 @@ def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+#: The same two, for the node's other listeners (ingest, metrics): one way
+#: to write a datadir file and to name an address.
+write_private_file = _write_file
+http_url = _url
+
+
 def _hyper_config(logger: str) -> HyperConfig:
     hyper = HyperConfig()
     hyper.accesslog = None
@@ -1806,6 +1844,8 @@ async def serve_rpc(
             json.dumps({"http": http, "unix": None if unix is None else str(unix)}) + "\n",
         )
         endpoints = RpcEndpoints(http, unix, tuple(extra), cookie_path if cookie else None)
+        node.listening.rpc = (http, *extra)
+        node.listening.rpc_unix = None if unix is None else str(unix)
 
         hyper = _hyper_config("mycelia.rpc.http")
         # Messages up to twice our limit reach us and get a -32003 answer;
@@ -1817,6 +1857,7 @@ async def serve_rpc(
             await nursery.start(_serve_asgi, server.app, listeners, hyper, open_streams)
             task_status.started(endpoints)
     finally:
+        node.listening.rpc, node.listening.rpc_unix = (), None
         if server is not None:
             server.hub.close()
         for sock in sockets:

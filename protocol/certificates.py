@@ -72,8 +72,7 @@ class Vote:
         if self.validator not in economy.index:
             raise Refused(Reason.NOT_VALIDATOR, "vote from a key that is not a validator")
         vid = vote_id(self.economy, self.epoch, self.entry_id)
-        if not keys.verify(self.validator, VOTE, vid, self.signature):
-            raise Refused(Reason.BAD_SIGNATURE, "vote signature does not verify")
+        keys.check_signature(self.validator, VOTE, vid, self.signature, "validator")
 
     def to_wire(self) -> list[Any]:
         return [
@@ -170,8 +169,9 @@ class Certificate:
             self.bitmap,
             self.signatures,
         )
-        if not keys.verify(self.entry.author, ENTRY, self.entry_id, self.author_signature):
-            raise Refused(Reason.BAD_SIGNATURE, "the author's signature does not verify")
+        keys.check_signature(
+            self.entry.author, ENTRY, self.entry_id, self.author_signature, "author"
+        )
 
 
 def assemble(

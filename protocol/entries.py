@@ -122,10 +122,12 @@ class SignedEntry:
 
     def verify(self) -> bytes:
         """Return the entry id if the author's signature verifies, else
-        raise ``Refused(bad_signature)``."""
+        raise ``Refused``: ``bad_key`` for an author key that is not a valid
+        Ed25519 key (the same reason ``ledger.check`` gives, so a submission
+        is refused alike at the node and at the validators), else
+        ``bad_signature``."""
         id_ = self.entry.id
-        if not keys.verify(self.entry.author, ENTRY, id_, self.signature):
-            raise Refused(Reason.BAD_SIGNATURE, "the author's signature does not verify")
+        keys.check_signature(self.entry.author, ENTRY, id_, self.signature, "author")
         return id_
 
     @classmethod

@@ -14,6 +14,12 @@ How it works:
 * :func:`sign` / :func:`verify` take a :class:`~mycelia.protocol.domains.Domain`
   and a 32-byte id: the signed message is always the domain's signature
   prefix plus the id (see ``domains.py``).
+* :func:`check_signature` is what every rule that refuses calls: it checks
+  the key first (:func:`check_public_key`, ``bad_key``), then the signature
+  (``bad_signature``). A small-order key verifies nothing and a mixed-order
+  one verifies some messages, so without the key check first the same bad
+  key would be ``bad_signature`` on one path, accepted on another and
+  ``bad_key`` in ``ledger.check``: one cause, one reason, everywhere.
 * :func:`check_public_key` is applied wherever a key *first enters* the
   ledger (genesis validators, stewards and issuers, an author's first entry,
   a recipient, an admitted member): the 32 bytes must be a canonical encoding
@@ -48,6 +54,7 @@ __all__ = [
     "SIGNATURE_SIZE",
     "SigningKey",
     "check_public_key",
+    "check_signature",
     "did_decode",
     "did_encode",
     "sign",
@@ -131,6 +138,18 @@ def check_public_key(public: object, what: str = "key") -> bytes:
     if not _valid_point(public):
         raise Refused(Reason.BAD_KEY, f"{what}: not a prime-order Ed25519 point")
     return public
+
+
+def check_signature(
+    public: object, domain: Domain, id_: bytes, signature: bytes, what: str = "key"
+) -> None:
+    """Raise unless ``signature`` is ``public``'s over ``id_`` in ``domain``:
+    ``Refused(bad_key)`` if ``public`` is not a valid Ed25519 key (checked
+    first, so an invalid key is named as such whatever the signature),
+    ``Refused(bad_signature)`` if the signature does not verify. ``what``
+    names the signer in the detail (``author``, ``validator``, ...)."""
+    if not verify(check_public_key(public, what), domain, id_, signature):
+        raise Refused(Reason.BAD_SIGNATURE, f"the {what}'s signature does not verify")
 
 
 def _b58encode(data: bytes) -> str:

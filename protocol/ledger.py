@@ -42,7 +42,6 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Protocol
 
-from mycelia.protocol import keys
 from mycelia.protocol.certificates import Certificate
 from mycelia.protocol.economy import Economy
 from mycelia.protocol.entries import Entry, SignedEntry
@@ -125,8 +124,7 @@ def _check(
     entry = signed.entry
     if entry.economy != economy.id:
         raise Refused(Reason.WRONG_ECONOMY, "entry is for another economy")
-    keys.check_public_key(entry.author, "author")
-    entry_id = signed.verify()
+    entry_id = signed.verify()  # bad_key, then bad_signature
     author = view.account(entry.author)
     if entry.seq <= author.seq:
         raise Refused(Reason.SEQ_REUSED, f"seq {entry.seq} already used (head is {author.seq})")

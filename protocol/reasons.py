@@ -96,7 +96,9 @@ class Reason(enum.StrEnum):
     #: in the chain — only possible if more than a third of the validator
     #: weight is faulty. Never applied; reported loudly.
     CONFLICT = "conflict"
-    #: the entry's timestamp is too far ahead of the checker's clock.
+    #: the entry's timestamp is too far ahead of the checker's clock; or a
+    #: reading's timestamp is before ``sensors.MIN_READING_TS_MS`` (2020-01-01),
+    #: the mark of a device whose clock was never set.
     CLOCK_SKEW = "clock_skew"
     #: the entry's timestamp is earlier than the author's previous entry.
     TS_REGRESSION = "ts_regression"
@@ -149,6 +151,10 @@ class Reason(enum.StrEnum):
     OUT_OF_RANGE = "out_of_range"
     #: the reading's counter is not above the last one accepted for the device.
     REPLAYED_COUNTER = "replayed_counter"
+    #: the reading's counter is above ``sensors.MAX_COUNTER`` (2**53 - 1): a
+    #: corrupt counter (erased flash, a negative number sent unsigned) that,
+    #: accepted, would leave the device no counter to send next.
+    COUNTER_OUT_OF_RANGE = "counter_out_of_range"
     #: a counter range overlaps one already attested (per host and device) or
     #: already claimed (per owner and device).
     OVERLAP = "overlap"

@@ -50,9 +50,11 @@ byte by byte::
     01                      version 1
     c4 20 <32 bytes>        economy id (bin 8)
     c4 20 <32 bytes>        device id (bin 8)
-    <uint>                  counter, 0 … 2**64-1, shortest form:
+    <uint>                  counter, shortest form (a uint64 on the wire; accepted
+                            0 … MAX_COUNTER = 2**53-1, see "Bounds" below):
                             00-7f | cc XX | cd XXXX | ce XXXXXXXX | cf XXXXXXXXXXXXXXXX
-    <uint>                  ts_ms, 0 … 2**63-1, the device clock (ms since the epoch)
+    <uint>                  ts_ms, the device clock (ms since the epoch; 0 … 2**63-1
+                            on the wire, accepted from MIN_READING_TS_MS = 2020-01-01)
     <str>                   metric, 1-32 bytes UTF-8: a0|len (len <= 31) or d9 20 (32)
     <int>                   value, signed 64-bit, shortest form (e0-ff for -32…-1,
                             d0/d1/d2/d3 for wider negatives, as counter for >= 0)
@@ -75,6 +77,27 @@ at most :data:`MAX_SIGNED_READING_BYTES` (223) bytes. The same bytes are the
 Merkle leaves of an attested batch. ``counter`` must strictly increase per
 device (the host refuses replays); the economy id inside means a reading
 counts in one economy only.
+
+Bounds (the rule :func:`check_reading` and :class:`AttestationAudit` share,
+so a host and an auditor agree; the encoding is unchanged):
+
+* ``counter <= MAX_COUNTER = 2**53 - 1``, else ``counter_out_of_range``.
+  Counters only grow, so one accepted reading with a huge counter would
+  leave its device nothing to send next, ever: ``2**64 - 1`` is what erased
+  flash (all ``0xff``) or ``-1`` sent as unsigned reads as. ``2**53`` still
+  lasts 285,000 years at 1,000 readings a second, holds a counter taken
+  from the clock (``ts_ms`` until the year 287,000, microseconds until
+  2255), and is exact in every JSON and JavaScript number. A device whose
+  counter truly reaches it gets a new key (a new device id) and starts
+  again at 0. A jump is otherwise free: gaps are allowed (lost readings,
+  counters reserved in blocks before a reboot), so no step limit — it
+  would strand a device that was offline long with a clock counter.
+* ``ts_ms >= MIN_READING_TS_MS`` (2020-01-01T00:00:00Z), else
+  ``clock_skew``: a real-time clock that lost power restarts at 0 (1970)
+  or at its chip's epoch (2000), and such a reading says nothing about
+  when it was measured. Ahead of the host's clock by more than its
+  tolerance is ``clock_skew`` too (the ingest only: an auditor has no
+  receive time).
 
 Entry bodies
 ------------
@@ -143,13 +166,16 @@ __all__ = [
     "MAX_ATTESTED_DEVICES",
     "MAX_ATTEST_BODY_BYTES",
     "MAX_CLAIM_ATTESTATIONS",
+    "MAX_COUNTER",
     "MAX_EXPONENT",
     "MAX_METRICS",
     "MAX_READING_BYTES",
     "MAX_READING_SKEW_MS",
     "MAX_SIGNED_READING_BYTES",
     "MIN_EXPONENT",
+    "MIN_READING_TS_MS",
     "P256",
+    "READING_REASONS",
     "Aggregate",
     "AttestationAudit",
     "AttestedDevice",
@@ -206,6 +232,10 @@ MAX_READING_BYTES = 140
 MAX_SIGNED_READING_BYTES = 223
 #: Default tolerance for a reading's timestamp ahead of the host's clock.
 MAX_READING_SKEW_MS = 120_000
+#: The highest counter a reading may carry, and the earliest timestamp (see
+#: "Bounds" in the module docstring for why these).
+MAX_COUNTER = (1 << 53) - 1
+MIN_READING_TS_MS = 1_577_836_800_000  # 2020-01-01T00:00:00Z
 
 _B = Reason.MALFORMED_BODY
 _M = Reason.MALFORMED
@@ -252,21 +282,22 @@ def verify_device_signature(
     key_type: str, public_key: bytes, domain: Domain, id_: bytes, signature: bytes
 ) -> None:
     """Raise unless ``signature`` is the device key's signature over
-    ``domain.message(id_)``: ``bad_signature`` (wrong length, does not
-    verify, ``r`` or ``s`` out of range), ``high_s`` (a P-256 ``s`` above
-    ``n/2``), ``bad_key`` (not a valid key of its type)."""
+    ``domain.message(id_)``. The key is checked first, with
+    :func:`check_device_key` (``bad_key``; ``malformed_body`` for an unknown
+    key type), so an invalid key is ``bad_key`` here as in the ledger's
+    registration rule and ``ledger.check``; then the signature:
+    ``bad_signature`` (wrong length, does not verify, ``r`` or ``s`` out of
+    range) or ``high_s`` (a P-256 ``s`` above ``n/2``)."""
+    check_device_key(key_type, public_key)
     if type(signature) is not bytes or len(signature) != SIGNATURE_SIZE:
         raise Refused(Reason.BAD_SIGNATURE, "a device signature is 64 bytes")
     if type(id_) is not bytes or len(id_) != ID_SIZE:
         raise Refused(Reason.BAD_SIGNATURE, "a device signs a 32-byte id")
     if key_type == ED25519:
-        if not keys.verify(public_key, domain, id_, signature):
-            raise Refused(Reason.BAD_SIGNATURE, "the device's Ed25519 signature does not verify")
+        keys.check_signature(public_key, domain, id_, signature, "device")
         return
-    if key_type != P256:
-        raise Refused(_B, f"unknown key type {key_type!r}")
-    pub = _p256_public(public_key) if type(public_key) is bytes else None
-    if pub is None:
+    pub = _p256_public(public_key)
+    if pub is None:  # check_device_key refused it already
         raise Refused(Reason.BAD_KEY, "not a compressed P-256 point")
     r = int.from_bytes(signature[:32], "big")
     s = int.from_bytes(signature[32:], "big")
@@ -897,6 +928,37 @@ class DeviceRecord:
 # -- ingest: is this reading acceptable for this host? ------------------------------
 
 
+def _check_declared(r: Reading, body: DeviceRegister) -> None:
+    """The rules a reading obeys by itself and against its registration,
+    shared by the host's :func:`check_reading` and the auditor's
+    :meth:`AttestationAudit.check`: the bounds (``counter_out_of_range``,
+    ``clock_skew`` before the floor), the declared metric and exponent
+    (``unknown_metric``) and value (``out_of_range``)."""
+    if r.counter > MAX_COUNTER:
+        raise Refused(
+            Reason.COUNTER_OUT_OF_RANGE,
+            f"counter {r.counter} is above {MAX_COUNTER} (2**53 - 1), the highest a device uses",
+        )
+    if r.ts_ms < MIN_READING_TS_MS:
+        raise Refused(
+            Reason.CLOCK_SKEW,
+            f"ts {r.ts_ms} is before {MIN_READING_TS_MS} (2020-01-01): the device clock is not set",
+        )
+    declared = body.metric(r.metric)
+    if declared is None:
+        raise Refused(Reason.UNKNOWN_METRIC, f"metric {r.metric!r} was not declared")
+    if declared.exponent != r.exponent:
+        raise Refused(
+            Reason.UNKNOWN_METRIC,
+            f"metric {r.metric!r} is declared with exponent {declared.exponent}, not {r.exponent}",
+        )
+    if not declared.min <= r.value <= declared.max:
+        raise Refused(
+            Reason.OUT_OF_RANGE,
+            f"{r.metric} value {r.value} not in [{declared.min}, {declared.max}]",
+        )
+
+
 def check_reading(
     signed: SignedReading,
     device: DeviceRecord,
@@ -913,11 +975,14 @@ def check_reading(
 
     Refuses, cheapest first: ``wrong_economy``; ``unknown_device`` (the
     record is another device's); ``not_host`` (``host`` is not the device's
-    host); ``unknown_metric`` (metric not declared, or another exponent);
-    ``out_of_range`` (value outside the declared bounds);
-    ``replayed_counter`` (counter not above ``last_counter``);
-    ``clock_skew`` (ts more than ``max_skew_ms`` ahead of ``now_ms``);
-    ``bad_signature`` / ``high_s``."""
+    host); ``counter_out_of_range`` (above :data:`MAX_COUNTER`);
+    ``clock_skew`` (ts before :data:`MIN_READING_TS_MS`); ``unknown_metric``
+    (metric not declared, or another exponent); ``out_of_range`` (value
+    outside the declared bounds); ``replayed_counter`` (counter not above
+    ``last_counter``); ``clock_skew`` (ts more than ``max_skew_ms`` ahead of
+    ``now_ms``); ``bad_signature`` / ``high_s``. With the strict decoding's
+    ``non_canonical`` / ``too_large`` / ``malformed`` these are
+    :data:`READING_REASONS`."""
     r = signed.reading
     if r.economy != economy:
         raise Refused(Reason.WRONG_ECONOMY, "the reading is signed for another economy")
@@ -925,19 +990,7 @@ def check_reading(
         raise Refused(Reason.UNKNOWN_DEVICE, "the registration given is another device's")
     if device.host != host:
         raise Refused(Reason.NOT_HOST, "this node is not the device's registered host")
-    declared = device.body.metric(r.metric)
-    if declared is None:
-        raise Refused(Reason.UNKNOWN_METRIC, f"metric {r.metric!r} was not declared")
-    if declared.exponent != r.exponent:
-        raise Refused(
-            Reason.UNKNOWN_METRIC,
-            f"metric {r.metric!r} is declared with exponent {declared.exponent}, not {r.exponent}",
-        )
-    if not declared.min <= r.value <= declared.max:
-        raise Refused(
-            Reason.OUT_OF_RANGE,
-            f"{r.metric} value {r.value} not in [{declared.min}, {declared.max}]",
-        )
+    _check_declared(r, device.body)
     if last_counter is not None and r.counter <= last_counter:
         raise Refused(Reason.REPLAYED_COUNTER, f"counter {r.counter} is not above {last_counter}")
     if now_ms is not None and r.ts_ms > now_ms + max_skew_ms:
@@ -945,6 +998,30 @@ def check_reading(
             Reason.CLOCK_SKEW, f"ts {r.ts_ms} is ahead of {now_ms} by more than {max_skew_ms} ms"
         )
     return signed.verify(device.body.key_type, device.body.public_key)
+
+
+#: Every reason :meth:`SignedReading.decode` and :func:`check_reading` can
+#: give a reading (for a registration the ledger accepted, whose key is
+#: valid): what a host's ingest answers per reading, besides its own
+#: policy. ``docs/sensors.md`` lists them for device makers (a test keeps
+#: the two equal).
+READING_REASONS: frozenset[Reason] = frozenset(
+    {
+        Reason.NON_CANONICAL,
+        Reason.TOO_LARGE,
+        Reason.MALFORMED,
+        Reason.WRONG_ECONOMY,
+        Reason.UNKNOWN_DEVICE,
+        Reason.NOT_HOST,
+        Reason.COUNTER_OUT_OF_RANGE,
+        Reason.CLOCK_SKEW,
+        Reason.UNKNOWN_METRIC,
+        Reason.OUT_OF_RANGE,
+        Reason.REPLAYED_COUNTER,
+        Reason.BAD_SIGNATURE,
+        Reason.HIGH_S,
+    }
+)
 
 
 # -- building a batch's attestation ---------------------------------------------------
@@ -1058,10 +1135,12 @@ class AttestationAudit:
     economy); ``not_attested`` (its device has no row); ``missing`` with a
     :class:`NeedCertificate` (the device's registration was not given);
     ``bad_signature`` / ``high_s`` (not the registered key's signature);
-    ``unknown_metric`` / ``out_of_range`` (not a reading its registration
-    allows); ``not_attested`` (counter outside the row's range, or metric or
-    value outside its aggregates); ``bad_proof`` (the proof names another
-    batch size, or does not lead to the attested root)."""
+    ``counter_out_of_range`` / ``clock_skew`` / ``unknown_metric`` /
+    ``out_of_range`` (outside the bounds or not a reading its registration
+    allows: the host's rules, the same function); ``not_attested``
+    (counter outside the row's range, or metric or value outside its
+    aggregates); ``bad_proof`` (the proof names another batch size, or
+    does not lead to the attested root)."""
 
     __slots__ = ("attestation", "body", "devices", "economy", "rows")
 
@@ -1107,11 +1186,7 @@ class AttestationAudit:
                 (NeedCertificate(row.registration),),
             )
         signed.verify(record.body.key_type, record.body.public_key)
-        declared = record.body.metric(r.metric)
-        if declared is None or declared.exponent != r.exponent:
-            raise Refused(Reason.UNKNOWN_METRIC, f"metric {r.metric!r} (exponent {r.exponent})")
-        if not declared.min <= r.value <= declared.max:
-            raise Refused(Reason.OUT_OF_RANGE, f"{r.metric} value {r.value} out of bounds")
+        _check_declared(r, record.body)
         if not row.first <= r.counter <= row.last:
             raise Refused(
                 Reason.NOT_ATTESTED,

@@ -5,6 +5,7 @@ the stewards' entries."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -211,8 +212,11 @@ def test_status(node: tuple[FakeNode, World, SigningKey]) -> None:
     fake, world, _ = node
     text = ok("status").stdout
     expected = [fake.key.did, "12D3KooWFake", "/ip4/127.0.0.1/tcp/4101", "validator"]
+    # Every address the node listens on, from node_info.
+    expected += ["http://127.0.0.1:8645", "http://127.0.0.1:9464/metrics"]
     for item in [*expected, "Test Valley Hours", hex_out(world.id)]:
         assert item in text
+    assert re.search(r"ingest\s+off", text)
     assert "votes in 0 of 1 economies" in text  # its key is not this economy's validator
     assert fake.methods() == ["node_info", "node_peers", "economy_list"]
     assert len(fake.raw) == 1  # one batch
@@ -220,6 +224,8 @@ def test_status(node: tuple[FakeNode, World, SigningKey]) -> None:
     assert set(doc) == {"node", "peers", "economies", "sensors"}
     assert doc["sensors"] == {}  # no impact economy: sensor_devices is not asked
     assert doc["node"]["did"] == fake.key.did and doc["node"]["sync_lag"] == 0
+    assert doc["node"]["metrics"] == "http://127.0.0.1:9464/metrics"
+    assert (doc["node"]["rpc"], doc["node"]["ingest"]) == (["http://127.0.0.1:8645"], None)
     assert doc["peers"] == ["12D3KooWPeerOne", "12D3KooWPeerTwo"]
     assert [e["id"] for e in doc["economies"]] == [hex_out(world.id)]
 

@@ -8,6 +8,7 @@ key types, registration, simulation, claims and audits — honest and lied to.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import stat
 import threading
@@ -19,6 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from mycelia.cli.client import AsyncClient, Client, Endpoint, VerifyError
 from mycelia.cli.sensor import (
@@ -38,6 +41,8 @@ from mycelia.protocol import (
     SigningKey,
     device_id,
 )
+from mycelia.protocol.domains import DEVICE
+from mycelia.protocol.sensors import P256_N
 from tests.cli.conftest import new_wallet, ok, one_line_error, run
 from tests.cli.fakenode import (
     COOKIE,
@@ -133,6 +138,7 @@ def test_keygen_makes_a_private_key_file_naming_its_device(home: Path, key_type:
     assert out["device"] == hex_out(device_id(key_type, public))
     dev = load_device("meter")
     assert (dev.key_type, dev.public) == (key_type, public)
+    assert set(_doc("meter")) == DOC_FIELDS  # the documented format, exactly
     text = ok("sensor", "keygen", "other", "--type", key_type).stdout
     assert hex_out(load_device("other").device) in text
     assert "device_exists" in one_line_error(run("sensor", "keygen", "meter"), "device_exists")
@@ -352,6 +358,215 @@ def test_register_checks_its_arguments_first(net: Net) -> None:
     one_line_error(run(*base, "--host", "did:key:nope", "--metric", "e:Wh:0:0:1"), "bad_key")
     not_impact = run(*base, "--host", HOST.did, "--metric", "e:Wh:0:0:1", "--kind", "toaster")
     one_line_error(not_impact, "not_allowed")
+
+
+# -- keys made elsewhere: sensor import ---------------------------------------------------------
+
+DOC_FIELDS = {"format", "key_type", "secret", "public_key", "device"}
+
+
+def _doc(name: str) -> dict[str, Any]:
+    """A device file as docs/sensors.md ("Device key files") describes it."""
+    path = device_path(name)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    doc = json.loads(path.read_text())
+    assert doc["format"] == "mycelia-device-key/1"
+    for field in DOC_FIELDS & set(doc) - {"format", "key_type"}:
+        assert doc[field].startswith("0x") and doc[field] == doc[field].lower()
+    assert bytes.fromhex(doc["device"][2:]) == device_id(
+        doc["key_type"], bytes.fromhex(doc["public_key"][2:])
+    )
+    return doc
+
+
+def _x_y(dev: DeviceKey) -> bytes:
+    """The bare X || Y an ATECC608 reports for its P-256 key."""
+    point = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), dev.public)
+    return point.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )[1:]
+
+
+def _register_args(net: Net, name: str) -> list[str]:
+    return [
+        "sensor",
+        "register",
+        name,
+        "--economy",
+        net.economy,
+        "--owner",
+        "owner",
+        "--host",
+        HOST.did,
+        "--metric",
+        "energy_wh:Wh:0:0:100000",
+    ]
+
+
+@pytest.mark.parametrize("key_type", KEY_TYPES)
+def test_a_device_imported_by_its_public_key_signs_its_own_registration(
+    net: Net, key_type: str
+) -> None:
+    """The device (a secure element) keeps its key: import takes the public
+    key, register prints what the device must sign and takes its signature;
+    what would sign here says it needs the private key."""
+    dev = device_key(7, key_type)  # the device, with its key
+    public = _x_y(dev) if key_type == "p256" else dev.public
+    out = json.loads(
+        ok(
+            "sensor", "import", "meter", "--public-key", public.hex(), "--type", key_type, "--json"
+        ).stdout
+    )
+    assert (out["device"], out["public_key"]) == (hex_out(dev.device), hex_out(dev.public))
+    assert out["private_key"] is False
+    doc = _doc("meter")
+    assert set(doc) == DOC_FIELDS - {"secret"}  # no private key here
+
+    before = net.world.ledger.state.snapshot()
+    one_line_error(run(*_register_args(net, "meter")), "needs_pop")
+    printed = json.loads(ok(*_register_args(net, "meter"), "--pop-message", "--json").stdout)
+    message = bytes.fromhex(printed["message"][2:])
+    assert bytes.fromhex(printed["sha256"][2:]) == hashlib.sha256(message).digest()
+    prefix = DEVICE.sig_prefix
+    assert message.startswith(prefix) and len(message) == len(prefix) + 32
+    statement = message[len(prefix) :]
+    # A signature of something else, or a high-S twin, is refused here, before anything is sent.
+    wrong = dev.sign(DEVICE, bytes(32))
+    one_line_error(run(*_register_args(net, "meter"), "--pop", wrong.hex()), "bad_signature")
+    one_line_error(run(*_register_args(net, "meter"), "--pop", "00" * 63), "invalid_params")
+    pop = dev.sign(DEVICE, statement)
+    if key_type == "p256":
+        s_ = int.from_bytes(pop[32:], "big")
+        twin = pop[:32] + (P256_N - s_).to_bytes(32, "big")
+        one_line_error(run(*_register_args(net, "meter"), "--pop", twin.hex()), "high_s")
+    assert net.world.ledger.state.snapshot() == before
+    ok(*_register_args(net, "meter"), "--pop", "0x" + pop.hex())
+    record = net.world.device_record(dev)
+    assert record is not None and record.host == HOST.public
+    record.body.verify_pop(net.world.id, net.owner.public)
+
+    # Readings come from the device: push and simulate need the private key.
+    push = ["--economy", net.economy, "--to", net.url, "--metric", "energy_wh", "--value", "1"]
+    line = one_line_error(run("sensor", "push", "meter", *push), "no_private_key")
+    assert "private key" in line
+    sim = ["sensor", "simulate", "--economy", net.economy, "--to", net.url, "meter"]
+    one_line_error(run(*sim, "--count", "1"), "no_private_key")
+    assert not device_path("meter").with_suffix(".counter").exists()  # no counter used
+    assert net.ingest.requests == []
+    # It reads as a device everywhere else (audit, claim take its name).
+    ok("sensor", "claim", "meter", "--economy", net.economy, "--owner", "owner")
+
+
+def _pem(key: Any, fmt: Any = None) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        fmt or serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _spki(key: Any) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _key_files(home: Path) -> list[tuple[str, str, bytes, bool]]:
+    """(label, key type, file bytes, holds a private key) in every format import takes."""
+    ed = ed25519.Ed25519PrivateKey.generate()
+    p2, other = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ok("sensor", "keygen", "made-elsewhere", "--type", "p256")
+    made = device_path("made-elsewhere").read_bytes()
+    der = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return [
+        ("ed25519-pkcs8-pem", "ed25519", _pem(ed), True),
+        ("ed25519-pkcs8-der", "ed25519", der, True),
+        ("ed25519-spki-pem", "ed25519", _spki(ed), False),
+        ("p256-pkcs8-pem", "p256", _pem(p2), True),
+        (
+            "p256-sec1-pem",
+            "p256",
+            _pem(other, serialization.PrivateFormat.TraditionalOpenSSL),
+            True,
+        ),
+        ("p256-spki-pem", "p256", _spki(p2), False),
+        ("mycelia-device-key", "p256", made, True),
+    ]
+
+
+def test_import_a_key_file_in_every_documented_format(net: Net) -> None:
+    for i, (label, key_type, data, private) in enumerate(_key_files(net.home)):
+        source = net.home / f"{label}.key"
+        source.write_bytes(data)
+        source.chmod(0o600)
+        name = f"dev{i}"
+        out = json.loads(ok("sensor", "import", name, "--key-file", str(source), "--json").stdout)
+        assert (out["key_type"], out["private_key"]) == (key_type, private), label
+        doc = _doc(name)
+        assert set(doc) == (DOC_FIELDS if private else DOC_FIELDS - {"secret"}), label
+        if not private:
+            continue
+        # The imported private key is the device: its readings verify under its public key.
+        dev = load_device(name)
+        assert hex_out(dev.public) == out["public_key"] == doc["public_key"], label
+        net.fake.record(net.world.register(net.owner, dev, HOST))
+        net.push(name, 5)
+        ((signed, _, _),) = net.host.readings[dev.device]
+        assert signed.verify(key_type, dev.public) == signed.id
+    # The type, if given, must be the file's.
+    source = net.home / "ed25519-pkcs8-pem.key"
+    line = run("sensor", "import", "x", "--key-file", str(source), "--type", "p256")
+    one_line_error(line, "key_type_mismatch")
+
+
+def test_import_refusals_are_one_line_and_write_nothing(home: Path) -> None:
+    def refused(reason: str, *args: str) -> None:
+        one_line_error(run("sensor", "import", "meter", *args), reason)
+        assert not device_path("meter").exists(), reason
+
+    def key_file(name: str, data: bytes, mode: int = 0o600) -> str:
+        path = home / name
+        path.write_bytes(data)
+        path.chmod(mode)
+        return str(path)
+
+    ed = ed25519.Ed25519PrivateKey.generate()
+    refused("invalid_params")  # neither
+    refused("invalid_params", "--public-key", "00" * 32)  # no --type
+    refused("invalid_params", "--public-key", "zz", "--type", "ed25519")
+    both = ["--public-key", "00" * 32, "--type", "ed25519", "--key-file", key_file("a", b"")]
+    refused("invalid_params", *both)
+    small_order = bytes([1]) + bytes(31)
+    refused("bad_key", "--public-key", small_order.hex(), "--type", "ed25519")
+    refused("bad_key", "--public-key", "00" * 31, "--type", "ed25519")
+    refused("bad_key", "--public-key", "02" + "ff" * 32, "--type", "p256")  # x beyond p
+    refused("bad_key", "--public-key", "04" + "01" * 64, "--type", "p256")  # not on the curve
+    refused("key_file", "--key-file", str(home / "missing.pem"))
+    refused("key_file", "--key-file", key_file("junk", b"not a key"))
+    refused("key_file", "--key-file", key_file("wide", _pem(ed), 0o644))  # a private key, 0644
+    encrypted = ed.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret"),
+    )
+    refused("encrypted_key", "--key-file", key_file("enc", encrypted))
+    p384 = _pem(ec.generate_private_key(ec.SECP384R1()))
+    refused("unsupported_key", "--key-file", key_file("p384", p384))
+    tampered = {"format": "mycelia-device-key/1", "key_type": "ed25519"}
+    tampered |= {"public_key": "0x" + "00" * 32, "device": "0x" + "00" * 32}
+    refused("key_file", "--key-file", key_file("bad.device", json.dumps(tampered).encode()))
+    ok("sensor", "import", "meter", "--public-key", ed_public(ed).hex(), "--type", "ed25519")
+    one_line_error(
+        run("sensor", "import", "meter", "--key-file", key_file("k", _pem(ed))), "device_exists"
+    )
+
+
+def ed_public(key: ed25519.Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 # -- simulation --------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import base64
 import json
 import socket
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,11 +41,14 @@ from mycelia.node.rpc import (
     _serve_asgi,
     serve_rpc,
 )
+from mycelia.node.views import hex_out
 from mycelia.protocol import Entry, SignedGenesis, SigningKey, Transfer, did_encode
+from mycelia.protocol.domains import ENTRY, Domain
 from mycelia.protocol.state import ZERO_ID
 from tests.factory import T0, genesis, key, sign_genesis
 from tests.node.cluster import FAST, cluster, converge
 from tests.node.procs import Proc, mycelia
+from tests.protocol.test_keys import BAD_SIGNER_IDS, BAD_SIGNERS
 
 SOLO = key(0, "solo")
 SOLO_GENESIS = sign_genesis(genesis(validators=[SOLO]), [SOLO])
@@ -404,25 +407,55 @@ async def test_a_datadir_too_deep_for_a_unix_socket(
 async def test_node_run_serves_the_rpc_and_a_signal_stops_it_cleanly(tmp_path: Path) -> None:
     datadir = tmp_path / "n"
     assert mycelia("init", "--datadir", str(datadir)).returncode == 0
-    proc = await trio.to_thread.run_sync(Proc, datadir, [])
+    sensors = ("sensors.enabled=true", "sensors.host=127.0.0.1", "sensors.port=0")
+    proc = await trio.to_thread.run_sync(Proc, datadir, [], sensors)
     try:
         with trio.fail_after(30):
-            while not (datadir / "rpc.endpoint").exists():  # written once it listens
+            # Written once each listens (the ingest starts last).
+            while not (datadir / "ingest.endpoint").exists():
                 await trio.sleep(0.05)
         endpoint = json.loads((datadir / "rpc.endpoint").read_text())
+        ingest = json.loads((datadir / "ingest.endpoint").read_text())
+        assert stat.S_IMODE((datadir / "ingest.endpoint").stat().st_mode) == 0o600
         cookie = (datadir / ".cookie").read_text()
         transport = httpx.AsyncHTTPTransport(uds=endpoint["unix"])
         async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
             request = {"jsonrpc": "2.0", "id": 1, "method": "node_info"}
             response = await client.post("/", json=request, auth=tuple(cookie.split(":")))
-            assert response.json()["result"]["did"].startswith("did:key:z6Mk")
+            info = response.json()["result"]
+        async with httpx.AsyncClient(base_url=ingest["http"]) as client:
+            assert (await client.get("/v1/health")).json() == {"ok": True}
     finally:
         code, log = await trio.to_thread.run_sync(proc.stop)
     assert code == 0, log
     assert "Traceback" not in log
     assert f"rpc at {endpoint['http']}, unix:{endpoint['unix']}" in log
-    for name in (".cookie", "rpc.endpoint", "rpc.sock"):
+    # node_info names every address the node bound: what the logs said.
+    assert info["did"].startswith("did:key:z6Mk")
+    assert info["addresses"] == [proc.address]
+    assert (info["rpc"], info["rpc_unix"]) == ([endpoint["http"]], endpoint["unix"])
+    assert info["metrics"] == f"http://127.0.0.1:{proc.metrics_port}/metrics"
+    assert info["ingest"] == ingest["http"] and ingest["http"].startswith("http://127.0.0.1:")
+    assert f"sensor ingest at {ingest['http']}/v1/readings" in log
+    for name in (".cookie", "rpc.endpoint", "rpc.sock", "ingest.endpoint"):
         assert not (datadir / name).exists(), name
+
+
+async def test_node_info_reports_every_address_the_rpc_bound(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        node = Node(SOLO, tmp_path / "n", FAST)
+        await nursery.start(node.run)
+        async with serving(nursery, node, replace(LIMITS, extra_bind=("127.0.0.1:0",))) as s:
+            info = await s.result("node_info")
+            assert info["addresses"] == node.addresses and info["addresses"]
+            assert info["rpc"] == [s.endpoints.http, *s.endpoints.extra]
+            assert len(info["rpc"]) == 2 and ":0" not in "".join(info["rpc"])
+            assert info["rpc_unix"] == str(node.datadir.absolute() / "rpc.sock")
+            # Not started here (the daemon starts them): reported as off.
+            assert (info["metrics"], info["ingest"]) == (None, None)
+            await s.stop()
+        assert node.listening.rpc == () and node.listening.rpc_unix is None
+        nursery.cancel_scope.cancel()
 
 
 # -- strict JSON-RPC ------------------------------------------------------------------------
@@ -576,6 +609,22 @@ async def test_refusals_change_nothing(tmp_path: Path) -> None:
         # An entry the protocol's schema refuses: seq 1 with a prev.
         error = await s.error("entry_prepare", {**transfer(BOB), "seq": 1, "prev": missing})
         assert (error["code"], error["data"]["reason"]) == (-32001, "prev_mismatch")
+        assert stored(s.node) == before
+
+
+@pytest.mark.parametrize(("public", "signer"), BAD_SIGNERS, ids=BAD_SIGNER_IDS)
+async def test_entry_submit_names_an_invalid_author_key_bad_key(
+    tmp_path: Path, public: bytes, signer: Callable[[Domain, bytes], bytes]
+) -> None:
+    """The reason ledger.check gives (protocol/test_reasons.py checks the
+    same keys there): a small-order author is not a bad signature, and a
+    mixed-order one whose signature verifies is not accepted."""
+    async with solo(tmp_path) as s:
+        before = stored(s.node)
+        entry = Entry(SOLO_GENESIS.genesis.id, public, 1, ZERO_ID, T0, Transfer(BOB.public, 1))
+        params = {"entry": hex_out(entry.encode()), "signature": hex_out(signer(ENTRY, entry.id))}
+        error = await s.error("entry_submit", params)
+        assert (error["code"], error["data"]["reason"]) == (-32001, "bad_key")
         assert stored(s.node) == before
 
 

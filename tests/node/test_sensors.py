@@ -8,6 +8,7 @@ restart in the middle of an attestation, and retention."""
 from __future__ import annotations
 
 import json
+import stat
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ import trio
 from mycelia.node import wire
 from mycelia.node.config import SensorsConfig
 from mycelia.node.daemon import MetricsExporter, Node
-from mycelia.node.ingest import Ingest
+from mycelia.node.ingest import BODY_REFUSALS, RATE_LIMITED, READING_REASONS, Ingest
 from mycelia.node.metrics import Metrics
 from mycelia.node.store import Store, StoreError
 from mycelia.node.submitter import CERTIFIED
@@ -46,7 +47,7 @@ from mycelia.protocol import (
     codec,
     schema,
 )
-from mycelia.protocol.sensors import P256_N
+from mycelia.protocol.sensors import MAX_COUNTER, P256_N
 from tests.factory import (
     ENERGY,
     TEMPERATURE,
@@ -266,6 +267,9 @@ async def test_every_refusal_has_its_reason_and_stores_nothing(tmp_path: Path) -
             ("not_host", reading(ELSEWHERE, 1).encode()),
             ("replayed_counter", reading(ED, 1).encode()),
             ("clock_skew", reading(ED, 5, ts_ms=now_ms() + 600_000).encode()),
+            ("clock_skew", reading(ED, 5, ts_ms=0).encode()),  # a clock never set
+            ("counter_out_of_range", reading(ED, (1 << 64) - 1).encode()),  # erased flash
+            ("counter_out_of_range", reading(ED, MAX_COUNTER + 1).encode()),
             ("unknown_metric", reading(ED, 5, metric="humidity").encode()),
             ("unknown_metric", reading(ED, 5, exponent=1).encode()),
             ("out_of_range", reading(ED, 5, 2_000_000).encode()),
@@ -282,6 +286,8 @@ async def test_every_refusal_has_its_reason_and_stores_nothing(tmp_path: Path) -
             ),
             ("malformed", codec.encode(["signed-reading", 1, good.reading.to_wire(), b"short"])),
         ]
+        # Every reason a reading can get (rate_limited: the token bucket test).
+        assert {reason for reason, _ in cases} == READING_REASONS - {RATE_LIMITED}
         for reason, data in cases:
             before = stored(h.node)
             # Alone, and as the one element of a batch.
@@ -316,6 +322,49 @@ async def test_every_refusal_has_its_reason_and_stores_nothing(tmp_path: Path) -
         ]
 
 
+async def test_the_ingest_endpoint_file_and_node_info(tmp_path: Path) -> None:
+    """As ``rpc.endpoint``: ``ingest.endpoint`` names the bound address
+    (port 0 resolved), 0600, and a stop removes it; ``node_info`` says it."""
+    endpoint = tmp_path / "host" / "ingest.endpoint"
+    async with solo_host(tmp_path) as h, trio.open_nursery() as nursery:
+        url = str(h.http.base_url).rstrip("/")
+        assert json.loads(endpoint.read_text()) == {"http": url}
+        assert stat.S_IMODE(endpoint.stat().st_mode) == 0o600
+        assert h.node.listening.ingest == url and not url.endswith(":0")
+        async with serving(nursery, h.node, replace(LIMITS, unix_socket=False)) as s:
+            assert (await s.result("node_info"))["ingest"] == url
+        nursery.cancel_scope.cancel()
+    assert not endpoint.exists()
+    assert h.node.listening.ingest is None
+
+
+async def test_json_integers_beyond_2_53_are_refused_as_not_exact(tmp_path: Path) -> None:
+    """A JSON library that holds numbers as doubles rounds them above 2**53;
+    the ingest refuses those integers as ``malformed`` (naming msgpack), and
+    the same reading in msgpack is judged on its merits."""
+    async with solo_host(tmp_path) as h:
+        await register(h.node, ED)
+        edge = reading(ED, MAX_COUNTER)  # 2**53 - 1: exact in JSON
+        response = await h.send(json.dumps(as_json(edge)).encode(), JSON)
+        assert response.json() == [{"id": "0x" + edge.id.hex(), "status": "accepted"}]
+        before = stored(h.node)
+        beyond = [
+            as_json(reading(ED, MAX_COUNTER + 1)),
+            as_json(reading(ED, MAX_COUNTER + 2)) | {"counter": MAX_COUNTER + 1},
+            as_json(reading(ED, 1)) | {"value": -(1 << 53)},
+            as_json(reading(ED, 1)) | {"ts_ms": 1 << 60},
+        ]
+        answers = (await h.send(json.dumps(beyond).encode(), JSON)).json()
+        for answer in answers:
+            assert answer["status"] == "refused" and answer["reason"] == "malformed", answer
+            assert "msgpack" in answer["detail"] and "2**53" in answer["detail"]
+        assert stored(h.node) == before
+        # As msgpack the protocol's own bound speaks.
+        (answer,) = await h.post(reading(ED, MAX_COUNTER + 1))
+        assert answer["reason"] == "counter_out_of_range"
+        assert stored(h.node) == before
+
+
 async def test_whole_requests_refused(tmp_path: Path) -> None:
     config = replace(CONFIG, max_batch=4, max_body_bytes=1024)
     async with solo_host(tmp_path, config) as h:
@@ -337,6 +386,8 @@ async def test_whole_requests_refused(tmp_path: Path) -> None:
             (400, "malformed", b"[NaN]", JSON),
             (415, "malformed", reading(ED, 1).encode(), "text/plain"),
         ]
+        # Every whole-request refusal (503 unavailable: below).
+        assert {(st, r) for st, r, _, _ in cases} | {(503, "unavailable")} == BODY_REFUSALS
         for status, reason, body, content_type in cases:
             response = await h.send(body, content_type)
             assert response.status_code == status, (body[:20], response.content)

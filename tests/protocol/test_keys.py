@@ -269,6 +269,71 @@ def test_small_order_key_verifies_nothing(small: bytes, id_: bytes) -> None:
         assert keys.verify(small, ENTRY, id_, r + bytes(32)) is False
 
 
+class MixedOrderKey:
+    """A mixed-order key ``A' = a·B + T`` (``T`` of order 8) that signs.
+
+    libsodium's verify refuses small-order keys but not mixed-order ones:
+    the equation ``S·B = R + h·A'`` holds whenever ``h`` is a multiple of 8
+    (then ``h·T`` vanishes), so :meth:`sign` retries the nonce until it is.
+    An honest key generator never makes such a key; a lax key check lets it
+    in. ``check_public_key`` refuses it (``bad_key``)."""
+
+    def __init__(self, scalar: int = 12345, torsion: bytes = TORSION[2]) -> None:
+        self.a = scalar % L
+        prime = crypto_scalarmult_ed25519_base_noclamp(self.a.to_bytes(32, "little"))
+        self.public = crypto_core_ed25519_add(prime, torsion)
+
+    def sign(self, domain: Domain, id_: bytes) -> bytes:
+        message = domain.message(id_)
+        for attempt in itertools.count():
+            seed = hashlib.sha512(b"nonce" + attempt.to_bytes(4, "little") + message).digest()
+            r = int.from_bytes(seed, "little") % L
+            big_r = crypto_scalarmult_ed25519_base_noclamp(r.to_bytes(32, "little"))
+            h = int.from_bytes(hashlib.sha512(big_r + self.public + message).digest(), "little")
+            h %= L
+            if h % 8 == 0:
+                return big_r + ((r + h * self.a) % L).to_bytes(32, "little")
+        raise AssertionError("unreachable")
+
+
+def degenerate_signature(domain: Domain, id_: bytes) -> bytes:
+    """``R = identity, S = 0``: what a lax verifier accepts from a small-order key."""
+    return IDENTITY + bytes(32)
+
+
+#: Invalid keys that reach a signature check, each with what it signs:
+#: every small-order point, and a mixed-order key whose signatures verify.
+BAD_SIGNERS: list[tuple[bytes, Callable[[Domain, bytes], bytes]]] = [
+    *((small, degenerate_signature) for small in SMALL_ORDER),
+    (MixedOrderKey().public, MixedOrderKey().sign),
+]
+BAD_SIGNER_IDS = [f"small-{i}-{b.hex()[:6]}" for i, b in enumerate(SMALL_ORDER)] + ["mixed-order"]
+
+
+@given(ids)
+def test_a_mixed_order_key_signs_what_verify_accepts(id_: bytes) -> None:
+    """The gap ``check_signature`` closes: ``verify`` alone accepts it."""
+    k = MixedOrderKey()
+    sig = k.sign(ENTRY, id_)
+    assert keys.verify(k.public, ENTRY, id_, sig) is True
+    assert reason_of(lambda: keys.check_signature(k.public, ENTRY, id_, sig)) is Reason.BAD_KEY
+
+
+@pytest.mark.parametrize(("public", "signer"), BAD_SIGNERS, ids=BAD_SIGNER_IDS)
+def test_check_signature_names_a_bad_key_before_its_signature(
+    public: bytes, signer: Callable[[Domain, bytes], bytes]
+) -> None:
+    id_ = bytes(range(32))
+    refused = reason_of(lambda: keys.check_signature(public, VOTE, id_, signer(VOTE, id_), "x"))
+    assert refused is Reason.BAD_KEY
+    good = key(0)
+    assert keys.check_signature(good.public, VOTE, id_, keys.sign(good, VOTE, id_)) is None
+    forged = keys.sign(good, VOTE, bytes(32))
+    assert reason_of(lambda: keys.check_signature(good.public, VOTE, id_, forged)) is (
+        Reason.BAD_SIGNATURE
+    )
+
+
 # -- check_public_key ------------------------------------------------------------------
 
 

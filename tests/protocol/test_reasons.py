@@ -31,7 +31,8 @@ from mycelia.protocol import (
     codec,
     transition,
 )
-from mycelia.protocol.certificates import vote_id
+from mycelia.protocol.certificates import assemble, vote_id
+from mycelia.protocol.domains import ENTRY, READING, Domain
 from mycelia.protocol.economy import Genesis
 from mycelia.protocol.entries import SignedEntry
 from mycelia.protocol.locks import lock_decision, resources
@@ -39,13 +40,19 @@ from mycelia.protocol.merkle import MerkleProof
 from mycelia.protocol.reasons import NeedAdmission, NeedChain
 from mycelia.protocol.schema import INT64_MAX
 from mycelia.protocol.sensors import (
+    ED25519,
     P256_N,
     Aggregate,
     AttestationAudit,
     Reading,
+    SignedReading,
     check_reading,
+    device_id,
+    verify_device_signature,
 )
+from mycelia.protocol.state import ZERO_ID
 from tests.factory import (
+    T0,
     World,
     device_key,
     genesis,
@@ -54,6 +61,7 @@ from tests.factory import (
     sign_genesis,
     validator_keys,
 )
+from tests.protocol.test_keys import BAD_SIGNER_IDS, BAD_SIGNERS
 
 A, B, C = key(1), key(2), key(3)
 STEWARD, ISSUER = key(10, "steward"), key(11, "issuer")
@@ -405,6 +413,16 @@ def s_replayed_counter() -> Scenario:
     )
 
 
+def s_counter_out_of_range() -> Scenario:
+    w, _ = sensors()
+    record = w.device_record(DEV)
+    assert record is not None
+    signed = Reading(w.id, DEV.device, (1 << 64) - 1, w.clock, "energy_wh", 1, 0).sign(DEV)
+    return w, lambda: check_reading(
+        signed, record, economy=w.id, host=HOST.public, last_counter=7, now_ms=w.clock
+    )
+
+
 def s_overlap() -> Scenario:
     w, _ = sensors(1)  # counters 1-5 attested
     body, _, _ = w.attest_body(w.readings(DEV, [5, 6]))
@@ -471,6 +489,7 @@ SCENARIOS: dict[Reason, Callable[[], Scenario]] = {
     Reason.UNKNOWN_METRIC: s_unknown_metric,
     Reason.OUT_OF_RANGE: s_out_of_range,
     Reason.REPLAYED_COUNTER: s_replayed_counter,
+    Reason.COUNTER_OUT_OF_RANGE: s_counter_out_of_range,
     Reason.OVERLAP: s_overlap,
     Reason.NOT_CONTIGUOUS: s_not_contiguous,
     Reason.NOT_ATTESTED: s_not_attested,
@@ -550,3 +569,41 @@ def test_genesis_refusal_is_stable_for_unsigned_economy() -> None:
     wire = g.to_wire()
     wire[8] = 2  # quorum 2 of 4 is not more than two thirds
     assert refused(lambda: Genesis.from_wire(wire)).reason is Reason.BAD_GENESIS
+
+
+# -- one cause, one reason: an invalid key is bad_key on every path ---------------------------
+
+
+@pytest.mark.parametrize(("public", "signer"), BAD_SIGNERS, ids=BAD_SIGNER_IDS)
+def test_an_invalid_key_is_bad_key_on_every_path(
+    public: bytes, signer: Callable[[Domain, bytes], bytes]
+) -> None:
+    """The same small-order (or mixed-order) key, whatever it signed, is
+    ``bad_key`` from ``ledger.check``, from ``SignedEntry.verify`` (what a
+    node's ``entry_submit`` runs), from a certificate's author check and
+    from the device signature check — never ``bad_signature``, never
+    accepted — and no state changes."""
+    w = World()
+    entry = Entry(w.id, public, 1, ZERO_ID, T0 + 1, Transfer(B.public, 5))
+    signed = SignedEntry(entry, signer(ENTRY, entry.id))
+    votes = [Vote.make(k, w.id, w.economy.epoch, entry.id) for k in w.vkeys[:3]]
+    cert = assemble(w.economy, signed, votes)
+    reading_id = bytes(range(32))
+    device_sig = signer(READING, reading_id)
+    state, chain = w.ledger.state.snapshot(), dict(w.ledger.chain)
+    paths: dict[str, Callable[[], object]] = {
+        "ledger.check": lambda: w.ledger.check(signed),
+        "SignedEntry.verify": signed.verify,
+        "Certificate.verify": lambda: cert.verify(w.economy),
+        "ledger.apply": lambda: w.ledger.apply(cert),
+        "verify_device_signature": lambda: verify_device_signature(
+            ED25519, public, READING, reading_id, device_sig
+        ),
+        "SignedReading.verify": lambda: SignedReading(
+            Reading(w.id, device_id(ED25519, public), 1, T0, "energy_wh", 1, 0), device_sig
+        ).verify(ED25519, public),
+    }
+    for name, action in paths.items():
+        assert outcome(action)[0] is Reason.BAD_KEY, name
+    assert w.ledger.state.snapshot() == state
+    assert w.ledger.chain == chain

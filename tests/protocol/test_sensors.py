@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from mycelia.protocol import (
     AttestationAudit,
     Certificate,
+    DeviceKey,
     DeviceRecord,
     Entry,
     MerkleProof,
@@ -47,9 +48,12 @@ from mycelia.protocol.schema import INT64_MAX, INT64_MIN, UINT64_MAX
 from mycelia.protocol.sensors import (
     MAX_ATTEST_BODY_BYTES,
     MAX_ATTESTED_DEVICES,
+    MAX_COUNTER,
     MAX_READING_BYTES,
     MAX_SIGNED_READING_BYTES,
+    MIN_READING_TS_MS,
     P256_N,
+    READING_REASONS,
     Aggregate,
     AttestedDevice,
     SensorAttest,
@@ -336,6 +340,7 @@ def test_check_reading_accepts_and_refuses(registered: tuple[World, object, Devi
         Reason.OUT_OF_RANGE: lambda: check(reading(value=1_000_001)),
         Reason.REPLAYED_COUNTER: lambda: check(good, last_counter=10),
         Reason.CLOCK_SKEW: lambda: check(reading(ts_ms=now + 120_001)),
+        Reason.COUNTER_OUT_OF_RANGE: lambda: check(reading(counter=MAX_COUNTER + 1)),
         Reason.BAD_SIGNATURE: lambda: check(
             SignedReading(good.reading, reading(value=6).signature)
         ),
@@ -351,6 +356,18 @@ def test_check_reading_accepts_and_refuses(registered: tuple[World, object, Devi
     )
     assert refused(lambda: check(good, last_counter=11)).reason is Reason.REPLAYED_COUNTER
     assert check(reading(ts_ms=now + 120_000)) is not None  # the bound is inclusive
+    # The bounds: counters up to 2**53 - 1, timestamps from 2020-01-01, inclusive.
+    assert check(reading(counter=MAX_COUNTER)) is not None
+    assert check(reading(ts_ms=MIN_READING_TS_MS)) is not None
+    for counter in (MAX_COUNTER + 1, UINT64_MAX):  # 2**64 - 1: erased flash, or -1
+        too_far = reading(counter=counter)
+        for last in (9, None):
+            refusal = refused(lambda r=too_far, c=last: check(r, last_counter=c))  # type: ignore[misc]
+            assert refusal.reason is Reason.COUNTER_OUT_OF_RANGE
+    for ts in (0, 946_684_800_000, MIN_READING_TS_MS - 1):  # 1970, 2000 (an RTC's epoch)
+        unset = reading(ts_ms=ts)
+        refusal = refused(lambda r=unset: check(r, now_ms=None))  # type: ignore[misc]
+        assert refusal.reason is Reason.CLOCK_SKEW and "not set" in refusal.detail
     if record.body.key_type == "p256":
         twin = SignedReading(good.reading, high_s(good.signature))
         assert refused(lambda: check(twin)).reason is Reason.HIGH_S
@@ -550,3 +567,101 @@ def test_the_attestation_body_bound_leaves_room_for_the_widest_envelope() -> Non
     with pytest.raises(Refused) as info:
         SensorAttest(bytes(32), 16, rows)
     assert info.value.reason is Reason.TOO_LARGE
+
+
+@pytest.mark.parametrize(
+    ("counter", "ts_ms", "reason"),
+    [
+        (UINT64_MAX, T0, Reason.COUNTER_OUT_OF_RANGE),
+        (MAX_COUNTER + 1, T0, Reason.COUNTER_OUT_OF_RANGE),
+        (1, 0, Reason.CLOCK_SKEW),
+        (1, MIN_READING_TS_MS - 1, Reason.CLOCK_SKEW),
+    ],
+)
+def test_the_auditor_refuses_out_of_bounds_readings_as_the_host_does(
+    counter: int, ts_ms: int, reason: Reason
+) -> None:
+    """A host that attested a reading its ingest check refuses (a faulty
+    host, or one that ran old code): the audit names the same reason."""
+    w = World(impact_genesis(), validator_keys(4))
+    dev = device_key(1)
+    reg = w.register(OWNER, dev, HOST)
+    record = w.device_record(dev)
+    assert record is not None
+    bad = Reading(w.id, dev.device, counter, ts_ms, "energy_wh", 5, 0).sign(dev)
+    host_says = refused(
+        lambda: check_reading(
+            bad, record, economy=w.id, host=HOST.public, last_counter=None, now_ms=None
+        )
+    )
+    good = w.readings(dev, [2])
+    body, tree, ordered = w.attest_body([bad, *good])
+    cert = w.commit(HOST, body)
+    audit = AttestationAudit(w.economy, cert, [reg])
+    i = ordered.index(bad)
+    assert audit.verdict(bad.encode(), tree.proof(i)).reason is host_says.reason is reason
+    assert refused(lambda: audit.check_batch([r.encode() for r in ordered])).reason is reason
+
+
+def _mutations() -> st.SearchStrategy[tuple[int, int, bytes, int]]:
+    # (where, what, insert, cut): overwrite a byte, insert bytes, cut the tail
+    return st.tuples(
+        st.integers(0, MAX_SIGNED_READING_BYTES),
+        st.integers(0, 255),
+        st.binary(max_size=4),
+        st.integers(0, 8),
+    )
+
+
+@given(
+    st.sampled_from(KEY_TYPES),
+    st.lists(_mutations(), max_size=3),
+    st.integers(0, (1 << 64) - 1),
+    st.integers(0, INT64_MAX),
+    st.integers(INT64_MIN, INT64_MAX),
+)
+def test_a_host_can_only_answer_the_documented_reading_reasons(
+    key_type: str,
+    mutations: list[tuple[int, int, bytes, int]],
+    counter: int,
+    ts_ms: int,
+    value: int,
+) -> None:
+    """Whatever arrives — a reading of any counter, time and value, its
+    bytes corrupted — strict decoding and ``check_reading`` accept it or
+    refuse it with one of ``READING_REASONS`` (what docs/sensors.md lists
+    for device makers); nothing else escapes."""
+    w, dev, record = _REGISTERED[key_type]
+    data = bytearray(
+        Reading(w.id, dev.device, counter, ts_ms, "energy_wh", value, 0).sign(dev).encode()
+    )
+    for where, what, insert, cut in mutations:
+        if where < len(data):
+            data[where] = what
+        data[where:where] = insert
+        if cut:
+            del data[-cut:]
+    try:
+        signed = SignedReading.decode(bytes(data))
+        check_reading(
+            signed,
+            record,
+            economy=w.id,
+            host=HOST.public,
+            last_counter=5,
+            now_ms=T0 + 1_000,
+        )
+    except Refused as exc:
+        assert exc.reason in READING_REASONS, exc
+
+
+def _registered(key_type: str) -> tuple[World, DeviceKey, DeviceRecord]:
+    w = World(impact_genesis(), validator_keys(4))
+    dev = device_key(1, key_type)
+    w.register(OWNER, dev, HOST, metrics=(ENERGY, TEMPERATURE))
+    record = w.device_record(dev)
+    assert record is not None
+    return w, dev, record
+
+
+_REGISTERED = {kt: _registered(kt) for kt in KEY_TYPES}
