@@ -24,6 +24,10 @@ The endpoint (``POST /v1/readings``, ``GET /v1/health``):
   another content type: 415; the store failing to write: 503
   ``unavailable`` (nothing of the request stored); each as one such result
   object.
+* A JSON string that is not Unicode text (an escaped lone UTF-16
+  surrogate, ``"\\ud800"``: valid JSON, but nothing UTF-8 can store or
+  send back), in any field or member name of a reading, refuses that
+  reading ``malformed``; the others of the batch are answered as usual.
 
 Per reading, cheapest first: strict decoding (``malformed``,
 ``non_canonical``, ``too_large``); the sender's address token bucket
@@ -47,7 +51,6 @@ batch's signatures are verified in a worker thread.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter, OrderedDict
@@ -64,10 +67,11 @@ from starlette.routing import Route
 
 from mycelia.node.applier import ready_group, signature_work
 from mycelia.node.config import SensorsConfig
+from mycelia.node.jsonrpc import encode, loads, lone_surrogate
 from mycelia.node.metrics import Metrics
 from mycelia.node.rpc import read_body, serve_http
 from mycelia.node.store import Accepted, StoreError
-from mycelia.node.views import ParamError, hex_in, int_in, str_in
+from mycelia.node.views import NOT_UNICODE, ParamError, hex_in, int_in, str_in
 from mycelia.protocol import (
     DeviceRecord,
     Economy,
@@ -93,6 +97,7 @@ JSON = "application/json"
 #: could not write (full disk): nothing was stored, the device sends again.
 RATE_LIMITED = "rate_limited"
 UNAVAILABLE = "unavailable"
+INTERNAL_ERROR = "internal_error"
 #: Token buckets remembered per kind (least recently used forgotten first:
 #: a forgotten bucket is a full one, which only errs towards accepting).
 MAX_BUCKETS = 10_000
@@ -189,14 +194,10 @@ def split_msgpack(body: bytes, max_batch: int) -> list[bytes]:
     return items
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def split_json(body: bytes, max_batch: int) -> list[Any]:
     """The reading objects of a JSON body (an object or a list of them)."""
     try:
-        value = json.loads(body.decode("utf-8"), parse_constant=_no_constants)
+        value = loads(body)
     except (ValueError, RecursionError) as exc:
         raise _BodyError(400, "malformed", f"not JSON: {exc}") from None
     if isinstance(value, dict):
@@ -213,6 +214,12 @@ def reading_from_json(value: Any) -> SignedReading:
     try:
         if not isinstance(value, dict):
             raise ParamError("reading", "expected an object")
+        # First: every detail below may name a field or quote a value.
+        found = lone_surrogate(value)
+        if found is not None:
+            path, is_name = found
+            name = path or "reading"
+            raise ParamError(name, f"a member name is {NOT_UNICODE}" if is_name else NOT_UNICODE)
         missing = _JSON_FIELDS - value.keys()
         extra = value.keys() - _JSON_FIELDS
         if missing or extra:
@@ -470,11 +477,10 @@ class Ingest:
                 raise _BodyError(503, UNAVAILABLE, f"not stored, send again: {exc}") from None
         except _BodyError as exc:
             self._count([exc.result])
-            return self._respond(
-                exc.result.to_msgpack() if as_msgpack else exc.result.to_json(),
-                as_msgpack,
-                exc.status,
-            )
+            return self._error(exc, as_msgpack)
+        except Exception:  # a bug: logged once, and no traceback for the device
+            log.exception("ingest request failed")
+            return self._error(_BodyError(500, INTERNAL_ERROR, "see the node's log"), as_msgpack)
         finally:
             if self.metrics is not None:
                 self.metrics.sensor_ingest_seconds.observe(time.perf_counter() - started)
@@ -482,12 +488,15 @@ class Ingest:
             return self._respond([r.to_msgpack() for r in results], True)
         return self._respond([r.to_json() for r in results], False)
 
+    def _error(self, exc: _BodyError, as_msgpack: bool) -> Response:
+        result = exc.result.to_msgpack() if as_msgpack else exc.result.to_json()
+        return self._respond(result, as_msgpack, exc.status)
+
     @staticmethod
     def _respond(value: Any, as_msgpack: bool, status: int = 200) -> Response:
         if as_msgpack:
             return Response(msgpack.packb(value, use_bin_type=True), status, media_type=MSGPACK)
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-        return Response(text, status, media_type=JSON)
+        return Response(encode(value), status, media_type=JSON)
 
 
 async def serve_ingest(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import socket
 import stat
 from collections.abc import AsyncIterator
@@ -31,6 +32,7 @@ from trio_websocket import (
 
 from mycelia.node.config import ConfigError, RpcConfig
 from mycelia.node.daemon import Node
+from mycelia.node.jsonrpc import Dispatcher, Registry
 from mycelia.node.rpc import (
     REGISTRY,
     Hub,
@@ -577,6 +579,158 @@ async def test_refusals_change_nothing(tmp_path: Path) -> None:
         error = await s.error("entry_prepare", {**transfer(BOB), "seq": 1, "prev": missing})
         assert (error["code"], error["data"]["reason"]) == (-32001, "prev_mismatch")
         assert stored(s.node) == before
+
+
+# -- text that is not Unicode ------------------------------------------------------------------
+
+#: A lone UTF-16 surrogate: valid in a JSON string (as the escape json.dumps
+#: writes for it), but no UTF-8 encodes it.
+LONE = "\ud800"
+METER = {
+    "key_type": "ed25519",
+    "public_key": "0x" + "11" * 32,
+    "device_kind": "solar-meter",
+    "host": did(SOLO),
+    "metrics": [{"name": LONE, "unit": "Wh", "exponent": 0, "min": "0", "max": "100"}],
+    "pop": SIG,
+}
+#: (what, method, params, the field the -32602 error must name)
+NOT_UNICODE_PARAMS = [
+    ("memo", "entry_prepare", transfer(BOB, memo=LONE), "body.memo"),
+    ("low surrogate", "entry_prepare", transfer(BOB, memo="ok \udfff"), "body.memo"),
+    ("body member name", "entry_prepare", transfer(BOB, **{LONE: "x"}), "body"),
+    ("kind", "entry_prepare", transfer(BOB) | {"kind": LONE}, "kind"),
+    ("metric name", "entry_prepare", transfer(BOB) | {"kind": "device.register", "body": METER},
+     "body.metrics[0].name"),
+    ("in an array", "entry_prepare", transfer(BOB) | {"body": [1, LONE]}, "body[1]"),
+    ("cursor", "account_history", _history(cursor=LONE), "cursor"),
+    ("cursor by position", "account_history", [ECON, did(ALICE), LONE], "cursor"),
+    ("param name", "account_get", {"economy": ECON, "account": did(ALICE), LONE: 1}, "params"),
+    ("economy", "account_get", {"economy": LONE, "account": did(ALICE)}, "economy"),
+    ("account", "account_get", {"economy": ECON, "account": "did:key:z6Mk" + LONE}, "account"),
+    ("subscription", "unsubscribe", {"subscription": LONE}, "subscription"),
+    ("topic", "subscribe", {"topic": LONE, "id": ECON}, "topic"),
+    ("entry id", "entry_get", {"id": LONE}, "id"),
+]  # fmt: skip
+#: (what, request object, the id the -32600 error must carry)
+NOT_UNICODE_REQUESTS: list[tuple[str, Any, Any]] = [
+    ("id", {"jsonrpc": "2.0", "id": LONE, "method": "node_info"}, None),
+    ("id, inside", {"jsonrpc": "2.0", "id": f"a{LONE}b", "method": "node_info"}, None),
+    ("method", {"jsonrpc": "2.0", "id": 1, "method": LONE}, 1),
+    ("member name", {"jsonrpc": "2.0", "id": 2, "method": "node_info", LONE: 1}, 2),
+    ("jsonrpc", {"jsonrpc": LONE, "id": 3, "method": "node_info"}, 3),
+    ("notification", {"jsonrpc": "2.0", "method": f"node_info{LONE}"}, None),
+]
+
+
+def assert_quiet(caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing a client sent made the node log an error or a traceback."""
+    loud = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not loud, [r.getMessage() for r in loud]
+    assert "Traceback" not in caplog.text
+
+
+def _request(method: str, params: Any, request_id: Any = 1) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+
+
+def _check_not_unicode_param(reply: dict[str, Any], what: str, field: str) -> None:
+    assert reply["id"] == 1, (what, reply)
+    error = reply["error"]
+    assert (error["code"], error["data"]["reason"]) == (-32602, "invalid_params"), (what, error)
+    assert error["data"]["field"] == field, (what, error)
+    assert "not Unicode text" in error["data"]["detail"], (what, error)
+
+
+def _check_not_unicode_request(reply: dict[str, Any], what: str, echo: Any) -> None:
+    assert reply["id"] == echo, (what, reply)
+    error = reply["error"]
+    assert (error["code"], error["data"]["reason"]) == (-32600, "invalid_request"), (what, error)
+    assert "not Unicode text" in error["data"]["detail"], (what, error)
+
+
+async def test_lone_surrogates_are_refused_over_http(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with solo(tmp_path) as s:
+        before = stored(s.node)
+        for what, method, params, field in NOT_UNICODE_PARAMS:
+            body = json.dumps(_request(method, params)).encode()
+            assert b"\\ud800" in body or b"\\udfff" in body  # sent as the JSON escape
+            response = await s.post(body)
+            assert response.status_code == 200, (what, response)
+            _check_not_unicode_param(response.json(), what, field)
+        for what, request, echo in NOT_UNICODE_REQUESTS:
+            response = await s.post(request)
+            assert response.status_code == 200, (what, response)
+            _check_not_unicode_request(response.json(), what, echo)
+        # An upper-case escape is the same character.
+        response = await s.post(b'{"jsonrpc":"2.0","id":"\\uDC00","method":"node_info"}')
+        _check_not_unicode_request(response.json(), "upper case", None)
+        # In a batch, the other requests are answered as usual.
+        batch = [
+            NOT_UNICODE_REQUESTS[0][1],
+            {"jsonrpc": "2.0", "id": 7, "method": "node_info"},
+            _request("entry_prepare", transfer(BOB, memo=LONE), 8),
+            _request("entry_prepare", transfer(BOB, memo="fine"), 9),
+        ]
+        first, info, memo, prepared = (await s.post(batch)).json()
+        _check_not_unicode_request(first, "batch", None)
+        assert info["id"] == 7 and info["result"]["did"] == SOLO.did
+        assert memo["id"] == 8 and memo["error"]["data"]["field"] == "body.memo"
+        assert prepared["id"] == 9 and prepared["result"]["view"]["body"]["memo"] == "fine"
+        assert stored(s.node) == before
+    assert_quiet(caplog)
+
+
+async def test_lone_surrogates_are_refused_over_a_websocket(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with solo(tmp_path) as s, s.ws() as ws:
+        before = stored(s.node)
+        for what, method, params, field in NOT_UNICODE_PARAMS:
+            await ws.send(_request(method, params))
+            _check_not_unicode_param(await ws.receive(), what, field)
+        for what, request, echo in NOT_UNICODE_REQUESTS:
+            await ws.send(request)
+            _check_not_unicode_request(await ws.receive(), what, echo)
+        # The connection goes on: a subscription and its id are still fine.
+        sub = await ws.result("subscribe", topic="account", economy=ECON, account=did(ALICE))
+        assert await ws.result("unsubscribe", subscription=sub) is True
+        assert stored(s.node) == before
+    assert_quiet(caplog)
+
+
+async def test_an_unexpected_exception_is_logged_once_and_answered_internal_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A handler's bug, and a result that is not JSON (a bug past the handler):
+    # each is logged once with its traceback, and the client gets -32603
+    # without the node's internals, never a transport error.
+    registry = Registry()
+
+    @registry.method("boom", "raises", result={})
+    async def boom(api: Any, session: Any) -> Any:
+        raise RuntimeError("internal detail")
+
+    @registry.method("opaque", "returns what JSON cannot hold", result={})
+    async def opaque(api: Any, session: Any) -> Any:
+        return object()
+
+    dispatcher = Dispatcher(registry, None, max_batch=4)
+    for name in ("boom", "opaque"):
+        caplog.clear()
+        reply = json.loads(await dispatcher.handle(json.dumps(_request(name, {})), None) or "")
+        assert reply["error"]["code"] == -32603
+        assert reply["error"]["data"] == {
+            "reason": "internal_error",
+            "detail": "see the node's log",
+        }
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and errors[0].exc_info is not None, name
+        assert "internal detail" not in json.dumps(reply)
 
 
 # -- limits -----------------------------------------------------------------------------------

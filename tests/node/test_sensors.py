@@ -8,6 +8,7 @@ restart in the middle of an attestation, and retention."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -368,6 +369,79 @@ async def test_whole_requests_refused(tmp_path: Path) -> None:
         assert msgpack.unpackb(response.content)["reason"] == "unavailable"
         assert stored(h.node) == before
         del store.ingest_sync
+        assert await h.post(one) == [{"id": one.id, "status": "accepted"}]
+
+
+async def test_lone_surrogates_refuse_their_reading_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # "\ud800" is valid JSON, but no UTF-8 encodes it: in any field or member
+    # name it refuses that reading (malformed), never the batch, and nothing
+    # is logged as an error.
+    caplog.set_level(logging.DEBUG)
+    lone = "\ud800"
+    async with solo_host(tmp_path) as h:
+        await register(h.node, ED)
+        base = as_json(reading(ED, 1))
+        bad: list[tuple[str, dict[str, Any], str]] = [
+            ("metric", base | {"metric": lone}, "metric"),
+            ("metric, inside", base | {"metric": f"energy{lone}_wh"}, "metric"),
+            ("economy", base | {"economy": lone}, "economy"),
+            ("device", base | {"device": "0x" + lone}, "device"),
+            ("signature", base | {"signature": lone}, "signature"),
+            ("unknown key", base | {lone: 1}, "reading"),
+            ("unknown key's value", base | {"colour": ["red", lone]}, "colour[1]"),
+            ("low surrogate", base | {"metric": "\udfff"}, "metric"),
+        ]
+        good = [reading(ED, 1), reading(ED, 2)]
+        body = [as_json(good[0]), *(b for _, b, _ in bad), as_json(good[1])]
+        text = json.dumps(body).encode()
+        assert b"\\ud800" in text  # the JSON escape, as a client sends it
+        response = await h.send(text, JSON)
+        assert response.status_code == 200, response.content
+        answers = response.json()
+        assert answers[0] == {"id": "0x" + good[0].id.hex(), "status": "accepted"}
+        assert answers[-1] == {"id": "0x" + good[1].id.hex(), "status": "accepted"}
+        for (what, _, field), answer in zip(bad, answers[1:-1], strict=True):
+            assert (answer["status"], answer["reason"]) == ("refused", "malformed"), what
+            assert answer["detail"].startswith(f"{field}: "), (what, answer)
+            assert "not Unicode text" in answer["detail"], (what, answer)
+        # One reading alone: its answer, not a whole-request refusal.
+        before = stored(h.node)
+        response = await h.send(
+            json.dumps(as_json(reading(ED, 3)) | {"metric": lone}).encode(), JSON
+        )
+        assert response.status_code == 200
+        assert [a["reason"] for a in response.json()] == ["malformed"]
+        assert stored(h.node) == before
+        held = h.node.store.ingest_state(ED.device)
+        assert held is not None and (held.last_accepted, held.readings) == (2, 2)
+        assert h.refused("malformed") == len(bad) + 1
+    loud = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not loud, [r.getMessage() for r in loud]
+    assert "Traceback" not in caplog.text
+
+
+async def test_an_unexpected_exception_is_a_500_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with solo_host(tmp_path) as h:
+        await register(h.node, ED)
+
+        async def broken(items: list[Any], address: str) -> list[Any]:
+            raise RuntimeError("internal detail")
+
+        h.ingest.ingest = broken  # type: ignore[method-assign]
+        caplog.clear()
+        one = reading(ED, 1)
+        response = await h.send(one.encode())
+        assert response.status_code == 500
+        answer = msgpack.unpackb(response.content)
+        assert (answer["status"], answer["reason"]) == ("refused", "internal_error")
+        assert "internal detail" not in answer["detail"]
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and errors[0].name == "mycelia.ingest", errors
+        del h.ingest.ingest
         assert await h.post(one) == [{"id": one.id, "status": "accepted"}]
 
 
