@@ -22,12 +22,20 @@ The endpoint (``POST /v1/readings``, ``GET /v1/health``):
   body over ``max_body_bytes`` or with more than ``max_batch`` readings:
   413 ``too_large``; a body that does not parse: 400 ``malformed``;
   another content type: 415; the store failing to write: 503
-  ``unavailable`` (nothing of the request stored); each as one such result
-  object.
+  ``unavailable`` (nothing of the request stored); a body not all there
+  within ``body_timeout_s``: 408 ``request_timeout``; each as one such
+  result object.
 * A JSON string that is not Unicode text (an escaped lone UTF-16
   surrogate, ``"\\ud800"``: valid JSON, but nothing UTF-8 can store or
   send back), in any field or member name of a reading, refuses that
   reading ``malformed``; the others of the batch are answered as usual.
+* Connections (the ingest faces the LAN and needs no credential): at most
+  ``max_connections`` open at once, ``max_connections_per_address`` from one
+  IP address, counted from accept so that connections sending nothing count
+  too; more are answered 503 ``too_many_connections`` (JSON) and closed.
+  Headers must arrive within ``header_timeout_s`` (also the keep-alive
+  idle time), the body within ``body_timeout_s`` after them. The serving
+  machinery is the RPC's (``rpc.serve_http``).
 
 Per reading, cheapest first: strict decoding (``malformed``,
 ``non_canonical``, ``too_large``); the sender's address token bucket
@@ -69,7 +77,7 @@ from mycelia.node.applier import ready_group, signature_work
 from mycelia.node.config import SensorsConfig
 from mycelia.node.jsonrpc import encode, loads, lone_surrogate
 from mycelia.node.metrics import Metrics
-from mycelia.node.rpc import read_body, serve_http
+from mycelia.node.rpc import BodyTimeout, Gate, http_refusal, read_body, serve_http
 from mycelia.node.store import Accepted, StoreError
 from mycelia.node.views import NOT_UNICODE, ParamError, hex_in, int_in, str_in
 from mycelia.protocol import (
@@ -87,7 +95,17 @@ from mycelia.protocol.economy import IMPACT
 if TYPE_CHECKING:  # the daemon imports this module
     from mycelia.node.daemon import Node
 
-__all__ = ["RATE_LIMITED", "UNAVAILABLE", "Ingest", "Result", "serve_ingest", "split_msgpack"]
+__all__ = [
+    "RATE_LIMITED",
+    "REQUEST_TIMEOUT",
+    "TOO_MANY_CONNECTIONS",
+    "UNAVAILABLE",
+    "Ingest",
+    "Result",
+    "ingest_gate",
+    "serve_ingest",
+    "split_msgpack",
+]
 
 log = logging.getLogger("mycelia.ingest")
 
@@ -97,6 +115,9 @@ JSON = "application/json"
 #: could not write (full disk): nothing was stored, the device sends again.
 RATE_LIMITED = "rate_limited"
 UNAVAILABLE = "unavailable"
+#: Whole requests the node cut off: a body too slow, too many connections.
+REQUEST_TIMEOUT = "request_timeout"
+TOO_MANY_CONNECTIONS = "too_many_connections"
 INTERNAL_ERROR = "internal_error"
 #: Token buckets remembered per kind (least recently used forgotten first:
 #: a forgotten bucket is a full one, which only errs towards accepting).
@@ -303,6 +324,8 @@ class Ingest:
                     self.config.host,
                     self.config.port,
                     what="ingest",
+                    header_timeout_s=self.config.header_timeout_s,
+                    gate=ingest_gate(self.config),
                     task_status=task_status,
                 )
             )
@@ -457,10 +480,14 @@ class Ingest:
         try:
             if ctype not in (MSGPACK, JSON):
                 raise _BodyError(415, "malformed", f"Content-Type must be {MSGPACK} or {JSON}")
+            timeout = self.config.body_timeout_s
             try:
-                body = await read_body(request, self.config.max_body_bytes)
+                body = await read_body(request, self.config.max_body_bytes, timeout)
             except ClientDisconnect:
                 return Response(status_code=400)  # nobody reads it
+            except BodyTimeout:
+                detail = f"the body did not arrive within {timeout:g} s"
+                raise _BodyError(408, REQUEST_TIMEOUT, detail) from None
             if body is None:
                 limit = self.config.max_body_bytes
                 raise _BodyError(413, "too_large", f"body over {limit} bytes")
@@ -490,13 +517,33 @@ class Ingest:
 
     def _error(self, exc: _BodyError, as_msgpack: bool) -> Response:
         result = exc.result.to_msgpack() if as_msgpack else exc.result.to_json()
-        return self._respond(result, as_msgpack, exc.status)
+        response = self._respond(result, as_msgpack, exc.status)
+        if exc.status == 408:  # the rest of the body is not waited for
+            response.headers["connection"] = "close"
+        return response
 
     @staticmethod
     def _respond(value: Any, as_msgpack: bool, status: int = 200) -> Response:
         if as_msgpack:
             return Response(msgpack.packb(value, use_bin_type=True), status, media_type=MSGPACK)
         return Response(encode(value), status, media_type=JSON)
+
+
+def ingest_gate(config: SensorsConfig) -> Gate:
+    """The ingest's connection caps: every address is counted (devices are
+    on the LAN; loopback is nobody special here)."""
+
+    def refusal(limit: int, what: str) -> bytes:
+        detail = f"{limit} connections {what}are open already; send again later"
+        return http_refusal(encode(Result(reason=TOO_MANY_CONNECTIONS, detail=detail).to_json()))
+
+    each = config.max_connections_per_address
+    return Gate(
+        config.max_connections,
+        each,
+        busy=refusal(config.max_connections, ""),
+        crowded=refusal(each, "from this address "),
+    )
 
 
 async def serve_ingest(

@@ -21,6 +21,7 @@ import msgpack
 import pytest
 import trio
 
+from mycelia.cli.client import AsyncClient, Endpoint
 from mycelia.node import wire
 from mycelia.node.config import SensorsConfig
 from mycelia.node.daemon import MetricsExporter, Node
@@ -59,7 +60,15 @@ from tests.factory import (
     validator_keys,
 )
 from tests.node.cluster import FAST, cluster, converge
-from tests.node.test_rpc import LIMITS, serving
+from tests.node.test_rpc import (
+    LIMITS,
+    SLOW_HEADERS,
+    connect,
+    http_answer,
+    read_all,
+    serving,
+    slow_post,
+)
 
 SOLO = key(0, "sensor-host")
 OWNER = key(1, "sensor-owner")
@@ -475,6 +484,131 @@ async def test_token_buckets_per_device_and_per_address(tmp_path: Path) -> None:
         # Tokens come back with time; a counter refused for the rate may come again.
         t[0] += 10
         assert await send([reading(ED, 5), reading(P2, 5)], "10.0.0.1") == ["accepted"] * 2
+
+
+def ingest_port(h: Host) -> int:
+    return int(str(h.http.base_url).rstrip("/").rsplit(":", 1)[1])
+
+
+def ingest_answer(raw: bytes) -> tuple[int, str]:
+    status, body = http_answer(raw)
+    return status, body["reason"]
+
+
+async def test_the_ingest_caps_connections_while_200_slow_clients_hang_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Long timeouts: the slow clients hold on for the whole test. Beyond
+    # max_connections they are answered 503 at once and closed; a device is
+    # refused the same way, not left hanging; the node's wallet RPC answers.
+    caplog.set_level(logging.DEBUG)
+    config = replace(
+        CONFIG,
+        max_connections=16,
+        max_connections_per_address=16,
+        header_timeout_s=300,
+        body_timeout_s=300,
+    )
+    async with solo_host(tmp_path, config) as h, trio.open_nursery() as nursery:
+        await register(h.node, ED)
+        port = ingest_port(h)
+        slow = [await connect(port, slow_post("/v1/readings")) for _ in range(100)]
+        slow += [await connect(port, SLOW_HEADERS) for _ in range(100)]
+        answers: dict[int, bytes] = {}
+        everyone = trio.Event()
+
+        async def answer(i: int) -> None:
+            answers[i] = await read_all(slow[i])
+            if len(answers) == len(slow) - config.max_connections:
+                everyone.set()
+
+        async with trio.open_nursery() as readers:
+            for i in range(len(slow)):
+                readers.start_soon(answer, i)
+            with trio.fail_after(60):
+                await everyone.wait()
+            # Exactly max_connections hang on; every other one was refused.
+            assert {ingest_answer(a) for a in answers.values()} == {(503, "too_many_connections")}
+            response = await h.send(reading(ED, 1).encode())
+            assert response.status_code == 503
+            assert response.json()["reason"] == "too_many_connections"
+            async with serving(nursery, h.node, replace(LIMITS, max_connections=4)) as rpc:
+                async with AsyncClient(Endpoint.from_datadir(h.node.datadir)) as wallet:
+                    assert (await wallet.node_info()).did == SOLO.did
+                    hosted = await wallet.sensor_devices(ECON)
+                    assert [d.device for d in hosted] == [ED.device]
+                await rpc.stop()
+            assert len(answers) == len(slow) - config.max_connections  # still hanging on
+            readers.cancel_scope.cancel()
+        for c in slow:
+            await c.aclose()
+        # Their slots come back as they close.
+        one = reading(ED, 1)
+        with trio.fail_after(30):
+            while (response := await h.send(one.encode())).status_code == 503:
+                await trio.sleep(0.05)
+        assert msgpack.unpackb(response.content) == [{"id": one.id, "status": "accepted"}]
+        nursery.cancel_scope.cancel()
+    loud = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not loud, [r.getMessage() for r in loud]
+
+
+async def test_the_ingest_caps_connections_per_address(tmp_path: Path) -> None:
+    config = replace(CONFIG, max_connections=64, max_connections_per_address=2)
+    async with solo_host(tmp_path, config) as h:
+        port = ingest_port(h)
+        held = [await connect(port) for _ in range(2)]  # connected, sending nothing
+        third = await connect(port)
+        with trio.fail_after(30):
+            raw = await read_all(third)
+        status, body = http_answer(raw)
+        assert (status, body["reason"]) == (503, "too_many_connections")
+        assert "from this address" in body["detail"]
+        await held[0].aclose()
+        with trio.fail_after(30):
+            while (await h.http.get("/v1/health")).status_code == 503:
+                await trio.sleep(0.05)
+        await held[1].aclose()
+        await third.aclose()
+
+
+async def test_a_slow_body_is_cut_off_at_the_ingest(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    config = replace(
+        CONFIG,
+        max_connections=64,
+        max_connections_per_address=64,
+        header_timeout_s=0.5,
+        body_timeout_s=0.5,
+    )
+    async with solo_host(tmp_path, config) as h:
+        await register(h.node, ED)
+        before = stored(h.node)
+        port = ingest_port(h)
+        bodies = [await connect(port, slow_post("/v1/readings")) for _ in range(100)]
+        heads = [await connect(port, SLOW_HEADERS) for _ in range(100)]
+        with trio.fail_after(60):  # the old ingest held them forever
+            body_answers = [ingest_answer(await read_all(c)) for c in bodies]
+            head_answers = [await read_all(c) for c in heads]
+        assert (408, "request_timeout") in body_answers
+        assert set(body_answers) <= {(408, "request_timeout"), (503, "too_many_connections")}
+        assert {a if not a else ingest_answer(a) for a in head_answers} <= {
+            b"",
+            (503, "too_many_connections"),
+        }
+        assert stored(h.node) == before
+        for c in bodies + heads:
+            await c.aclose()
+        one = reading(ED, 1)
+        with trio.fail_after(30):
+            while (response := await h.send(one.encode())).status_code == 503:
+                await trio.sleep(0.05)
+        assert msgpack.unpackb(response.content) == [{"id": one.id, "status": "accepted"}]
+        assert h.refused("request_timeout") is not None
+    loud = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not loud, [r.getMessage() for r in loud]
 
 
 # -- the attester, proofs, claims and the audit stream -------------------------------------------
