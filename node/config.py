@@ -624,6 +624,34 @@ class RpcConfig:
         _Int(1, 65_536),
         "most HTTP requests being served plus WebSockets open at once; more get HTTP 503",
     )
+    unix_reserve: int = _setting(
+        8,
+        _Int(0, 65_536),
+        "more of them kept for the unix socket, so a local wallet is answered while TCP "
+        "clients hold all max_connections",
+    )
+    max_connections_per_address: int = _setting(
+        16,
+        _Int(1, 65_536),
+        "most TCP connections (idle ones too) open at once from one address other than "
+        "loopback; more are answered HTTP 503 and closed",
+    )
+    header_timeout_s: float = _setting(
+        5.0,
+        _Positive(),
+        "seconds a connection may take to send a request's headers; also how long an idle "
+        "keep-alive connection stays open",
+    )
+    body_timeout_s: float = _setting(
+        10.0,
+        _Positive(),
+        "seconds a request body may take to arrive once its headers have; then HTTP 408",
+    )
+    ws_idle_timeout_s: float = _setting(
+        60.0,
+        _Positive(),
+        "a WebSocket without subscriptions that sends no message for this many seconds is closed",
+    )
     max_subscriptions: int = _setting(
         256, _Int(1, 1_000_000), "most subscriptions one WebSocket may hold at once"
     )
@@ -650,6 +678,27 @@ class SensorsConfig:
     max_batch: int = _setting(256, _Int(1, 65_536), "most readings in one request")
     max_body_bytes: int = _setting(
         256 * KiB, _Int(1 * KiB, 64 * MiB), "largest request body, in bytes (1 KiB..64 MiB)"
+    )
+    max_connections: int = _setting(
+        64,
+        _Int(1, 65_536),
+        "most connections (idle ones too) open at once; more are answered HTTP 503 and closed",
+    )
+    max_connections_per_address: int = _setting(
+        8,
+        _Int(1, 65_536),
+        "most connections open at once from one IP address; more are answered HTTP 503 and closed",
+    )
+    header_timeout_s: float = _setting(
+        5.0,
+        _Positive(),
+        "seconds a connection may take to send a request's headers; also how long an idle "
+        "keep-alive connection stays open",
+    )
+    body_timeout_s: float = _setting(
+        10.0,
+        _Positive(),
+        "seconds a request body may take to arrive once its headers have; then HTTP 408",
     )
     rate_per_device: float = _setting(
         10.0,

@@ -23,8 +23,20 @@ The endpoint (``POST /v1/readings``, ``GET /v1/health``):
   body over ``max_body_bytes`` or with more than ``max_batch`` readings:
   413 ``too_large``; a body that does not parse: 400 ``malformed``;
   another content type: 415; the store failing to write: 503
-  ``unavailable`` (nothing of the request stored); each as one such result
-  object.
+  ``unavailable`` (nothing of the request stored); a body not all there
+  within ``body_timeout_s``: 408 ``request_timeout``; each as one such
+  result object.
+* A JSON string that is not Unicode text (an escaped lone UTF-16
+  surrogate, ``"\\ud800"``: valid JSON, but nothing UTF-8 can store or
+  send back), in any field or member name of a reading, refuses that
+  reading ``malformed``; the others of the batch are answered as usual.
+* Connections (the ingest faces the LAN and needs no credential): at most
+  ``max_connections`` open at once, ``max_connections_per_address`` from one
+  IP address, counted from accept so that connections sending nothing count
+  too; more are answered 503 ``too_many_connections`` (JSON) and closed.
+  Headers must arrive within ``header_timeout_s`` (also the keep-alive
+  idle time), the body within ``body_timeout_s`` after them. The serving
+  machinery is the RPC's (``rpc.serve_http``).
 
 Every reason an answer can carry is in :data:`READING_REASONS` (per
 reading) and :data:`BODY_REFUSALS` (a whole request); ``docs/sensors.md``
@@ -71,10 +83,19 @@ from starlette.routing import Route
 
 from mycelia.node.applier import ready_group, signature_work
 from mycelia.node.config import SensorsConfig
+from mycelia.node.jsonrpc import encode, loads, lone_surrogate
 from mycelia.node.metrics import Metrics
-from mycelia.node.rpc import http_url, read_body, serve_http, write_private_file
+from mycelia.node.rpc import (
+    BodyTimeout,
+    Gate,
+    http_refusal,
+    http_url,
+    read_body,
+    serve_http,
+    write_private_file,
+)
 from mycelia.node.store import Accepted, StoreError
-from mycelia.node.views import ParamError, hex_in, int_in, str_in
+from mycelia.node.views import NOT_UNICODE, ParamError, hex_in, int_in, str_in
 from mycelia.protocol import (
     DeviceRecord,
     Economy,
@@ -95,9 +116,12 @@ __all__ = [
     "ENDPOINT_FILE",
     "RATE_LIMITED",
     "READING_REASONS",
+    "REQUEST_TIMEOUT",
+    "TOO_MANY_CONNECTIONS",
     "UNAVAILABLE",
     "Ingest",
     "Result",
+    "ingest_gate",
     "serve_ingest",
     "split_msgpack",
 ]
@@ -112,6 +136,10 @@ ENDPOINT_FILE = "ingest.endpoint"
 #: could not write (full disk): nothing was stored, the device sends again.
 RATE_LIMITED = "rate_limited"
 UNAVAILABLE = "unavailable"
+#: Whole requests the node cut off: a body too slow, too many connections.
+REQUEST_TIMEOUT = "request_timeout"
+TOO_MANY_CONNECTIONS = "too_many_connections"
+INTERNAL_ERROR = "internal_error"
 #: Every reason a reading's own result can carry: the protocol's (decoding
 #: and ``check_reading``) and the node's ``rate_limited``.
 READING_REASONS: frozenset[str] = frozenset(
@@ -119,7 +147,15 @@ READING_REASONS: frozenset[str] = frozenset(
 )
 #: Every ``(HTTP status, reason)`` a whole request can be refused with.
 BODY_REFUSALS: frozenset[tuple[int, str]] = frozenset(
-    {(413, "too_large"), (400, "malformed"), (415, "malformed"), (503, UNAVAILABLE)}
+    {
+        (413, "too_large"),
+        (400, "malformed"),
+        (415, "malformed"),
+        (503, UNAVAILABLE),
+        (408, REQUEST_TIMEOUT),
+        (503, TOO_MANY_CONNECTIONS),
+        (500, INTERNAL_ERROR),
+    }
 )
 #: Token buckets remembered per kind (least recently used forgotten first:
 #: a forgotten bucket is a full one, which only errs towards accepting).
@@ -230,14 +266,10 @@ def split_msgpack(body: bytes, max_batch: int) -> list[bytes]:
     return items
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def split_json(body: bytes, max_batch: int) -> list[Any]:
     """The reading objects of a JSON body (an object or a list of them)."""
     try:
-        value = json.loads(body.decode("utf-8"), parse_constant=_no_constants)
+        value = loads(body)
     except (ValueError, RecursionError) as exc:
         raise _BodyError(400, "malformed", f"not JSON: {exc}") from None
     if isinstance(value, dict):
@@ -254,6 +286,12 @@ def reading_from_json(value: Any) -> SignedReading:
     try:
         if not isinstance(value, dict):
             raise ParamError("reading", "expected an object")
+        # First: every detail below may name a field or quote a value.
+        found = lone_surrogate(value)
+        if found is not None:
+            path, is_name = found
+            name = path or "reading"
+            raise ParamError(name, f"a member name is {NOT_UNICODE}" if is_name else NOT_UNICODE)
         missing = _JSON_FIELDS - value.keys()
         extra = value.keys() - _JSON_FIELDS
         if missing or extra:
@@ -343,6 +381,8 @@ class Ingest:
                         self.config.host,
                         self.config.port,
                         what="ingest",
+                        header_timeout_s=self.config.header_timeout_s,
+                        gate=ingest_gate(self.config),
                         task_status=task_status,
                     )
                 )
@@ -506,10 +546,14 @@ class Ingest:
         try:
             if ctype not in (MSGPACK, JSON):
                 raise _BodyError(415, "malformed", f"Content-Type must be {MSGPACK} or {JSON}")
+            timeout = self.config.body_timeout_s
             try:
-                body = await read_body(request, self.config.max_body_bytes)
+                body = await read_body(request, self.config.max_body_bytes, timeout)
             except ClientDisconnect:
                 return Response(status_code=400)  # nobody reads it
+            except BodyTimeout:
+                detail = f"the body did not arrive within {timeout:g} s"
+                raise _BodyError(408, REQUEST_TIMEOUT, detail) from None
             if body is None:
                 limit = self.config.max_body_bytes
                 raise _BodyError(413, "too_large", f"body over {limit} bytes")
@@ -526,11 +570,10 @@ class Ingest:
                 raise _BodyError(503, UNAVAILABLE, f"not stored, send again: {exc}") from None
         except _BodyError as exc:
             self._count([exc.result])
-            return self._respond(
-                exc.result.to_msgpack() if as_msgpack else exc.result.to_json(),
-                as_msgpack,
-                exc.status,
-            )
+            return self._error(exc, as_msgpack)
+        except Exception:  # a bug: logged once, and no traceback for the device
+            log.exception("ingest request failed")
+            return self._error(_BodyError(500, INTERNAL_ERROR, "see the node's log"), as_msgpack)
         finally:
             if self.metrics is not None:
                 self.metrics.sensor_ingest_seconds.observe(time.perf_counter() - started)
@@ -538,12 +581,35 @@ class Ingest:
             return self._respond([r.to_msgpack() for r in results], True)
         return self._respond([r.to_json() for r in results], False)
 
+    def _error(self, exc: _BodyError, as_msgpack: bool) -> Response:
+        result = exc.result.to_msgpack() if as_msgpack else exc.result.to_json()
+        response = self._respond(result, as_msgpack, exc.status)
+        if exc.status == 408:  # the rest of the body is not waited for
+            response.headers["connection"] = "close"
+        return response
+
     @staticmethod
     def _respond(value: Any, as_msgpack: bool, status: int = 200) -> Response:
         if as_msgpack:
             return Response(msgpack.packb(value, use_bin_type=True), status, media_type=MSGPACK)
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-        return Response(text, status, media_type=JSON)
+        return Response(encode(value), status, media_type=JSON)
+
+
+def ingest_gate(config: SensorsConfig) -> Gate:
+    """The ingest's connection caps: every address is counted (devices are
+    on the LAN; loopback is nobody special here)."""
+
+    def refusal(limit: int, what: str) -> bytes:
+        detail = f"{limit} connections {what}are open already; send again later"
+        return http_refusal(encode(Result(reason=TOO_MANY_CONNECTIONS, detail=detail).to_json()))
+
+    each = config.max_connections_per_address
+    return Gate(
+        config.max_connections,
+        each,
+        busy=refusal(config.max_connections, ""),
+        crowded=refusal(each, "from this address "),
+    )
 
 
 async def serve_ingest(

@@ -31,6 +31,18 @@ How it works:
   internal message never leaks to a client. Every error carries
   ``data = {"reason": <stable code>, "detail": <text>, ...}``, the standard
   codes included, so a client can always switch on ``data.reason``.
+* Text that is not Unicode: JSON may escape a lone UTF-16 surrogate
+  (``"\\ud800"``), which decodes to a Python string that cannot be encoded
+  as UTF-8 — so it can neither be stored nor echoed back in an answer. It is
+  refused where the message is decoded, before any handler sees it, as the
+  part of the message it is in: in ``params`` (a value or a parameter name)
+  ``-32602`` naming the field; anywhere else in a request object (``id``,
+  ``method``, a member name) ``-32600``, with a null id. Other requests of a
+  batch are answered as usual. :func:`lone_surrogate` finds such strings
+  for the sensor ingest too.
+* Nothing a client sends reaches an unhandled exception: an exception a
+  handler did not mean (a bug) is logged once, with its traceback, and
+  answered ``-32603``; :func:`encode` never makes text that cannot be sent.
 
 A JSON ``null`` given for an optional param means "absent": a client can pass
 back a ``next_cursor`` of null as is, and fill positional slots it skips.
@@ -40,11 +52,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mycelia.node.views import ParamError
+from mycelia.node.views import NOT_UNICODE, ParamError
 
 __all__ = [
     "BATCH_TOO_LARGE",
@@ -54,6 +67,7 @@ __all__ = [
     "LIMIT",
     "METHOD_NOT_FOUND",
     "NOT_FOUND",
+    "NOT_UNICODE",
     "PARSE_ERROR",
     "REFUSED",
     "UNAVAILABLE",
@@ -64,6 +78,9 @@ __all__ = [
     "RpcError",
     "encode",
     "error_response",
+    "loads",
+    "lone_surrogate",
+    "may_hold_surrogates",
 ]
 
 log = logging.getLogger("mycelia.rpc")
@@ -129,8 +146,85 @@ def error_response(error: RpcError, request_id: Any = None) -> dict[str, Any]:
 
 
 def encode(message: Any) -> str:
-    """Compact JSON; NaN and infinities cannot occur (nothing here makes floats)."""
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """Compact JSON; NaN and infinities cannot occur (nothing here makes floats).
+
+    Always text that encodes as UTF-8: should a lone surrogate reach an
+    answer after all, it is written as its ``\\uXXXX`` escape (ASCII-only
+    JSON) instead of failing the write of the answer."""
+    text = json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    if _SURROGATE.search(text) is None:
+        return text
+    return json.dumps(message, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+
+
+# -- decoding -------------------------------------------------------------------------
+
+#: The only strings a Python ``str`` can hold that UTF-8 cannot encode.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+#: JSON text that may decode to such a string: a \uD800-\uDFFF escape (or
+#: the character itself in a ``str``). ``\\ud800`` (an escaped backslash)
+#: matches too: a false alarm only costs :func:`lone_surrogate` a walk.
+_MAYBE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+
+
+def _no_constants(name: str) -> Any:
+    # json accepts NaN/Infinity by default; they are not JSON.
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads(data: bytes | str) -> Any:
+    """Strict JSON: UTF-8 (when bytes), no NaN or infinities. Raises
+    ``ValueError`` (``UnicodeDecodeError`` for bytes that are not UTF-8) or
+    ``RecursionError`` (nesting too deep). Strings in the value may still
+    hold lone surrogates: see :func:`lone_surrogate`."""
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    return json.loads(text, parse_constant=_no_constants)
+
+
+def may_hold_surrogates(text: str) -> bool:
+    """False when the JSON ``text`` cannot decode to a string holding a lone
+    surrogate, so the (rare) walk of :func:`lone_surrogate` can be skipped."""
+    return _MAYBE_SURROGATE.search(text) is not None
+
+
+def lone_surrogate(value: Any, path: str = "") -> tuple[str, bool] | None:
+    """Where the first string in the decoded JSON ``value`` that cannot be
+    encoded as UTF-8 is: ``(path, False)`` for a value, ``(path of its
+    object, True)`` for a member name, None if there is none. Paths read as
+    the fields of ``views.py`` do (``body.metrics[0].name``), under ``path``.
+
+    Iterative, not recursive: the JSON decoder accepts nesting deeper than
+    a recursive walk could follow from inside a request handler."""
+    # (value, its path as a (parent, step) chain): paths are spelled out only
+    # for the one string refused, not for every value walked.
+    stack: list[tuple[Any, Any]] = [(value, None)]
+    while stack:
+        item, chain = stack.pop()
+        if type(item) is str:
+            if _SURROGATE.search(item) is not None:
+                return _spell(path, chain), False
+        elif type(item) is dict:
+            for name in item:
+                if _SURROGATE.search(name) is not None:
+                    return _spell(path, chain), True
+            stack.extend((v, (chain, k)) for k, v in reversed(item.items()))
+        elif type(item) is list:
+            stack.extend((item[i], (chain, i)) for i in range(len(item) - 1, -1, -1))
+    return None
+
+
+def _spell(path: str, chain: Any) -> str:
+    steps: list[str | int] = []
+    while chain is not None:
+        chain, step = chain
+        steps.append(step)
+    out = path
+    for step in reversed(steps):
+        if isinstance(step, int):
+            out += f"[{step}]"
+        else:
+            out = f"{out}.{step}" if out else step
+    return out
 
 
 # -- declarations ---------------------------------------------------------------------
@@ -281,13 +375,23 @@ _MEMBERS = frozenset({"jsonrpc", "method", "params", "id"})
 _NO_ID = object()
 
 
-def _no_constants(name: str) -> Any:
-    # json accepts NaN/Infinity by default; they are not JSON.
-    raise ValueError(f"{name} is not JSON")
-
-
 def _valid_id(value: Any) -> bool:
-    return value is None or type(value) in (str, int)
+    return (
+        value is None
+        or type(value) is int
+        or (type(value) is str and _SURROGATE.search(value) is None)
+    )
+
+
+def _not_unicode(found: tuple[str, bool]) -> str:
+    path, is_name = found
+    if is_name:
+        return (
+            f"a member name in {path} is {NOT_UNICODE}"
+            if path
+            else f"a member name is {NOT_UNICODE}"
+        )
+    return f"{path} is {NOT_UNICODE}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,11 +410,19 @@ class Dispatcher:
         (notifications). ``session`` reaches the handler as its second
         argument (the connection: None over HTTP)."""
         try:
+            return await self._handle(message, session)
+        except Exception:  # a bug here must not become the transport's 500 or 1011
+            log.exception("rpc message failed")
+            return encode(error_response(_internal()))
+
+    async def _handle(self, message: bytes | str, session: Any) -> str | None:
+        try:
             text = message.decode("utf-8") if isinstance(message, bytes) else message
-            payload = json.loads(text, parse_constant=_no_constants)
+            payload = loads(text)
         except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             detail = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "not valid JSON"
             return encode(error_response(RpcError(PARSE_ERROR, "parse_error", detail)))
+        suspect = may_hold_surrogates(text)
         if isinstance(payload, list):
             if not payload:
                 error = RpcError(INVALID_REQUEST, "invalid_request", "an empty batch")
@@ -325,25 +437,25 @@ class Dispatcher:
                 return encode(error_response(error))
             responses = []
             for item in payload:
-                response = await self._one(item, session)
+                response = await self._one(item, session, suspect)
                 if response is not None:
                     responses.append(response)
             return encode(responses) if responses else None
-        response = await self._one(payload, session)
+        response = await self._one(payload, session, suspect)
         return None if response is None else encode(response)
 
-    async def _one(self, request: Any, session: Any) -> dict[str, Any] | None:
+    async def _one(self, request: Any, session: Any, suspect: bool) -> dict[str, Any] | None:
         if not isinstance(request, dict):
             error = RpcError(INVALID_REQUEST, "invalid_request", "a request is a JSON object")
             return error_response(error)
         request_id = request.get("id", _NO_ID)
-        problem = self._invalid(request)
+        problem = self._invalid(request, suspect)
         if problem is not None:
             # Echo the id when it is one; else null, as JSON-RPC 2.0 says.
             echo = request_id if request_id is not _NO_ID and _valid_id(request_id) else None
             return error_response(RpcError(INVALID_REQUEST, "invalid_request", problem), echo)
         try:
-            result = await self._call(request, session)
+            result = await self._call(request, session, suspect)
         except RpcError as exc:
             error = exc
         else:
@@ -353,8 +465,14 @@ class Dispatcher:
         return None if request_id is _NO_ID else error_response(error, request_id)
 
     @staticmethod
-    def _invalid(request: dict[str, Any]) -> str | None:
-        """Why ``request`` is not a JSON-RPC 2.0 request object, or None."""
+    def _invalid(request: dict[str, Any], suspect: bool) -> str | None:
+        """Why ``request`` is not a JSON-RPC 2.0 request object, or None
+        (``params`` aside: they are the method's to refuse)."""
+        if suspect:
+            envelope = {k: v for k, v in request.items() if k != "params"}
+            found = lone_surrogate(envelope)
+            if found is not None:
+                return _not_unicode(found)
         extra = request.keys() - _MEMBERS
         if extra:
             return f"unknown member {sorted(extra)[0]!r}"
@@ -368,13 +486,16 @@ class Dispatcher:
             return "id must be a string, an integer or null"
         return None
 
-    async def _call(self, request: dict[str, Any], session: Any) -> Any:
+    async def _call(self, request: dict[str, Any], session: Any, suspect: bool) -> Any:
         name = request["method"]
         method = self.registry.methods.get(name)
         if method is None:
             raise RpcError(METHOD_NOT_FOUND, "method_not_found", f"no method {name!r}")
+        params = request.get("params")
+        if suspect:
+            _check_unicode(method, params)
         try:
-            kwargs = self.registry.bind(method, request.get("params"))
+            kwargs = self.registry.bind(method, params)
             return await method.handler(self.context, session, **kwargs)
         except RpcError:
             raise
@@ -385,4 +506,31 @@ class Dispatcher:
             if translated is not None:
                 raise translated from None
             log.exception("rpc method %s failed", name)
-            raise RpcError(INTERNAL_ERROR, "internal_error", "see the node's log") from None
+            raise _internal() from None
+
+
+def _internal() -> RpcError:
+    return RpcError(INTERNAL_ERROR, "internal_error", "see the node's log")
+
+
+def _check_unicode(method: Method, params: Any) -> None:
+    """Refuse params holding a string that is not Unicode text (-32602),
+    naming the param as :meth:`Registry.bind` would, by name or position."""
+    if isinstance(params, dict):
+        named = list(params.items())
+    elif isinstance(params, list):
+        declared = method.params
+        named = [
+            (declared[i].name if i < len(declared) else f"params[{i}]", value)
+            for i, value in enumerate(params)
+        ]
+    else:
+        return
+    for name, value in named:
+        if _SURROGATE.search(name) is not None:
+            raise RpcError.invalid_params("params", f"a parameter name is {NOT_UNICODE}")
+        found = lone_surrogate(value, name)
+        if found is not None:
+            path, is_name = found
+            detail = f"a member name is {NOT_UNICODE}" if is_name else NOT_UNICODE
+            raise RpcError.invalid_params(path, detail)

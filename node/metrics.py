@@ -98,9 +98,10 @@ DROP_REASONS = frozenset(r.value for r in Reason) | {
 }
 
 #: Why ingest refuses a reading (docs/sensors.md, "Reason codes"): the
-#: protocol's codes a reading can get, the node's own ``rate_limited`` and
-#: ``unavailable`` (its store could not write), and ``other`` for anything
-#: unexpected (so the label set stays fixed).
+#: protocol's codes a reading can get, the node's own ``rate_limited``,
+#: ``unavailable`` (its store could not write) and ``request_timeout`` (a
+#: body too slow), and ``other`` for anything unexpected (so the label set
+#: stays fixed).
 INGEST_REASONS = frozenset(
     {
         "bad_signature",
@@ -118,6 +119,7 @@ INGEST_REASONS = frozenset(
         "non_canonical",
         "rate_limited",
         "unavailable",
+        "request_timeout",
         "other",
     }
 )

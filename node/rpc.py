@@ -27,6 +27,18 @@ How it works:
   every write give up after ``send_timeout_s`` (:class:`_Stream`), closes
   every connection at once at stop, makes the unix socket 0600 before it
   listens (no umask games), and reports the real port for port 0.
+* Slow and idle clients (docs/rpc.md, "Limits"): each costs a connection
+  task and perhaps one of ``rpc.max_connections``, so each is bounded in
+  time — headers within ``rpc.header_timeout_s`` (hypercorn's keep-alive
+  timer, which runs until a request's headers are complete), a body within
+  ``rpc.body_timeout_s`` (:func:`read_body`: 408), a WebSocket without
+  subscriptions closed after ``rpc.ws_idle_timeout_s`` without a message —
+  and in number: a :class:`Gate` at accept caps TCP connections from
+  addresses other than loopback (in all and per address), and the guard
+  keeps ``rpc.unix_reserve`` slots that only the unix socket may take, so
+  slow or idle TCP clients cannot lock the local wallet out. The sensor
+  ingest is served by the same machinery (:func:`serve_http`) with its
+  own caps.
 * Subscriptions (WebSocket only): :class:`Hub` listens to the applier
   (every applied certificate: which subscribed accounts it touched) and to
   the submitter (entry statuses), both synchronous callbacks on the trio
@@ -50,14 +62,17 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hmac
 import importlib.metadata
+import ipaddress
 import json
 import logging
 import os
 import secrets
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,11 +155,15 @@ if TYPE_CHECKING:  # daemon imports this module for serve()
 __all__ = [
     "REGISTRY",
     "Api",
+    "BodyTimeout",
+    "Gate",
     "Hub",
     "RpcEndpoints",
     "RpcServer",
     "Session",
+    "http_refusal",
     "http_url",
+    "is_loopback",
     "openrpc_document",
     "read_body",
     "serve_http",
@@ -170,8 +189,15 @@ _DRAIN_FACTOR = 4
 #: AF_UNIX paths are at most 107 bytes on Linux (108 with the NUL).
 _MAX_UNIX_PATH = 107
 #: WebSocket close codes (RFC 6455 §7.4.1).
+WS_NORMAL_CLOSURE = 1000
 WS_POLICY_VIOLATION = 1008
 WS_TRY_AGAIN_LATER = 1013
+#: How long a connection refused at accept (too many) is given to read its
+#: 503 before it is closed, and how much of what it sent is read meanwhile.
+_REFUSAL_LINGER_S = 1.0
+_REFUSAL_DRAIN_BYTES = 64 * 1024
+#: Refusals being answered at once per gate; beyond, a flood is closed unanswered.
+_MAX_REFUSING = 256
 
 try:
     VERSION = importlib.metadata.version("mycelia")
@@ -1210,7 +1236,9 @@ class Session:
 
     ``notify`` is called from synchronous callbacks and never blocks: when
     the outbox is full the session is marked ``overflowed`` and its scope
-    cancelled, which ends the connection."""
+    cancelled, which ends the connection (1008). ``active_at`` is when it
+    last did something (a message came, an answer was queued, a
+    subscription ended), for the idle timeout of :meth:`RpcServer._ws_idle`."""
 
     def __init__(self, hub: Hub, outbox_size: int) -> None:
         self.hub = hub
@@ -1218,8 +1246,26 @@ class Session:
         self.outbox, self.outbox_out = trio.open_memory_channel[str](outbox_size)
         self.scope = trio.CancelScope()
         self.overflowed = False
+        #: the close code and reason once the server has ended the session
+        self.closing: tuple[int, str] | None = None
+        self.active_at = trio.current_time()
         self._issued = 0
         self._held: list[str] | None = None
+
+    def touch(self) -> None:
+        self.active_at = trio.current_time()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a message is being answered."""
+        return self._held is not None
+
+    def close(self, code: int, reason: str) -> None:
+        """End the connection (from any task): its scope is cancelled, then
+        the server closes the WebSocket with ``code``."""
+        if self.closing is None:
+            self.closing = (code, reason)
+        self.scope.cancel()
 
     # -- subscriptions
     def new_subscription(self, topic: str, key: tuple[bytes, ...] = ()) -> Subscription:
@@ -1240,6 +1286,7 @@ class Session:
 
     def end(self, sub: Subscription) -> None:
         self.subscriptions.pop(sub.id, None)
+        self.touch()  # the idle time counts from the last subscription's end
 
     # -- the outbox
     def notify(self, sub_id: str, result: Any) -> None:
@@ -1273,7 +1320,7 @@ class Session:
         queued = self.outbox.statistics().current_buffer_used
         log.info("closing a WebSocket that reads too slowly (%d messages queued)", queued)
         self.overflowed = True
-        self.scope.cancel()
+        self.close(WS_POLICY_VIOLATION, "too slow: notifications overflowed")
         self.hub.drop(self)
 
     def hold(self) -> None:
@@ -1282,6 +1329,7 @@ class Session:
 
     def release(self) -> None:
         held, self._held = self._held or [], None
+        self.touch()
         for text in held:
             if self.overflowed:
                 return
@@ -1378,8 +1426,11 @@ class Hub:
 # -- HTTP and WebSocket ------------------------------------------------------------------
 
 
-def _json_response(message: Any, status_code: int = 200) -> Response:
-    return Response(encode(message), status_code=status_code, media_type="application/json")
+def _json_response(message: Any, status_code: int = 200, *, close: bool = False) -> Response:
+    headers = {"connection": "close"} if close else None
+    return Response(
+        encode(message), status_code=status_code, headers=headers, media_type="application/json"
+    )
 
 
 def _too_large(limit: int) -> RpcError:
@@ -1391,18 +1442,27 @@ def _too_large(limit: int) -> RpcError:
     )
 
 
-def _too_many_connections(limit: int) -> RpcError:
+TOO_MANY_CONNECTIONS = "too_many_connections"
+REQUEST_TIMEOUT = "request_timeout"
+
+
+def _too_many_connections(limit: int, setting: str = "rpc.max_connections") -> RpcError:
+    what = "from this address " if setting.endswith("per_address") else ""
     return RpcError(
         LIMIT,
-        "too_many_connections",
-        f"{limit} connections are open already (rpc.max_connections)",
+        TOO_MANY_CONNECTIONS,
+        f"{limit} connections {what}are open already ({setting})",
         limit=limit,
     )
 
 
 class _Guard:
     """Before any route: the cookie, then the connection limit. A connection
-    here is an HTTP request being answered or an open WebSocket."""
+    here is an HTTP request being answered or an open WebSocket; one that
+    came over the unix socket may also take one of ``rpc.unix_reserve``
+    more slots, so that clients over TCP (slow ones, idle WebSockets)
+    cannot lock the local wallet out. Hypercorn reports no client address
+    for a unix socket, which is how it is told from TCP."""
 
     def __init__(self, app: ASGIApp, server: RpcServer) -> None:
         self.app = app
@@ -1416,8 +1476,10 @@ class _Guard:
         if not self.server.authorized(scope["headers"]):
             await _deny(scope, receive, send)
             return
-        limit = self.server.config.max_connections
-        if self.server.active >= limit:
+        config = self.server.config
+        limit = config.max_connections
+        local = scope.get("client") is None
+        if self.server.active >= limit + (config.unix_reserve if local else 0):
             await _busy(scope, receive, send, _too_many_connections(limit))
             return
         self.server.active += 1
@@ -1458,21 +1520,30 @@ async def _busy(scope: Scope, receive: Receive, send: Send, error: RpcError) -> 
     await send({"type": "websocket.close", "code": WS_TRY_AGAIN_LATER})
 
 
-async def read_body(request: Request, limit: int) -> bytes | None:
-    """The body, or None if it is larger than ``limit``."""
+class BodyTimeout(Exception):
+    """A request body did not arrive within its time."""
+
+
+async def read_body(request: Request, limit: int, timeout: float) -> bytes | None:
+    """The body, or None if it is larger than ``limit``; raises
+    :class:`BodyTimeout` if it is not all there within ``timeout`` seconds
+    (a client trickling a body would otherwise hold its connection, and one
+    of the server's slots, for as long as it likes)."""
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > _DRAIN_FACTOR * limit:
         return None
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            # Read the rest (dropped, bounded) before answering 413.
-            if size > _DRAIN_FACTOR * limit:
-                return None
-            continue
-        chunks.append(chunk)
-    return None if size > limit else b"".join(chunks)
+    with trio.move_on_after(timeout):
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                # Read the rest (dropped, bounded) before answering 413.
+                if size > _DRAIN_FACTOR * limit:
+                    return None
+                continue
+            chunks.append(chunk)
+        return None if size > limit else b"".join(chunks)
+    raise BodyTimeout
 
 
 class RpcServer:
@@ -1518,10 +1589,19 @@ class RpcServer:
 
     async def _http(self, request: Request) -> Response:
         limit = self.config.max_request_bytes
+        timeout = self.config.body_timeout_s
         try:
-            body = await read_body(request, limit)
+            body = await read_body(request, limit, timeout)
         except ClientDisconnect:
             return Response(status_code=400)  # nobody reads it
+        except BodyTimeout:
+            error = RpcError(
+                LIMIT,
+                REQUEST_TIMEOUT,
+                f"the body did not arrive within rpc.body_timeout_s ({timeout:g} s)",
+                limit=timeout,
+            )
+            return _json_response(error_response(error), 408, close=True)
         if body is None:
             return _json_response(error_response(_too_large(limit)), 413)
         reply = await self.dispatcher.handle(body, None)
@@ -1536,14 +1616,29 @@ class RpcServer:
             with session.scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._ws_writer, websocket, session)
+                    nursery.start_soon(self._ws_idle, session, self.config.ws_idle_timeout_s)
                     await self._ws_reader(websocket, session)
                     nursery.cancel_scope.cancel()
         finally:
             self.hub.drop(session)
             session.outbox.close()
-        if session.overflowed:
+        if session.closing is not None:
             with contextlib.suppress(Exception):
-                await websocket.close(WS_POLICY_VIOLATION, "too slow: notifications overflowed")
+                await websocket.close(*session.closing)
+
+    @staticmethod
+    async def _ws_idle(session: Session, timeout: float) -> None:
+        """Close ``session`` once it has held no subscription, sent no message
+        and had no answer pending for ``timeout`` seconds: an idle WebSocket
+        would hold one of rpc.max_connections for nothing."""
+        while True:
+            await trio.sleep_until(session.active_at + timeout)
+            if session.subscriptions or session.busy:
+                # Their end touches the session: the deadline moves with it.
+                await trio.sleep(timeout)
+            elif trio.current_time() >= session.active_at + timeout:
+                session.close(WS_NORMAL_CLOSURE, f"idle for {timeout:g} s (rpc.ws_idle_timeout_s)")
+                return
 
     async def _ws_reader(self, websocket: WebSocket, session: Session) -> None:
         limit = self.config.max_request_bytes
@@ -1577,16 +1672,97 @@ class RpcServer:
 # -- sockets and the serving loop -------------------------------------------------------
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a peer's IP address) is this machine's loopback."""
+    try:
+        ip = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def http_refusal(body: str) -> bytes:
+    """A whole HTTP/1.1 503 answer with a JSON ``body``, sent as a connection
+    is accepted, before its request is read: h11 cannot make an answer
+    without a request, and these bytes never change."""
+    data = body.encode()
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(data)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode() + data
+
+
+class Gate:
+    """Connection caps counted at accept, before a byte is read, so that
+    connections that never send a request (or send it slowly) are counted
+    too: at most ``total`` open at once and ``per_address`` from one peer
+    address, among the peers ``counted`` selects (the others pass, not
+    counted). A connection over a cap is answered ``busy`` (``total``) or
+    ``crowded`` (``per_address``), canned HTTP 503s, and closed."""
+
+    def __init__(
+        self,
+        total: int,
+        per_address: int,
+        *,
+        busy: bytes,
+        crowded: bytes,
+        counted: Callable[[str], bool] = lambda address: True,
+    ) -> None:
+        self.total = total
+        self.per_address = per_address
+        self.busy = busy
+        self.crowded = crowded
+        self.counted = counted
+        self.open: Counter[str] = Counter()
+        self.count = 0
+        #: refused connections being answered (at most _MAX_REFUSING linger)
+        self.refusing = 0
+
+    def admit(self, address: str) -> bytes | None:
+        """None, counting the connection in, or the refusal to answer it with."""
+        if self.count >= self.total:
+            return self.busy
+        if self.open[address] >= self.per_address:
+            return self.crowded
+        self.open[address] += 1
+        self.count += 1
+        return None
+
+    def release(self, address: str) -> None:
+        if self.open[address] > 0:
+            self.count -= 1
+            self.open[address] -= 1
+        if self.open[address] <= 0:
+            del self.open[address]
+
+
 class _Stream(trio.abc.HalfCloseableStream):
     """A socket stream whose writes give up after ``timeout`` seconds
     without completing. Hypercorn shields its writes from cancellation, so
     a client that stops reading would otherwise hold its connection task,
-    and a clean stop, forever."""
+    and a clean stop, forever. ``on_close`` runs once, at the first close
+    (a :class:`Gate` counting it out). A stream with a ``refusal`` (the
+    gate that refused it, and the answer) is only answered and closed
+    (:meth:`refuse`)."""
 
-    def __init__(self, inner: trio.SocketStream, timeout: float, open_: set[_Stream]) -> None:
+    def __init__(
+        self,
+        inner: trio.SocketStream,
+        timeout: float,
+        open_: set[_Stream],
+        *,
+        on_close: Callable[[], None] | None = None,
+        refusal: tuple[Gate, bytes] | None = None,
+    ) -> None:
         self._inner = inner
         self._timeout = timeout
         self._open = open_
+        self._on_close = on_close
+        self.refusal = refusal
         self.socket = inner.socket  # hypercorn reads the peer's address here
         open_.add(self)
 
@@ -1606,25 +1782,85 @@ class _Stream(trio.abc.HalfCloseableStream):
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         return await self._inner.receive_some(max_bytes)
 
+    def forget(self) -> None:
+        """No longer an open connection (idempotent)."""
+        self._open.discard(self)
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
+
     def close_now(self) -> None:
         """Close the socket at once; any task blocked on it wakes with
         ClosedResourceError."""
-        self._open.discard(self)
+        self.forget()
         self._inner.socket.close()
 
     async def aclose(self) -> None:
-        self._open.discard(self)
+        self.forget()
         await self._inner.aclose()
+
+    async def refuse(self) -> None:
+        """Send the refusal, read (and drop) what the client sent meanwhile
+        so that the close does not reset the connection before the answer
+        is read, and close — within a second; at once when many refusals
+        linger already (a flood is not answered)."""
+        assert self.refusal is not None
+        gate, answer = self.refusal
+        if gate.refusing >= _MAX_REFUSING:
+            self.close_now()
+            return
+        gate.refusing += 1
+        try:
+            with trio.move_on_after(_REFUSAL_LINGER_S):
+                await self._inner.send_all(answer)
+                await self._inner.send_eof()
+                drained = 0
+                while drained < _REFUSAL_DRAIN_BYTES:
+                    data = await self._inner.receive_some(4096)
+                    if not data:
+                        break
+                    drained += len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # it has gone already
+        finally:
+            gate.refusing -= 1
+            self.close_now()
 
 
 class _Listener(trio.abc.Listener[_Stream]):
-    def __init__(self, sock: trio.socket.SocketType, timeout: float, open_: set[_Stream]) -> None:
+    """Accepts :class:`_Stream` s; with a ``gate``, those over its caps come
+    marked with their refusal."""
+
+    def __init__(
+        self,
+        sock: trio.socket.SocketType,
+        timeout: float,
+        open_: set[_Stream],
+        gate: Gate | None = None,
+    ) -> None:
         self._inner = trio.SocketListener(sock)
         self._timeout = timeout
         self._open = open_
+        self.gate = gate
 
     async def accept(self) -> _Stream:
-        return _Stream(await self._inner.accept(), self._timeout, self._open)
+        while True:
+            inner = await self._inner.accept()
+            gate = self.gate
+            if gate is None:
+                return _Stream(inner, self._timeout, self._open)
+            try:
+                address = str(inner.socket.getpeername()[0])
+            except OSError:  # gone already
+                inner.socket.close()
+                continue
+            if not gate.counted(address):
+                return _Stream(inner, self._timeout, self._open)
+            refusal = gate.admit(address)
+            if refusal is not None:
+                return _Stream(inner, self._timeout, self._open, refusal=(gate, refusal))
+            release = functools.partial(gate.release, address)
+            return _Stream(inner, self._timeout, self._open, on_close=release)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -1645,9 +1881,14 @@ async def _serve_asgi(
 
     async def connection(stream: _Stream) -> None:
         try:
+            if stream.refusal is not None:
+                await stream.refuse()
+                return
             await TCPServer(asgi, config, context, ConnectionState({}), stream).run()
         except Exception:  # one connection's failure is not the server's
             log.exception("http connection failed")
+        finally:
+            stream.forget()
 
     async with trio.open_nursery() as nursery:
         try:
@@ -1731,11 +1972,17 @@ write_private_file = _write_file
 http_url = _url
 
 
-def _hyper_config(logger: str) -> HyperConfig:
+def _hyper_config(logger: str, header_timeout_s: float) -> HyperConfig:
     hyper = HyperConfig()
     hyper.accesslog = None
     hyper.errorlog = logging.getLogger(logger)
     hyper.include_server_header = False
+    # Hypercorn's idle timer runs from a connection's start (and from each
+    # answer) until a request's headers are complete, whatever trickles in
+    # meanwhile: that makes it the header timeout. Headers are at most
+    # h11_max_incomplete_size (16 KiB). No read_timeout: it would also close
+    # a WebSocket whose client only listens to its subscriptions.
+    hyper.keep_alive_timeout = header_timeout_s
     return hyper
 
 
@@ -1745,24 +1992,44 @@ async def serve_http(
     port: int,
     *,
     what: str,
+    header_timeout_s: float,
+    gate: Gate | None = None,
     send_timeout_s: float = SEND_TIMEOUT_S,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve an ASGI ``app`` over HTTP on ``host:port`` until cancelled, the
     way the RPC is served (hypercorn's trio connection handler on a socket
-    bound here, writes bounded by ``send_timeout_s``, every connection
-    closed at stop). Reports ``(host, bound port)``; ``what`` names the
-    service in errors and logs (e.g. ``"ingest"``)."""
+    bound here, headers within ``header_timeout_s``, writes bounded by
+    ``send_timeout_s``, connections capped by ``gate``, every connection
+    closed at stop). The app bounds its bodies' time (:func:`read_body`).
+    Reports ``(host, bound port)``; ``what`` names the service in errors and
+    logs (e.g. ``"ingest"``)."""
     sock = await _bind_tcp(host, port, what)
     try:
         open_streams: set[_Stream] = set()
-        listener = _Listener(sock, send_timeout_s, open_streams)
-        hyper = _hyper_config(f"mycelia.{what}.http")
+        listener = _Listener(sock, send_timeout_s, open_streams, gate)
+        hyper = _hyper_config(f"mycelia.{what}.http", header_timeout_s)
         async with trio.open_nursery() as nursery:
             await nursery.start(_serve_asgi, app, [listener], hyper, open_streams)
             task_status.started((host, sock.getsockname()[1]))
     finally:
         sock.close()
+
+
+def rpc_gate(config: RpcConfig) -> Gate:
+    """The RPC's caps at accept, for TCP from other addresses than loopback
+    (a LAN client through rpc.extra_bind): rpc.max_connections_per_address
+    each, rpc.max_connections together. Loopback and the unix socket are
+    this machine's own wallets: only the guard's slots count them."""
+    total, each = config.max_connections, config.max_connections_per_address
+    setting = "rpc.max_connections_per_address"
+    return Gate(
+        total,
+        each,
+        busy=http_refusal(encode(error_response(_too_many_connections(total)))),
+        crowded=http_refusal(encode(error_response(_too_many_connections(each, setting)))),
+        counted=lambda address: not is_loopback(address),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -1847,12 +2114,16 @@ async def serve_rpc(
         node.listening.rpc = (http, *extra)
         node.listening.rpc_unix = None if unix is None else str(unix)
 
-        hyper = _hyper_config("mycelia.rpc.http")
+        hyper = _hyper_config("mycelia.rpc.http", config.header_timeout_s)
         # Messages up to twice our limit reach us and get a -32003 answer;
         # hypercorn closes the connection (1009) on anything larger.
         hyper.websocket_max_message_size = 2 * config.max_request_bytes
         open_streams: set[_Stream] = set()
-        listeners = [_Listener(s, send_timeout_s, open_streams) for s in sockets]
+        gate = rpc_gate(config)
+        listeners = [
+            _Listener(s, send_timeout_s, open_streams, gate if s.family != socket.AF_UNIX else None)
+            for s in sockets
+        ]
         async with trio.open_nursery() as nursery:
             await nursery.start(_serve_asgi, server.app, listeners, hyper, open_streams)
             task_status.started(endpoints)

@@ -55,6 +55,7 @@ from mycelia.protocol.sensors import (
 )
 
 __all__ = [
+    "NOT_UNICODE",
     "ParamError",
     "account_view",
     "amount_in",
@@ -78,6 +79,9 @@ __all__ = [
 MAX_AMOUNT = (1 << 63) - 1
 _DECIMAL = re.compile(r"-?(0|[1-9][0-9]{0,18})")
 _HEX = re.compile(r"0x([0-9a-fA-F]{2})*")
+#: Why a string that UTF-8 cannot encode is refused: JSON can escape a lone
+#: UTF-16 surrogate, a Python str can hold it, nothing can store or send it.
+NOT_UNICODE = "not Unicode text (it holds a lone UTF-16 surrogate such as \\ud800)"
 
 
 class ParamError(ValueError):
@@ -148,7 +152,11 @@ def int64_in(value: Any, field: str) -> int:
 def str_in(value: Any, field: str, *, max_bytes: int = 256) -> str:
     if type(value) is not str:
         raise ParamError(field, "expected a string")
-    if len(value.encode()) > max_bytes:
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError:
+        raise ParamError(field, NOT_UNICODE) from None
+    if size > max_bytes:
         raise ParamError(field, f"longer than {max_bytes} bytes")
     return value
 

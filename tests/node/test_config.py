@@ -423,6 +423,31 @@ def test_rpc_extra_bind() -> None:
     assert load(rpc__auth="false").rpc.auth is False  # loopback only: allowed
 
 
+def test_slow_client_limits() -> None:
+    rpc, sensors = load().rpc, load().sensors
+    assert (rpc.header_timeout_s, rpc.body_timeout_s, rpc.ws_idle_timeout_s) == (5.0, 10.0, 60.0)
+    assert (rpc.max_connections, rpc.unix_reserve, rpc.max_connections_per_address) == (64, 8, 16)
+    assert (sensors.max_connections, sensors.max_connections_per_address) == (64, 8)
+    assert (sensors.header_timeout_s, sensors.body_timeout_s) == (5.0, 10.0)
+    cfg = load(
+        env={"MYCELIA_RPC__BODY_TIMEOUT_S": "2.5", "MYCELIA_SENSORS__MAX_CONNECTIONS": "10"},
+        rpc__unix_reserve="0",
+        sensors__max_connections_per_address="3",
+    )
+    assert (cfg.rpc.body_timeout_s, cfg.rpc.unix_reserve) == (2.5, 0)
+    assert (cfg.sensors.max_connections, cfg.sensors.max_connections_per_address) == (10, 3)
+    assert "rpc.header_timeout_s: expected a number > 0" in error(rpc__header_timeout_s="0")
+    assert "rpc.ws_idle_timeout_s: expected a number > 0" in error(rpc__ws_idle_timeout_s="-1")
+    assert "sensors.body_timeout_s: expected a number > 0" in error(sensors__body_timeout_s="inf")
+    assert "sensors.max_connections: expected an integer" in error(sensors__max_connections="0")
+    assert "rpc.unix_reserve: expected an integer" in error(rpc__unix_reserve="-1")
+    pi = load(REPO / "configs/raspberry-pi.toml")
+    assert pi.sensors.max_connections_per_address < sensors.max_connections_per_address
+    assert pi.rpc.unix_reserve >= 1
+    server = load(REPO / "configs/server.toml")
+    assert server.rpc.max_connections_per_address > rpc.max_connections_per_address
+
+
 def test_max_map_size_beyond_32bit_limit_only_on_64bit() -> None:
     if sys.maxsize > 2**32:
         assert load(store__max_map_size_mb="16384").store.max_map_size_mb == 16384

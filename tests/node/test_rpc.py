@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import socket
 import stat
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,10 @@ from trio_websocket import (
     open_websocket_url,
 )
 
+from mycelia.cli.client import AsyncClient, Endpoint
 from mycelia.node.config import ConfigError, RpcConfig
 from mycelia.node.daemon import Node
+from mycelia.node.jsonrpc import Dispatcher, Registry
 from mycelia.node.rpc import (
     REGISTRY,
     Hub,
@@ -39,6 +42,7 @@ from mycelia.node.rpc import (
     _bind_tcp,
     _Listener,
     _serve_asgi,
+    rpc_gate,
     serve_rpc,
 )
 from mycelia.node.views import hex_out
@@ -628,6 +632,158 @@ async def test_entry_submit_names_an_invalid_author_key_bad_key(
         assert stored(s.node) == before
 
 
+# -- text that is not Unicode ------------------------------------------------------------------
+
+#: A lone UTF-16 surrogate: valid in a JSON string (as the escape json.dumps
+#: writes for it), but no UTF-8 encodes it.
+LONE = "\ud800"
+METER = {
+    "key_type": "ed25519",
+    "public_key": "0x" + "11" * 32,
+    "device_kind": "solar-meter",
+    "host": did(SOLO),
+    "metrics": [{"name": LONE, "unit": "Wh", "exponent": 0, "min": "0", "max": "100"}],
+    "pop": SIG,
+}
+#: (what, method, params, the field the -32602 error must name)
+NOT_UNICODE_PARAMS = [
+    ("memo", "entry_prepare", transfer(BOB, memo=LONE), "body.memo"),
+    ("low surrogate", "entry_prepare", transfer(BOB, memo="ok \udfff"), "body.memo"),
+    ("body member name", "entry_prepare", transfer(BOB, **{LONE: "x"}), "body"),
+    ("kind", "entry_prepare", transfer(BOB) | {"kind": LONE}, "kind"),
+    ("metric name", "entry_prepare", transfer(BOB) | {"kind": "device.register", "body": METER},
+     "body.metrics[0].name"),
+    ("in an array", "entry_prepare", transfer(BOB) | {"body": [1, LONE]}, "body[1]"),
+    ("cursor", "account_history", _history(cursor=LONE), "cursor"),
+    ("cursor by position", "account_history", [ECON, did(ALICE), LONE], "cursor"),
+    ("param name", "account_get", {"economy": ECON, "account": did(ALICE), LONE: 1}, "params"),
+    ("economy", "account_get", {"economy": LONE, "account": did(ALICE)}, "economy"),
+    ("account", "account_get", {"economy": ECON, "account": "did:key:z6Mk" + LONE}, "account"),
+    ("subscription", "unsubscribe", {"subscription": LONE}, "subscription"),
+    ("topic", "subscribe", {"topic": LONE, "id": ECON}, "topic"),
+    ("entry id", "entry_get", {"id": LONE}, "id"),
+]  # fmt: skip
+#: (what, request object, the id the -32600 error must carry)
+NOT_UNICODE_REQUESTS: list[tuple[str, Any, Any]] = [
+    ("id", {"jsonrpc": "2.0", "id": LONE, "method": "node_info"}, None),
+    ("id, inside", {"jsonrpc": "2.0", "id": f"a{LONE}b", "method": "node_info"}, None),
+    ("method", {"jsonrpc": "2.0", "id": 1, "method": LONE}, 1),
+    ("member name", {"jsonrpc": "2.0", "id": 2, "method": "node_info", LONE: 1}, 2),
+    ("jsonrpc", {"jsonrpc": LONE, "id": 3, "method": "node_info"}, 3),
+    ("notification", {"jsonrpc": "2.0", "method": f"node_info{LONE}"}, None),
+]
+
+
+def assert_quiet(caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing a client sent made the node log an error or a traceback."""
+    loud = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not loud, [r.getMessage() for r in loud]
+    assert "Traceback" not in caplog.text
+
+
+def _request(method: str, params: Any, request_id: Any = 1) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+
+
+def _check_not_unicode_param(reply: dict[str, Any], what: str, field: str) -> None:
+    assert reply["id"] == 1, (what, reply)
+    error = reply["error"]
+    assert (error["code"], error["data"]["reason"]) == (-32602, "invalid_params"), (what, error)
+    assert error["data"]["field"] == field, (what, error)
+    assert "not Unicode text" in error["data"]["detail"], (what, error)
+
+
+def _check_not_unicode_request(reply: dict[str, Any], what: str, echo: Any) -> None:
+    assert reply["id"] == echo, (what, reply)
+    error = reply["error"]
+    assert (error["code"], error["data"]["reason"]) == (-32600, "invalid_request"), (what, error)
+    assert "not Unicode text" in error["data"]["detail"], (what, error)
+
+
+async def test_lone_surrogates_are_refused_over_http(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with solo(tmp_path) as s:
+        before = stored(s.node)
+        for what, method, params, field in NOT_UNICODE_PARAMS:
+            body = json.dumps(_request(method, params)).encode()
+            assert b"\\ud800" in body or b"\\udfff" in body  # sent as the JSON escape
+            response = await s.post(body)
+            assert response.status_code == 200, (what, response)
+            _check_not_unicode_param(response.json(), what, field)
+        for what, request, echo in NOT_UNICODE_REQUESTS:
+            response = await s.post(request)
+            assert response.status_code == 200, (what, response)
+            _check_not_unicode_request(response.json(), what, echo)
+        # An upper-case escape is the same character.
+        response = await s.post(b'{"jsonrpc":"2.0","id":"\\uDC00","method":"node_info"}')
+        _check_not_unicode_request(response.json(), "upper case", None)
+        # In a batch, the other requests are answered as usual.
+        batch = [
+            NOT_UNICODE_REQUESTS[0][1],
+            {"jsonrpc": "2.0", "id": 7, "method": "node_info"},
+            _request("entry_prepare", transfer(BOB, memo=LONE), 8),
+            _request("entry_prepare", transfer(BOB, memo="fine"), 9),
+        ]
+        first, info, memo, prepared = (await s.post(batch)).json()
+        _check_not_unicode_request(first, "batch", None)
+        assert info["id"] == 7 and info["result"]["did"] == SOLO.did
+        assert memo["id"] == 8 and memo["error"]["data"]["field"] == "body.memo"
+        assert prepared["id"] == 9 and prepared["result"]["view"]["body"]["memo"] == "fine"
+        assert stored(s.node) == before
+    assert_quiet(caplog)
+
+
+async def test_lone_surrogates_are_refused_over_a_websocket(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with solo(tmp_path) as s, s.ws() as ws:
+        before = stored(s.node)
+        for what, method, params, field in NOT_UNICODE_PARAMS:
+            await ws.send(_request(method, params))
+            _check_not_unicode_param(await ws.receive(), what, field)
+        for what, request, echo in NOT_UNICODE_REQUESTS:
+            await ws.send(request)
+            _check_not_unicode_request(await ws.receive(), what, echo)
+        # The connection goes on: a subscription and its id are still fine.
+        sub = await ws.result("subscribe", topic="account", economy=ECON, account=did(ALICE))
+        assert await ws.result("unsubscribe", subscription=sub) is True
+        assert stored(s.node) == before
+    assert_quiet(caplog)
+
+
+async def test_an_unexpected_exception_is_logged_once_and_answered_internal_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A handler's bug, and a result that is not JSON (a bug past the handler):
+    # each is logged once with its traceback, and the client gets -32603
+    # without the node's internals, never a transport error.
+    registry = Registry()
+
+    @registry.method("boom", "raises", result={})
+    async def boom(api: Any, session: Any) -> Any:
+        raise RuntimeError("internal detail")
+
+    @registry.method("opaque", "returns what JSON cannot hold", result={})
+    async def opaque(api: Any, session: Any) -> Any:
+        return object()
+
+    dispatcher = Dispatcher(registry, None, max_batch=4)
+    for name in ("boom", "opaque"):
+        caplog.clear()
+        reply = json.loads(await dispatcher.handle(json.dumps(_request(name, {})), None) or "")
+        assert reply["error"]["code"] == -32603
+        assert reply["error"]["data"] == {
+            "reason": "internal_error",
+            "detail": "see the node's log",
+        }
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and errors[0].exc_info is not None, name
+        assert "internal detail" not in json.dumps(reply)
+
+
 # -- limits -----------------------------------------------------------------------------------
 
 
@@ -806,6 +962,171 @@ async def test_a_client_that_stops_reading_does_not_hold_the_server() -> None:
                 nursery.cancel_scope.cancel()
         assert not streams
         client.close()
+
+
+# -- slow clients -------------------------------------------------------------------------------
+
+
+async def connect(port: int, data: bytes = b"") -> trio.SocketStream:
+    """A raw client on 127.0.0.1:``port`` that sends ``data`` and then nothing."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    if data:
+        await stream.send_all(data)
+    return stream
+
+
+async def read_all(stream: trio.SocketStream) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    out = b""
+    while True:
+        try:
+            data = await stream.receive_some(65536)
+        except trio.BrokenResourceError:  # reset: closed all the same
+            return out
+        if not data:
+            return out
+        out += data
+
+
+def http_answer(raw: bytes) -> tuple[int, Any]:
+    """(status, JSON body or None) of one HTTP/1.1 answer."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, json.loads(body) if body else None
+
+
+def slow_post(path: str, *, secret: str = "", content_type: str = "application/json") -> bytes:
+    """A POST's headers and the first byte of a body announced 1000 bytes long."""
+    auth = f"Authorization: Bearer {secret}\r\n" if secret else ""
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: node\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: 1000\r\n{auth}\r\n["
+    ).encode()
+
+
+#: Headers that never end.
+SLOW_HEADERS = b"POST / HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\n"
+
+
+def rpc_port(s: Served) -> int:
+    return int(s.endpoints.http.rsplit(":", 1)[1])
+
+
+def rpc_error(raw: bytes) -> tuple[int, int, str]:
+    status, body = http_answer(raw)
+    return status, body["error"]["code"], body["error"]["data"]["reason"]
+
+
+async def test_slow_clients_are_cut_off_after_the_header_and_body_timeouts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    config = replace(LIMITS, max_connections=16, header_timeout_s=0.5, body_timeout_s=0.5)
+    async with solo(tmp_path, config) as s:
+        port = rpc_port(s)
+        bodies = [await connect(port, slow_post("/", secret=s.secret)) for _ in range(100)]
+        heads = [await connect(port, SLOW_HEADERS) for _ in range(100)]
+        with trio.fail_after(60):  # the old server held them forever
+            body_answers = [await read_all(c) for c in bodies]
+            head_answers = [await read_all(c) for c in heads]
+        # A body cut off: 408 and closed; those beyond rpc.max_connections
+        # were refused at once (503).
+        answers = [rpc_error(a) for a in body_answers]
+        assert (408, -32003, "request_timeout") in answers
+        assert set(answers) <= {
+            (408, -32003, "request_timeout"),
+            (503, -32003, "too_many_connections"),
+        }
+        # Headers cut off: closed without an answer.
+        assert head_answers == [b""] * len(heads)
+        for c in bodies + heads:
+            await c.aclose()
+        assert (await s.result("node_info"))["did"] == SOLO.did
+    assert_quiet(caplog)
+
+
+async def test_a_local_wallet_is_answered_while_200_slow_clients_hang_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Long timeouts: the slow clients hold on for the whole test. Idle
+    # WebSockets and slow bodies take every slot TCP may have; the wallet
+    # (the real client, which prefers the unix socket) gets the reserve.
+    caplog.set_level(logging.DEBUG)
+    config = replace(
+        LIMITS,
+        max_connections=16,
+        unix_reserve=2,
+        header_timeout_s=300,
+        body_timeout_s=300,
+        ws_idle_timeout_s=300,
+    )
+    async with solo(tmp_path, config) as s, AsyncExitStack() as stack:
+        port = rpc_port(s)
+        slow = [
+            await stack.enter_async_context(open_websocket_url(s.ws_url, extra_headers=s.auth))
+            for _ in range(6)
+        ]
+        slow += [await connect(port, slow_post("/", secret=s.secret)) for _ in range(100)]
+        slow += [await connect(port, SLOW_HEADERS) for _ in range(94)]
+        assert len(slow) == 200
+        # Over TCP: every slot is taken (answered at once, not held).
+        response = await s.post({"jsonrpc": "2.0", "id": 1, "method": "node_info"})
+        assert response.status_code == 503
+        assert response.json()["error"]["data"]["reason"] == "too_many_connections"
+
+        endpoint = Endpoint.from_datadir(s.node.datadir)
+        assert endpoint.unix == str(s.endpoints.unix)
+        async with AsyncClient(endpoint) as wallet:
+            econ = SOLO_GENESIS.genesis.id
+            entry_id = await wallet.transfer(ALICE, econ, did(BOB), 7, memo="still here")
+            with trio.fail_after(30):
+                await s.node.submitter.wait(entry_id)
+            assert (await wallet.entry_get(entry_id)).status == "certified"
+            assert (await wallet.account_get(econ, did(BOB))).balance == 7
+        # The slow clients are all still there, and TCP still full.
+        response = await s.post({"jsonrpc": "2.0", "id": 1, "method": "node_info"})
+        assert response.status_code == 503
+        for c in slow[6:]:
+            await c.aclose()  # type: ignore[union-attr]
+    assert_quiet(caplog)
+
+
+async def test_an_idle_websocket_without_subscriptions_is_closed(tmp_path: Path) -> None:
+    async with solo(tmp_path, replace(LIMITS, ws_idle_timeout_s=0.5)) as s, s.ws() as watching:
+        sub = await watching.result("subscribe", topic="account", economy=ECON, account=did(ALICE))
+        async with s.ws() as idle:
+            assert (await idle.result("node_info"))["did"] == SOLO.did
+            with trio.fail_after(30), pytest.raises(ConnectionClosed) as closed:
+                await idle.receive()
+            assert closed.value.reason.code == 1000
+            assert "idle" in (closed.value.reason.reason or "")
+        # Quiet for longer than that one, but it holds a subscription.
+        assert (await watching.result("node_info"))["did"] == SOLO.did
+        assert await watching.result("unsubscribe", subscription=sub) is True
+        with trio.fail_after(30), pytest.raises(ConnectionClosed) as closed:
+            await watching.receive()
+        assert closed.value.reason.code == 1000
+
+
+def test_the_rpc_gate_counts_addresses_other_than_loopback() -> None:
+    gate = rpc_gate(replace(LIMITS, max_connections=3, max_connections_per_address=2))
+    for local in ("127.0.0.1", "127.8.0.1", "::1", "::ffff:127.0.0.1"):
+        assert not gate.counted(local), local
+    for remote in ("10.0.0.7", "192.168.1.20", "fe80::1%eth0", "2001:db8::1"):
+        assert gate.counted(remote), remote
+    assert gate.admit("10.0.0.7") is None and gate.admit("10.0.0.7") is None
+    crowded = gate.admit("10.0.0.7")  # a third from one address
+    assert crowded is not None and crowded == gate.crowded
+    status, error = http_answer(crowded)
+    assert (status, error["error"]["code"]) == (503, -32003)
+    assert error["error"]["data"]["reason"] == "too_many_connections"
+    assert "rpc.max_connections_per_address" in error["error"]["data"]["detail"]
+    assert gate.admit("10.0.0.8") is None  # the third in all
+    assert gate.admit("10.0.0.9") == gate.busy
+    assert "rpc.max_connections)" in http_answer(gate.busy)[1]["error"]["data"]["detail"]
+    gate.release("10.0.0.7")
+    assert gate.admit("10.0.0.9") is None
+    assert gate.open == {"10.0.0.7": 1, "10.0.0.8": 1, "10.0.0.9": 1}
 
 
 # -- discovery ---------------------------------------------------------------------------------

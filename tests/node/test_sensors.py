@@ -8,6 +8,7 @@ restart in the middle of an attestation, and retention."""
 from __future__ import annotations
 
 import json
+import logging
 import stat
 import time
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +22,7 @@ import msgpack
 import pytest
 import trio
 
+from mycelia.cli.client import AsyncClient, Endpoint
 from mycelia.node import wire
 from mycelia.node.config import SensorsConfig
 from mycelia.node.daemon import MetricsExporter, Node
@@ -59,7 +61,15 @@ from tests.factory import (
     validator_keys,
 )
 from tests.node.cluster import FAST, cluster, converge
-from tests.node.test_rpc import LIMITS, serving
+from tests.node.test_rpc import (
+    LIMITS,
+    SLOW_HEADERS,
+    connect,
+    http_answer,
+    read_all,
+    serving,
+    slow_post,
+)
 
 SOLO = key(0, "sensor-host")
 OWNER = key(1, "sensor-owner")
@@ -386,8 +396,16 @@ async def test_whole_requests_refused(tmp_path: Path) -> None:
             (400, "malformed", b"[NaN]", JSON),
             (415, "malformed", reading(ED, 1).encode(), "text/plain"),
         ]
-        # Every whole-request refusal (503 unavailable: below).
-        assert {(st, r) for st, r, _, _ in cases} | {(503, "unavailable")} == BODY_REFUSALS
+        # Every whole-request refusal: 503 unavailable below; the cut-offs
+        # (408, 503 too_many_connections) and 500 internal_error in their
+        # own tests further down.
+        elsewhere = {
+            (503, "unavailable"),
+            (408, "request_timeout"),
+            (503, "too_many_connections"),
+            (500, "internal_error"),
+        }
+        assert {(st, r) for st, r, _, _ in cases} | elsewhere == BODY_REFUSALS
         for status, reason, body, content_type in cases:
             response = await h.send(body, content_type)
             assert response.status_code == status, (body[:20], response.content)
@@ -422,6 +440,79 @@ async def test_whole_requests_refused(tmp_path: Path) -> None:
         assert await h.post(one) == [{"id": one.id, "status": "accepted"}]
 
 
+async def test_lone_surrogates_refuse_their_reading_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # "\ud800" is valid JSON, but no UTF-8 encodes it: in any field or member
+    # name it refuses that reading (malformed), never the batch, and nothing
+    # is logged as an error.
+    caplog.set_level(logging.DEBUG)
+    lone = "\ud800"
+    async with solo_host(tmp_path) as h:
+        await register(h.node, ED)
+        base = as_json(reading(ED, 1))
+        bad: list[tuple[str, dict[str, Any], str]] = [
+            ("metric", base | {"metric": lone}, "metric"),
+            ("metric, inside", base | {"metric": f"energy{lone}_wh"}, "metric"),
+            ("economy", base | {"economy": lone}, "economy"),
+            ("device", base | {"device": "0x" + lone}, "device"),
+            ("signature", base | {"signature": lone}, "signature"),
+            ("unknown key", base | {lone: 1}, "reading"),
+            ("unknown key's value", base | {"colour": ["red", lone]}, "colour[1]"),
+            ("low surrogate", base | {"metric": "\udfff"}, "metric"),
+        ]
+        good = [reading(ED, 1), reading(ED, 2)]
+        body = [as_json(good[0]), *(b for _, b, _ in bad), as_json(good[1])]
+        text = json.dumps(body).encode()
+        assert b"\\ud800" in text  # the JSON escape, as a client sends it
+        response = await h.send(text, JSON)
+        assert response.status_code == 200, response.content
+        answers = response.json()
+        assert answers[0] == {"id": "0x" + good[0].id.hex(), "status": "accepted"}
+        assert answers[-1] == {"id": "0x" + good[1].id.hex(), "status": "accepted"}
+        for (what, _, field), answer in zip(bad, answers[1:-1], strict=True):
+            assert (answer["status"], answer["reason"]) == ("refused", "malformed"), what
+            assert answer["detail"].startswith(f"{field}: "), (what, answer)
+            assert "not Unicode text" in answer["detail"], (what, answer)
+        # One reading alone: its answer, not a whole-request refusal.
+        before = stored(h.node)
+        response = await h.send(
+            json.dumps(as_json(reading(ED, 3)) | {"metric": lone}).encode(), JSON
+        )
+        assert response.status_code == 200
+        assert [a["reason"] for a in response.json()] == ["malformed"]
+        assert stored(h.node) == before
+        held = h.node.store.ingest_state(ED.device)
+        assert held is not None and (held.last_accepted, held.readings) == (2, 2)
+        assert h.refused("malformed") == len(bad) + 1
+    loud = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not loud, [r.getMessage() for r in loud]
+    assert "Traceback" not in caplog.text
+
+
+async def test_an_unexpected_exception_is_a_500_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with solo_host(tmp_path) as h:
+        await register(h.node, ED)
+
+        async def broken(items: list[Any], address: str) -> list[Any]:
+            raise RuntimeError("internal detail")
+
+        h.ingest.ingest = broken  # type: ignore[method-assign]
+        caplog.clear()
+        one = reading(ED, 1)
+        response = await h.send(one.encode())
+        assert response.status_code == 500
+        answer = msgpack.unpackb(response.content)
+        assert (answer["status"], answer["reason"]) == ("refused", "internal_error")
+        assert "internal detail" not in answer["detail"]
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and errors[0].name == "mycelia.ingest", errors
+        del h.ingest.ingest
+        assert await h.post(one) == [{"id": one.id, "status": "accepted"}]
+
+
 async def test_token_buckets_per_device_and_per_address(tmp_path: Path) -> None:
     t = [100.0]  # a frozen clock: no token comes back unless the test says so
     config = replace(CONFIG, max_batch=4, rate_per_device=1.0, rate_per_address=1.0)
@@ -452,6 +543,131 @@ async def test_token_buckets_per_device_and_per_address(tmp_path: Path) -> None:
         # Tokens come back with time; a counter refused for the rate may come again.
         t[0] += 10
         assert await send([reading(ED, 5), reading(P2, 5)], "10.0.0.1") == ["accepted"] * 2
+
+
+def ingest_port(h: Host) -> int:
+    return int(str(h.http.base_url).rstrip("/").rsplit(":", 1)[1])
+
+
+def ingest_answer(raw: bytes) -> tuple[int, str]:
+    status, body = http_answer(raw)
+    return status, body["reason"]
+
+
+async def test_the_ingest_caps_connections_while_200_slow_clients_hang_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Long timeouts: the slow clients hold on for the whole test. Beyond
+    # max_connections they are answered 503 at once and closed; a device is
+    # refused the same way, not left hanging; the node's wallet RPC answers.
+    caplog.set_level(logging.DEBUG)
+    config = replace(
+        CONFIG,
+        max_connections=16,
+        max_connections_per_address=16,
+        header_timeout_s=300,
+        body_timeout_s=300,
+    )
+    async with solo_host(tmp_path, config) as h, trio.open_nursery() as nursery:
+        await register(h.node, ED)
+        port = ingest_port(h)
+        slow = [await connect(port, slow_post("/v1/readings")) for _ in range(100)]
+        slow += [await connect(port, SLOW_HEADERS) for _ in range(100)]
+        answers: dict[int, bytes] = {}
+        everyone = trio.Event()
+
+        async def answer(i: int) -> None:
+            answers[i] = await read_all(slow[i])
+            if len(answers) == len(slow) - config.max_connections:
+                everyone.set()
+
+        async with trio.open_nursery() as readers:
+            for i in range(len(slow)):
+                readers.start_soon(answer, i)
+            with trio.fail_after(60):
+                await everyone.wait()
+            # Exactly max_connections hang on; every other one was refused.
+            assert {ingest_answer(a) for a in answers.values()} == {(503, "too_many_connections")}
+            response = await h.send(reading(ED, 1).encode())
+            assert response.status_code == 503
+            assert response.json()["reason"] == "too_many_connections"
+            async with serving(nursery, h.node, replace(LIMITS, max_connections=4)) as rpc:
+                async with AsyncClient(Endpoint.from_datadir(h.node.datadir)) as wallet:
+                    assert (await wallet.node_info()).did == SOLO.did
+                    hosted = await wallet.sensor_devices(ECON)
+                    assert [d.device for d in hosted] == [ED.device]
+                await rpc.stop()
+            assert len(answers) == len(slow) - config.max_connections  # still hanging on
+            readers.cancel_scope.cancel()
+        for c in slow:
+            await c.aclose()
+        # Their slots come back as they close.
+        one = reading(ED, 1)
+        with trio.fail_after(30):
+            while (response := await h.send(one.encode())).status_code == 503:
+                await trio.sleep(0.05)
+        assert msgpack.unpackb(response.content) == [{"id": one.id, "status": "accepted"}]
+        nursery.cancel_scope.cancel()
+    loud = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not loud, [r.getMessage() for r in loud]
+
+
+async def test_the_ingest_caps_connections_per_address(tmp_path: Path) -> None:
+    config = replace(CONFIG, max_connections=64, max_connections_per_address=2)
+    async with solo_host(tmp_path, config) as h:
+        port = ingest_port(h)
+        held = [await connect(port) for _ in range(2)]  # connected, sending nothing
+        third = await connect(port)
+        with trio.fail_after(30):
+            raw = await read_all(third)
+        status, body = http_answer(raw)
+        assert (status, body["reason"]) == (503, "too_many_connections")
+        assert "from this address" in body["detail"]
+        await held[0].aclose()
+        with trio.fail_after(30):
+            while (await h.http.get("/v1/health")).status_code == 503:
+                await trio.sleep(0.05)
+        await held[1].aclose()
+        await third.aclose()
+
+
+async def test_a_slow_body_is_cut_off_at_the_ingest(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    config = replace(
+        CONFIG,
+        max_connections=64,
+        max_connections_per_address=64,
+        header_timeout_s=0.5,
+        body_timeout_s=0.5,
+    )
+    async with solo_host(tmp_path, config) as h:
+        await register(h.node, ED)
+        before = stored(h.node)
+        port = ingest_port(h)
+        bodies = [await connect(port, slow_post("/v1/readings")) for _ in range(100)]
+        heads = [await connect(port, SLOW_HEADERS) for _ in range(100)]
+        with trio.fail_after(60):  # the old ingest held them forever
+            body_answers = [ingest_answer(await read_all(c)) for c in bodies]
+            head_answers = [await read_all(c) for c in heads]
+        assert (408, "request_timeout") in body_answers
+        assert set(body_answers) <= {(408, "request_timeout"), (503, "too_many_connections")}
+        assert {a if not a else ingest_answer(a) for a in head_answers} <= {
+            b"",
+            (503, "too_many_connections"),
+        }
+        assert stored(h.node) == before
+        for c in bodies + heads:
+            await c.aclose()
+        one = reading(ED, 1)
+        with trio.fail_after(30):
+            while (response := await h.send(one.encode())).status_code == 503:
+                await trio.sleep(0.05)
+        assert msgpack.unpackb(response.content) == [{"id": one.id, "status": "accepted"}]
+        assert h.refused("request_timeout") is not None
+    loud = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not loud, [r.getMessage() for r in loud]
 
 
 # -- the attester, proofs, claims and the audit stream -------------------------------------------
