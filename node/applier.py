@@ -17,7 +17,11 @@ hop to a worker thread and back costs more than a few verifications
 was the gateway's largest single cost when each submission hopped alone).
 
 After each transaction the writer calls the listeners with the ids it
-applied, on the trio thread, so services can report status or publish.
+applied, on the trio thread, so services can report status or publish;
+result listeners (:meth:`Applier.on_result`) get the whole
+:class:`~mycelia.node.store.ApplyResult` — fork evidence the ledger
+recorded in it, suspected forks — which is how ``forks.py`` hears of every
+fork, whichever path brought the certificate.
 """
 
 from __future__ import annotations
@@ -128,6 +132,7 @@ class _Request:
 
 
 Listener = Callable[[bytes, tuple[bytes, ...]], None]
+ResultListener = Callable[[bytes, ApplyResult], None]
 
 
 class Applier:
@@ -136,6 +141,7 @@ class Applier:
         self.economies: dict[bytes, Economy] = {}
         self.buffers: dict[bytes, GapBuffer] = {}
         self._listeners: list[Listener] = []
+        self._result_listeners: list[ResultListener] = []
         self._send, self._recv = trio.open_memory_channel[_Request](1024)
         self._max_batch = max_batch
         self.applied_total = 0
@@ -148,6 +154,10 @@ class Applier:
 
     def on_applied(self, fn: Listener) -> None:
         self._listeners.append(fn)
+
+    def on_result(self, fn: ResultListener) -> None:
+        """Call ``fn(economy_id, result)`` after every committed transaction."""
+        self._result_listeners.append(fn)
 
     async def add_economy(self, signed: SignedGenesis) -> Economy:
         """Verify and store a signed genesis; idempotent."""
@@ -216,3 +226,5 @@ class Applier:
             if result.applied:
                 for fn in self._listeners:
                     fn(economy_id, result.applied)
+            for on_result in self._result_listeners:
+                on_result(economy_id, result)

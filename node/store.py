@@ -30,6 +30,7 @@ inflight      entry id (32)                                    signed attestatio
 batches       attestation id (32)                              reading keys in batch order,
                                                                newest received ms
 received      received ms (8) + device (32) + counter (8)      empty (retention index)
+forks         economy (32) + author (32) + seq (8, big end.)   :class:`ForkEvidence` bytes
 ============  ===============================================  ==========================
 
 Consistency: a batch of certificates is applied in ONE write transaction —
@@ -67,6 +68,12 @@ transaction (``ingest_sync``); retention (``prune_readings_sync``) deletes
 old readings by the ``received`` index, a batch only once all of its
 readings are old (its proofs need all of them), and never the certificates.
 
+Forks: ``forks`` is ledger data too, written by the ledger in the apply
+transaction that found the conflict (``_TxnState.record_fork``), so a fork
+is never applied past even across a crash: the first evidence per slot is
+kept (one pair proves the slot forked); :meth:`Store.fork_seq` gives the
+lowest forked seq of an author, which the validator's ``check`` reads.
+
 Map size: starts at ``map_size`` (64 MiB by default, valid on 32-bit
 systems), and doubles on ``MapFullError`` up to ``max_map_size`` — the
 transaction is retried whole.
@@ -86,6 +93,7 @@ import lmdb
 
 from mycelia.protocol import Account, Certificate, Economy, Ledger, SignedGenesis, codec, schema
 from mycelia.protocol.domains import ID_SIZE
+from mycelia.protocol.forks import ForkEvidence
 from mycelia.protocol.ledger import GapBuffer
 from mycelia.protocol.locks import lock_decision
 from mycelia.protocol.reasons import Refused
@@ -127,6 +135,7 @@ _DBS = (
     "inflight",
     "batches",
     "received",
+    "forks",
 )
 _SEQ = struct.Struct(">Q")
 _LAST = b"\xff" * 8
@@ -283,6 +292,7 @@ class _TxnState:
         "_certs",
         "_chains",
         "_econ",
+        "_forks",
         "_history",
         "_records",
         "_touched",
@@ -299,6 +309,7 @@ class _TxnState:
         self._history = store._db["history"]
         self._records = store._db["records"]
         self._attests = store._db["attests"]
+        self._forks = store._db["forks"]
         self._touched: tuple[bytes, ...] = ()
         #: totals of the impact claims applied in this transaction (metrics)
         self.claims: list[int] = []
@@ -320,6 +331,17 @@ class _TxnState:
 
     def chain_id(self, author: bytes, seq: int) -> bytes | None:
         return self._txn.get(chain_key(self._econ, author, seq), db=self._chains)
+
+    def certificate(self, entry_id: bytes) -> Certificate | None:
+        raw = self._txn.get(entry_id, db=self._certs)
+        return None if raw is None else Certificate.decode(raw)
+
+    def fork_seq(self, author: bytes) -> int | None:
+        return _first_fork(self._txn, self._forks, self._econ + author)
+
+    def record_fork(self, evidence: ForkEvidence) -> bool:
+        key = chain_key(self._econ, evidence.author, evidence.seq)
+        return bool(self._txn.put(key, evidence.encode(), db=self._forks, overwrite=False))
 
     def record(self, cert: Certificate) -> None:
         e = cert.entry
@@ -347,11 +369,24 @@ class _TxnState:
             self.claims.append(body.total)
 
 
+def _first_fork(txn: lmdb.Transaction, db: Any, prefix: bytes) -> int | None:
+    """The lowest seq with fork evidence under ``economy + author``."""
+    cur = txn.cursor(db=db)
+    if cur.set_range(prefix) and cur.key()[:64] == prefix:
+        return _counter(cur.key())
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class ApplyResult:
     applied: tuple[bytes, ...]
     #: Certificates refused by the ledger (conflict, buffer full) with why.
     refused: tuple[tuple[Certificate, Refused], ...]
+    #: Fork evidence the batch recorded (slots new to this store).
+    forks: tuple[ForkEvidence, ...] = ()
+    #: Certified entries the batch showed to exist on another branch
+    #: (``Ledger.suspects``): fetching them proves a fork.
+    suspects: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -466,7 +501,9 @@ class Store:
                     applied.extend(ledger.apply(cert, verified=True))
                 except Refused as exc:
                     refused.append((cert, exc))
-            return ApplyResult(tuple(applied), tuple(refused))
+            return ApplyResult(
+                tuple(applied), tuple(refused), tuple(ledger.forks), tuple(ledger.suspects)
+            )
 
         try:
             result = self._write(txn_fn)
@@ -808,6 +845,40 @@ class Store:
                 out.append((_SEQ.unpack(k[64:])[0], txn.get(entry_id, db=certs)))
                 found = cur.prev()
         return out
+
+    def forks(self, economy_id: bytes) -> list[bytes]:
+        """The fork evidence bytes of the economy, in (author, seq) order."""
+        with self._read() as txn:
+            cur = txn.cursor(db=self._db["forks"])
+            out = []
+            if cur.set_range(economy_id):
+                for k, v in cur:
+                    if k[:32] != economy_id:
+                        break
+                    out.append(v)
+            return out
+
+    def fork_slots(self, economy_id: bytes) -> list[tuple[bytes, int]]:
+        """``(author, seq)`` of every slot of the economy with evidence."""
+        with self._read() as txn:
+            cur = txn.cursor(db=self._db["forks"])
+            out = []
+            if cur.set_range(economy_id):
+                for k in cur.iternext(keys=True, values=False):
+                    if k[:32] != economy_id:
+                        break
+                    out.append((k[32:64], _counter(k)))
+            return out
+
+    def fork(self, economy_id: bytes, author: bytes, seq: int) -> bytes | None:
+        """The evidence bytes kept for one slot, or None."""
+        with self._read() as txn:
+            return txn.get(chain_key(economy_id, author, seq), db=self._db["forks"])
+
+    def fork_seq(self, economy_id: bytes, author: bytes) -> int | None:
+        """The lowest seq of ``author``'s chain with fork evidence, or None."""
+        with self._read() as txn:
+            return _first_fork(txn, self._db["forks"], economy_id + author)
 
     def lock(self, resource: bytes) -> bytes | None:
         with self._read() as txn:

@@ -6,7 +6,10 @@ How a request is answered (DESIGN §4, §7):
 1. Certificates attached to an entry (what its submitter sent after a
    ``missing``) are verified and applied first, through the one writer.
 2. Every entry is checked with the protocol's ``check`` against the stored
-   state, in a worker thread (each check verifies a signature).
+   state, in a worker thread (each check verifies a signature). The lowest
+   forked seq of the author, if this node holds fork evidence for its
+   chain, goes with it: no vote at or past a fork (``forked``), since no
+   node that knows of the fork would apply what it certifies.
 3. For each entry that passes, the vote is signed and a
    :class:`~mycelia.node.store.VoteGrant` (its resources → its id) is queued.
    A group-commit task writes every queued grant — from all concurrent
@@ -139,7 +142,9 @@ class ValidatorService:
         def check_all() -> list[tuple[wire.VoteResult | None, VoteGrant | None]]:
             out: list[tuple[wire.VoteResult | None, VoteGrant | None]] = []
             for item in items:
-                verdict = check(economy, view, item.signed, now_ms=now_ms)
+                author = item.signed.entry.author
+                fork_seq = self.store.fork_seq(economy_id, author)
+                verdict = check(economy, view, item.signed, now_ms=now_ms, fork_seq=fork_seq)
                 if not verdict.ok:
                     assert verdict.reason is not None
                     result = wire.VoteResult(

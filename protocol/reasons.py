@@ -83,6 +83,13 @@ class Reason(enum.StrEnum):
     #: in the chain — only possible if more than a third of the validator
     #: weight is faulty. Never applied; reported loudly.
     CONFLICT = "conflict"
+    #: the author's chain is known to be forked (two certificates for one of
+    #: its slots, ``forks.py``) at or before this entry's seq: nothing of that
+    #: author at or past the fork is voted for or applied any more.
+    FORKED = "forked"
+    #: two certificates offered as fork evidence do not prove a fork: they
+    #: are for the same entry, or for different slots (economy, author, seq).
+    NOT_A_FORK = "not_a_fork"
     #: the entry's timestamp is too far ahead of the checker's clock.
     CLOCK_SKEW = "clock_skew"
     #: the entry's timestamp is earlier than the author's previous entry.
