@@ -26,6 +26,7 @@ fork, whichever path brought the certificate.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -188,7 +189,7 @@ class Applier:
         if req.error is not None:
             raise req.error
         assert req.result is not None
-        return ApplyResult(req.result.applied, req.result.refused + tuple(bad))
+        return dataclasses.replace(req.result, refused=req.result.refused + tuple(bad))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()

@@ -651,7 +651,7 @@ def _fork_cursor_in(value: Any, field: str) -> bytes:
     Param(
         "limit",
         {"type": "integer", "minimum": 1, "default": 50},
-        "most forks in the page (default 50, at most rpc.max_page)",
+        "most forks in the page (default 50 or rpc.max_page if lower; at most rpc.max_page)",
         lambda v, f: int_in(v, f, low=1),
         required=False,
     ),
@@ -671,9 +671,11 @@ async def economy_forks(
     session: Session | None,
     economy: bytes,
     cursor: bytes | None = None,
-    limit: int = 50,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    if limit > api.config.max_page:
+    if limit is None:
+        limit = min(50, api.config.max_page)
+    elif limit > api.config.max_page:
         raise RpcError(
             LIMIT,
             "page_too_large",

@@ -342,7 +342,9 @@ def decode_fork(data: bytes) -> ForkEvidence | None:
     verified: ``ForkEvidence.verify``), or None if it has none."""
     f = s.list_(_decode(data), "fork response", min_len=2, max_len=3)
     _expect_ok(f, "fork")
-    raw = s.bytes_(f[1], "evidence", max_size=MAX_EVIDENCE_BYTES)
+    raw = s.bytes_(f[1], "evidence", max_size=MAX_MESSAGE_BYTES)
+    if len(raw) > MAX_EVIDENCE_BYTES:
+        raise Refused(Reason.TOO_LARGE, f"evidence of {len(raw)} bytes > {MAX_EVIDENCE_BYTES}")
     return ForkEvidence.decode(raw) if raw else None
 
 
