@@ -127,6 +127,12 @@ class ForkMonitor:
     # -- from the applier ------------------------------------------------------------
 
     def _on_result(self, economy_id: bytes, result: ApplyResult) -> None:
+        try:
+            self._take(economy_id, result)
+        except Exception:  # never into the writer; the evidence is stored already
+            log.exception("reporting a fork failed")
+
+    def _take(self, economy_id: bytes, result: ApplyResult) -> None:
         for evidence in result.forks:
             self._report(economy_id, evidence)
         wanted = [i for i in result.suspects if i not in self._asked]

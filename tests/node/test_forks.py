@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import trio
 
+from mycelia.cli.client import AsyncClient, Endpoint, ForkInfo
 from mycelia.node import wire
 from mycelia.node.applier import Applier
 from mycelia.node.daemon import MetricsExporter, Node
@@ -617,3 +618,24 @@ async def test_economy_forks_pages_and_refuses_bad_params(tmp_path: Path) -> Non
             assert missing["error"]["data"]["reason"] == "unknown_economy"
             sub = await ws.result("subscribe", topic="forks", economy=ECON)
             assert await ws.result("unsubscribe", subscription=sub) is True
+
+
+async def test_a_wallet_subscribes_to_forks_and_verifies_each(tmp_path: Path) -> None:
+    econ_id = SOLO_GENESIS.genesis.id
+    async with solo(tmp_path) as s:
+        node = s.node
+        economy = node.applier.economies[econ_id]
+        certs = []
+        for amount in (1, 2):
+            entry = Entry(econ_id, A.public, 1, ZERO_ID, T0, Transfer(C.public, amount)).sign(A)
+            certs.append(assemble(economy, entry, [Vote.make(SOLO, econ_id, 0, entry.id)]))
+        async with AsyncClient(Endpoint.from_datadir(node.datadir)) as client:
+            async with client.subscribe("forks", economy=ECON) as sub:
+                await node.applier.apply(econ_id, certs[:1])
+                await node.applier.apply(econ_id, certs[1:])
+                with trio.fail_after(DEADLINE_S):
+                    fork = await sub.__anext__()
+            assert isinstance(fork, ForkInfo)
+            assert fork.evidence == ForkEvidence.of(*certs)
+            assert fork.guilty == (SOLO.did,) and fork.author == did_encode(A.public)
+            assert await client.economy_forks(econ_id) == [fork]
