@@ -81,7 +81,7 @@ from mycelia.protocol.economy import Economy
 from mycelia.protocol.quorum import bitmap_indices
 from mycelia.protocol.reasons import Reason, Refused
 
-__all__ = ["MAX_EVIDENCE_BYTES", "ForkEvidence", "forked"]
+__all__ = ["MAX_EVIDENCE_BYTES", "ForkEvidence", "forked", "refuse_forked"]
 
 #: Two certificates and the array around them.
 MAX_EVIDENCE_BYTES = 2 * MAX_CERT_BYTES + 64
