@@ -44,6 +44,12 @@ How it works:
 * :meth:`AsyncClient.subscribe` opens the WebSocket ``/ws`` with
   trio_websocket (so it needs trio) and yields verified payloads.
 
+Forks (``docs/rpc.md``, "Forks"): :meth:`Client.economy_forks` (and a
+``forks`` subscription) returns :class:`ForkInfo` only after checking the
+evidence itself against the genesis (``ForkEvidence.verify``): both
+certificates valid, one slot, two entries; the guilty validators are
+computed here, not taken from the node, and the node's view must agree.
+
 Sensors (``docs/sensors.md``): the four ``sensor_*`` methods are typed
 here like the others, and what they return is checked the same way — an
 attestation certificate against the genesis; a relayed reading (the node
@@ -88,6 +94,7 @@ from mycelia.node.views import (
     did_in,
     economy_view,
     entry_view,
+    fork_view,
     hex_in,
     hex_out,
     int64_in,
@@ -105,6 +112,7 @@ from mycelia.protocol import (
     DeviceRegister,
     Economy,
     Entry,
+    ForkEvidence,
     Genesis,
     ImpactClaim,
     MemberAdmit,
@@ -150,6 +158,7 @@ __all__ = [
     "Endpoint",
     "EntryStatus",
     "Followed",
+    "ForkInfo",
     "GenesisSignature",
     "HistoryPage",
     "HostedDevice",
@@ -516,6 +525,8 @@ class EconomySummary:
     quorum: int
     validators: tuple[str, ...]
     certificates: int
+    #: chain slots the node holds fork evidence for (0 from nodes that predate it)
+    forks: int = 0
 
     @classmethod
     def from_json(cls, v: Any) -> EconomySummary:
@@ -529,6 +540,7 @@ class EconomySummary:
                 quorum=_int(v["quorum"], "quorum"),
                 validators=tuple(_did(d, "validators") for d in v["validators"]),
                 certificates=_int(v["certificates"], "certificates"),
+                forks=_int(v.get("forks", 0), "forks"),
             )
 
     def to_json(self) -> dict[str, Json]:
@@ -541,6 +553,36 @@ class EconomySummary:
             "quorum": self.quorum,
             "validators": list(self.validators),
             "certificates": self.certificates,
+            "forks": self.forks,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ForkInfo:
+    """One fork, verified: ``evidence`` holds two valid certificates for the
+    author's ``seq`` in this economy; ``guilty`` (did:key) signed both."""
+
+    economy: bytes
+    evidence: ForkEvidence
+    guilty: tuple[str, ...]
+
+    @property
+    def author(self) -> str:
+        return did_encode(self.evidence.author)
+
+    @property
+    def seq(self) -> int:
+        return self.evidence.seq
+
+    def to_json(self) -> dict[str, Json]:
+        a, b = self.evidence.first, self.evidence.second
+        return {
+            "economy": hex_out(self.economy),
+            "author": self.author,
+            "seq": self.seq,
+            "entries": [entry_view(a.entry, a.entry_id), entry_view(b.entry, b.entry_id)],
+            "guilty": list(self.guilty),
+            "evidence": hex_out(self.evidence.encode()),
         }
 
 
@@ -1232,6 +1274,44 @@ class _Core:
         certs = tuple(self._account_certificate(economy, account, item) for item in items)
         return HistoryPage(certs, next_cursor)
 
+    def _fork(self, economy: Economy, raw: Any, what: str) -> ForkInfo:
+        """One fork the node shows, verified from its evidence alone."""
+        with _parsing(what):
+            evidence = ForkEvidence.decode(hex_in(raw["evidence"], "evidence"))
+        try:
+            guilty = evidence.verify(economy)
+        except Refused as exc:
+            raise VerifyError(
+                exc.reason.value,
+                f"{what}: the evidence does not prove a fork in {hex_out(economy.id)}: "
+                f"{exc.detail}",
+            ) from None
+        expected = fork_view(economy, evidence)
+        if {k: raw.get(k) for k in expected} != expected:
+            raise VerifyError("malformed", f"{what}: the view disagrees with its evidence")
+        return ForkInfo(economy.id, evidence, tuple(did_encode(k) for k in guilty))
+
+    def _forks_flow(self, economy_id: bytes) -> Flow[list[ForkInfo]]:
+        """Every page of ``economy_forks``, each fork verified."""
+        economy = yield from self._economy_flow(economy_id)
+        out: list[ForkInfo] = []
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"economy": hex_out(economy_id)}
+            if cursor is not None:
+                params["cursor"] = cursor
+            raw = yield _Call("economy_forks", params)
+            with _parsing("economy_forks"):
+                items = raw["forks"]
+                if not isinstance(items, list):
+                    raise ParamError("forks", "expected an array")
+                cursor = raw.get("next_cursor")
+                if cursor is not None:
+                    str_in(cursor, "next_cursor", max_bytes=128)
+            out.extend(self._fork(economy, item, "economy_forks") for item in items)
+            if cursor is None or not items:
+                return out
+
     def _account_flow(self, economy_id: bytes, account: str) -> Flow[AccountInfo]:
         _account_key(account)
         raw = yield _Call("account_get", {"economy": hex_out(economy_id), "account": account})
@@ -1718,6 +1798,10 @@ class Client(_Core):
     def economy_follow(self, economy: bytes) -> Followed:
         return _followed(economy, self.call("economy_follow", economy=hex_out(economy)))
 
+    def economy_forks(self, economy: bytes) -> list[ForkInfo]:
+        """Every fork the node holds evidence of, each verified here."""
+        return self._drive(self._forks_flow(economy))
+
     def account_get(self, economy: bytes, account: str) -> AccountInfo:
         return self._drive(self._account_flow(economy, account))
 
@@ -1951,6 +2035,9 @@ class AsyncClient(_Core):
     async def economy_create(self, signed: SignedGenesis) -> bytes:
         return _created(signed, await self.call("economy_create", genesis=hex_out(signed.encode())))
 
+    async def economy_forks(self, economy: bytes) -> list[ForkInfo]:
+        return await self._drive(self._forks_flow(economy))
+
     async def economy_follow(self, economy: bytes) -> Followed:
         return _followed(economy, await self.call("economy_follow", economy=hex_out(economy)))
 
@@ -2067,8 +2154,9 @@ class AsyncClient(_Core):
     async def subscribe(self, topic: str, **params: Any) -> AsyncIterator[Subscription]:
         """Subscribe over the WebSocket ``/ws``; iterate the result for the
         payloads: :class:`EntryStatus` for ``entry`` (``id``), a verified
-        :class:`Certificate` for ``account`` (``economy``, ``account``), the
-        raw JSON for any other topic. Unsubscribes and closes on exit."""
+        :class:`Certificate` for ``account`` (``economy``, ``account``), a
+        verified :class:`ForkInfo` for ``forks`` (``economy``), the raw JSON
+        for any other topic. Unsubscribes and closes on exit."""
         import trio
         import trio_websocket as tw
 
@@ -2155,7 +2243,7 @@ class Subscription:
             raise _bad_response("a WebSocket message that is not JSON") from None
 
     async def _open(self) -> None:
-        if self.topic == "account":
+        if self.topic in ("account", "forks"):
             economy_id = hex_in(self._params.get("economy"), "economy", size=32)
             self._economy = await self._client.economy(economy_id)
         req = self._client._request("subscribe", {"topic": self.topic, **self._params})
@@ -2204,6 +2292,9 @@ class Subscription:
             return self._client._account_certificate(
                 self._economy, str(self._params.get("account")), result
             )
+        if self.topic == "forks":
+            assert self._economy is not None
+            return self._client._fork(self._economy, result, "forks notification")
         return result
 
 

@@ -275,8 +275,9 @@ def economy_list(ctx: click.Context, as_json: bool) -> None:
 def economies_table(items: list[Any]) -> Any:
     if not items:
         return Text("the node follows no economy")
-    table = Table("id", "name", "symbol", "kind", "validators", "quorum", "certificates")
+    table = Table("id", "name", "symbol", "kind", "validators", "quorum", "certificates", "forks")
     for e in items:
+        forks = getattr(e, "forks", 0)
         table.add_row(
             hex_out(e.id),
             e.name,
@@ -285,6 +286,7 @@ def economies_table(items: list[Any]) -> Any:
             str(len(e.validators)),
             str(e.quorum),
             str(e.certificates),
+            Text(str(forks), style="bold red") if forks else "0",
         )
     return table
 

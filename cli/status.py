@@ -7,11 +7,19 @@ JSON-RPC batch (one round trip, one consistent moment) and shows the node's
 identity, every address it listens on (libp2p, RPC, metrics, ingest: as
 bound, so an operator or a tool need not read the logs for them),
 validator role, pending submissions, sync lag, peer count and the
-economies it follows with their certificate counts.
+economies it follows with their certificate and fork counts.
+
+Forks come first in the operator's eye: for an economy whose listing
+counts forks, the evidence is fetched (``economy_forks``) and verified here
+against the genesis (the client does), and a table names each forked
+author and seq, the two entries and the validators that signed both — the
+ones to stop trusting. Nothing of those authors is applied past the fork.
+Economies without forks cost no extra call.
 
 ``--json`` prints ``{"node": <node_info>, "peers": [peer ids], "economies":
-[<economy_list items>], "sensors": {economy id: [<sensor_devices items>]}}``,
-the RPC's own shapes.
+[<economy_list items>], "sensors": {economy id: [<sensor_devices items>]},
+"forks": {economy id: [<economy_forks items>]}}`` (economies with forks
+only), the RPC's own shapes.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     economies = [EconomySummary.from_json(e) for e in results[2]]
     with connect(ctx) as client:
         hosted = {e.id: client.sensor_devices(e.id) for e in economies if e.kind == "impact"}
+        forks = {e.id: client.economy_forks(e.id) for e in economies if e.forks}
     if as_json:
         print_json(
             {
@@ -52,6 +61,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 "peers": peers,
                 "economies": [e.to_json() for e in economies],
                 "sensors": {hex_out(k): [d.to_json() for d in v] for k, v in hosted.items()},
+                "forks": {hex_out(k): [f.to_json() for f in v] for k, v in forks.items()},
             }
         )
         return
@@ -81,6 +91,24 @@ def status(ctx: click.Context, as_json: bool) -> None:
     if economies:
         out.print(economies_table(economies))
     names = {e.id: e.name for e in economies}
+    for economy_id, found in forks.items():
+        if not found:
+            continue
+        title = (
+            f"FORKS in {names[economy_id]}: two certificates for one slot; nothing of these "
+            "authors is applied past it"
+        )
+        table = Table(title=title, title_style="bold red")
+        for column in ("author", "seq", "entries", "signed both (misbehaved)"):
+            table.add_column(column)
+        for f in found:
+            table.add_row(
+                f.author,
+                str(f.seq),
+                "\n".join(hex_out(i) for i in f.evidence.entry_ids),
+                "\n".join(f.guilty) or "-",
+            )
+        out.print(table)
     for economy_id, devices in hosted.items():
         if not devices:
             continue

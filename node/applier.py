@@ -17,14 +17,19 @@ hop to a worker thread and back costs more than a few verifications
 was the gateway's largest single cost when each submission hopped alone).
 
 After each transaction the writer calls the listeners with the ids it
-applied, on the trio thread, so services can report status or publish. A
-certificate that arrives ahead of its chain is *parked*: durable in the
-store, not applied yet (``store.py``); the gap buffers are reloaded from the
-store at start, so nothing parked is lost by a restart.
+applied, on the trio thread, so services can report status or publish;
+result listeners (:meth:`Applier.on_result`) get the whole
+:class:`~mycelia.node.store.ApplyResult` — fork evidence the ledger
+recorded in it, suspected forks — which is how ``forks.py`` hears of every
+fork, whichever path brought the certificate. A certificate that arrives
+ahead of its chain is *parked*: durable in the store, not applied yet
+(``store.py``); the gap buffers are reloaded from the store at start, so
+nothing parked is lost by a restart.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -131,6 +136,7 @@ class _Request:
 
 
 Listener = Callable[[bytes, tuple[bytes, ...]], None]
+ResultListener = Callable[[bytes, ApplyResult], None]
 
 
 class Applier:
@@ -139,6 +145,7 @@ class Applier:
         self.economies: dict[bytes, Economy] = {}
         self.buffers: dict[bytes, GapBuffer] = {}
         self._listeners: list[Listener] = []
+        self._result_listeners: list[ResultListener] = []
         self._send, self._recv = trio.open_memory_channel[_Request](1024)
         self._max_batch = max_batch
         self.applied_total = 0
@@ -156,6 +163,10 @@ class Applier:
 
     def on_applied(self, fn: Listener) -> None:
         self._listeners.append(fn)
+
+    def on_result(self, fn: ResultListener) -> None:
+        """Call ``fn(economy_id, result)`` after every committed transaction."""
+        self._result_listeners.append(fn)
 
     async def add_economy(self, signed: SignedGenesis) -> Economy:
         """Verify and store a signed genesis; idempotent."""
@@ -186,7 +197,7 @@ class Applier:
         if req.error is not None:
             raise req.error
         assert req.result is not None
-        return ApplyResult(req.result.applied, req.result.refused + tuple(bad), req.result.parked)
+        return dataclasses.replace(req.result, refused=req.result.refused + tuple(bad))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -224,3 +235,5 @@ class Applier:
             if result.applied:
                 for fn in self._listeners:
                     fn(economy_id, result.applied)
+            for on_result in self._result_listeners:
+                on_result(economy_id, result)

@@ -4,7 +4,8 @@
 settings, and :meth:`Node.run` starts them in dependency order, each with
 ``nursery.start`` so the next starts only once the previous is ready: the
 p2p host, the one writer (applier), the validator's group commit, gossip,
-the submitter, sync, the attester and the metrics endpoint. One log line
+the submitter, sync, the fork monitor (``forks.py``), the attester and the
+metrics endpoint. One log line
 per start names what started and where.
 
 Sensors (docs/sensors.md): every node serves ``/mycelia/audit/1`` (the
@@ -38,6 +39,7 @@ from mycelia.node.applier import Applier
 from mycelia.node.attester import DAY_MS, Attester
 from mycelia.node.audit import Audit
 from mycelia.node.config import Config
+from mycelia.node.forks import ForkMonitor
 from mycelia.node.gossip import Gossip
 from mycelia.node.ingest import serve_ingest
 from mycelia.node.metrics import Metrics, serve_metrics
@@ -166,6 +168,9 @@ class Node:
             self.gossip.publish,
             retry_deadline_s=s.retry_deadline_s,
         )
+        self.forks = ForkMonitor(
+            self.store, self.applier, publish=self.gossip.publish, fetch=self.sync.fetch_by_id
+        )
         self.attester = Attester(
             key,
             self.store,
@@ -237,6 +242,7 @@ class Node:
                         await self.gossip.follow(economy_id)
                 await nursery.start(self.submitter.run)
                 await nursery.start(self.sync.run)
+                await nursery.start(self.forks.run)
                 await nursery.start(self.attester.run)
                 log.info("node %s ready", self.key.did)
                 task_status.started(self)
@@ -282,6 +288,7 @@ class MetricsExporter:
         for reason, count in n.gossip.dropped.items():
             for _ in range(self._delta(f"drop:{reason}", count)):
                 m.gossip_dropped(reason)
+        m.forks_detected_total.inc(self._delta("forks", n.forks.detected))
         m.sensor_attestations_total.inc(self._delta("attested", n.attester.certified))
         m.impact_claims_total.inc(self._delta("claims", n.store.claims_applied))
         m.impact_claimed_units.set(n.store.claimed_units)

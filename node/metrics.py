@@ -166,6 +166,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.forks_detected_total = Counter(
+            "mycelia_forks_detected_total",
+            "Forks this node found evidence of: two certificates for one chain slot, proof "
+            "that the validators who signed both misbehaved (logged at ERROR with their "
+            "did:key; listed by the economy_forks RPC).",
+            registry=r,
+        )
         self.sync_lag_certificates = Gauge(
             "mycelia_sync_lag_certificates",
             "Certificates peers have announced that this node has not applied yet.",

@@ -40,9 +40,10 @@ How it works:
   ingest is served by the same machinery (:func:`serve_http`) with its
   own caps.
 * Subscriptions (WebSocket only): :class:`Hub` listens to the applier
-  (every applied certificate: which subscribed accounts it touched) and to
-  the submitter (entry statuses), both synchronous callbacks on the trio
-  thread that must never block. So each connection (:class:`Session`) has a
+  (every applied certificate: which subscribed accounts it touched), to
+  the submitter (entry statuses) and to the fork monitor (new fork
+  evidence, ``forks.py``), all synchronous callbacks on the trio thread
+  that must never block. So each connection (:class:`Session`) has a
   bounded outbox drained by its own writer task; a notification that finds
   the outbox full closes that connection (code 1008) instead of waiting: a
   slow client loses its connection, the node loses nothing. Notifications
@@ -122,6 +123,7 @@ from mycelia.node.views import (
     did_out,
     economy_view,
     entry_view,
+    fork_view,
     hex_in,
     hex_out,
     int_in,
@@ -134,6 +136,7 @@ from mycelia.protocol import (
     DeviceRecord,
     Economy,
     Entry,
+    ForkEvidence,
     Genesis,
     Refused,
     SensorAttest,
@@ -402,6 +405,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         quorum=_INT,
         validators={"type": "array", "items": _ref("Did")},
         certificates={**_INT, "description": "certified entries this node holds"},
+        forks={**_INT, "description": "chain slots this node holds fork evidence for"},
     ),
     "Economy": _obj(
         None,
@@ -440,6 +444,28 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         genesis={**_ref("Hex"), "description": "the signed genesis' bytes"},
         accounts={**_INT, "description": "accounts with any state on this node"},
         certificates={**_INT, "description": "certified entries this node holds"},
+    ),
+    "Fork": _obj(
+        None,
+        economy=_ref("Id"),
+        author={**_ref("Did"), "description": "the author whose chain forked"},
+        seq={"type": "integer", "minimum": 1, "description": "the slot with two certificates"},
+        entries={
+            "type": "array",
+            "items": _ref("EntryView"),
+            "minItems": 2,
+            "maxItems": 2,
+            "description": "the two certified entries, in the evidence's order",
+        },
+        guilty={
+            "type": "array",
+            "items": _ref("Did"),
+            "description": "the validators that signed both certificates",
+        },
+        evidence={
+            **_ref("Hex"),
+            "description": 'the evidence\'s bytes, ["fork", 1, cert, cert]: proves the rest',
+        },
     ),
     "NodeInfo": _obj(
         None,
@@ -599,6 +625,7 @@ async def economy_list(api: Api, session: Session | None) -> list[dict[str, Any]
                 "quorum": g.quorum,
                 "validators": [did_out(k) for k in economy.validators],
                 "certificates": api.certificates(economy.id)[1],
+                "forks": api.node.forks.count(economy.id),
             }
         )
     return out
@@ -677,6 +704,69 @@ async def economy_follow(api: Api, session: Session | None, economy: bytes) -> d
     known = economy in api.node.applier.economies
     await api.node.follow_economy(economy)
     return {"id": hex_out(economy), "known": known}
+
+
+def _fork_cursor_in(value: Any, field: str) -> bytes:
+    return hex_in(value, field, size=40)
+
+
+@method(
+    "economy_forks",
+    "Forks in an economy: two certificates for one chain slot, and who signed both.",
+    _economy_param(),
+    Param(
+        "cursor",
+        {"type": ["string", "null"]},
+        "next_cursor of the previous page; absent or null for the first page",
+        _fork_cursor_in,
+        required=False,
+    ),
+    Param(
+        "limit",
+        {"type": "integer", "minimum": 1, "default": 50},
+        "most forks in the page (default 50 or rpc.max_page if lower; at most rpc.max_page)",
+        lambda v, f: int_in(v, f, low=1),
+        required=False,
+    ),
+    result=_obj(
+        ["forks", "next_cursor"],
+        forks={"type": "array", "items": _ref("Fork")},
+        next_cursor={"type": ["string", "null"], "description": "null on the last page"},
+    ),
+    description="In (author, seq) order. Each fork's evidence proves, offline and against "
+    "the genesis alone, that the validators in guilty signed two entries for one slot; this "
+    "node applies nothing of that author at or past seq (docs/rpc.md, Forks). Subscribe to "
+    "topic forks for new ones.",
+    errors=(NOT_FOUND, LIMIT),
+)
+async def economy_forks(
+    api: Api,
+    session: Session | None,
+    economy: bytes,
+    cursor: bytes | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    if limit is None:
+        limit = min(50, api.config.max_page)
+    elif limit > api.config.max_page:
+        raise RpcError(
+            LIMIT,
+            "page_too_large",
+            f"limit {limit} is above rpc.max_page ({api.config.max_page})",
+            limit=api.config.max_page,
+        )
+    econ = api.economy(economy)
+    store = api.node.store
+    slots = [a + n.to_bytes(8, "big") for a, n in store.fork_slots(economy)]
+    if cursor is not None:
+        slots = [k for k in slots if k > cursor]
+    out = []
+    for k in slots[:limit]:
+        raw = store.fork(economy, k[:32], int.from_bytes(k[32:], "big"))
+        if raw is not None:
+            out.append(fork_view(econ, ForkEvidence.decode(raw)))
+    more = len(slots) > limit
+    return {"forks": out, "next_cursor": hex_out(slots[limit - 1]) if more else None}
 
 
 @method(
@@ -887,17 +977,27 @@ async def entry_get(api: Api, session: Session | None, id: bytes) -> dict[str, A
 
 @method(
     "subscribe",
-    "Subscribe to an account's certified entries or to an entry's status (WebSocket only).",
-    Param("topic", {"enum": ["account", "entry"]}, "account or entry", _choice("account", "entry")),
-    Param("economy", _ref("Id"), "topic account: the economy id", _id_in, required=False),
+    "Subscribe to an account's certified entries, an entry's status or an economy's forks "
+    "(WebSocket only).",
+    Param(
+        "topic",
+        {"enum": ["account", "entry", "forks"]},
+        "account, entry or forks",
+        _choice("account", "entry", "forks"),
+    ),
+    Param(
+        "economy", _ref("Id"), "topics account and forks: the economy id", _id_in, required=False
+    ),
     Param("account", _ref("Did"), "topic account: the account", did_in, required=False),
     Param("id", _ref("Id"), "topic entry: the entry id", _id_in, required=False),
     result={"type": "string", "description": "the subscription id"},
     description="Notifications: {jsonrpc, method: 'subscription', params: {subscription, "
     "result}}. account: a CertifiedEntry for every certificate applied that changed the "
     "account. entry: the entry_get result at every status change (at once if already final); "
-    "an entry subscription ends after its final status. By position: [topic, economy, "
-    "account] or [topic, null, null, id].",
+    "an entry subscription ends after its final status. forks: a Fork (as economy_forks "
+    "lists) for every fork this node newly finds evidence of in the economy; economy_forks "
+    "lists those found before. By position: [topic, economy, account], [topic, null, null, "
+    "id] or [topic, economy].",
     errors=(NOT_FOUND, LIMIT),
 )
 async def subscribe(
@@ -909,7 +1009,7 @@ async def subscribe(
     id: bytes | None = None,
 ) -> str:
     ws = _ws_only(session, "subscribe")
-    needed = {"account": ("economy", "account"), "entry": ("id",)}[topic]
+    needed = {"account": ("economy", "account"), "entry": ("id",), "forks": ("economy",)}[topic]
     given = {"economy": economy, "account": account, "id": id}
     for name, value in given.items():
         if name in needed and value is None:
@@ -928,6 +1028,10 @@ async def subscribe(
         assert economy is not None and account is not None
         api.economy(economy)
         return api.hub.watch_account(ws, economy, account).id
+    if topic == "forks":
+        assert economy is not None
+        api.economy(economy)
+        return api.hub.watch_forks(ws, economy).id
     assert id is not None
     status = _known_status(api, id)
     if status.state == PENDING:
@@ -1227,7 +1331,8 @@ class Subscription:
     id: str
     session: Session
     topic: str
-    #: (economy, account) for an account subscription, (entry id,) for an entry one
+    #: (economy, account) for an account subscription, (entry id,) for an entry
+    #: one, (economy,) for a forks one
     key: tuple[bytes, ...] = ()
 
 
@@ -1337,10 +1442,10 @@ class Session:
 
 
 class Hub:
-    """Which sessions watch which accounts and entries; fed by the applier
-    and the submitter. Its callbacks run on the trio thread inside those
-    services, so they do only lookups and non-blocking sends, and never
-    raise into them."""
+    """Which sessions watch which accounts, entries and economies' forks; fed
+    by the applier, the submitter and the fork monitor. Its callbacks run on
+    the trio thread inside those services, so they do only lookups and
+    non-blocking sends, and never raise into them."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -1348,16 +1453,20 @@ class Hub:
         self._accounts: dict[bytes, dict[bytes, dict[Subscription, None]]] = {}
         #: entry id -> subscriptions
         self._entries: dict[bytes, dict[Subscription, None]] = {}
+        #: economy -> forks subscriptions
+        self._forks: dict[bytes, dict[Subscription, None]] = {}
         self._closed = False
         # The services offer no way to remove a listener; a closed hub's
         # listeners stay registered and do nothing.
         node.applier.on_applied(self._on_applied)
         node.submitter.subscribe(self._on_status)
+        node.forks.subscribe(self._on_fork)
 
     def close(self) -> None:
         self._closed = True
         self._accounts.clear()
         self._entries.clear()
+        self._forks.clear()
 
     def watch_account(self, session: Session, economy: bytes, account: bytes) -> Subscription:
         sub = session.new_subscription("account", (economy, account))
@@ -1369,9 +1478,19 @@ class Hub:
         self._entries.setdefault(entry_id, {})[sub] = None
         return sub
 
+    def watch_forks(self, session: Session, economy: bytes) -> Subscription:
+        sub = session.new_subscription("forks", (economy,))
+        self._forks.setdefault(economy, {})[sub] = None
+        return sub
+
     def forget(self, sub: Subscription) -> None:
         sub.session.end(sub)
-        if sub.topic == "account":
+        if sub.topic == "forks":
+            subs = self._forks.get(sub.key[0], {})
+            subs.pop(sub, None)
+            if not subs:
+                self._forks.pop(sub.key[0], None)
+        elif sub.topic == "account":
             economy, account = sub.key
             by_account = self._accounts.get(economy, {})
             subs = by_account.get(account, {})
@@ -1407,6 +1526,17 @@ class Hub:
                         sub.session.notify(sub.id, view)
         except Exception:  # never into the applier: it is the node's one writer
             log.exception("account notifications failed")
+
+    def _on_fork(self, economy_id: bytes, evidence: ForkEvidence) -> None:
+        subs = self._forks.get(economy_id)
+        if not subs or self._closed:
+            return
+        try:
+            view = fork_view(self.node.applier.economies[economy_id], evidence)
+            for sub in list(subs):
+                sub.session.notify(sub.id, view)
+        except Exception:  # never into the fork monitor (the writer calls it)
+            log.exception("fork notifications failed")
 
     def _on_status(self, status: Status) -> None:
         if self._closed or status.state == PENDING:

@@ -33,6 +33,7 @@ inflight      entry id (32)                                    signed attestatio
 batches       attestation id (32)                              reading keys in batch order,
                                                                newest received ms
 received      received ms (8) + device (32) + counter (8)      empty (retention index)
+forks         economy (32) + author (32) + seq (8, big end.)   :class:`ForkEvidence` bytes
 ============  ===============================================  ==========================
 
 Consistency: a batch of certificates is applied in ONE write transaction —
@@ -70,9 +71,10 @@ or whose locks and votes cannot be read, is refused with
 ==========  =============================================================
 schema      change
 ==========  =============================================================
-4 -> 5      adds ``parked`` and ``refusals`` (empty: schema 4 kept its gap
-            buffer in memory and its refusals nowhere); checks that every
-            lock and vote reads back
+4 -> 5      adds ``parked``, ``refusals`` and ``forks`` (empty: schema 4
+            kept its gap buffer in memory, its refusals nowhere, and
+            recorded no fork evidence); checks that every lock and vote
+            reads back
 ==========  =============================================================
 
 Threads: every write transaction runs entirely inside one call of a
@@ -100,6 +102,12 @@ chain slot. Ingest writes a whole group of requests' readings in one
 transaction (``ingest_sync``); retention (``prune_readings_sync``) deletes
 old readings by the ``received`` index, a batch only once all of its
 readings are old (its proofs need all of them), and never the certificates.
+
+Forks: ``forks`` is ledger data too, written by the ledger in the apply
+transaction that found the conflict (``_TxnState.record_fork``), so a fork
+is never applied past even across a crash: the first evidence per slot is
+kept (one pair proves the slot forked); :meth:`Store.fork_seq` gives the
+lowest forked seq of an author, which the validator's ``check`` reads.
 
 Map size: starts at ``map_size`` (64 MiB by default, valid on 32-bit
 systems), and doubles on ``MapFullError`` up to ``max_map_size`` — the
@@ -130,6 +138,7 @@ from mycelia.protocol import (
     schema,
 )
 from mycelia.protocol.domains import ID_SIZE
+from mycelia.protocol.forks import ForkEvidence
 from mycelia.protocol.ledger import GapBuffer
 from mycelia.protocol.locks import lock_decision
 from mycelia.protocol.reasons import Refused
@@ -179,6 +188,7 @@ _DBS = (
     "inflight",
     "batches",
     "received",
+    "forks",
 )
 _SEQ = struct.Struct(">Q")
 _LAST = b"\xff" * 8
@@ -335,6 +345,7 @@ class _TxnState:
         "_certs",
         "_chains",
         "_econ",
+        "_forks",
         "_history",
         "_records",
         "_touched",
@@ -351,6 +362,7 @@ class _TxnState:
         self._history = store._db["history"]
         self._records = store._db["records"]
         self._attests = store._db["attests"]
+        self._forks = store._db["forks"]
         self._touched: tuple[bytes, ...] = ()
         #: totals of the impact claims applied in this transaction (metrics)
         self.claims: list[int] = []
@@ -372,6 +384,17 @@ class _TxnState:
 
     def chain_id(self, author: bytes, seq: int) -> bytes | None:
         return self._txn.get(chain_key(self._econ, author, seq), db=self._chains)
+
+    def certificate(self, entry_id: bytes) -> Certificate | None:
+        raw = self._txn.get(entry_id, db=self._certs)
+        return None if raw is None else Certificate.decode(raw)
+
+    def fork_seq(self, author: bytes) -> int | None:
+        return _first_fork(self._txn, self._forks, self._econ + author)
+
+    def record_fork(self, evidence: ForkEvidence) -> bool:
+        key = chain_key(self._econ, evidence.author, evidence.seq)
+        return bool(self._txn.put(key, evidence.encode(), db=self._forks, overwrite=False))
 
     def record(self, cert: Certificate) -> None:
         e = cert.entry
@@ -399,6 +422,14 @@ class _TxnState:
             self.claims.append(body.total)
 
 
+def _first_fork(txn: lmdb.Transaction, db: Any, prefix: bytes) -> int | None:
+    """The lowest seq with fork evidence under ``economy + author``."""
+    cur = txn.cursor(db=db)
+    if cur.set_range(prefix) and cur.key()[:64] == prefix:
+        return _counter(cur.key())
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class ApplyResult:
     applied: tuple[bytes, ...]
@@ -407,6 +438,12 @@ class ApplyResult:
     #: Certificates of this call stored in ``parked`` (durable, waiting for
     #: their chain's gap to fill), including ones parked before.
     parked: tuple[bytes, ...] = ()
+
+    #: Fork evidence the batch recorded (slots new to this store).
+    forks: tuple[ForkEvidence, ...] = ()
+    #: Certified entries the batch showed to exist on another branch
+    #: (``Ledger.suspects``): fetching them proves a fork.
+    suspects: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -613,7 +650,13 @@ class Store:
             for entry_id in held_ids - now.keys():
                 txn.delete(entry_id, db=parked_db)
             parked = tuple(c.entry_id for c in certs if c.entry_id in now)
-            return ApplyResult(tuple(applied), tuple(refused), parked)
+            return ApplyResult(
+                tuple(applied),
+                tuple(refused),
+                parked,
+                tuple(ledger.forks),
+                tuple(ledger.suspects),
+            )
 
         try:
             result = self._write(txn_fn)
@@ -1013,6 +1056,40 @@ class Store:
                 found = cur.prev()
         return out
 
+    def forks(self, economy_id: bytes) -> list[bytes]:
+        """The fork evidence bytes of the economy, in (author, seq) order."""
+        with self._read() as txn:
+            cur = txn.cursor(db=self._db["forks"])
+            out = []
+            if cur.set_range(economy_id):
+                for k, v in cur:
+                    if k[:32] != economy_id:
+                        break
+                    out.append(v)
+            return out
+
+    def fork_slots(self, economy_id: bytes) -> list[tuple[bytes, int]]:
+        """``(author, seq)`` of every slot of the economy with evidence."""
+        with self._read() as txn:
+            cur = txn.cursor(db=self._db["forks"])
+            out = []
+            if cur.set_range(economy_id):
+                for k in cur.iternext(keys=True, values=False):
+                    if k[:32] != economy_id:
+                        break
+                    out.append((k[32:64], _counter(k)))
+            return out
+
+    def fork(self, economy_id: bytes, author: bytes, seq: int) -> bytes | None:
+        """The evidence bytes kept for one slot, or None."""
+        with self._read() as txn:
+            return txn.get(chain_key(economy_id, author, seq), db=self._db["forks"])
+
+    def fork_seq(self, economy_id: bytes, author: bytes) -> int | None:
+        """The lowest seq of ``author``'s chain with fork evidence, or None."""
+        with self._read() as txn:
+            return _first_fork(txn, self._db["forks"], economy_id + author)
+
     def lock(self, resource: bytes) -> bytes | None:
         with self._read() as txn:
             return txn.get(resource, db=self._db["locks"])
@@ -1175,8 +1252,9 @@ class Store:
 
 
 def _v4_to_v5(store: Store, txn: lmdb.Transaction) -> None:
-    """``parked`` and ``refusals`` were created empty when the store opened
-    (after ``_check_locks_and_votes``); every other table keeps its layout."""
+    """``parked``, ``refusals`` and ``forks`` were created empty when the
+    store opened (after ``_check_locks_and_votes``); every other table keeps
+    its layout."""
 
 
 #: ``N -> migration to N+1`` (see the module docstring).

@@ -14,6 +14,13 @@ and ids straight from stored certificate bytes, and the genesis. Every
 request is bounded (``wire``); a bad request gets an ``error`` answer and
 the node keeps serving.
 
+Forks (``forks.py``): each round also asks the peer which slots it holds
+fork evidence for (``forks``) and fetches the evidence of those this node
+lacks (``fork``), verified whole before anything is applied; a peer that
+predates these requests answers ``error`` and is simply not asked further.
+A forked author's chain is not fetched at or past its fork (the ledger
+would refuse it: ``forked``), and it does not count as lag.
+
 Lag (``mycelia_sync_lag_certificates``): how many certificates the last
 round of heads showed peers having that we did not.
 """
@@ -26,12 +33,16 @@ import trio
 
 from mycelia.node import wire
 from mycelia.node.applier import Applier
+from mycelia.node.forks import add_evidence
 from mycelia.node.store import Store
 from mycelia.protocol import Reason, Refused
+from mycelia.protocol.forks import forked
 
 __all__ = ["Sync"]
 
 log = logging.getLogger("mycelia.sync")
+#: Most slots' evidence fetched from one peer in one round.
+MAX_FORKS_PER_ROUND = 64
 
 
 class Sync:
@@ -78,6 +89,10 @@ class Sync:
             return wire.encode_cert_response([b for b in blobs if b is not None])
         if op == "genesis":
             return wire.encode_genesis(self.store.economy(args[0]))
+        if op == "forks":
+            return wire.encode_fork_slots(self.store.fork_slots(args[0]))
+        if op == "fork":
+            return wire.encode_fork(self.store.fork(*args))
         return wire.encode_error(Reason.MALFORMED, f"unknown op {op}")  # pragma: no cover
 
     # -- fetching -------------------------------------------------------------------
@@ -130,7 +145,12 @@ class Sync:
                 await self.on_economy(economy)  # type: ignore[operator]
         theirs = wire.decode_heads(await self._request(peer, "heads", economy_id))
         ours = self.store.heads(economy_id)
-        behind = {a: n - ours.get(a, 0) for a, n in theirs.items() if n > ours.get(a, 0)}
+        behind = {
+            a: n - ours.get(a, 0)
+            for a, n in theirs.items()
+            if n > ours.get(a, 0)
+            and not forked(self.store.fork_seq(economy_id, a), ours.get(a, 0) + 1)
+        }
         total_behind = sum(behind.values())
         applied = 0
         for author in behind:
@@ -147,8 +167,70 @@ class Sync:
                 result = await self.applier.apply(economy_id, certs)
                 if result.refused:
                     _cert, exc = result.refused[0]
-                    log.warning("peer %s sent a bad certificate: %s", peer, exc)
+                    if exc.reason in (Reason.CONFLICT, Reason.FORKED):
+                        # The peer is on another branch of a fork: the fork
+                        # monitor reports it; nothing more to fetch here.
+                        log.info("peer %s holds another branch of a fork: %s", peer, exc)
+                    else:
+                        log.warning("peer %s sent a bad certificate: %s", peer, exc)
                     break
                 applied += len(result.applied)
                 first += len(certs)
+        await self._forks(peer, economy_id)
         return applied, max(0, total_behind - applied)
+
+    async def _forks(self, peer: str, economy_id: bytes) -> int:
+        """Fetch the fork evidence ``peer`` holds and this node lacks;
+        returns how many slots it proved here. Never raises."""
+        try:
+            slots = wire.decode_fork_slots(await self._request(peer, "forks", economy_id))
+        except Exception as exc:  # an older peer, a timeout: next round
+            log.debug("asking %s for forks failed: %s", peer, exc)
+            return 0
+        proved = 0
+        fetched = 0
+        for author, seq in slots:
+            if forked(self.store.fork_seq(economy_id, author), seq):
+                continue  # known, or past a fork known here
+            if fetched >= MAX_FORKS_PER_ROUND:
+                break
+            fetched += 1
+            try:
+                evidence = wire.decode_fork(
+                    await self._request(peer, "fork", economy_id, author, seq)
+                )
+                if evidence is None:
+                    continue
+                if (evidence.economy, evidence.author, evidence.seq) != (economy_id, author, seq):
+                    raise Refused(Reason.MALFORMED, "evidence for another slot than asked")
+                result = await add_evidence(self.applier, economy_id, evidence)
+            except Refused as exc:
+                log.warning("peer %s served bad fork evidence: %s", peer, exc)
+                continue
+            except Exception as exc:
+                log.info("fetching fork evidence from %s failed: %s", peer, exc)
+                break
+            proved += len(result.forks)
+        return proved
+
+    async def fetch_by_id(self, economy_id: bytes, ids: list[bytes]) -> int:
+        """Ask the peers, one after another, for the certificates ``ids``
+        (of ``economy_id``) this node lacks, and apply what they send;
+        returns how many were found. For suspected forks (``forks.py``)."""
+        want = self.store.unknown(ids[: wire.MAX_BATCH])
+        found = 0
+        for peer in list(self.p2p.peers()):  # type: ignore[attr-defined]
+            if not want:
+                break
+            try:
+                certs = wire.decode_cert_response(await self._request(peer, "by-id", sorted(want)))
+            except Exception as exc:
+                log.info("asking %s for %d certificates failed: %s", peer, len(want), exc)
+                continue
+            certs = [c for c in certs if c.entry_id in want and c.entry.economy == economy_id]
+            if not certs:
+                continue
+            await self.applier.apply(economy_id, certs)
+            want -= {c.entry_id for c in certs}
+            found += len(certs)
+        return found

@@ -6,7 +6,10 @@ How a request is answered (DESIGN §4, §7):
 1. Certificates attached to an entry (what its submitter sent after a
    ``missing``) are verified and applied first, through the one writer.
 2. Every entry is checked with the protocol's ``check`` against the stored
-   state, in a worker thread (each check verifies a signature).
+   state, in a worker thread (each check verifies a signature). The lowest
+   forked seq of the author, if this node holds fork evidence for its
+   chain, goes with it: no vote at or past a fork (``forked``), since no
+   node that knows of the fork would apply what it certifies.
 3. For each entry that passes, the vote is signed and a
    :class:`~mycelia.node.store.VoteGrant` (its resources → its id) is queued.
    A group-commit task writes every queued grant — from all concurrent
@@ -39,6 +42,7 @@ from mycelia.node import wire
 from mycelia.node.applier import Applier, ready_group, signature_work
 from mycelia.node.store import Store, VoteGrant
 from mycelia.protocol import OK, Economy, Reason, Refused, SignedEntry, SigningKey, Vote, check
+from mycelia.protocol.forks import forked
 from mycelia.protocol.locks import resources
 from mycelia.protocol.state import Account
 
@@ -154,13 +158,19 @@ class ValidatorService:
             out: list[tuple[wire.VoteResult | None, VoteGrant | None]] = []
             for item in items:
                 entry_id = item.signed.id
+                author = item.signed.entry.author
+                fork_seq = self.store.fork_seq(economy_id, author)
                 stored = self.store.vote(entry_id)
-                if stored is not None and _signed_by_author(item.signed):
+                if (
+                    stored is not None
+                    and (fork_seq is None or not forked(fork_seq, item.signed.entry.seq))
+                    and _signed_by_author(item.signed)
+                ):
                     old = Vote.decode(stored)
                     if old.economy == economy.id and old.epoch == economy.epoch:
                         out.append((wire.VoteResult(vote=old), None))
                         continue
-                verdict = check(economy, view, item.signed, now_ms=now_ms)
+                verdict = check(economy, view, item.signed, now_ms=now_ms, fork_seq=fork_seq)
                 e = item.signed.entry
                 if (
                     verdict.reason == Reason.SEQ_REUSED

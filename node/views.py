@@ -34,6 +34,7 @@ from mycelia.protocol import (
     CreditSet,
     Economy,
     Entry,
+    ForkEvidence,
     MemberAdmit,
     Mint,
     Refused,
@@ -68,6 +69,7 @@ __all__ = [
     "did_out",
     "economy_view",
     "entry_view",
+    "fork_view",
     "hex_in",
     "hex_out",
     "int64_in",
@@ -411,6 +413,21 @@ def certificate_view(cert: Certificate, data: bytes | None = None) -> dict[str, 
     view = entry_view(cert.entry, cert.entry_id)
     view["certificate"] = hex_out(cert.encode() if data is None else data)
     return view
+
+
+def fork_view(economy: Economy, evidence: ForkEvidence) -> dict[str, Any]:
+    """A fork: its slot, both entries (in the evidence's order), the
+    validators that signed both, and the evidence's bytes — which prove all
+    of it offline (``protocol/forks.py``), so a client need trust none of
+    the rest."""
+    return {
+        "economy": hex_out(evidence.economy),
+        "author": did_out(evidence.author),
+        "seq": evidence.seq,
+        "entries": [entry_view(c.entry, c.entry_id) for c in (evidence.first, evidence.second)],
+        "guilty": [did_out(k) for k in evidence.guilty(economy)],
+        "evidence": hex_out(evidence.encode()),
+    }
 
 
 # -- accounts and economies -------------------------------------------------------------

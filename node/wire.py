@@ -35,7 +35,20 @@ milliseconds per message whatever its size):
       ["range", economy, author, first, limit]  -> ["certs", [cert_bytes, ...]]
       ["by-id", [id, ...]]                      -> ["certs", [cert_bytes, ...]]
       ["genesis", economy]                      -> ["genesis", signed_genesis | b""]
+      ["forks", economy]                        -> ["forks", [[author, seq], ...]]
+      ["fork", economy, author, seq]            -> ["fork", evidence | b""]
       anything refused                          -> ["error", reason, detail]
+
+  ``forks`` lists the slots the peer holds fork evidence for (at most
+  :data:`MAX_FORK_SLOTS`, in (author, seq) order); ``fork`` fetches one
+  slot's evidence, the canonical ``["fork", 1, cert, cert]`` bytes of
+  ``protocol/forks.py`` (at most ``MAX_EVIDENCE_BYTES``; ``b""`` if the peer
+  has none). Two requests rather than one: every sync round asks each peer
+  for its list, which is empty or a few slots, and fetches only the
+  evidence it lacks — the evidence itself (up to ~13 KB each) crosses the
+  network once. Gossip needs no message of its own for evidence: a node
+  that finds a fork publishes the two certificates as an ordinary
+  ``certs`` batch, and every receiver's ledger finds the same conflict.
 
 * ``/mycelia/audit/1`` — a host's stored readings with their proofs
   (``docs/sensors.md``, "Audit stream protocol")::
@@ -60,6 +73,7 @@ from mycelia.protocol import Certificate, Reason, Refused, SignedEntry, SignedGe
 from mycelia.protocol import schema as s
 from mycelia.protocol.certificates import MAX_CERT_BYTES
 from mycelia.protocol.domains import ID_SIZE
+from mycelia.protocol.forks import MAX_EVIDENCE_BYTES, ForkEvidence
 from mycelia.protocol.merkle import MAX_PROOF_BYTES
 from mycelia.protocol.reasons import Need, NeedAdmission, NeedCertificate, NeedChain
 from mycelia.protocol.sensors import MAX_SIGNED_READING_BYTES
@@ -68,6 +82,7 @@ __all__ = [
     "AUDIT_PROTOCOL",
     "MAX_AUDIT_READINGS",
     "MAX_BATCH",
+    "MAX_FORK_SLOTS",
     "SYNC_PROTOCOL",
     "VOTE_PROTOCOL",
     "AuditItem",
@@ -88,6 +103,9 @@ MAX_AUDIT_READINGS = 1000
 MAX_BATCH = 2048
 MAX_ATTACHED = 256
 MAX_HEADS = 100_000
+#: Most slots one ``forks`` answer lists (a fork is rare; this bounds what a
+#: peer can make us hold, ~45 bytes a slot).
+MAX_FORK_SLOTS = 4096
 #: Bound on any one message; the p2p layer bounds frames too.
 MAX_MESSAGE_BYTES = 4 << 20
 
@@ -251,6 +269,14 @@ def decode_sync_request(data: bytes) -> tuple[str, list[Any]]:
         return op, [[_id(i, "id") for i in s.list_(args[0], "ids", max_len=MAX_BATCH)]]
     if op == "genesis" and len(args) == 1:
         return op, [_id(args[0], "economy")]
+    if op == "forks" and len(args) == 1:
+        return op, [_id(args[0], "economy")]
+    if op == "fork" and len(args) == 3:
+        return op, [
+            _id(args[0], "economy"),
+            s.bytes_(args[1], "author", 32),
+            s.int_(args[2], "seq", 1, s.UINT64_MAX),
+        ]
     raise Refused(Reason.MALFORMED, f"unknown sync request {op!r} with {len(args)} arguments")
 
 
@@ -289,6 +315,37 @@ def decode_genesis(data: bytes) -> SignedGenesis | None:
         return None
     value = f[1]
     return SignedGenesis.decode(codec.encode_trusted(value))
+
+
+def encode_fork_slots(slots: list[tuple[bytes, int]]) -> bytes:
+    return codec.encode_trusted(["forks", [[a, n] for a, n in slots[:MAX_FORK_SLOTS]]])
+
+
+def decode_fork_slots(data: bytes) -> list[tuple[bytes, int]]:
+    """The ``(author, seq)`` slots a peer holds fork evidence for."""
+    f = s.list_(_decode(data), "forks response", min_len=2, max_len=3)
+    _expect_ok(f, "forks")
+    out = []
+    for pair in s.list_(f[1], "forks", max_len=MAX_FORK_SLOTS):
+        p = s.list_(pair, "fork slot", min_len=2, max_len=2)
+        out.append((s.bytes_(p[0], "author", 32), s.int_(p[1], "seq", 1, s.UINT64_MAX)))
+    return out
+
+
+def encode_fork(evidence: bytes | None) -> bytes:
+    """One slot's evidence as stored (canonical already), or none."""
+    return codec.encode_trusted(["fork", evidence or b""])
+
+
+def decode_fork(data: bytes) -> ForkEvidence | None:
+    """A peer's evidence for one slot (decoded strictly and bounded, not
+    verified: ``ForkEvidence.verify``), or None if it has none."""
+    f = s.list_(_decode(data), "fork response", min_len=2, max_len=3)
+    _expect_ok(f, "fork")
+    raw = s.bytes_(f[1], "evidence", max_size=MAX_MESSAGE_BYTES)
+    if len(raw) > MAX_EVIDENCE_BYTES:
+        raise Refused(Reason.TOO_LARGE, f"evidence of {len(raw)} bytes > {MAX_EVIDENCE_BYTES}")
+    return ForkEvidence.decode(raw) if raw else None
 
 
 def encode_error(reason: Reason, detail: str) -> bytes:

@@ -25,6 +25,8 @@ Modules, from the bottom up:
 ``entries``        entries and signed entries
 ``certificates``   votes and certificates
 ``locks``          resources and the validator lock rule
+``forks``          fork evidence (two certificates for one slot), the guilty
+                   validators, and the rule after a fork
 ``ledger``         ``check`` / ``apply`` and the in-memory ``Ledger``
 =================  ==========================================================
 """
@@ -40,6 +42,7 @@ from mycelia.protocol.economy import (
     smallest_quorum,
 )
 from mycelia.protocol.entries import Entry, SignedEntry
+from mycelia.protocol.forks import ForkEvidence
 from mycelia.protocol.impact import AttestationRecord, ClaimCursor, credits_for
 from mycelia.protocol.keys import SigningKey, did_decode, did_encode
 from mycelia.protocol.kinds import Burn, CreditSet, MemberAdmit, Mint, Transfer, entry_accounts
@@ -93,6 +96,7 @@ __all__ = [
     "Economy",
     "Ed25519DeviceKey",
     "Entry",
+    "ForkEvidence",
     "GapBuffer",
     "Genesis",
     "ImpactClaim",

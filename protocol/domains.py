@@ -23,6 +23,7 @@ __all__ = [
     "DEVICE",
     "DEVICE_ID",
     "ENTRY",
+    "FORK",
     "GENESIS",
     "ID_SIZE",
     "MERKLE",
@@ -77,3 +78,6 @@ DEVICE_ID = Domain("device-id", 1)
 #: Merkle tree hashes over attested batches (``merkle.py``); the first byte
 #: after the prefix separates leaves, nodes and the root.
 MERKLE = Domain("merkle", 1)
+#: Fork evidence ``["fork", 1, cert, cert]`` (``forks.py``): its id names a
+#: pair of conflicting certificates.
+FORK = Domain("fork", 1)

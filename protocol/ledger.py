@@ -14,13 +14,16 @@ voting. In order, refusing with the first reason that applies:
 1. the entry is for this economy (``wrong_economy``), the author key is a
    valid Ed25519 point (``bad_key``), the author's signature verifies
    (``bad_signature``);
-2. chain position against the author's applied head: ``seq`` already used →
+2. a fork: an entry at or past a slot of its author known to hold two
+   certificates → ``forked`` (``forks.py``; the caller passes the lowest
+   forked seq it holds evidence for);
+3. chain position against the author's applied head: ``seq`` already used →
    ``seq_reused``; beyond the next → ``missing`` with a :class:`NeedChain`
    (the checker is behind; the submitter attaches the certificates between);
    next but ``prev`` is not the head → ``prev_mismatch``;
-3. timestamps: earlier than the author's previous entry → ``ts_regression``;
+4. timestamps: earlier than the author's previous entry → ``ts_regression``;
    more than ``max_skew_ms`` ahead of ``now_ms`` (when given) → ``clock_skew``;
-4. the kind's own rule (``kinds.py``).
+5. the kind's own rule (``kinds.py``).
 
 It returns a :class:`Verdict`; it never changes state. The validator's lock
 (``locks.py``) is a separate, later step so the rule stays pure.
@@ -32,6 +35,22 @@ final); only chain position can stop an apply: a gap (``seq_gap`` — buffer
 it), or an entry at an already-applied seq or with a ``prev`` that is not
 the head (``conflict`` — two certified entries for one slot, impossible
 unless more than a third of the weight is faulty).
+
+Forks: :class:`Ledger` is also where a fork is *detected*, because every
+path a certificate reaches a node by (gossip, sync, the submitter's own
+certificates, what a submitter attaches to a vote request, evidence served
+by a peer) ends in :meth:`Ledger.apply`. A second certificate for a slot
+that holds one — applied, or waiting in the gap buffer — is refused with
+``conflict`` as before, and the pair is recorded as
+:class:`~mycelia.protocol.forks.ForkEvidence` in the state (``record_fork``,
+in the same transaction as everything else) and listed in
+:attr:`Ledger.forks`. From then on the rule of ``forks.py`` holds: nothing
+of that author at or past the forked seq is applied (``forked``); what was
+applied stays, what waited in the gap buffer is dropped. A certificate that
+does not link to the head (its ``prev`` names an entry this node does not
+hold at that seq) is a fork the node cannot prove yet: its ``prev`` is
+listed in :attr:`Ledger.suspects`, for the node to fetch (that certificate
+then conflicts with the one held, and is evidence).
 
 :class:`Ledger` is an in-memory economy built from those two functions plus a
 bounded gap buffer, as wallets, tests and benchmarks use it; the node uses
@@ -45,6 +64,7 @@ from typing import Any, NamedTuple, Protocol
 from mycelia.protocol.certificates import Certificate
 from mycelia.protocol.economy import Economy
 from mycelia.protocol.entries import Entry, SignedEntry
+from mycelia.protocol.forks import ForkEvidence, forked, refuse_forked
 from mycelia.protocol.kinds import KINDS, Context
 from mycelia.protocol.reasons import OK, NeedChain, Reason, Refused, Verdict
 from mycelia.protocol.state import Account, Changes, MemoryState, StateView
@@ -109,22 +129,33 @@ def check(
     *,
     now_ms: int | None = None,
     max_skew_ms: int = MAX_SKEW_MS,
+    fork_seq: int | None = None,
 ) -> Verdict:
-    """May a validator vote for ``signed`` given ``view``? Pure."""
+    """May a validator vote for ``signed`` given ``view``? Pure.
+    ``fork_seq``: the lowest seq of the author's chain the caller holds fork
+    evidence for (None: none) — a vote there or past it is refused, since
+    no node would apply what it certifies."""
     try:
-        _check(economy, view, signed, now_ms, max_skew_ms)
+        _check(economy, view, signed, now_ms, max_skew_ms, fork_seq)
     except Refused as refused:
         return refused.verdict
     return OK
 
 
 def _check(
-    economy: Economy, view: StateView, signed: SignedEntry, now_ms: int | None, max_skew_ms: int
+    economy: Economy,
+    view: StateView,
+    signed: SignedEntry,
+    now_ms: int | None,
+    max_skew_ms: int,
+    fork_seq: int | None,
 ) -> None:
     entry = signed.entry
     if entry.economy != economy.id:
         raise Refused(Reason.WRONG_ECONOMY, "entry is for another economy")
     entry_id = signed.verify()  # bad_key, then bad_signature
+    if fork_seq is not None and forked(fork_seq, entry.seq):
+        raise refuse_forked(fork_seq, entry.seq)
     author = view.account(entry.author)
     if entry.seq <= author.seq:
         raise Refused(Reason.SEQ_REUSED, f"seq {entry.seq} already used (head is {author.seq})")
@@ -236,6 +267,25 @@ class GapBuffer:
             self._by_author.setdefault(cert.entry.author, {})[cert.entry.seq] = cert
             self._count += 1
 
+    def held(self, author: bytes, seq: int) -> Certificate | None:
+        """The certificate waiting at ``(author, seq)``, left in place."""
+        slot = self._by_author.get(author)
+        return slot.get(seq) if slot else None
+
+    def discard(self, author: bytes, from_seq: int) -> int:
+        """Drop every certificate of ``author`` at ``from_seq`` or later (a
+        fork there: none of them will ever be applied); returns how many."""
+        slot = self._by_author.get(author)
+        if not slot:
+            return 0
+        gone = [s for s in slot if s >= from_seq]
+        for s in gone:
+            del slot[s]
+        self._count -= len(gone)
+        if not slot:
+            del self._by_author[author]
+        return len(gone)
+
     def waiting(self) -> list[tuple[bytes, int]]:
         """``(author, lowest buffered seq)`` for each author with a gap: what
         sync should fetch."""
@@ -244,15 +294,29 @@ class GapBuffer:
 
 class ChainState(StateView, Protocol):
     """What :class:`Ledger` needs of its storage: accounts and records, plus
-    the chain index of applied entries. ``MemoryState`` is one; the node's
-    LMDB transaction view is another. ``update`` stores every account and
-    record in ``changes`` (records are written, never deleted)."""
+    the chain index of applied entries, their certificates and the fork
+    evidence held. ``MemoryState`` is one; the node's LMDB transaction view
+    is another. ``update`` stores every account and record in ``changes``
+    (records are written, never deleted)."""
 
     def update(self, changes: Changes) -> None: ...
 
     def chain_id(self, author: bytes, seq: int) -> bytes | None: ...
 
     def record(self, cert: Certificate) -> None: ...
+
+    def certificate(self, entry_id: bytes) -> Certificate | None:
+        """An applied certificate by entry id (the held side of a fork)."""
+        ...
+
+    def fork_seq(self, author: bytes) -> int | None:
+        """The lowest seq of ``author``'s chain with fork evidence, or None."""
+        ...
+
+    def record_fork(self, evidence: ForkEvidence) -> bool:
+        """Keep ``evidence`` (verified); False, keeping the first, if its
+        slot already has evidence."""
+        ...
 
 
 class Ledger:
@@ -271,6 +335,12 @@ class Ledger:
         self.economy = economy
         self.state: ChainState = state if state is not None else MemoryState()
         self.buffer = buffer if buffer is not None else GapBuffer(max_pending)
+        #: Fork evidence this ledger recorded (a slot's first evidence only),
+        #: in order: what the node reports.
+        self.forks: list[ForkEvidence] = []
+        #: Ids of certified entries a certificate built on (its ``prev``) that
+        #: differ from the ones applied here: fetch them to prove the fork.
+        self.suspects: list[bytes] = []
 
     def account(self, key: bytes) -> Account:
         return self.state.account(key)
@@ -291,7 +361,14 @@ class Ledger:
     def check(
         self, signed: SignedEntry, *, now_ms: int | None = None, max_skew_ms: int = MAX_SKEW_MS
     ) -> Verdict:
-        return check(self.economy, self.state, signed, now_ms=now_ms, max_skew_ms=max_skew_ms)
+        return check(
+            self.economy,
+            self.state,
+            signed,
+            now_ms=now_ms,
+            max_skew_ms=max_skew_ms,
+            fork_seq=self.state.fork_seq(signed.entry.author),
+        )
 
     def apply(self, cert: Certificate, *, verified: bool = False) -> list[bytes]:
         """Apply ``cert`` and any buffered successors it unblocks; return the
@@ -301,21 +378,41 @@ class Ledger:
         :attr:`conflicts` rather than raised, since ``cert`` was applied. Raises
         :class:`Refused` for an invalid certificate (``buffer_full`` when the
         buffer is at its bound, ``conflict`` for a second certified entry in
-        one slot); state is then unchanged."""
+        one slot — recorded as fork evidence —, ``forked`` at or past a
+        known fork of the author); the ledger's state, apart from the
+        evidence and the gap buffer it empties past a fork, is then
+        unchanged."""
         if not verified:
             cert.verify(self.economy)
         entry = cert.entry
         author = entry.author
-        head = self.state.account(author).seq
-        if entry.seq <= head:
+        fork_seq = self.state.fork_seq(author)
+        if fork_seq is not None and forked(fork_seq, entry.seq):
             if self.state.chain_id(author, entry.seq) == cert.entry_id:
+                return []  # applied before the fork was known: it stays
+            raise refuse_forked(fork_seq, entry.seq)
+        head = self.state.account(author)
+        if entry.seq <= head.seq:
+            held = self.state.chain_id(author, entry.seq)
+            if held == cert.entry_id:
                 return []
+            self._fork(None if held is None else self.state.certificate(held), cert)
             raise Refused(Reason.CONFLICT, f"seq {entry.seq} already holds another entry")
-        if entry.seq > head + 1:
-            self.buffer.add(cert)
+        if entry.seq > head.seq + 1:
+            try:
+                self.buffer.add(cert)
+            except Refused as exc:
+                if exc.reason is Reason.CONFLICT:
+                    self._fork(self.buffer.held(author, entry.seq), cert)
+                raise
             return []
+        if entry.prev != head.head:
+            self._suspect(entry)
         applied = [self._apply_next(cert)]
-        while (nxt := self.buffer.take(author, entry.seq + len(applied))) is not None:
+        while not forked(fork_seq, seq := entry.seq + len(applied)):
+            nxt = self.buffer.take(author, seq)
+            if nxt is None:
+                break
             try:
                 applied.append(self._apply_next(nxt))
             except Refused as exc:
@@ -324,8 +421,25 @@ class Ledger:
                 # was applied, so report the fork on the side instead of
                 # raising (which would hide what was applied), and stop.
                 self.buffer.conflicts.append((nxt, exc))
+                self._suspect(nxt.entry)
                 break
         return applied
+
+    def _fork(self, held: Certificate | None, cert: Certificate) -> None:
+        """``cert`` (verified) conflicts with ``held`` in its slot: keep the
+        evidence (the first for the slot), and drop what waits past it."""
+        if held is None:
+            return
+        evidence = ForkEvidence.of(held, cert)
+        if self.state.record_fork(evidence):
+            self.forks.append(evidence)
+        self.buffer.discard(evidence.author, evidence.seq)
+
+    def _suspect(self, entry: Entry) -> None:
+        """``entry`` is certified but builds on another entry than the one
+        applied at ``seq - 1``: that one (``prev``) is the other branch."""
+        if entry.seq > 1 and entry.prev not in self.suspects:
+            self.suspects.append(entry.prev)
 
     def _apply_next(self, cert: Certificate) -> bytes:
         changes = transition(self.economy, self.state, cert.entry, cert.entry_id)

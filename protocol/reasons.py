@@ -96,6 +96,13 @@ class Reason(enum.StrEnum):
     #: in the chain — only possible if more than a third of the validator
     #: weight is faulty. Never applied; reported loudly.
     CONFLICT = "conflict"
+    #: the author's chain is known to be forked (two certificates for one of
+    #: its slots, ``forks.py``) at or before this entry's seq: nothing of that
+    #: author at or past the fork is voted for or applied any more.
+    FORKED = "forked"
+    #: two certificates offered as fork evidence do not prove a fork: they
+    #: are for the same entry, or for different slots (economy, author, seq).
+    NOT_A_FORK = "not_a_fork"
     #: the entry's timestamp is too far ahead of the checker's clock; or a
     #: reading's timestamp is before ``sensors.MIN_READING_TS_MS`` (2020-01-01),
     #: the mark of a device whose clock was never set.

@@ -164,22 +164,41 @@ class Snapshot(NamedTuple):
 
 
 class MemoryState:
-    """A dict-backed state (a ``ledger.ChainState``): accounts, records and
-    the chain index of applied entries."""
+    """A dict-backed state (a ``ledger.ChainState``): accounts, records, the
+    chain index of applied entries with their certificates, and fork
+    evidence."""
 
-    __slots__ = ("accounts", "chain", "records")
+    __slots__ = ("accounts", "certs", "chain", "forks", "records")
 
     def __init__(self) -> None:
         self.accounts: dict[bytes, Account] = {}
         self.records: dict[bytes, bytes] = {}
         #: (author, seq) -> entry id of every applied entry.
         self.chain: dict[tuple[bytes, int], bytes] = {}
+        #: entry id -> the applied certificate.
+        self.certs: dict[bytes, Any] = {}
+        #: (author, seq) -> the fork evidence kept for that slot.
+        self.forks: dict[tuple[bytes, int], Any] = {}
 
     def chain_id(self, author: bytes, seq: int) -> bytes | None:
         return self.chain.get((author, seq))
 
     def record(self, cert: Any) -> None:
         self.chain[(cert.entry.author, cert.entry.seq)] = cert.entry_id
+        self.certs[cert.entry_id] = cert
+
+    def certificate(self, entry_id: bytes) -> Any:
+        return self.certs.get(entry_id)
+
+    def fork_seq(self, author: bytes) -> int | None:
+        return min((seq for a, seq in self.forks if a == author), default=None)
+
+    def record_fork(self, evidence: Any) -> bool:
+        slot = (evidence.author, evidence.seq)
+        if slot in self.forks:
+            return False
+        self.forks[slot] = evidence
+        return True
 
     def account(self, key: bytes) -> Account:
         return self.accounts.get(key, EMPTY)

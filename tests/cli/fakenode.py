@@ -44,6 +44,7 @@ from mycelia.node.views import (
     did_in,
     economy_view,
     entry_view,
+    fork_view,
     hex_in,
     hex_out,
 )
@@ -52,6 +53,7 @@ from mycelia.protocol import (
     DeviceRecord,
     Economy,
     Entry,
+    ForkEvidence,
     Genesis,
     MerkleProof,
     Refused,
@@ -102,6 +104,8 @@ class FakeNode:
         self.hold = False  # True: submitted entries stay pending
         self.lie: dict[str, Callable[[dict[str, Any]], Any]] = {}
         self.host: FakeHost | None = None  # the sensor side, when given
+        #: fork evidence the node shows, per economy (``economy_forks``)
+        self.forks: dict[bytes, list[ForkEvidence]] = {w.id: [] for w in worlds}
 
     # -- state ------------------------------------------------------------------------
 
@@ -169,9 +173,15 @@ class FakeNode:
                     "quorum": g.quorum,
                     "validators": [k.did for k in w.vkeys],
                     "certificates": len(self.certs[eid]),
+                    "forks": len(self.forks[eid]),
                 }
             )
         return out
+
+    def m_economy_forks(self, p: dict[str, Any]) -> Any:
+        world = self._world(p)
+        views = [fork_view(world.economy, e) for e in self.forks[world.id]]
+        return {"forks": views, "next_cursor": None}
 
     def m_economy_get(self, p: dict[str, Any]) -> Any:
         world = self._world(p)

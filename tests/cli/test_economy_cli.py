@@ -221,8 +221,9 @@ def test_status(node: tuple[FakeNode, World, SigningKey]) -> None:
     assert fake.methods() == ["node_info", "node_peers", "economy_list"]
     assert len(fake.raw) == 1  # one batch
     doc = json.loads(ok("status", "--json").stdout)
-    assert set(doc) == {"node", "peers", "economies", "sensors"}
+    assert set(doc) == {"node", "peers", "economies", "sensors", "forks"}
     assert doc["sensors"] == {}  # no impact economy: sensor_devices is not asked
+    assert doc["forks"] == {}  # no economy counts forks: economy_forks is not asked
     assert doc["node"]["did"] == fake.key.did and doc["node"]["sync_lag"] == 0
     assert doc["node"]["metrics"] == "http://127.0.0.1:9464/metrics"
     assert (doc["node"]["rpc"], doc["node"]["ingest"]) == (["http://127.0.0.1:8645"], None)

@@ -23,6 +23,7 @@ EXPECTED = [
     "mycelia_submit_to_certified_seconds_bucket",
     'mycelia_submissions_total{outcome="certified"}',
     'mycelia_submissions_total{outcome="refused"}',
+    "mycelia_forks_detected_total",
 ]
 
 

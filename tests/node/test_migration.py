@@ -87,6 +87,7 @@ def test_v4_store_migrates_in_place_and_keeps_everything(tmp_path: Path) -> None
         assert {a.hex(): n for a, n in heads.items()} == MANIFEST["heads"]
         # The new tables exist and are empty.
         assert store.parked(econ) == []
+        assert store.forks(econ) == []
     finally:
         store.close()
     assert schema_of(path) == str(SCHEMA_VERSION).encode()

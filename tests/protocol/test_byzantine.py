@@ -12,7 +12,9 @@ another entry). The genesis rule ``3q > 2T`` makes ``2q - T > T/3``, so more
 than a third of the weight can be faulty only if the quorum is larger than
 its minimum; with four validators of weight 1 (``q = 3``, ``2q - T = 2``) one
 Byzantine validator is tolerated and two are not — the last test shows the
-fork that two make possible, so the bound is tight.
+fork that two make possible, so the bound is tight, and that the fork's two
+certificates are evidence naming exactly the Byzantine validators
+(``forks.py``).
 
 The model: each honest validator is its own :class:`Ledger` (its state) plus
 a lock table; it votes iff ``ledger.check`` is ok and ``lock_decision``
@@ -302,7 +304,9 @@ def forks(weights: Sequence[int], byz: set[int]) -> list[tuple[tuple[int, int], 
         if len(certs) == 2:
             found.append(order)
             # Both are valid certificates; a ledger that meets both detects
-            # the fork (conflict) but cannot tell which one is right.
+            # the fork (conflict) but cannot tell which one is right. It
+            # keeps the pair as evidence, which names exactly the Byzantine
+            # validators: the honest ones each signed one entry only.
             for cert in certs.values():
                 cert.verify(net.economy)
             ledger = Ledger(net.economy)
@@ -310,6 +314,9 @@ def forks(weights: Sequence[int], byz: set[int]) -> list[tuple[tuple[int, int], 
             with pytest.raises(Refused) as info:
                 ledger.apply(certs[1])
             assert info.value.reason is Reason.CONFLICT
+            [evidence] = ledger.forks
+            guilty = evidence.verify(net.economy)
+            assert guilty == tuple(net.world.vkeys[i].public for i in sorted(byz))
     return found
 
 

@@ -613,14 +613,19 @@ def test_second_certified_entry_at_an_applied_seq_is_conflict() -> None:
 
 
 def test_second_certified_entry_at_a_buffered_seq_is_conflict() -> None:
+    """Both waited in the gap buffer, neither was applied: the pair is fork
+    evidence, the buffered one is dropped, and when the gap fills only the
+    entry before the fork is applied (forks.py: nothing at or past it)."""
     w = world()
     c1, c2 = chain_of(w, A, [4, 5])
     fork2 = w.certify(w.entry(A, Transfer(B.public, 6), seq=c2.entry.seq, prev=c2.entry.prev))
     assert w.ledger.apply(c2) == []
-    before = ledger_state(w.ledger)
+    state, chain, _pending = ledger_state(w.ledger)
     assert refused(lambda: w.ledger.apply(fork2)).reason is Reason.CONFLICT
-    assert ledger_state(w.ledger) == before
-    assert w.ledger.apply(c1) == [c1.entry_id, c2.entry_id]
+    assert ledger_state(w.ledger) == (state, chain, 0)
+    assert [e.entry_ids for e in w.ledger.forks] == [tuple(sorted((c2.entry_id, fork2.entry_id)))]
+    assert w.ledger.apply(c1) == [c1.entry_id]
+    assert refused(lambda: w.ledger.apply(c2)).reason is Reason.FORKED
 
 
 def test_reapplying_a_certificate_is_a_no_op() -> None:

@@ -35,6 +35,7 @@ from mycelia.protocol.certificates import assemble, vote_id
 from mycelia.protocol.domains import ENTRY, READING, Domain
 from mycelia.protocol.economy import Genesis
 from mycelia.protocol.entries import SignedEntry
+from mycelia.protocol.forks import ForkEvidence
 from mycelia.protocol.locks import lock_decision, resources
 from mycelia.protocol.merkle import MerkleProof
 from mycelia.protocol.reasons import NeedAdmission, NeedChain
@@ -217,6 +218,24 @@ def s_conflict() -> Scenario:
     twin = w.certify(w.entry(A, Transfer(C.public, 1)))  # a faulty quorum's second entry
     w.ledger.apply(w.certify(signed))
     return w, lambda: w.ledger.apply(twin)
+
+
+def s_forked() -> Scenario:
+    """After the conflict above, the author's next entry on the applied
+    branch: certified, valid, but past the fork."""
+    w = World()
+    first = w.certify(w.entry(A, Transfer(B.public, 1)))
+    twin = w.certify(w.entry(A, Transfer(C.public, 1), seq=1, prev=first.entry.prev))
+    w.ledger.apply(first)
+    refused(lambda: w.ledger.apply(twin))
+    successor = w.certify(w.entry(A, Transfer(B.public, 2)))
+    return w, lambda: w.ledger.apply(successor)
+
+
+def s_not_a_fork() -> Scenario:
+    w = World()
+    cert = w.transfer(A, B, 1)
+    return w, lambda: ForkEvidence.of(cert, Certificate.decode(cert.encode())).verify(w.economy)
 
 
 def s_clock_skew() -> Scenario:
@@ -466,6 +485,8 @@ SCENARIOS: dict[Reason, Callable[[], Scenario]] = {
     Reason.SEQ_REUSED: s_seq_reused,
     Reason.PREV_MISMATCH: s_prev_mismatch,
     Reason.CONFLICT: s_conflict,
+    Reason.FORKED: s_forked,
+    Reason.NOT_A_FORK: s_not_a_fork,
     Reason.CLOCK_SKEW: s_clock_skew,
     Reason.TS_REGRESSION: s_ts_regression,
     Reason.AMOUNT_OUT_OF_RANGE: s_amount_out_of_range,
