@@ -135,7 +135,9 @@ class _Request:
     error: BaseException | None = None
 
 
-Listener = Callable[[bytes, tuple[bytes, ...]], None]
+#: ``fn(economy_id, certificates applied, in order)``: the objects themselves,
+#: so a listener never reads back from the store what was just written.
+Listener = Callable[[bytes, tuple[Certificate, ...]], None]
 ResultListener = Callable[[bytes, ApplyResult], None]
 
 
@@ -212,6 +214,10 @@ class Applier:
             by_economy.setdefault(req.economy, []).append(req)
         for economy_id, reqs in by_economy.items():
             certs = [c for r in reqs for c in r.certs]
+            buffer = self.buffers[economy_id]
+            # What this batch may unblock from the gap buffer, for listeners.
+            known = {c.entry_id: c for c in buffer.snapshot()} if len(buffer) else {}
+            known.update((c.entry_id, c) for c in certs)
             try:
                 # Shielded: a transaction in a worker thread cannot be
                 # abandoned halfway, and its callers must hear how it ended.
@@ -219,7 +225,7 @@ class Applier:
                     result = await trio.to_thread.run_sync(
                         self.store.apply_sync,
                         self.economies[economy_id],
-                        self.buffers[economy_id],
+                        buffer,
                         certs,
                     )
             except Exception as exc:  # store full, I/O error: tell every caller
@@ -233,7 +239,8 @@ class Applier:
                 r.result = result
                 r.done.set()
             if result.applied:
+                applied = tuple(known[i] for i in result.applied)
                 for fn in self._listeners:
-                    fn(economy_id, result.applied)
+                    fn(economy_id, applied)
             for on_result in self._result_listeners:
                 on_result(economy_id, result)

@@ -214,10 +214,16 @@ class Node:
         if self._started.is_set():
             await self.gossip.follow(economy.id)
 
-    async def _send_votes(self, validator: bytes, request: bytes) -> bytes:
-        if validator == self.key.public:
-            return await self.validator.handle(self.p2p.peer_id, request)
-        return await self.p2p.request(p2p_mod.peer_id_of(validator), wire.VOTE_PROTOCOL, request)
+    async def _send_votes(
+        self, validator: bytes, economy_id: bytes, items: list[wire.VoteItem]
+    ) -> list[wire.VoteResult]:
+        if validator == self.key.public:  # our own validator: a call, not a message
+            return await self.validator.vote(economy_id, items)
+        request = wire.encode_vote_request(economy_id, items)
+        response = await self.p2p.request(
+            p2p_mod.peer_id_of(validator), wire.VOTE_PROTOCOL, request
+        )
+        return wire.decode_vote_response(response, len(items))
 
     async def _on_connect(self, peer: str) -> None:
         self.sync.peer_connected(peer)

@@ -1509,20 +1509,16 @@ class Hub:
         for sub in list(session.subscriptions.values()):
             self.forget(sub)
 
-    def _on_applied(self, economy_id: bytes, ids: tuple[bytes, ...]) -> None:
+    def _on_applied(self, economy_id: bytes, certs: tuple[Certificate, ...]) -> None:
         by_account = self._accounts.get(economy_id)
         if not by_account or self._closed:
             return
         try:
-            for entry_id in ids:
-                data = self.node.store.certificate_bytes(entry_id)
-                if data is None:
-                    continue
-                cert = Certificate.decode(data)
+            for cert in certs:
                 view: dict[str, Any] | None = None
                 for account in entry_accounts(cert.entry):
                     for sub in list(by_account.get(account, ())):
-                        view = view or certificate_view(cert, data)
+                        view = view or certificate_view(cert, cert.encode())
                         sub.session.notify(sub.id, view)
         except Exception:  # never into the applier: it is the node's one writer
             log.exception("account notifications failed")

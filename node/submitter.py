@@ -93,7 +93,10 @@ RETRY_DEADLINE_S = 60.0
 #: is attached to the next one up front (gossip may not have carried it yet).
 RECENT_S = 2.0
 
-SendVotes = Callable[[bytes, bytes], Awaitable[bytes]]
+#: ``send_votes(validator key, economy id, items) -> one result per item``:
+#: the daemon encodes a ``/mycelia/vote/1`` request for another node, and
+#: calls its own validator directly (no bytes in between).
+SendVotes = Callable[[bytes, bytes, list[wire.VoteItem]], Awaitable[list[wire.VoteResult]]]
 Publish = Callable[[bytes, Certificate], None]
 
 
@@ -371,10 +374,10 @@ class Submitter:
 
     async def _ask(self, economy: Economy, index: int, key: bytes, jobs: list[_Job]) -> bool:
         items = [wire.VoteItem(j.signed, self._attachments(j, index)) for j in jobs]
-        request = wire.encode_vote_request(economy.id, items)
         try:
-            response = await self._send_votes(key, request)
-            results = wire.decode_vote_response(response, len(jobs))
+            results = await self._send_votes(key, economy.id, items)
+            if len(results) != len(jobs):
+                raise Refused(Reason.MALFORMED, f"{len(results)} results for {len(jobs)} entries")
         except Refused as exc:
             log.warning("validator %d answered badly: %s", index, exc)
             return False
@@ -539,12 +542,11 @@ class Submitter:
             fn(status)
         self._poke()  # the author's next entry may be eligible now
 
-    def _on_applied(self, economy_id: bytes, ids: tuple[bytes, ...]) -> None:
-        for entry_id in ids:
-            job = self._jobs.get(entry_id)
+    def _on_applied(self, economy_id: bytes, certs: tuple[Certificate, ...]) -> None:
+        for cert in certs:
+            job = self._jobs.get(cert.entry_id)
             if job is not None:
-                cert = self.store.certificate(entry_id)
-                self._finish(job, Status(entry_id, CERTIFIED, certificate=cert))
+                self._finish(job, Status(cert.entry_id, CERTIFIED, certificate=cert))
 
 
 def _heaviest(economy: Economy, answers: dict[int, wire.VoteResult]) -> tuple[Reason, str]:

@@ -114,6 +114,10 @@ class Certificate:
     #: Always derived from ``entry`` (never passed in), so a certificate
     #: rebuilt with ``dataclasses.replace`` cannot carry a stale id.
     entry_id: bytes = field(init=False, compare=False, repr=False)
+    #: The canonical bytes, once known: those it was decoded from (strict
+    #: decoding proved them canonical) or its first ``encode``. Never passed
+    #: in, so ``dataclasses.replace`` starts without them.
+    _bytes: bytes | None = field(init=False, default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # The entry's fields were validated on construction, so the trusted
@@ -136,11 +140,19 @@ class Certificate:
         ]
 
     def encode(self) -> bytes:
-        return codec.encode(self.to_wire())
+        """The canonical bytes; a certificate keeps them, so storing,
+        gossiping, attaching and serving it never encodes it again."""
+        if self._bytes is None:
+            object.__setattr__(self, "_bytes", codec.encode(self.to_wire()))
+        assert self._bytes is not None
+        return self._bytes
 
     @classmethod
     def decode(cls, data: bytes) -> Certificate:
-        return cls.from_wire(codec.decode(data, max_size=MAX_CERT_BYTES))
+        cert = cls.from_wire(codec.decode(data, max_size=MAX_CERT_BYTES))
+        # decode re-encoded and compared: ``data`` is the canonical form.
+        object.__setattr__(cert, "_bytes", bytes(data))
+        return cert
 
     @classmethod
     def from_wire(cls, value: Any) -> Certificate:

@@ -8,13 +8,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import trio
 
-from mycelia.cli.client import AsyncClient, Endpoint
+from mycelia.cli.client import AsyncClient, Client, Endpoint
 from mycelia.node.config import RpcConfig
 from mycelia.node.daemon import Node
 from mycelia.node.rpc import serve_rpc
 from mycelia.node.views import hex_in, hex_out
+from mycelia.protocol import Certificate
 from tests.cli.conftest import new_wallet, one_line_error, run
 from tests.factory import genesis, key, sign_genesis
 from tests.node.cluster import FAST
@@ -89,4 +91,47 @@ async def test_async_client_against_a_real_node(tmp_path: Path) -> None:
                 assert cert.entry_id == entry_id and cert.entry.body.memo == "async"
             acct = await client.account_get(eid, BOB.did)
             assert acct.balance == 30
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_wallet_send_costs_three_calls_and_one_verification(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``wallet send`` on a chain with a head: economy_get, account_get (which
+    carries the head's ts_ms) and entry_submit before it waits, and the only
+    certificate the wallet verifies is the one it waited for (it used to
+    fetch and verify the head's certificate to learn its timestamp)."""
+    signed = sign_genesis(genesis(validators=[SOLO]), [SOLO])
+    eid = hex_out(signed.genesis.id)
+    new_wallet(home, "alice")
+    calls: list[str] = []
+    verified: list[bytes] = []
+    real_call, real_verify = Client.call, Client._verify
+
+    def call(self: Client, method: str, **params: object) -> object:
+        calls.append(method)
+        return real_call(self, method, **params)
+
+    def verify(economy: object, cert: Certificate, what: str, view: object = None) -> object:
+        verified.append(cert.entry_id)
+        return real_verify(economy, cert, what, view)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Client, "call", call)
+    monkeypatch.setattr(Client, "_verify", staticmethod(verify))
+    async with trio.open_nursery() as nursery:
+        node = Node(SOLO, home / "node", FAST)
+        await nursery.start(node.run)
+        await node.add_economy(signed)
+        await nursery.start(serve_rpc, node, RpcConfig(port=0))
+        send = f"wallet send alice --economy {eid} --to {BOB.did} --amount"
+        assert (await cli(*send.split(), "5")).exit_code == 0  # a head to build on
+        calls.clear()
+        verified.clear()
+        result = await cli(*send.split(), "7")
+        assert result.exit_code == 0, result.stderr
+        entry_id = hex_in(result.stdout.splitlines()[0], "id", size=32)
+        first_wait = calls.index("entry_get")
+        assert calls[:first_wait] == ["economy_get", "account_get", "entry_submit"]
+        assert set(calls[first_wait:]) == {"entry_get"}
+        assert verified == [entry_id]
         nursery.cancel_scope.cancel()

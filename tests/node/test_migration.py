@@ -133,12 +133,11 @@ async def test_pending_submission_resumes_after_the_migration(tmp_path: Path) ->
     signed = SignedEntry.decode(bytes.fromhex(signed_hex))
     economy = applier.economies[signed.entry.economy]
 
-    async def send_votes(validator: bytes, request: bytes) -> bytes:
-        econ, items = wire.decode_vote_request(request)
+    async def send_votes(
+        validator: bytes, econ: bytes, items: list[wire.VoteItem]
+    ) -> list[wire.VoteResult]:
         k = next(k for k in vkeys if k.public == validator)
-        return wire.encode_vote_response(
-            [wire.VoteResult(vote=Vote.make(k, econ, economy.epoch, i.signed.id)) for i in items]
-        )
+        return [wire.VoteResult(vote=Vote.make(k, econ, economy.epoch, i.signed.id)) for i in items]
 
     submitter = Submitter(store, applier, send_votes, lambda _e, _c: None)
     try:

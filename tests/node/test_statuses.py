@@ -51,8 +51,12 @@ class Validators:
         k = self.w.vkeys[index]
         return wire.VoteResult(vote=Vote.make(k, self.w.id, self.w.economy.epoch, signed.id))
 
-    async def send(self, validator: bytes, request: bytes) -> bytes:
-        _economy, items = wire.decode_vote_request(request)
+    async def send(
+        self, validator: bytes, _economy: bytes, items: list[wire.VoteItem]
+    ) -> list[wire.VoteResult]:
+        # Through the wire format, as another node's answer would come.
+        request = wire.encode_vote_request(_economy, items)
+        _, items = wire.decode_vote_request(request)
         index = self.w.economy.index[validator]
         out = []
         for item in items:
@@ -62,7 +66,7 @@ class Validators:
                 out.append(self.vote(index, item.signed))
             else:
                 out.append(self.policy(index, item.signed, n))
-        return wire.encode_vote_response(out)
+        return wire.decode_vote_response(wire.encode_vote_response(out), len(items))
 
 
 async def open_node(path: Path, w: World) -> tuple[Store, Applier]:

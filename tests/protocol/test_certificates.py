@@ -695,3 +695,18 @@ def test_entry_id_is_always_derived_from_the_entry() -> None:
     rebuilt = dataclasses.replace(cert, entry=other)
     assert rebuilt.entry_id == other.id != cert.entry_id
     assert refused(lambda: rebuilt.verify(w.economy)).reason is Reason.BAD_SIGNATURE
+
+
+def test_a_certificate_keeps_its_bytes() -> None:
+    """Decoded: ``encode`` returns the very bytes (no re-encoding on the way
+    to the store, gossip or the RPC); assembled: encoded once; rebuilt with
+    ``dataclasses.replace``: encoded afresh, never the stale bytes."""
+    w = World()
+    cert = w.transfer(key(1), key(2), 5)
+    data = cert.encode()
+    assert cert.encode() is data  # assembled: encoded once, then kept
+    decoded = Certificate.decode(data)
+    assert decoded.encode() == data and decoded == cert
+    other = w.certify(cert.signed_entry, signers=[1, 2, 3])
+    rebuilt = dataclasses.replace(decoded, bitmap=other.bitmap, signatures=other.signatures)
+    assert rebuilt.encode() == other.encode() != data
