@@ -303,7 +303,7 @@ def stop_pids(pids: list[int], timeout: float = 30.0) -> list[int]:
 
 def _fund(root: Path, economy: bytes, node0: Path, console: Console) -> None:
     """Admit the demo wallets and pay each of them, through the RPC only."""
-    from mycelia.cli.client import Client, Endpoint
+    from mycelia.client import Client, Endpoint
 
     steward = wallet_key(root, STEWARD)
     with Client(Endpoint.from_datadir(node0)) as client:
@@ -328,8 +328,8 @@ def _register_devices(
     """Make the demo device keys and register them, hosted by node0 and
     owned by OWNER, through the RPC as ``mycelia sensor register`` does;
     their ids by name."""
-    from mycelia.cli.client import Client, Endpoint
     from mycelia.cli.sensor import MODELS, create_device, load_device
+    from mycelia.client import Client, Endpoint
 
     folder = root / "devices"
     owner = wallet_key(root, OWNER)
@@ -410,7 +410,7 @@ def _settle(client: Any, entry_id: bytes, what: str) -> None:
 
 
 def _status_table(root: Path, state: dict[str, Any]) -> Table | Group:
-    from mycelia.cli.client import Client, ClientError, Endpoint
+    from mycelia.client import Client, ClientError, Endpoint
 
     economy = bytes.fromhex(state["economy"][2:])
     table = Table(title=f"mycelia devnet in {root}  (Ctrl-C stops it)")
@@ -441,7 +441,7 @@ def _status_table(root: Path, state: dict[str, Any]) -> Table | Group:
 
 def _impact_table(state: dict[str, Any], impact: dict[str, Any]) -> Table:
     """The impact economy as node0 (the devices' host) sees it."""
-    from mycelia.cli.client import Client, ClientError, Endpoint
+    from mycelia.client import Client, ClientError, Endpoint
 
     economy = bytes.fromhex(impact["economy"][2:])
     table = Table(title=f"Solar Impact: devices hosted by node0, owned by {OWNER}")

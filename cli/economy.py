@@ -34,7 +34,6 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from mycelia.cli.client import Client, ClientError, Endpoint
 from mycelia.cli.main import connect, json_option, rpc_options
 from mycelia.cli.wallet import (
     account_did,
@@ -51,6 +50,7 @@ from mycelia.cli.wallet import (
     submit_and_report,
     wait_options,
 )
+from mycelia.client import Client, ClientError, Endpoint
 from mycelia.node.views import hex_out
 from mycelia.protocol import (
     Economy,

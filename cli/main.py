@@ -23,10 +23,10 @@ How it works:
   ``sensor``) live in their own modules, loaded when invoked
   (:data:`_COMMANDS`). They
   share :func:`rpc_options` (``--rpc``, ``--cookie``) and :func:`connect`,
-  which finds the node as :meth:`~mycelia.cli.client.Endpoint.discover`
+  which finds the node as :meth:`~mycelia.client.Endpoint.discover`
   says (flags, then ``MYCELIA_RPC_URL``/``MYCELIA_RPC_COOKIE``, then the
   configured datadir).
-  A :class:`~mycelia.cli.client.ClientError` from any command becomes
+  A :class:`~mycelia.client.ClientError` from any command becomes
   ``error: <reason>: <detail>``.
 """
 
@@ -43,7 +43,7 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from mycelia.cli.client import Client, ClientError, Endpoint
+from mycelia.client import Client, ClientError, Endpoint
 from mycelia.node.config import (
     CONFIG_FILE_NAME,
     Config,

@@ -40,9 +40,9 @@ How it works:
   that never arrived leaves a gap, which the protocol allows.
 * Readings are built and signed here with the protocol's own types
   (``Reading``, ``SignedReading``) and posted with
-  :class:`~mycelia.cli.client.Ingest` to the host's ingest port as the
+  :class:`~mycelia.client.Ingest` to the host's ingest port as the
   canonical msgpack a device sends. Everything else goes through the wallet
-  RPC with :class:`~mycelia.cli.client.Client`: ``register`` and ``claim``
+  RPC with :class:`~mycelia.client.Client`: ``register`` and ``claim``
   sign entries with the owner's wallet key; ``claim`` builds the claim from
   certified attestations (``Client.prepare_claim``); ``audit`` verifies every
   relayed reading end to end (``Client.audit``).
@@ -81,19 +81,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from rich.table import Table
 from rich.text import Text
 
-from mycelia.cli.client import (
-    FAILED,
-    UNATTESTED,
-    VERIFIED,
-    AuditReport,
-    Client,
-    ClientError,
-    EconomyInfo,
-    Endpoint,
-    Ingest,
-    IngestResult,
-    ReadingCheck,
-)
 from mycelia.cli.main import _Group, connect, json_option, rpc_options
 from mycelia.cli.wallet import (
     economy_id,
@@ -109,6 +96,19 @@ from mycelia.cli.wallet import (
     submit_and_report,
     wait_options,
     wallet_dir,
+)
+from mycelia.client import (
+    FAILED,
+    UNATTESTED,
+    VERIFIED,
+    AuditReport,
+    Client,
+    ClientError,
+    EconomyInfo,
+    Endpoint,
+    Ingest,
+    IngestResult,
+    ReadingCheck,
 )
 from mycelia.node.keyfile import KeyFileError, _read_private
 from mycelia.node.views import hex_out

@@ -3,7 +3,7 @@ through a running node's RPC.
 
 Why this exists: a member of an economy needs a key of their own (not the
 node's) and a way to pay with it. The key stays on this machine — entries
-are built and signed here (``cli/client.py``) and only the signature goes to
+are built and signed here (``mycelia.client``) and only the signature goes to
 the node — and every certificate the node shows back is checked against the
 economy's genesis before anything is printed.
 
@@ -42,8 +42,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from mycelia.cli.client import Client, ClientError, EntryStatus
 from mycelia.cli.main import CliError, connect, json_option, rpc_options
+from mycelia.client import Client, ClientError, EntryStatus
 from mycelia.node.keyfile import KeyFileError, key_info, read_key, write_key
 from mycelia.node.views import ParamError, amount_in, hex_out
 from mycelia.protocol import Certificate, Refused, SigningKey, did_decode, did_encode

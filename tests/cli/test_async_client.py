@@ -14,7 +14,7 @@ import pytest
 import trio
 import trio_websocket as tw
 
-from mycelia.cli.client import AsyncClient, Endpoint, EntryStatus, RpcUnavailable, VerifyError
+from mycelia.client import AsyncClient, Endpoint, EntryStatus, RpcUnavailable, VerifyError
 from mycelia.node.views import certificate_view, hex_in, hex_out
 from mycelia.protocol import Certificate, Entry, SignedEntry
 from tests.cli.fakenode import COOKIE, FakeNode

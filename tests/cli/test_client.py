@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mycelia.cli.client import (
+from mycelia.client import (
     Client,
     ClientError,
     Endpoint,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from mycelia.cli.client import AsyncClient, Client, Endpoint
+from mycelia.client import AsyncClient, Client, Endpoint
 from mycelia.node.config import RpcConfig
 from mycelia.node.daemon import Node
 from mycelia.node.rpc import serve_rpc

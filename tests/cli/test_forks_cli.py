@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from mycelia.cli.client import Client, Endpoint
+from mycelia.client import Client, Endpoint
 from mycelia.node.views import hex_out
 from mycelia.protocol import Certificate, ForkEvidence, Transfer
 from mycelia.protocol.state import ZERO_ID

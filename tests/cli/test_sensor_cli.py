@@ -23,7 +23,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from mycelia.cli.client import AsyncClient, Client, Endpoint, VerifyError
 from mycelia.cli.sensor import (
     MODELS,
     Simulator,
@@ -31,6 +30,7 @@ from mycelia.cli.sensor import (
     load_device,
     reserve_counters,
 )
+from mycelia.client import AsyncClient, Client, Endpoint, VerifyError
 from mycelia.node.views import hex_out
 from mycelia.protocol import (
     ClaimCursor,

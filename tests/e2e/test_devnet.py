@@ -17,8 +17,8 @@ from pathlib import Path
 
 import trio
 
-from mycelia.cli.client import AsyncClient, Client, Endpoint
 from mycelia.cli.devnet import STATE_FILE, _alive
+from mycelia.client import AsyncClient, Client, Endpoint
 from mycelia.protocol import Transfer, did_decode
 from tests.e2e.cli import run
 

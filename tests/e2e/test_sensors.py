@@ -22,8 +22,8 @@ from typing import Any
 
 import trio
 
-from mycelia.cli.client import Client, Endpoint
 from mycelia.cli.devnet import STATE_FILE, _alive
+from mycelia.client import Client, Endpoint
 from mycelia.protocol import SignedReading
 from tests.e2e.cli import run
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import trio
 
-from mycelia.cli.client import AsyncClient, Endpoint, ForkInfo
+from mycelia.client import AsyncClient, Endpoint, ForkInfo
 from mycelia.node import wire
 from mycelia.node.applier import Applier
 from mycelia.node.daemon import MetricsExporter, Node

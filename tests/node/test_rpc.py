@@ -30,7 +30,7 @@ from trio_websocket import (
     open_websocket_url,
 )
 
-from mycelia.cli.client import AsyncClient, Endpoint
+from mycelia.client import AsyncClient, Endpoint
 from mycelia.node.config import ConfigError, RpcConfig
 from mycelia.node.daemon import Node
 from mycelia.node.jsonrpc import Dispatcher, Registry

@@ -22,7 +22,7 @@ import msgpack
 import pytest
 import trio
 
-from mycelia.cli.client import AsyncClient, Endpoint
+from mycelia.client import AsyncClient, Endpoint
 from mycelia.node import wire
 from mycelia.node.config import SensorsConfig
 from mycelia.node.daemon import MetricsExporter, Node

@@ -1,0 +1,144 @@
+"""A device's side of a host's ingest port: ``POST /v1/readings`` (``docs/sensors.md``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import msgpack
+
+from mycelia.client.errors import ClientError, Json, RpcUnavailable, _bad_response, _parsing
+from mycelia.client.results import _opt_hex
+from mycelia.node.views import (
+    ParamError,
+    hex_out,
+    str_in,
+)
+from mycelia.protocol import (
+    SignedReading,
+    codec,
+)
+
+# -- the ingest port (a device's side) ------------------------------------------------------------
+
+INGEST_PATH = "/v1/readings"
+MSGPACK = "application/msgpack"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """A host's answer about one reading: ``accepted`` with its id, or
+    ``refused`` with a reason code (``docs/sensors.md``, "Reason codes")."""
+
+    status: str
+    id: bytes | None = None
+    reason: str | None = None
+    detail: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == "accepted"
+
+    @classmethod
+    def from_answer(cls, v: Any) -> IngestResult:
+        with _parsing("POST /v1/readings"):
+            if not isinstance(v, dict):
+                raise ParamError("result", "expected an object per reading")
+            status = str_in(v["status"], "status")
+            raw_id = v.get("id")
+            # A msgpack answer carries the id as bytes, a JSON one as 0x hex.
+            reading_id = raw_id if isinstance(raw_id, bytes) else _opt_hex(raw_id, "id", 32)
+            reason, detail = v.get("reason"), v.get("detail")
+            return cls(
+                status,
+                reading_id,
+                reason if isinstance(reason, str) else None,
+                None if detail is None else str(detail),
+            )
+
+    def to_json(self) -> dict[str, Json]:
+        out: dict[str, Json] = {"status": self.status}
+        if self.id is not None:
+            out["id"] = hex_out(self.id)
+        if self.reason is not None:
+            out["reason"] = self.reason
+        if self.detail is not None:
+            out["detail"] = self.detail
+        return out
+
+
+def ingest_url(url: str) -> str:
+    """The readings endpoint of a host's ingest port given as
+    ``http://HOST:PORT`` (the path is added) or the full URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ClientError("bad_endpoint", f"{url!r} is not http://HOST:PORT of a host's ingest")
+    if parts.path.rstrip("/") in ("", INGEST_PATH):
+        return f"{parts.scheme}://{parts.netloc}{INGEST_PATH}"
+    return url
+
+
+def _ingest_payload(response: httpx.Response, url: str) -> Any:
+    kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if kind == "application/json":
+            return json.loads(response.content)
+        return msgpack.unpackb(response.content, raw=False, strict_map_key=False)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise _bad_response(f"HTTP {response.status_code} from {url}: {exc}") from None
+
+
+class Ingest:
+    """``POST /v1/readings`` of a host's ingest port, as a device does: the
+    canonical msgpack bytes of its signed readings (``docs/sensors.md``).
+    One reading travels as its ``signed-reading`` bytes, several as one
+    array. ``transport`` replaces the network (tests)."""
+
+    def __init__(
+        self, url: str, *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        self.url = ingest_url(url)
+        # No proxy from the environment: the host is on the device's LAN.
+        self._http = httpx.Client(transport=transport, timeout=timeout, trust_env=False)
+
+    def __enter__(self) -> Ingest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def post(self, readings: Sequence[SignedReading]) -> list[IngestResult]:
+        """The host's answer per reading, in order. A refusal of the whole
+        request (``too_large``, ``malformed``…) raises :class:`ClientError`."""
+        if not readings:
+            return []
+        if len(readings) == 1:
+            body = readings[0].encode()
+        else:
+            body = codec.encode_trusted([r.to_wire() for r in readings])
+        try:
+            response = self._http.post(self.url, content=body, headers={"content-type": MSGPACK})
+        except httpx.TransportError as exc:
+            if isinstance(exc, httpx.ConnectError):
+                raise RpcUnavailable(
+                    "host_unreachable", f"cannot connect to {self.url}: is the host's ingest on?"
+                ) from None
+            raise RpcUnavailable("connection_failed", f"{self.url}: {exc}") from None
+        payload = _ingest_payload(response, self.url)
+        if response.status_code != 200:
+            answer = payload[0] if isinstance(payload, list) and payload else payload
+            info = answer if isinstance(answer, dict) else {}
+            reason = info.get("reason") or f"http_{response.status_code}"
+            detail = info.get("detail") or f"HTTP {response.status_code} from {self.url}"
+            raise ClientError(str(reason), str(detail))
+        answers = payload if isinstance(payload, list) else [payload]
+        if len(answers) != len(readings):
+            raise _bad_response(f"{self.url} answered {len(answers)} results for {len(readings)}")
+        return [IngestResult.from_answer(a) for a in answers]
