@@ -39,8 +39,8 @@ from pathlib import Path
 import trio
 from nacl.bindings import crypto_sign, crypto_sign_open
 
+from mycelia.client.keyfile import read_key
 from mycelia.node.daemon import Node, NodeSettings
-from mycelia.node.keyfile import read_key
 from mycelia.node.store import Store
 from mycelia.node.submitter import CERTIFIED
 from mycelia.protocol import Certificate, Entry, Transfer, Vote

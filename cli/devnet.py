@@ -65,8 +65,8 @@ from rich.table import Table
 from rich.text import Text
 
 from mycelia.cli.main import CliError, _Group
+from mycelia.client.keyfile import read_key, write_key
 from mycelia.node.config import CONFIG_FILE_NAME, default_toml
-from mycelia.node.keyfile import read_key, write_key
 from mycelia.node.store import Store
 from mycelia.protocol import Genesis, SignedGenesis, SigningKey, Validator, smallest_quorum
 from mycelia.protocol.economy import (

@@ -44,6 +44,7 @@ from rich.console import Console
 from rich.text import Text
 
 from mycelia.client import Client, ClientError, Endpoint
+from mycelia.client.keyfile import KeyFileError, read_key, read_passphrase_file, write_key
 from mycelia.node.config import (
     CONFIG_FILE_NAME,
     Config,
@@ -52,7 +53,6 @@ from mycelia.node.config import (
     default_toml,
     load_config,
 )
-from mycelia.node.keyfile import KeyFileError, read_key, read_passphrase_file, write_key
 from mycelia.protocol.keys import SigningKey
 
 __all__ = ["CliError", "CliState", "cli", "connect", "json_option", "load", "node", "rpc_options"]

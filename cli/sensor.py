@@ -13,7 +13,7 @@ How it works:
   ``devices/`` sibling of the wallet folder (``cli/wallet.py``), one file
   ``<NAME>.device`` per device, created 0600 (never overwritten) in a folder
   created 0700, and refused when others can read it — as the node key file
-  (``node/keyfile.py``, whose private-file reader is used). The format,
+  (``client/keyfile.py``, whose private-file reader is used). The format,
   ``mycelia-device-key/1`` (docs/sensors.md, "Device key files"), is one
   UTF-8 JSON object: ``format``, ``key_type`` (``ed25519`` / ``p256``),
   ``secret`` (the Ed25519 seed or the P-256 scalar, 32 bytes big-endian),
@@ -110,7 +110,7 @@ from mycelia.client import (
     IngestResult,
     ReadingCheck,
 )
-from mycelia.node.keyfile import KeyFileError, _read_private
+from mycelia.client.keyfile import KeyFileError, _read_private
 from mycelia.node.views import hex_out
 from mycelia.protocol import (
     ED25519,

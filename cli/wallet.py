@@ -12,7 +12,7 @@ How it works:
 * Wallet keys live in the user's config dir, apart from any node key:
   ``$MYCELIA_WALLET_DIR``, else ``$XDG_CONFIG_HOME/mycelia/wallets``, else
   ``~/.config/mycelia/wallets``; one file ``<NAME>.key`` per wallet, in the
-  node key file format (``node/keyfile.py``: mode 0600, never overwritten,
+  node key file format (``client/keyfile.py``: mode 0600, never overwritten,
   optionally passphrase-encrypted), in a folder created 0700. Names are
   short and path-free, so a name can never point outside the folder.
 * Where a command takes an account (``--to``, a steward, an issuer), a
@@ -44,7 +44,7 @@ from rich.text import Text
 
 from mycelia.cli.main import CliError, connect, json_option, rpc_options
 from mycelia.client import Client, ClientError, EntryStatus
-from mycelia.node.keyfile import KeyFileError, key_info, read_key, write_key
+from mycelia.client.keyfile import KeyFileError, key_info, read_key, write_key
 from mycelia.node.views import ParamError, amount_in, hex_out
 from mycelia.protocol import Certificate, Refused, SigningKey, did_decode, did_encode
 

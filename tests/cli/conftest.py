@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from mycelia.cli.main import cli
-from mycelia.node.keyfile import read_key
+from mycelia.client.keyfile import read_key
 from mycelia.protocol import SigningKey
 
 

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from mycelia.cli.main import cli, load, node
+from mycelia.client.keyfile import KeyFileError, key_info, read_key
 from mycelia.node.config import load_config
-from mycelia.node.keyfile import KeyFileError, key_info, read_key
 
 PASS = "a long and private passphrase"
 

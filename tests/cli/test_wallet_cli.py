@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mycelia.cli.wallet import format_amount, wallet_dir
-from mycelia.node.keyfile import key_info, read_key
+from mycelia.client.keyfile import key_info, read_key
 from mycelia.node.views import certificate_view, hex_in, hex_out
 from mycelia.protocol import Entry, SignedEntry, SigningKey
 from tests.cli.conftest import new_wallet, ok, one_line_error, run

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mycelia.node import keyfile
-from mycelia.node.keyfile import (
+from mycelia.client import keyfile
+from mycelia.client.keyfile import (
     KeyFileError,
     key_info,
     read_key,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import trio
 
+from mycelia.client.keyfile import read_key
 from mycelia.node.daemon import Node
-from mycelia.node.keyfile import read_key
 from mycelia.node.store import Store
 from mycelia.node.submitter import CERTIFIED
 from mycelia.protocol import SigningKey
