@@ -41,9 +41,10 @@ from mycelia.node.audit import Audit
 from mycelia.node.config import Config
 from mycelia.node.forks import ForkMonitor
 from mycelia.node.gossip import Gossip
+from mycelia.node.http import http_url
 from mycelia.node.ingest import serve_ingest
 from mycelia.node.metrics import Metrics, serve_metrics
-from mycelia.node.rpc import http_url, serve_rpc
+from mycelia.node.rpc import serve_rpc
 from mycelia.node.store import Store
 from mycelia.node.submitter import CERTIFIED, Status, Submitter
 from mycelia.node.sync import Sync

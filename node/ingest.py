@@ -36,7 +36,7 @@ The endpoint (``POST /v1/readings``, ``GET /v1/health``):
   too; more are answered 503 ``too_many_connections`` (JSON) and closed.
   Headers must arrive within ``header_timeout_s`` (also the keep-alive
   idle time), the body within ``body_timeout_s`` after them. The serving
-  machinery is the RPC's (``rpc.serve_http``).
+  machinery is the RPC's (``http.serve_http``).
 
 Every reason an answer can carry is in :data:`READING_REASONS` (per
 reading) and :data:`BODY_REFUSALS` (a whole request); ``docs/sensors.md``
@@ -83,9 +83,7 @@ from starlette.routing import Route
 
 from mycelia.node.applier import ready_group, signature_work
 from mycelia.node.config import SensorsConfig
-from mycelia.node.jsonrpc import encode, loads, lone_surrogate
-from mycelia.node.metrics import Metrics
-from mycelia.node.rpc import (
+from mycelia.node.http import (
     BodyTimeout,
     Gate,
     http_refusal,
@@ -94,6 +92,8 @@ from mycelia.node.rpc import (
     serve_http,
     write_private_file,
 )
+from mycelia.node.jsonrpc import encode, loads, lone_surrogate
+from mycelia.node.metrics import Metrics
 from mycelia.node.store import Accepted, StoreError
 from mycelia.node.views import NOT_UNICODE, ParamError, hex_in, int_in, str_in
 from mycelia.protocol import (

@@ -1,6 +1,6 @@
 """JSON-RPC 2.0, strictly: messages in, responses out, nothing about transports.
 
-Why this exists: the node's RPC (``rpc.py``) speaks JSON-RPC over HTTP and
+Why this exists: the node's RPC (``node/rpc/``) speaks JSON-RPC over HTTP and
 over WebSocket frames, and both must answer a malformed message, a batch or
 a bad parameter the same way, with the same codes (docs/rpc.md). So the
 protocol lives here once, as a function from one message (bytes or text) to

@@ -29,7 +29,8 @@ from mycelia.node.applier import Applier
 from mycelia.node.daemon import MetricsExporter, Node
 from mycelia.node.forks import ForkMonitor, add_evidence
 from mycelia.node.metrics import Metrics
-from mycelia.node.rpc import Api, Hub, economy_forks
+from mycelia.node.rpc import Api, Hub
+from mycelia.node.rpc.methods import economy_forks
 from mycelia.node.store import Store
 from mycelia.node.submitter import CERTIFIED, REFUSED
 from mycelia.node.sync import Sync

@@ -33,18 +33,9 @@ from trio_websocket import (
 from mycelia.client import AsyncClient, Endpoint
 from mycelia.node.config import ConfigError, RpcConfig
 from mycelia.node.daemon import Node
+from mycelia.node.http import Listener, bind_tcp, serve_asgi
 from mycelia.node.jsonrpc import Dispatcher, Registry
-from mycelia.node.rpc import (
-    REGISTRY,
-    Hub,
-    RpcEndpoints,
-    Session,
-    _bind_tcp,
-    _Listener,
-    _serve_asgi,
-    rpc_gate,
-    serve_rpc,
-)
+from mycelia.node.rpc import REGISTRY, Hub, RpcEndpoints, Session, rpc_gate, serve_rpc
 from mycelia.node.views import hex_out
 from mycelia.protocol import Entry, SignedGenesis, SigningKey, Transfer, did_encode
 from mycelia.protocol.domains import ENTRY, Domain
@@ -937,13 +928,13 @@ async def test_a_client_that_stops_reading_does_not_hold_the_server() -> None:
 
     app = Starlette(routes=[WebSocketRoute("/ws", flood)])
     for timeout_s in (0.2, 60.0):
-        sock = await _bind_tcp("127.0.0.1", 0)
+        sock = await bind_tcp("127.0.0.1", 0)
         port = sock.getsockname()[1]
         streams: set[Any] = set()
         with trio.fail_after(30):
             async with trio.open_nursery() as nursery:
-                listener = _Listener(sock, timeout_s, streams)
-                await nursery.start(_serve_asgi, app, [listener], HyperConfig(), streams)
+                listener = Listener(sock, timeout_s, streams)
+                await nursery.start(serve_asgi, app, [listener], HyperConfig(), streams)
                 client = trio.socket.socket()
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
                 await client.connect(("127.0.0.1", port))
