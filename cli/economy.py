@@ -34,6 +34,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
+from mycelia.api.encoding import hex_out
 from mycelia.cli.main import connect, json_option, rpc_options
 from mycelia.cli.wallet import (
     account_did,
@@ -51,7 +52,6 @@ from mycelia.cli.wallet import (
     wait_options,
 )
 from mycelia.client import Client, ClientError, Endpoint
-from mycelia.node.views import hex_out
 from mycelia.protocol import (
     Economy,
     Genesis,

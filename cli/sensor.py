@@ -81,6 +81,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from rich.table import Table
 from rich.text import Text
 
+from mycelia.api.encoding import hex_out
 from mycelia.cli.main import _Group, connect, json_option, rpc_options
 from mycelia.cli.wallet import (
     economy_id,
@@ -111,7 +112,6 @@ from mycelia.client import (
     ReadingCheck,
 )
 from mycelia.client.keyfile import KeyFileError, _read_private
-from mycelia.node.views import hex_out
 from mycelia.protocol import (
     ED25519,
     P256,

@@ -28,11 +28,11 @@ import click
 from rich.table import Table
 from rich.text import Text
 
+from mycelia.api.encoding import hex_out
 from mycelia.cli.economy import economies_table
 from mycelia.cli.main import connect, json_option, rpc_options
 from mycelia.cli.wallet import print_json, stdout
 from mycelia.client import EconomySummary, NodeInfo, RpcError, peer_ids
-from mycelia.node.views import hex_out
 
 __all__ = ["status"]
 

@@ -42,10 +42,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from mycelia.api.encoding import ParamError, amount_in, hex_out
 from mycelia.cli.main import CliError, connect, json_option, rpc_options
 from mycelia.client import Client, ClientError, EntryStatus
 from mycelia.client.keyfile import KeyFileError, key_info, read_key, write_key
-from mycelia.node.views import ParamError, amount_in, hex_out
 from mycelia.protocol import Certificate, Refused, SigningKey, did_decode, did_encode
 
 __all__ = [

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from mycelia.api.encoding import hex_in, hex_out
 from mycelia.client.core import (
     Flow,
     _admit_body,
@@ -48,10 +49,6 @@ from mycelia.client.results import (
     ReadingsPage,
 )
 from mycelia.client.sync import _http_options, _transport_error
-from mycelia.node.views import (
-    hex_in,
-    hex_out,
-)
 from mycelia.protocol import (
     Certificate,
     DeviceKey,

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from mycelia.api.bodies import body_in
+from mycelia.api.encoding import ParamError, did_in, hex_in, hex_out, str_in
 from mycelia.client.endpoint import Endpoint
 from mycelia.client.errors import (
     ClientError,
@@ -44,17 +46,7 @@ from mycelia.client.results import (
     _id,
     _int,
 )
-from mycelia.node.views import (
-    ParamError,
-    body_in,
-    did_in,
-    economy_view,
-    entry_view,
-    fork_view,
-    hex_in,
-    hex_out,
-    str_in,
-)
+from mycelia.node.views import economy_view, entry_view, fork_view
 from mycelia.protocol import (
     AttestationAudit,
     AttestedDevice,

@@ -6,9 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from mycelia.node.views import (
-    ParamError,
-)
+from mycelia.api.encoding import ParamError
 from mycelia.protocol import (
     Refused,
 )

@@ -11,13 +11,9 @@ from urllib.parse import urlsplit
 import httpx
 import msgpack
 
+from mycelia.api.encoding import ParamError, hex_out, str_in
 from mycelia.client.errors import ClientError, Json, RpcUnavailable, _bad_response, _parsing
 from mycelia.client.results import _opt_hex
-from mycelia.node.views import (
-    ParamError,
-    hex_out,
-    str_in,
-)
 from mycelia.protocol import (
     SignedReading,
     codec,

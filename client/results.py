@@ -6,20 +6,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mycelia.client.errors import Json, _parsing
-from mycelia.node.views import (
+from mycelia.api.encoding import (
     ParamError,
     amount_in,
-    certificate_view,
     did_in,
-    economy_view,
-    entry_view,
     hex_in,
     hex_out,
     int64_in,
     int_in,
     str_in,
 )
+from mycelia.client.errors import Json, _parsing
+from mycelia.node.views import certificate_view, economy_view, entry_view
 from mycelia.protocol import (
     Certificate,
     Economy,

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from mycelia.api.encoding import hex_out
 from mycelia.client.core import (
     Flow,
     _admit_body,
@@ -42,9 +43,6 @@ from mycelia.client.results import (
     NodeInfo,
     Prepared,
     ReadingsPage,
-)
-from mycelia.node.views import (
-    hex_out,
 )
 from mycelia.protocol import (
     Certificate,

@@ -81,6 +81,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mycelia.api.encoding import NOT_UNICODE, ParamError, hex_in, int_in, str_in
 from mycelia.node.applier import ready_group, signature_work
 from mycelia.node.config import SensorsConfig
 from mycelia.node.http import (
@@ -95,7 +96,6 @@ from mycelia.node.http import (
 from mycelia.node.jsonrpc import encode, loads, lone_surrogate
 from mycelia.node.metrics import Metrics
 from mycelia.node.store import Accepted, StoreError
-from mycelia.node.views import NOT_UNICODE, ParamError, hex_in, int_in, str_in
 from mycelia.protocol import (
     DeviceRecord,
     Economy,

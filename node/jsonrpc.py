@@ -57,7 +57,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mycelia.node.views import NOT_UNICODE, ParamError
+from mycelia.api.encoding import NOT_UNICODE, ParamError
 
 __all__ = [
     "BATCH_TOO_LARGE",

@@ -13,10 +13,7 @@ from mycelia.node.jsonrpc import (
 )
 from mycelia.node.rpc.methods import status_view
 from mycelia.node.submitter import PENDING, Status
-from mycelia.node.views import (
-    certificate_view,
-    fork_view,
-)
+from mycelia.node.views import certificate_view, fork_view
 from mycelia.protocol import (
     Certificate,
     ForkEvidence,

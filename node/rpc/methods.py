@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mycelia.api.bodies import body_in
+from mycelia.api.encoding import ParamError, did_in, did_out, hex_in, hex_out, int_in, str_in
 from mycelia.node import wire
 from mycelia.node.config import RpcConfig
 from mycelia.node.jsonrpc import (
@@ -25,20 +27,12 @@ from mycelia.node.submitter import CERTIFIED, PENDING, UNKNOWN, Status
 from mycelia.node.submitter import REFUSED as REFUSED_STATE
 from mycelia.node.validator import StoreView
 from mycelia.node.views import (
-    ParamError,
     account_view,
-    body_in,
     certificate_view,
     claimable_view,
-    did_in,
-    did_out,
     economy_view,
     entry_view,
     fork_view,
-    hex_in,
-    hex_out,
-    int_in,
-    str_in,
 )
 from mycelia.protocol import (
     ZERO_ID,

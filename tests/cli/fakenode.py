@@ -37,16 +37,14 @@ from typing import Any
 import httpx
 import msgpack
 
+from mycelia.api.encoding import did_in, hex_in, hex_out
 from mycelia.node.views import (
     account_view,
     certificate_view,
     claimable_view,
-    did_in,
     economy_view,
     entry_view,
     fork_view,
-    hex_in,
-    hex_out,
 )
 from mycelia.protocol import (
     Certificate,

@@ -14,8 +14,9 @@ import pytest
 import trio
 import trio_websocket as tw
 
+from mycelia.api.encoding import hex_in, hex_out
 from mycelia.client import AsyncClient, Endpoint, EntryStatus, RpcUnavailable, VerifyError
-from mycelia.node.views import certificate_view, hex_in, hex_out
+from mycelia.node.views import certificate_view
 from mycelia.protocol import Certificate, Entry, SignedEntry
 from tests.cli.fakenode import COOKIE, FakeNode
 from tests.factory import World, key

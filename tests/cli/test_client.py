@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from mycelia.api.encoding import hex_in, hex_out
 from mycelia.client import (
     Client,
     ClientError,
@@ -21,7 +22,7 @@ from mycelia.client import (
     RpcUnavailable,
     VerifyError,
 )
-from mycelia.node.views import certificate_view, hex_in, hex_out
+from mycelia.node.views import certificate_view
 from mycelia.protocol import Entry, SignedEntry, Transfer
 from mycelia.protocol.quorum import make_bitmap
 from tests.cli.fakenode import COOKIE, FakeNode, serve, write_private

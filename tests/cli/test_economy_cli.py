@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mycelia.node.views import hex_in, hex_out
+from mycelia.api.encoding import hex_in, hex_out
 from mycelia.protocol import Economy, SigningKey
 from mycelia.protocol.economy import IssuedPolicy, MutualCreditPolicy
 from tests.cli.conftest import new_wallet, ok, one_line_error, run

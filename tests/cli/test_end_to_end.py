@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import trio
 
+from mycelia.api.encoding import hex_in, hex_out
 from mycelia.client import AsyncClient, Client, Endpoint
 from mycelia.node.config import RpcConfig
 from mycelia.node.daemon import Node
 from mycelia.node.rpc import serve_rpc
-from mycelia.node.views import hex_in, hex_out
 from mycelia.protocol import Certificate
 from tests.cli.conftest import new_wallet, one_line_error, run
 from tests.factory import genesis, key, sign_genesis

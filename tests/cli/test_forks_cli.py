@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from mycelia.api.encoding import hex_out
 from mycelia.client import Client, Endpoint
-from mycelia.node.views import hex_out
 from mycelia.protocol import Certificate, ForkEvidence, Transfer
 from mycelia.protocol.state import ZERO_ID
 from tests.cli.conftest import ok, one_line_error, run

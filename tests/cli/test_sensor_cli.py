@@ -23,6 +23,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from mycelia.api.encoding import hex_out
 from mycelia.cli.sensor import (
     MODELS,
     Simulator,
@@ -31,7 +32,6 @@ from mycelia.cli.sensor import (
     reserve_counters,
 )
 from mycelia.client import AsyncClient, Client, Endpoint, VerifyError
-from mycelia.node.views import hex_out
 from mycelia.protocol import (
     ClaimCursor,
     DeviceKey,

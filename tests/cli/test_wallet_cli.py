@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from mycelia.api.encoding import hex_in, hex_out
 from mycelia.cli.wallet import format_amount, wallet_dir
 from mycelia.client.keyfile import key_info, read_key
-from mycelia.node.views import certificate_view, hex_in, hex_out
+from mycelia.node.views import certificate_view
 from mycelia.protocol import Entry, SignedEntry, SigningKey
 from tests.cli.conftest import new_wallet, ok, one_line_error, run
 from tests.cli.fakenode import FakeError, FakeNode, serve

@@ -30,13 +30,13 @@ from trio_websocket import (
     open_websocket_url,
 )
 
+from mycelia.api.encoding import hex_out
 from mycelia.client import AsyncClient, Endpoint
 from mycelia.node.config import ConfigError, RpcConfig
 from mycelia.node.daemon import Node
 from mycelia.node.http import Listener, bind_tcp, serve_asgi
 from mycelia.node.jsonrpc import Dispatcher, Registry
 from mycelia.node.rpc import REGISTRY, Hub, RpcEndpoints, Session, rpc_gate, serve_rpc
-from mycelia.node.views import hex_out
 from mycelia.protocol import Entry, SignedGenesis, SigningKey, Transfer, did_encode
 from mycelia.protocol.domains import ENTRY, Domain
 from mycelia.protocol.state import ZERO_ID
