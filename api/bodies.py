@@ -1,16 +1,27 @@
-"""Entry bodies in JSON (``docs/rpc.md``, "Encoding"; sensor bodies:
-``docs/sensors.md``): :func:`body_out` writes a protocol body's view,
-:func:`body_in` reads one back through the protocol's own constructors, so
-a body from JSON is held to exactly the protocol's schema."""
+"""Entry bodies in JSON, one :class:`BodyForm` per entry kind: its schema,
+how a protocol body is written (``docs/rpc.md``, "Encoding"; the sensor
+kinds: ``docs/sensors.md``) and how it is read back — through the
+protocol's own constructors, so a body from JSON is held to exactly the
+protocol's schema (an amount of 0 is refused there).
+
+:data:`BODIES` is the one registry: the ``Kind`` enum and the ``Body``
+schema of the OpenRPC document are made from it, and :func:`body_in` /
+:func:`body_out` dispatch through it. A new entry kind is a protocol body
+(``protocol/kinds.py``) and one more ``BodyForm`` here.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from mycelia.api.codecs import Codec, Json, Scalar, ref
 from mycelia.api.encoding import (
     ParamError,
     amount_in,
     amount_out,
+    counter_in,
     did_in,
     did_out,
     hex_in,
@@ -36,92 +47,172 @@ from mycelia.protocol.sensors import (
     SensorAttest,
 )
 
-# -- bodies and entries ---------------------------------------------------------------
+__all__ = [
+    "BODIES",
+    "BODY",
+    "KIND",
+    "BodyForm",
+    "body_components",
+    "body_in",
+    "body_out",
+    "schemas",
+]
 
 
-def body_out(body: Any) -> dict[str, Any]:
-    if isinstance(body, Transfer | Mint):
-        return {"to": did_out(body.to), "amount": amount_out(body.amount), "memo": body.memo}
-    if isinstance(body, Burn):
-        return {"amount": amount_out(body.amount)}
-    if isinstance(body, MemberAdmit):
-        return {"member": did_out(body.member)}
-    if isinstance(body, CreditSet):
-        return {"member": did_out(body.member), "limit": amount_out(body.limit)}
-    if isinstance(body, DeviceRegister):
-        return {
-            "device": hex_out(body.device),
-            "key_type": body.key_type,
-            "public_key": hex_out(body.public_key),
-            "device_kind": body.device_kind,
-            "host": did_out(body.host),
-            "metrics": [
-                {
-                    "name": m.name,
-                    "unit": m.unit,
-                    "exponent": m.exponent,
-                    "min": str(m.min),
-                    "max": str(m.max),
-                }
-                for m in body.metrics
-            ],
-            "pop": hex_out(body.pop),
-        }
-    if isinstance(body, SensorAttest):
-        return {
-            "root": hex_out(body.root),
-            "count": body.count,
-            "devices": [
-                {
-                    "device": hex_out(d.device),
-                    "registration": hex_out(d.registration),
-                    "first": d.first,
-                    "last": d.last,
-                    "count": d.count,
-                    "aggregates": [
-                        {
-                            "metric": a.metric,
-                            "sum": str(a.sum),
-                            "min": str(a.min),
-                            "max": str(a.max),
-                        }
-                        for a in d.aggregates
-                    ],
-                }
-                for d in body.devices
-            ],
-        }
-    if isinstance(body, ImpactClaim):
-        return {
-            "device": hex_out(body.device),
-            "first_counter": body.first_counter,
-            "last_counter": body.last_counter,
-            "attestations": [hex_out(a) for a in body.attestations],
-            "total": str(body.total),
-        }
-    raise TypeError(f"no JSON view for {type(body).__name__}")
+def _obj(required: list[str] | None, optional: dict[str, Any] | None = None, **props: Any) -> dict:
+    """An object schema: ``props`` (all required when ``required`` is None)
+    and ``optional`` ones; no other member."""
+    return {
+        "type": "object",
+        "required": list(props) if required is None else required,
+        "properties": {**props, **(optional or {})},
+        "additionalProperties": False,
+    }
 
 
-_BODY_FIELDS = {
-    "transfer": ({"to", "amount"}, {"memo"}),
-    "mint": ({"to", "amount"}, {"memo"}),
-    "burn": ({"amount"}, set()),
-    "member.admit": ({"member"}, set()),
-    "credit.set": ({"member", "limit"}, set()),
-    DeviceRegister.kind: (
-        {"key_type", "public_key", "device_kind", "host", "metrics", "pop"},
-        {"device"},
+@dataclass(frozen=True, slots=True)
+class BodyForm:
+    """One kind's body in JSON. ``schema`` is the body's object schema;
+    ``component`` names it in the document's components (it is then
+    referred to), else it is written inline in ``Body``."""
+
+    kind: str
+    schema: dict[str, Any]
+    #: the members it must have, and those it may
+    required: frozenset[str]
+    optional: frozenset[str]
+    dump: Callable[[Any], dict[str, Json]]
+    #: ``load(value, field)``: value is an object holding the required
+    #: members and no unknown one (checked before)
+    load: Callable[[dict[str, Any], str], Any]
+    component: str | None = None
+
+    @property
+    def reference(self) -> dict[str, Any]:
+        return ref(self.component) if self.component else self.schema
+
+
+def _form(
+    kind: str,
+    schema: dict[str, Any],
+    dump: Callable[[Any], dict[str, Json]],
+    load: Callable[[dict[str, Any], str], Any],
+    component: str | None = None,
+) -> BodyForm:
+    required = frozenset(schema["required"])
+    return BodyForm(
+        kind, schema, required, frozenset(schema["properties"]) - required, dump, load, component
+    )
+
+
+# -- the foundation kinds ------------------------------------------------------------------
+
+_PAYMENT = _obj(["to", "amount"], to=ref("Did"), amount=ref("Amount"), memo={"type": "string"})
+
+
+def _payment_out(body: Transfer | Mint) -> dict[str, Json]:
+    return {"to": did_out(body.to), "amount": amount_out(body.amount), "memo": body.memo}
+
+
+def _payment_in(cls: type[Transfer] | type[Mint]) -> Callable[[dict[str, Any], str], Any]:
+    def load(value: dict[str, Any], field: str) -> Any:
+        return cls(
+            did_in(value["to"], f"{field}.to"),
+            amount_in(value["amount"], f"{field}.amount"),
+            str_in(value.get("memo", ""), f"{field}.memo"),
+        )
+
+    return load
+
+
+_TRANSFER = _form("transfer", _PAYMENT, _payment_out, _payment_in(Transfer))
+_MINT = _form("mint", _PAYMENT, _payment_out, _payment_in(Mint))
+_BURN = _form(
+    "burn",
+    _obj(["amount"], amount=ref("Amount")),
+    lambda body: {"amount": amount_out(body.amount)},
+    lambda value, field: Burn(amount_in(value["amount"], f"{field}.amount")),
+)
+_ADMIT = _form(
+    "member.admit",
+    _obj(["member"], member=ref("Did")),
+    lambda body: {"member": did_out(body.member)},
+    lambda value, field: MemberAdmit(did_in(value["member"], f"{field}.member")),
+)
+_CREDIT = _form(
+    "credit.set",
+    _obj(["member", "limit"], member=ref("Did"), limit=ref("SignedAmount")),
+    lambda body: {"member": did_out(body.member), "limit": amount_out(body.limit)},
+    lambda value, field: CreditSet(
+        did_in(value["member"], f"{field}.member"),
+        amount_in(value["limit"], f"{field}.limit", negative=True),
     ),
-    SensorAttest.kind: ({"root", "count", "devices"}, set()),
-    ImpactClaim.kind: (
-        {"device", "first_counter", "last_counter", "attestations", "total"},
-        set(),
-    ),
-}
+)
+
+
+# -- the sensor kinds ------------------------------------------------------------------------------
+
+
+def _device_register_out(body: DeviceRegister) -> dict[str, Json]:
+    return {
+        "device": hex_out(body.device),
+        "key_type": body.key_type,
+        "public_key": hex_out(body.public_key),
+        "device_kind": body.device_kind,
+        "host": did_out(body.host),
+        "metrics": [
+            {
+                "name": m.name,
+                "unit": m.unit,
+                "exponent": m.exponent,
+                "min": str(m.min),
+                "max": str(m.max),
+            }
+            for m in body.metrics
+        ],
+        "pop": hex_out(body.pop),
+    }
+
+
+def _sensor_attest_out(body: SensorAttest) -> dict[str, Json]:
+    return {
+        "root": hex_out(body.root),
+        "count": body.count,
+        "devices": [
+            {
+                "device": hex_out(d.device),
+                "registration": hex_out(d.registration),
+                "first": d.first,
+                "last": d.last,
+                "count": d.count,
+                "aggregates": [
+                    {
+                        "metric": a.metric,
+                        "sum": str(a.sum),
+                        "min": str(a.min),
+                        "max": str(a.max),
+                    }
+                    for a in d.aggregates
+                ],
+            }
+            for d in body.devices
+        ],
+    }
+
+
+def _impact_claim_out(body: ImpactClaim) -> dict[str, Json]:
+    return {
+        "device": hex_out(body.device),
+        "first_counter": body.first_counter,
+        "last_counter": body.last_counter,
+        "attestations": [hex_out(a) for a in body.attestations],
+        "total": str(body.total),
+    }
+
+
 _METRIC_FIELDS = {"name", "unit", "exponent", "min", "max"}
 _ROW_FIELDS = {"device", "registration", "first", "last", "count", "aggregates"}
 _AGGREGATE_FIELDS = {"metric", "sum", "min", "max"}
-_UINT64_MAX = (1 << 64) - 1
 
 
 def _fields(
@@ -142,10 +233,6 @@ def _list(value: Any, field: str, max_len: int) -> list[Any]:
     if len(value) > max_len:
         raise ParamError(field, f"more than {max_len} items")
     return value
-
-
-def _counter_in(value: Any, field: str) -> int:
-    return int_in(value, field, high=_UINT64_MAX)
 
 
 def _device_register_in(value: dict[str, Any], field: str) -> DeviceRegister:
@@ -196,8 +283,8 @@ def _sensor_attest_in(value: dict[str, Any], field: str) -> SensorAttest:
             AttestedDevice(
                 hex_in(d["device"], f"{f}.device", size=32),
                 hex_in(d["registration"], f"{f}.registration", size=32),
-                _counter_in(d["first"], f"{f}.first"),
-                _counter_in(d["last"], f"{f}.last"),
+                counter_in(d["first"], f"{f}.first"),
+                counter_in(d["last"], f"{f}.last"),
                 int_in(d["count"], f"{f}.count", low=1),
                 tuple(aggregates),
             )
@@ -213,45 +300,169 @@ def _impact_claim_in(value: dict[str, Any], field: str) -> ImpactClaim:
     attestations = _list(value["attestations"], f"{field}.attestations", 16)
     return ImpactClaim(
         hex_in(value["device"], f"{field}.device", size=32),
-        _counter_in(value["first_counter"], f"{field}.first_counter"),
-        _counter_in(value["last_counter"], f"{field}.last_counter"),
+        counter_in(value["first_counter"], f"{field}.first_counter"),
+        counter_in(value["last_counter"], f"{field}.last_counter"),
         tuple(hex_in(a, f"{field}.attestations[{i}]", size=32) for i, a in enumerate(attestations)),
         int64_in(value["total"], f"{field}.total"),
     )
 
 
+_DEVICE_REGISTER = _form(
+    DeviceRegister.kind,
+    _obj(
+        ["key_type", "public_key", "device_kind", "host", "metrics", "pop"],
+        {"device": {**ref("Id"), "description": "the device id (derived from the key)"}},
+        key_type={"enum": ["ed25519", "p256"]},
+        public_key=ref("Hex"),
+        device_kind={"type": "string"},
+        host=ref("Did"),
+        metrics={
+            "type": "array",
+            "items": _obj(
+                None,
+                name={"type": "string"},
+                unit={"type": "string"},
+                exponent={"type": "integer", "minimum": -18, "maximum": 18},
+                min=ref("Int64"),
+                max=ref("Int64"),
+            ),
+        },
+        pop={**ref("Hex"), "description": "the device key's proof of possession"},
+    ),
+    _device_register_out,
+    _device_register_in,
+    "DeviceRegisterBody",
+)
+_SENSOR_ATTEST = _form(
+    SensorAttest.kind,
+    _obj(
+        None,
+        root=ref("Id"),
+        count={"type": "integer", "minimum": 1},
+        devices={
+            "type": "array",
+            "items": _obj(
+                None,
+                device=ref("Id"),
+                registration=ref("Id"),
+                first=ref("Counter"),
+                last=ref("Counter"),
+                count={"type": "integer", "minimum": 1},
+                aggregates={
+                    "type": "array",
+                    "items": _obj(
+                        None,
+                        metric={"type": "string"},
+                        sum=ref("Int64"),
+                        min=ref("Int64"),
+                        max=ref("Int64"),
+                    ),
+                },
+            ),
+        },
+    ),
+    _sensor_attest_out,
+    _sensor_attest_in,
+    "SensorAttestBody",
+)
+_IMPACT_CLAIM = _form(
+    ImpactClaim.kind,
+    _obj(
+        None,
+        device=ref("Id"),
+        first_counter=ref("Counter"),
+        last_counter=ref("Counter"),
+        attestations={"type": "array", "items": ref("Id")},
+        total=ref("Int64"),
+    ),
+    _impact_claim_out,
+    _impact_claim_in,
+    "ImpactClaimBody",
+)
+
+#: kind -> its JSON form: every kind the RPC reads and writes.
+BODIES: dict[str, BodyForm] = {
+    f.kind: f
+    for f in (
+        _TRANSFER,
+        _MINT,
+        _BURN,
+        _ADMIT,
+        _CREDIT,
+        _DEVICE_REGISTER,
+        _SENSOR_ATTEST,
+        _IMPACT_CLAIM,
+    )
+}
+
+
+def body_out(body: Any) -> dict[str, Json]:
+    """A protocol body's JSON view."""
+    form = BODIES.get(getattr(body, "kind", None))  # type: ignore[arg-type]
+    if form is None:
+        raise TypeError(f"no JSON view for {type(body).__name__}")
+    return form.dump(body)
+
+
 def body_in(kind: Any, value: Any, field: str = "body") -> Any:
     """The protocol body of ``kind`` from its JSON view."""
-    if type(kind) is not str or kind not in _BODY_FIELDS:
-        raise ParamError("kind", f"unknown kind; one of {', '.join(_BODY_FIELDS)}")
+    if type(kind) is not str or kind not in BODIES:
+        raise ParamError("kind", f"unknown kind; one of {', '.join(BODIES)}")
     if type(value) is not dict:
         raise ParamError(field, "expected an object")
-    required, optional = _BODY_FIELDS[kind]
-    for name in required - value.keys():
+    form = BODIES[kind]
+    for name in form.required - value.keys():
         raise ParamError(f"{field}.{name}", "missing")
-    for name in value.keys() - required - optional:
+    for name in value.keys() - form.required - form.optional:
         raise ParamError(f"{field}.{name}", "unknown field")
     try:
-        if kind == DeviceRegister.kind:
-            return _device_register_in(value, field)
-        if kind == SensorAttest.kind:
-            return _sensor_attest_in(value, field)
-        if kind == ImpactClaim.kind:
-            return _impact_claim_in(value, field)
-        if kind in ("transfer", "mint"):
-            cls = Transfer if kind == "transfer" else Mint
-            return cls(
-                did_in(value["to"], f"{field}.to"),
-                amount_in(value["amount"], f"{field}.amount"),
-                str_in(value.get("memo", ""), f"{field}.memo"),
-            )
-        if kind == "burn":
-            return Burn(amount_in(value["amount"], f"{field}.amount"))
-        if kind == "member.admit":
-            return MemberAdmit(did_in(value["member"], f"{field}.member"))
-        return CreditSet(
-            did_in(value["member"], f"{field}.member"),
-            amount_in(value["limit"], f"{field}.limit", negative=True),
-        )
+        return form.load(value, field)
     except Refused as exc:  # the protocol's own schema (e.g. a memo too long)
         raise ParamError(field, exc.detail or exc.reason.value) from None
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    """``Kind`` and ``Body``, for the document's components (the bodies'
+    own components: :func:`body_components`)."""
+    one_of: list[dict[str, Any]] = []
+    for form in BODIES.values():
+        if form.reference not in one_of:
+            one_of.append(form.reference)
+    return {
+        "Kind": {"enum": list(BODIES)},
+        "Body": {
+            "description": "by kind: transfer/mint {to, amount, memo?}; burn {amount}; "
+            "member.admit {member}; credit.set {member, limit}; device.register, "
+            "sensor.attest, impact.claim: docs/sensors.md (counters are integers, metric "
+            "values decimal strings)",
+            "oneOf": one_of,
+        },
+    }
+
+
+def body_components() -> dict[str, dict[str, Any]]:
+    """The bodies that are components of their own."""
+    return {f.component: f.schema for f in BODIES.values() if f.component}
+
+
+class _Body(Codec):
+    """A body inside an entry view: written from the protocol body; read
+    only with its kind (``EntryView`` does, through :func:`body_in`)."""
+
+    __slots__ = ()
+
+    def dump(self, value: Any) -> Json:
+        return body_out(value)
+
+    def load(self, value: Json, field: str) -> Any:
+        raise TypeError("a body is read with its kind: body_in(kind, value)")
+
+
+def _kind_in(value: Any, field: str) -> str:
+    if type(value) is not str or value not in BODIES:
+        raise ParamError(field, f"unknown kind; one of {', '.join(BODIES)}")
+    return value
+
+
+KIND = Scalar(ref("Kind"), _kind_in)
+BODY = _Body(ref("Body"))

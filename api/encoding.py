@@ -130,3 +130,26 @@ def did_in(value: Any, field: str) -> bytes:
         return did_decode(value)
     except Refused as exc:
         raise ParamError(field, exc.detail or "not an Ed25519 did:key") from None
+
+
+# -- a few more, for results -----------------------------------------------------------
+
+#: Device counters are unsigned 64-bit.
+UINT64_MAX = (1 << 64) - 1
+
+
+def did_str_in(value: Any, field: str) -> str:
+    """A did:key kept as its (checked) string."""
+    did_in(value, field)
+    return str(value)
+
+
+def bool_in(value: Any, field: str) -> bool:
+    if type(value) is not bool:
+        raise ParamError(field, "expected a boolean")
+    return value
+
+
+def counter_in(value: Any, field: str) -> int:
+    """A device counter (unsigned 64-bit)."""
+    return int_in(value, field, high=UINT64_MAX)

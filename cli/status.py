@@ -32,7 +32,7 @@ from mycelia.api.encoding import hex_out
 from mycelia.cli.economy import economies_table
 from mycelia.cli.main import connect, json_option, rpc_options
 from mycelia.cli.wallet import print_json, stdout
-from mycelia.client import EconomySummary, NodeInfo, RpcError, peer_ids
+from mycelia.client import RpcError, parse_result, peer_ids
 
 __all__ = ["status"]
 
@@ -48,9 +48,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     for result in results:
         if isinstance(result, RpcError):
             raise result
-    info = NodeInfo.from_json(results[0])
+    info = parse_result("node_info", results[0])
     peers = peer_ids(results[1])
-    economies = [EconomySummary.from_json(e) for e in results[2]]
+    economies = list(parse_result("economy_list", results[2]))
     with connect(ctx) as client:
         hosted = {e.id: client.sensor_devices(e.id) for e in economies if e.kind == "impact"}
         forks = {e.id: client.economy_forks(e.id) for e in economies if e.forks}

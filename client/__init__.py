@@ -35,6 +35,16 @@ How it works:
   :class:`AsyncClient` (``httpx.AsyncClient``; runs under trio through
   anyio) only drive flows, so the sync and async clients cannot disagree on
   what a method checks. Their typed methods are one line each.
+* Every answer is parsed with its method's declaration in ``mycelia.api``
+  (:func:`parse_result`): the same types the node writes, so nothing here
+  restates the contract. An answer that is not what the contract says is
+  ``bad_response``; one that parses but does not verify is a
+  :class:`VerifyError`. This package imports ``mycelia.api`` and
+  ``mycelia.protocol`` only — none of the daemon (``mycelia.node``, libp2p,
+  lmdb, hypercorn, starlette) — so a wallet installs the base distribution.
+  Modules: ``errors``, ``endpoint``, ``results`` (the verified values; the
+  API's types re-exported), ``core`` (the flows), ``sync``, ``aio``,
+  ``ingest`` and ``keyfile`` (the key file format of wallet and node keys).
 * Every failure is a :class:`ClientError` with a stable ``reason`` and a
   human ``detail`` — :class:`RpcError` for a JSON-RPC error (``reason`` is
   ``data.reason``), :class:`RpcUnavailable` when the node cannot be reached
@@ -69,18 +79,10 @@ entry at a time per account, or waits in between.
 """
 
 from mycelia.client.aio import AsyncClient, Subscription
-from mycelia.client.core import peer_ids
-from mycelia.client.endpoint import (
-    COOKIE_FILE,
-    COOKIE_USER,
-    ENDPOINT_FILE,
-    ENV_COOKIE,
-    ENV_URL,
-    Endpoint,
-    read_cookie,
-)
+from mycelia.client.core import parse_result, peer_ids
+from mycelia.client.endpoint import ENV_COOKIE, ENV_URL, Endpoint, read_cookie
 from mycelia.client.errors import ClientError, RpcError, RpcUnavailable, VerifyError
-from mycelia.client.ingest import INGEST_PATH, MSGPACK, Ingest, IngestResult, ingest_url
+from mycelia.client.ingest import Ingest, IngestResult, ingest_url
 from mycelia.client.results import (
     FAILED,
     FINAL,
@@ -109,15 +111,10 @@ from mycelia.client.results import (
 from mycelia.client.sync import Client
 
 __all__ = [
-    "COOKIE_FILE",
-    "COOKIE_USER",
-    "ENDPOINT_FILE",
     "ENV_COOKIE",
     "ENV_URL",
     "FAILED",
     "FINAL",
-    "INGEST_PATH",
-    "MSGPACK",
     "UNATTESTED",
     "VERIFIED",
     "AccountInfo",
@@ -150,6 +147,7 @@ __all__ = [
     "Subscription",
     "VerifyError",
     "ingest_url",
+    "parse_result",
     "peer_ids",
     "read_cookie",
 ]

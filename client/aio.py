@@ -27,6 +27,7 @@ from mycelia.client.core import (
     _timeout,
     _transfer_body,
     _unauthorized,
+    parse_result,
     peer_ids,
 )
 from mycelia.client.endpoint import Endpoint
@@ -124,13 +125,13 @@ class AsyncClient(_Core):
     # -- typed methods: as Client's ------------------------------------------------------------
 
     async def node_info(self) -> NodeInfo:
-        return NodeInfo.from_json(await self.call("node_info"))
+        return parse_result("node_info", await self.call("node_info"))
 
     async def node_peers(self) -> list[str]:
         return peer_ids(await self.call("node_peers"))
 
     async def economy_list(self) -> list[EconomySummary]:
-        return [EconomySummary.from_json(e) for e in await self.call("economy_list")]
+        return list(parse_result("economy_list", await self.call("economy_list")))
 
     async def economy_get(self, economy: bytes) -> EconomyInfo:
         return await self._drive(self._economy_get_flow(economy))

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from mycelia.api.bodies import body_in
-from mycelia.api.encoding import ParamError, did_in, hex_in, hex_out, str_in
+from mycelia.api.encoding import ParamError, hex_out
+from mycelia.api.methods import METHODS
+from mycelia.api.types import CertifiedEntry, EconomyView, EntryView
 from mycelia.client.endpoint import Endpoint
 from mycelia.client.errors import (
     ClientError,
@@ -42,11 +43,7 @@ from mycelia.client.results import (
     ReadingCheck,
     ReadingsPage,
     StoredReading,
-    _did,
-    _id,
-    _int,
 )
-from mycelia.node.views import economy_view, entry_view, fork_view
 from mycelia.protocol import (
     AttestationAudit,
     AttestedDevice,
@@ -58,7 +55,6 @@ from mycelia.protocol import (
     DeviceRegister,
     Economy,
     Entry,
-    ForkEvidence,
     Genesis,
     ImpactClaim,
     MemberAdmit,
@@ -98,18 +94,19 @@ class _Sleep:
 Flow = Generator[_Call | _Sleep, Any, T]
 
 
-def _entry_from_view(view: Any, entry_id: bytes, what: str) -> Entry:
+def parse_result(method: str, raw: Any) -> Any:
+    """``method``'s result from its JSON, as its declaration says
+    (``mycelia.api.methods``); ``bad_response`` naming the method if it is
+    not what the contract says."""
+    with _parsing(method):
+        return METHODS[method].result.load(raw, "")
+
+
+def _entry_from_view(view: EntryView, entry_id: bytes, what: str) -> Entry:
     """The protocol entry an entry view describes; it must hash to ``entry_id``."""
     with _parsing(what):
-        entry = Entry(
-            _id(view["economy"], "economy"),
-            did_in(view["author"], "author"),
-            _int(view["seq"], "seq"),
-            _id(view["prev"], "prev"),
-            _int(view["ts_ms"], "ts_ms"),
-            body_in(view["kind"], view["body"]),
-        )
-    if entry.id != entry_id:
+        entry = view.to_entry()
+    if entry.id != entry_id or view.id != entry_id:
         raise VerifyError(
             "malformed", f"{what}: the entry view does not hash to {hex_out(entry_id)}"
         )
@@ -196,10 +193,8 @@ class _Core:
     # -- verification ---------------------------------------------------------------------
 
     def _economy_info(self, economy_id: bytes, raw: Any) -> EconomyInfo:
-        with _parsing("economy_get"):
-            signed = SignedGenesis.decode(hex_in(raw["genesis"], "genesis"))
-            accounts = _int(raw.get("accounts", 0), "accounts")
-            certificates = _int(raw.get("certificates", 0), "certificates")
+        view = parse_result("economy_get", raw)
+        signed = view.genesis
         if signed.genesis.id != economy_id:
             raise VerifyError(
                 "wrong_economy",
@@ -212,23 +207,24 @@ class _Core:
             raise VerifyError(
                 exc.reason.value, f"the genesis of {hex_out(economy_id)}: {exc.detail}"
             ) from None
-        view = economy_view(signed)
-        wrong = sorted(k for k in view if k in raw and raw[k] != view[k])
+        expected = EconomyView.of(signed, view.accounts, view.certificates)
+        wrong = sorted(
+            f.json
+            for f in EconomyView.fields()
+            if getattr(view, f.name) != getattr(expected, f.name)
+        )
         if wrong:
             raise VerifyError(
                 "malformed",
                 f"economy_get {hex_out(economy_id)}: {', '.join(wrong)} disagree with the genesis",
             )
         self._economies[economy_id] = economy
-        return EconomyInfo(signed, economy, accounts, certificates)
+        return EconomyInfo(signed, economy, view.accounts, view.certificates)
 
     @staticmethod
-    def _decode_certificate(data: Any, what: str) -> Certificate:
-        with _parsing(what):
-            return Certificate.decode(hex_in(data, "certificate"))
-
-    @staticmethod
-    def _verify(economy: Economy, cert: Certificate, what: str, view: Any = None) -> Certificate:
+    def _verify(
+        economy: Economy, cert: Certificate, what: str, view: EntryView | None = None
+    ) -> Certificate:
         """Verify a certificate against the economy; a view shown with it must match."""
         try:
             cert.verify(economy)
@@ -238,13 +234,8 @@ class _Core:
                 f"{what}: certificate for {hex_out(cert.entry_id)} does not verify "
                 f"against the genesis of {hex_out(economy.id)}: {exc.detail}",
             ) from None
-        if view is not None:
-            expected = entry_view(cert.entry, cert.entry_id)
-            shown = {k: view.get(k) for k in expected} if isinstance(view, dict) else view
-            if shown != expected:
-                raise VerifyError(
-                    "malformed", f"{what}: the entry view disagrees with its certificate"
-                )
+        if view is not None and view.view() != EntryView.of(cert.entry, cert.entry_id):
+            raise VerifyError("malformed", f"{what}: the entry view disagrees with its certificate")
         return cert
 
     # -- flows ------------------------------------------------------------------------------
@@ -263,48 +254,35 @@ class _Core:
     def _entry_status_flow(self, entry_id: bytes, raw: Any) -> Flow[EntryStatus]:
         what = f"entry {hex_out(entry_id)}"
         with _parsing(what):
-            if _id(raw["id"], "id") != entry_id:
+            status: EntryStatus = METHODS["entry_get"].result.load(raw, "")
+            if status.id != entry_id:
                 raise ParamError("id", "not the entry asked for")
-            status = str_in(raw["status"], "status")
-            reason = raw.get("reason")
-            detail = raw.get("detail")
-            view = raw.get("view")
-            cert_hex = raw.get("certificate")
-        if status == "certified" and cert_hex is None:
+        certificate = status.certificate
+        if status.certified and certificate is None:
             raise _bad_response(f"{what}: certified without a certificate")
-        certificate = None
-        entry = None
-        if cert_hex is not None:
-            certificate = self._decode_certificate(cert_hex, what)
+        if certificate is not None:
             if certificate.entry_id != entry_id:
                 raise VerifyError("malformed", f"{what}: the certificate is for another entry")
             # The entry id asked for fixes the economy, and the economy id the genesis.
             economy = yield from self._economy_flow(certificate.entry.economy)
-            self._verify(economy, certificate, what, view)
-            entry = certificate.entry
-        elif view is not None:
-            entry = _entry_from_view(view, entry_id, what)
-        return EntryStatus(
-            id=entry_id,
-            status=status,
-            reason=reason if isinstance(reason, str) else None,
-            detail=detail if isinstance(detail, str) else None,
-            waiting_on=raw.get("waiting_on"),
-            entry=entry,
-            certificate=certificate,
-            retryable=raw["retryable"] if isinstance(raw.get("retryable"), bool) else None,
-        )
+            self._verify(economy, certificate, what, status.view)
+        elif status.view is not None:
+            _entry_from_view(status.view, entry_id, what)
+        return status
 
     def _entry_get_flow(self, entry_id: bytes) -> Flow[EntryStatus]:
         raw = yield _Call("entry_get", {"id": hex_out(entry_id)})
         return (yield from self._entry_status_flow(entry_id, raw))
 
-    def _account_certificate(self, economy: Economy, account: str, item: Any) -> Certificate:
-        """One ``account`` history item or notification, verified."""
+    def _account_certificate(
+        self, economy: Economy, account: str, item: CertifiedEntry | Any
+    ) -> Certificate:
+        """One ``account`` history item or notification (its JSON), verified."""
         what = f"history of {account}"
-        with _parsing(what):
-            cert_hex = item["certificate"]
-        cert = self._verify(economy, self._decode_certificate(cert_hex, what), what, item)
+        if not isinstance(item, CertifiedEntry):
+            with _parsing(what):
+                item = CertifiedEntry.from_json(item)
+        cert = self._verify(economy, item.certificate, what, item)
         if not _relevant(cert.entry, _account_key(account)):
             raise VerifyError("malformed", f"{what}: lists an entry that does not concern it")
         return cert
@@ -320,20 +298,16 @@ class _Core:
             params["limit"] = limit
         raw = yield _Call("account_history", params)
         economy = yield from self._economy_flow(economy_id)
-        with _parsing("account_history"):
-            items = raw["entries"]
-            if not isinstance(items, list):
-                raise ParamError("entries", "expected an array")
-            next_cursor = raw.get("next_cursor")
-            if next_cursor is not None:
-                str_in(next_cursor, "next_cursor", max_bytes=1024)
-        certs = tuple(self._account_certificate(economy, account, item) for item in items)
-        return HistoryPage(certs, next_cursor)
+        page = parse_result("account_history", raw)
+        certs = tuple(self._account_certificate(economy, account, item) for item in page.entries)
+        return HistoryPage(certs, page.next_cursor)
 
-    def _fork(self, economy: Economy, raw: Any, what: str) -> ForkInfo:
-        """One fork the node shows, verified from its evidence alone."""
-        with _parsing(what):
-            evidence = ForkEvidence.decode(hex_in(raw["evidence"], "evidence"))
+    def _fork(self, economy: Economy, shown: ForkInfo | Any, what: str) -> ForkInfo:
+        """One fork the node shows (or its JSON), verified from its evidence alone."""
+        if not isinstance(shown, ForkInfo):
+            with _parsing(what):
+                shown = ForkInfo.from_json(shown)
+        evidence = shown.evidence
         try:
             guilty = evidence.verify(economy)
         except Refused as exc:
@@ -342,10 +316,10 @@ class _Core:
                 f"{what}: the evidence does not prove a fork in {hex_out(economy.id)}: "
                 f"{exc.detail}",
             ) from None
-        expected = fork_view(economy, evidence)
-        if {k: raw.get(k) for k in expected} != expected:
+        expected = ForkInfo.of(economy, evidence)
+        if shown != expected or expected.guilty != tuple(did_encode(k) for k in guilty):
             raise VerifyError("malformed", f"{what}: the view disagrees with its evidence")
-        return ForkInfo(economy.id, evidence, tuple(did_encode(k) for k in guilty))
+        return expected
 
     def _forks_flow(self, economy_id: bytes) -> Flow[list[ForkInfo]]:
         """Every page of ``economy_forks``, each fork verified."""
@@ -357,44 +331,42 @@ class _Core:
             if cursor is not None:
                 params["cursor"] = cursor
             raw = yield _Call("economy_forks", params)
-            with _parsing("economy_forks"):
-                items = raw["forks"]
-                if not isinstance(items, list):
-                    raise ParamError("forks", "expected an array")
-                cursor = raw.get("next_cursor")
-                if cursor is not None:
-                    str_in(cursor, "next_cursor", max_bytes=128)
-            out.extend(self._fork(economy, item, "economy_forks") for item in items)
-            if cursor is None or not items:
+            page = parse_result("economy_forks", raw)
+            cursor = page.next_cursor
+            out.extend(self._fork(economy, item, "economy_forks") for item in page.forks)
+            if cursor is None or not page.forks:
                 return out
 
     def _account_flow(self, economy_id: bytes, account: str) -> Flow[AccountInfo]:
         _account_key(account)
         raw = yield _Call("account_get", {"economy": hex_out(economy_id), "account": account})
-        info = AccountInfo.from_json(raw)
+        info: AccountInfo = parse_result("account_get", raw)
         if info.account != account:
             raise _bad_response(f"account_get answered for {info.account}, not {account}")
         return info
 
     def _prepare_flow(self, params: dict[str, Any]) -> Flow[Prepared]:
         raw = yield _Call("entry_prepare", params)
-        with _parsing("entry_prepare"):
-            entry = Entry.decode(hex_in(raw["entry"], "entry"))
-            entry_id = _id(raw["id"], "id")
-            message = hex_in(raw["signing_message"], "signing_message")
-        if entry.id != entry_id or message != ENTRY.message(entry_id):
+        prepared: Prepared = parse_result("entry_prepare", raw)
+        entry_id = prepared.id
+        if prepared.entry.id != entry_id or prepared.signing_message != ENTRY.message(entry_id):
             raise VerifyError("malformed", "entry_prepare: the id or message is not the entry's")
-        return Prepared(entry_id, entry, message)
+        if prepared.view != EntryView.of(prepared.entry, entry_id):
+            raise VerifyError("malformed", "entry_prepare: the view is not the entry's")
+        return prepared
 
     def _sign_genesis_flow(self, genesis_bytes: bytes) -> Flow[GenesisSignature]:
         raw = yield _Call("economy_signGenesis", {"genesis": hex_out(genesis_bytes)})
+        answer: GenesisSignature = parse_result("economy_signGenesis", raw)
         with _parsing("economy_signGenesis"):
-            validator = _did(raw["validator"], "validator")
-            signature = hex_in(raw["signature"], "signature", size=64)
             genesis_id = Genesis.decode(genesis_bytes).id
-        if not verify_signature(did_decode(validator), GENESIS, genesis_id, signature):
-            raise VerifyError("bad_signature", f"{validator}'s genesis signature does not verify")
-        return GenesisSignature(validator, signature)
+        if not verify_signature(
+            did_decode(answer.validator), GENESIS, genesis_id, answer.signature
+        ):
+            raise VerifyError(
+                "bad_signature", f"{answer.validator}'s genesis signature does not verify"
+            )
+        return answer
 
     def _submit_flow(
         self, key: SigningKey, economy_id: bytes, body: Any, ts_ms: int | None
@@ -412,9 +384,7 @@ class _Core:
         raw = yield _Call(
             "entry_submit", {"entry": hex_out(entry.encode()), "signature": hex_out(signature)}
         )
-        with _parsing("entry_submit"):
-            returned = _id(raw["id"], "id")
-        if returned != entry.id:
+        if parse_result("entry_submit", raw).id != entry.id:
             raise VerifyError("malformed", "entry_submit returned another entry's id")
         return entry.id
 
@@ -452,7 +422,8 @@ class _Core:
             economy=hex_out(economy_id), device=hex_out(device), first=first, last=last, limit=limit
         )
         raw = yield _Call("sensor_getReadings", params)
-        return ReadingsPage.from_json(raw)
+        page: ReadingsPage = parse_result("sensor_getReadings", raw)
+        return page
 
     def _attestation_flow(
         self, attestation_id: bytes, economy_id: bytes | None
@@ -460,10 +431,8 @@ class _Core:
         """A certified ``sensor.attest``, verified against its economy's genesis."""
         what = f"attestation {hex_out(attestation_id)}"
         raw = yield _Call("sensor_getAttestation", {"id": hex_out(attestation_id)})
-        with _parsing("sensor_getAttestation"):
-            cert_hex = raw["certificate"]
-            view = raw.get("view")
-        cert = self._decode_certificate(cert_hex, what)
+        shown = parse_result("sensor_getAttestation", raw)
+        cert, view = shown.certificate, shown.view
         if cert.entry_id != attestation_id:
             raise VerifyError("malformed", f"{what}: the certificate is for another entry")
         if cert.entry.kind != SensorAttest.kind:
@@ -490,14 +459,12 @@ class _Core:
         raw = yield _Call(
             "sensor_claimable", {"economy": hex_out(economy_id), "device": hex_out(device)}
         )
-        return Claimable.from_json(raw)
+        claimable: Claimable = parse_result("sensor_claimable", raw)
+        return claimable
 
     def _devices_flow(self, economy_id: bytes) -> Flow[list[HostedDevice]]:
         raw = yield _Call("sensor_devices", {"economy": hex_out(economy_id)})
-        with _parsing("sensor_devices"):
-            if not isinstance(raw, list):
-                raise ParamError("result", "expected an array")
-        return [HostedDevice.from_json(d) for d in raw]
+        return list(parse_result("sensor_devices", raw))
 
     def _claim_flow(self, economy_id: bytes, device: bytes) -> Flow[ClaimPlan | None]:
         """The claim of every certified attestation of ``device`` after the
@@ -738,27 +705,25 @@ def _register_body(
 
 
 def peer_ids(result: Any) -> list[str]:
-    with _parsing("node_peers"):
-        return [str_in(p["peer_id"], "peer_id") for p in result]
+    """The peer ids in a ``node_peers`` result."""
+    return [p.peer_id for p in parse_result("node_peers", result)]
 
 
 def _created(signed: SignedGenesis, result: Any) -> bytes:
-    with _parsing("economy_create"):
-        economy_id = _id(result["id"], "id")
+    economy_id: bytes = parse_result("economy_create", result).id
     if economy_id != signed.genesis.id:
         raise VerifyError("wrong_economy", "economy_create returned another economy's id")
     return economy_id
 
 
 def _followed(economy: bytes, result: Any) -> Followed:
-    with _parsing("economy_follow"):
-        if _id(result["id"], "id") != economy or type(result["known"]) is not bool:
-            raise ParamError("id", "not the economy asked for")
-        return Followed(economy, result["known"])
+    followed: Followed = parse_result("economy_follow", result)
+    if followed.id != economy:
+        raise _bad_response("economy_follow: id: not the economy asked for")
+    return followed
 
 
 def _submitted(entry: Entry, result: Any) -> bytes:
-    with _parsing("entry_submit"):
-        if _id(result["id"], "id") != entry.id:
-            raise ParamError("id", "not the submitted entry's id")
+    if parse_result("entry_submit", result).id != entry.id:
+        raise _bad_response("entry_submit: id: not the submitted entry's id")
     return entry.id

@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from mycelia.api.contract import COOKIE_FILE, COOKIE_USER, RPC_ENDPOINT_FILE
 from mycelia.client.errors import RpcUnavailable
+
+__all__ = ["ENV_COOKIE", "ENV_URL", "Endpoint", "read_cookie"]
 
 ENV_URL = "MYCELIA_RPC_URL"
 ENV_COOKIE = "MYCELIA_RPC_COOKIE"
-#: Written into the datadir by the running node (``docs/rpc.md``).
-ENDPOINT_FILE = "rpc.endpoint"
-COOKIE_FILE = ".cookie"
-COOKIE_USER = "__cookie__"
 _COOKIE = re.compile(rf"{COOKIE_USER}:[0-9a-fA-F]{{16,128}}")
+
 # -- endpoint discovery -----------------------------------------------------------------
 
 
@@ -95,7 +95,7 @@ class Endpoint:
     def from_datadir(cls, datadir: Path | str) -> Endpoint:
         """The endpoint a running node wrote into its data directory."""
         datadir = Path(datadir).expanduser()
-        http, unix = _read_endpoint_file(datadir / ENDPOINT_FILE)
+        http, unix = _read_endpoint_file(datadir / RPC_ENDPOINT_FILE)
         return cls(http, unix, _datadir_cookie(datadir))
 
     @classmethod
@@ -143,7 +143,7 @@ class Endpoint:
             http, unix = _parse_url(url, ENV_URL if not rpc else "--rpc")
         else:
             assert folder is not None
-            http, unix = _read_endpoint_file(folder / ENDPOINT_FILE)
+            http, unix = _read_endpoint_file(folder / RPC_ENDPOINT_FILE)
         if cookie_file is None:
             assert folder is not None
             return cls(http, unix, _datadir_cookie(folder))

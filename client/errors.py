@@ -4,24 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from mycelia.api.codecs import Json
+from mycelia.api.contract import STANDARD_REASONS
 from mycelia.api.encoding import ParamError
-from mycelia.protocol import (
-    Refused,
-)
+from mycelia.protocol import Refused
 
-#: The JSON-RPC standard codes, for errors that carry no ``data.reason``.
-_STANDARD_REASONS = {
-    -32700: "parse_error",
-    -32600: "invalid_request",
-    -32601: "method_not_found",
-    -32602: "invalid_params",
-    -32603: "internal_error",
-}
-#: Entry statuses after which nothing changes.
 T = TypeVar("T")
-Json = Any
+
 # -- errors ---------------------------------------------------------------------------
 
 
@@ -47,7 +38,7 @@ class RpcError(ClientError):
         info = data if isinstance(data, dict) else {}
         reason = info.get("reason")
         if not isinstance(reason, str) or not reason:
-            reason = _STANDARD_REASONS.get(code, "rpc_error")
+            reason = STANDARD_REASONS.get(code, "rpc_error")
         detail = info.get("detail")
         if not isinstance(detail, str) or not detail:
             detail = message

@@ -11,18 +11,15 @@ from urllib.parse import urlsplit
 import httpx
 import msgpack
 
-from mycelia.api.encoding import ParamError, hex_out, str_in
+from mycelia.api.contract import INGEST_PATH, JSON, MSGPACK
+from mycelia.api.encoding import ParamError, hex_in, hex_out, str_in
 from mycelia.client.errors import ClientError, Json, RpcUnavailable, _bad_response, _parsing
-from mycelia.client.results import _opt_hex
 from mycelia.protocol import (
     SignedReading,
     codec,
 )
 
 # -- the ingest port (a device's side) ------------------------------------------------------------
-
-INGEST_PATH = "/v1/readings"
-MSGPACK = "application/msgpack"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +44,11 @@ class IngestResult:
             status = str_in(v["status"], "status")
             raw_id = v.get("id")
             # A msgpack answer carries the id as bytes, a JSON one as 0x hex.
-            reading_id = raw_id if isinstance(raw_id, bytes) else _opt_hex(raw_id, "id", 32)
+            reading_id = (
+                raw_id
+                if isinstance(raw_id, bytes)
+                else (None if raw_id is None else hex_in(raw_id, "id", size=32))
+            )
             reason, detail = v.get("reason"), v.get("detail")
             return cls(
                 status,
@@ -81,7 +82,7 @@ def ingest_url(url: str) -> str:
 def _ingest_payload(response: httpx.Response, url: str) -> Any:
     kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
-        if kind == "application/json":
+        if kind == JSON:
             return json.loads(response.content)
         return msgpack.unpackb(response.content, raw=False, strict_map_key=False)
     except (ValueError, msgpack.UnpackException) as exc:

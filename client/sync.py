@@ -23,6 +23,7 @@ from mycelia.client.core import (
     _Sleep,
     _submitted,
     _transfer_body,
+    parse_result,
     peer_ids,
 )
 from mycelia.client.endpoint import Endpoint
@@ -143,14 +144,14 @@ class Client(_Core):
     # -- typed methods (docs/rpc.md) ---------------------------------------------------------
 
     def node_info(self) -> NodeInfo:
-        return NodeInfo.from_json(self.call("node_info"))
+        return parse_result("node_info", self.call("node_info"))
 
     def node_peers(self) -> list[str]:
         """The connected peers' ids."""
         return peer_ids(self.call("node_peers"))
 
     def economy_list(self) -> list[EconomySummary]:
-        return [EconomySummary.from_json(e) for e in self.call("economy_list")]
+        return list(parse_result("economy_list", self.call("economy_list")))
 
     def economy_get(self, economy: bytes) -> EconomyInfo:
         """The economy, its genesis verified against ``economy`` (the id)."""

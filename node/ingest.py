@@ -81,6 +81,15 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mycelia.api.contract import (
+    INGEST_ENDPOINT_FILE,
+    INGEST_HEALTH_PATH,
+    INGEST_PATH,
+    JSON,
+    MSGPACK,
+    REQUEST_TIMEOUT,
+    TOO_MANY_CONNECTIONS,
+)
 from mycelia.api.encoding import NOT_UNICODE, ParamError, hex_in, int_in, str_in
 from mycelia.node.applier import ready_group, signature_work
 from mycelia.node.config import SensorsConfig
@@ -113,7 +122,6 @@ if TYPE_CHECKING:  # the daemon imports this module
 
 __all__ = [
     "BODY_REFUSALS",
-    "ENDPOINT_FILE",
     "RATE_LIMITED",
     "READING_REASONS",
     "REQUEST_TIMEOUT",
@@ -128,17 +136,12 @@ __all__ = [
 
 log = logging.getLogger("mycelia.ingest")
 
-MSGPACK = "application/msgpack"
-JSON = "application/json"
-#: In the data directory while the ingest listens: ``{"http": URL}``.
-ENDPOINT_FILE = "ingest.endpoint"
 #: The node's own reasons: a policy, not a protocol rule; and a store that
 #: could not write (full disk): nothing was stored, the device sends again.
 RATE_LIMITED = "rate_limited"
 UNAVAILABLE = "unavailable"
-#: Whole requests the node cut off: a body too slow, too many connections.
-REQUEST_TIMEOUT = "request_timeout"
-TOO_MANY_CONNECTIONS = "too_many_connections"
+#: Whole requests the node cut off: a body too slow, too many connections
+#: (REQUEST_TIMEOUT, TOO_MANY_CONNECTIONS: the RPC's reasons, docs/rpc.md).
 INTERNAL_ERROR = "internal_error"
 #: Every reason a reading's own result can carry: the protocol's (decoding
 #: and ``check_reading``) and the node's ``rate_limited``.
@@ -355,8 +358,8 @@ class Ingest:
         self.refused: Counter[str] = Counter()
         self.app = Starlette(
             routes=[
-                Route("/v1/readings", self._post_readings, methods=["POST"]),
-                Route("/v1/health", self._health, methods=["GET"]),
+                Route(INGEST_PATH, self._post_readings, methods=["POST"]),
+                Route(INGEST_HEALTH_PATH, self._health, methods=["GET"]),
             ]
         )
 
@@ -370,7 +373,7 @@ class Ingest:
         writes ``DATADIR/ingest.endpoint`` (``{"http": URL}``, the address
         bound, so port 0 works) and sets ``node.listening.ingest`` once it
         listens; a stop removes both."""
-        endpoint_path = self.node.datadir.absolute() / ENDPOINT_FILE
+        endpoint_path = self.node.datadir.absolute() / INGEST_ENDPOINT_FILE
         written = False
         try:
             async with trio.open_nursery() as nursery:

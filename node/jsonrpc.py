@@ -9,13 +9,15 @@ only move bytes and enforce their own limits (body size, connections).
 
 How it works:
 
-* A :class:`Registry` holds :class:`Method` declarations: a name, a summary,
-  its :class:`Param` list (name, JSON schema, required, description, and the
-  parser that turns the JSON value into what the handler takes) and its
-  result schema. Handlers are plain ``async def`` functions called with the
-  parsed params as keyword arguments. The OpenRPC document (``rpc.discover``)
-  is generated from the same declarations by :meth:`Registry.openrpc`, so it
-  cannot drift from what the server accepts.
+* A :class:`Registry` holds :class:`Method` s: a declaration
+  (``mycelia.api.methods.MethodSpec``: a name, a summary, its ``Param`` list
+  — name, JSON schema, required, description, and the parser that turns the
+  JSON value into what the handler takes — and its result codec) and the
+  handler that answers it. Handlers are plain ``async def`` functions called
+  with the parsed params as keyword arguments; what they return is written
+  by the declaration's result codec. The OpenRPC document (``rpc.discover``)
+  is generated from the same declarations (:meth:`Registry.openrpc`), so it
+  cannot drift from what the server accepts and answers.
 * :meth:`Dispatcher.handle` parses the message, validates each request object
   (``"jsonrpc": "2.0"``, a string ``method``, ``params`` an object or an
   array or absent, ``id`` a string, an integer or null, no other member),
@@ -57,7 +59,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mycelia.api import contract
+from mycelia.api.codecs import AnyJson, Codec
+from mycelia.api.contract import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    LIMIT,
+    MESSAGES,
+    METHOD_NOT_FOUND,
+    NOT_FOUND,
+    PARSE_ERROR,
+    REFUSED,
+    UNAVAILABLE,
+)
 from mycelia.api.encoding import NOT_UNICODE, ParamError
+from mycelia.api.methods import MethodSpec, Param, openrpc
 
 __all__ = [
     "BATCH_TOO_LARGE",
@@ -85,40 +102,7 @@ __all__ = [
 
 log = logging.getLogger("mycelia.rpc")
 
-# -- error codes (docs/rpc.md, "Errors") ---------------------------------------------
-
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
-#: refused by the protocol; data.reason is the protocol's Reason
-REFUSED = -32001
-#: an economy or entry this node does not know
-NOT_FOUND = -32002
-#: a limit of this server (size, batch, page, connections, subscriptions)
-LIMIT = -32003
-#: the node cannot do this now (not a validator, not ready)
-UNAVAILABLE = -32004
-
-_MESSAGES = {
-    PARSE_ERROR: "Parse error",
-    INVALID_REQUEST: "Invalid Request",
-    METHOD_NOT_FOUND: "Method not found",
-    INVALID_PARAMS: "Invalid params",
-    INTERNAL_ERROR: "Internal error",
-    REFUSED: "Refused",
-    NOT_FOUND: "Not found",
-    LIMIT: "Limit exceeded",
-    UNAVAILABLE: "Unavailable",
-}
-
-BATCH_TOO_LARGE = "batch_too_large"
-
-
-def _error_name(code: int) -> str:
-    """``-32602`` -> ``"InvalidParams"``: its key in the OpenRPC components."""
-    return _MESSAGES[code].title().replace(" ", "")
+BATCH_TOO_LARGE = contract.BATCH_TOO_LARGE
 
 
 class RpcError(Exception):
@@ -138,7 +122,7 @@ class RpcError(Exception):
 
     def to_json(self) -> dict[str, Any]:
         data = {"reason": self.reason, "detail": self.detail, **self.extra}
-        return {"code": self.code, "message": _MESSAGES.get(self.code, "Error"), "data": data}
+        return {"code": self.code, "message": MESSAGES.get(self.code, "Error"), "data": data}
 
 
 def error_response(error: RpcError, request_id: Any = None) -> dict[str, Any]:
@@ -229,39 +213,32 @@ def _spell(path: str, chain: Any) -> str:
 
 # -- declarations ---------------------------------------------------------------------
 
-Parser = Callable[[Any, str], Any]
-
-
-def _as_is(value: Any, field: str) -> Any:
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class Param:
-    """One parameter: how it is documented and how its JSON value is parsed
-    (``parse(value, field_name)``, raising ``ParamError``)."""
-
-    name: str
-    schema: dict[str, Any]
-    description: str
-    parse: Parser = _as_is
-    required: bool = True
-
-
 Handler = Callable[..., Awaitable[Any]]
 
 
 @dataclass(frozen=True, slots=True)
 class Method:
-    name: str
-    summary: str
-    params: tuple[Param, ...]
-    result_name: str
-    result: dict[str, Any]
+    """A declared method (``mycelia.api.methods``) and its handler."""
+
+    spec: MethodSpec
     handler: Handler
-    description: str = ""
-    #: application error codes this method may answer, besides the standard ones
-    errors: tuple[int, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def params(self) -> tuple[Param, ...]:
+        return self.spec.params
+
+    @property
+    def result(self) -> dict[str, Any]:
+        """The result's JSON schema."""
+        return self.spec.result.schema
+
+    @property
+    def codec(self) -> Codec:
+        return self.spec.result
 
 
 @dataclass(slots=True)
@@ -280,6 +257,17 @@ class Registry:
             raise ValueError(f"{method.name}: duplicate param names")
         self.methods[method.name] = method
 
+    def implement(self, spec: MethodSpec) -> Callable[[Handler], Handler]:
+        """Decorator: ``handler`` answers the declared method ``spec``; it
+        returns the result as the declaration's codec takes it (an API
+        value), which writes it."""
+
+        def register(handler: Handler) -> Handler:
+            self.add(Method(spec, handler))
+            return handler
+
+        return register
+
     def method(
         self,
         name: str,
@@ -290,15 +278,10 @@ class Registry:
         description: str = "",
         errors: tuple[int, ...] = (),
     ) -> Callable[[Handler], Handler]:
-        """Decorator form of :meth:`add`."""
-
-        def register(handler: Handler) -> Handler:
-            self.add(
-                Method(name, summary, params, result_name, result, handler, description, errors)
-            )
-            return handler
-
-        return register
+        """Decorator: a method declared here, its result any JSON the
+        handler returns, described by the schema ``result``."""
+        spec = MethodSpec(name, summary, params, AnyJson(result), result_name, description, errors)
+        return self.implement(spec)
 
     def bind(self, method: Method, params: Any) -> dict[str, Any]:
         """The handler's keyword arguments from the request's ``params``
@@ -330,43 +313,7 @@ class Registry:
 
     def openrpc(self, info: dict[str, Any]) -> dict[str, Any]:
         """An OpenRPC 1.2.6 document describing every registered method."""
-        used = sorted({c for m in self.methods.values() for c in m.errors})
-        return {
-            "openrpc": "1.2.6",
-            "info": info,
-            "methods": [self._describe(m) for m in self.methods.values()],
-            "components": {
-                "schemas": self.schemas,
-                "errors": {
-                    _error_name(c): {"code": c, "message": _MESSAGES[c]}
-                    for c in [INVALID_PARAMS, *used]
-                },
-            },
-        }
-
-    @staticmethod
-    def _describe(m: Method) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "name": m.name,
-            "summary": m.summary,
-            "paramStructure": "either",
-            "params": [
-                {
-                    "name": p.name,
-                    "description": p.description,
-                    "required": p.required,
-                    "schema": p.schema,
-                }
-                for p in m.params
-            ],
-            "result": {"name": m.result_name, "schema": m.result},
-        }
-        if m.description:
-            out["description"] = m.description
-        codes = [INVALID_PARAMS, *m.errors] if m.params else list(m.errors)
-        if codes:
-            out["errors"] = [{"$ref": f"#/components/errors/{_error_name(c)}"} for c in codes]
-        return out
+        return openrpc(info, (m.spec for m in self.methods.values()), self.schemas)
 
 
 # -- dispatching -------------------------------------------------------------------
@@ -496,7 +443,7 @@ class Dispatcher:
             _check_unicode(method, params)
         try:
             kwargs = self.registry.bind(method, params)
-            return await method.handler(self.context, session, **kwargs)
+            return method.codec.dump(await method.handler(self.context, session, **kwargs))
         except RpcError:
             raise
         except ParamError as exc:

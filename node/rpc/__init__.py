@@ -2,41 +2,44 @@
 
 Why this exists: wallets, the ``mycelia`` CLI and scripts need the node's
 state and a way to submit signed entries, without speaking libp2p or
-msgpack. This module is only a translator: every validity and balance rule
-stays in ``protocol/``; a method parses its params with ``views.py``, calls
-the node-internal API (``Node.submit``, ``Node.add_economy``, the store's
-readers) and writes the answer with ``views.py``. A protocol refusal
+msgpack. This package is only a translator: every validity and balance rule
+stays in ``protocol/``, and the contract (params, results, errors, the
+OpenRPC document) in ``mycelia.api``; a handler gets the params its
+declaration parsed, calls the node-internal API (``Node.submit``,
+``Node.add_economy``, the store's readers) and returns the API value its
+declaration names, which the dispatcher writes. A protocol refusal
 (:class:`Refused`) becomes ``-32001`` with its reason; nothing refused
 changes anything stored, because refusals happen before the node stores.
 
 How it works:
 
-Modules: ``methods`` (the declarations and handlers, :data:`REGISTRY`),
+Modules: ``methods`` (a handler per declared method, :data:`REGISTRY`),
 ``hub`` (subscriptions), ``server`` (auth, limits, HTTP and WebSocket, the
 datadir files, :func:`serve_rpc`); the HTTP serving machinery they share
 with the ingest and metrics is ``node/http.py``.
 
-* The methods are declared in :data:`REGISTRY` (``jsonrpc.py`` holds the
-  generic machinery: request validation, batches, error objects, OpenRPC),
-  each with its params' schemas and parsers, so ``rpc.discover`` documents
-  exactly what is accepted.
+* The methods are declared in ``mycelia.api.methods``, each with its
+  params' schemas and parsers and its result type; :data:`REGISTRY` binds a
+  handler to every one (``jsonrpc.py`` holds the generic machinery: request
+  validation, batches, error objects), so ``rpc.discover`` documents
+  exactly what is accepted and answered.
 * Transport: a Starlette app (``POST /``, WebSocket ``/ws``) behind one
   ASGI guard that checks the cookie (401 with ``WWW-Authenticate`` and an
   empty body, also for a WebSocket handshake, through the ASGI denial
   response) and the connection limit, before any route runs. Hypercorn's
   trio connection handler speaks HTTP/1.1 and WebSocket; :func:`serve_rpc`
-  binds the sockets itself and serves them through :class:`_Listener`.
+  binds the sockets itself and serves them through ``http.Listener``.
   Why not ``hypercorn.trio.serve``: hypercorn shields every socket write
   from cancellation, so one client that stops reading would block its
   connection task — and the clean stop — forever. Binding ourselves lets
-  every write give up after ``send_timeout_s`` (:class:`_Stream`), closes
+  every write give up after ``send_timeout_s`` (``http.Stream``), closes
   every connection at once at stop, makes the unix socket 0600 before it
   listens (no umask games), and reports the real port for port 0.
 * Slow and idle clients (docs/rpc.md, "Limits"): each costs a connection
   task and perhaps one of ``rpc.max_connections``, so each is bounded in
   time — headers within ``rpc.header_timeout_s`` (hypercorn's keep-alive
   timer, which runs until a request's headers are complete), a body within
-  ``rpc.body_timeout_s`` (:func:`read_body`: 408), a WebSocket without
+  ``rpc.body_timeout_s`` (``http.read_body``: 408), a WebSocket without
   subscriptions closed after ``rpc.ws_idle_timeout_s`` without a message —
   and in number: a :class:`Gate` at accept caps TCP connections from
   addresses other than loopback (in all and per address), and the guard
@@ -65,8 +68,9 @@ WebSocket's reader and writer live in that connection's own nursery.
 """
 
 from mycelia.node.rpc.hub import Hub, Session, Subscription
-from mycelia.node.rpc.methods import REGISTRY, Api, openrpc_document, status_view, translate
+from mycelia.node.rpc.methods import REGISTRY, Api, openrpc_document, translate
 from mycelia.node.rpc.server import RpcEndpoints, RpcServer, rpc_gate, serve_rpc
+from mycelia.node.views import status_view
 
 __all__ = [
     "REGISTRY",

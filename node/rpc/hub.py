@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from mycelia.api import types
 from mycelia.node.jsonrpc import (
     encode,
 )
-from mycelia.node.rpc.methods import status_view
 from mycelia.node.submitter import PENDING, Status
-from mycelia.node.views import certificate_view, fork_view
+from mycelia.node.views import status_view
 from mycelia.protocol import (
     Certificate,
     ForkEvidence,
@@ -226,7 +226,7 @@ class Hub:
                 view: dict[str, Any] | None = None
                 for account in entry_accounts(cert.entry):
                     for sub in list(by_account.get(account, ())):
-                        view = view or certificate_view(cert, cert.encode())
+                        view = view or types.CertifiedEntry.of_certificate(cert).to_json()
                         sub.session.notify(sub.id, view)
         except Exception:  # never into the applier: it is the node's one writer
             log.exception("account notifications failed")
@@ -236,7 +236,8 @@ class Hub:
         if not subs or self._closed:
             return
         try:
-            view = fork_view(self.node.applier.economies[economy_id], evidence)
+            economy = self.node.applier.economies[economy_id]
+            view = types.Fork.of(economy, evidence).to_json()
             for sub in list(subs):
                 sub.session.notify(sub.id, view)
         except Exception:  # never into the fork monitor (the writer calls it)
@@ -249,7 +250,7 @@ class Hub:
         if not subs:
             return
         try:
-            view = status_view(status)
+            view = status_view(status).to_json()
             for sub in subs:
                 sub.session.notify(sub.id, view)
                 sub.session.end(sub)  # final: the subscription is over

@@ -23,6 +23,16 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from mycelia.api.contract import (
+    COOKIE_FILE,
+    COOKIE_USER,
+    REQUEST_TIMEOUT,
+    REQUEST_TOO_LARGE,
+    RPC_ENDPOINT_FILE,
+    SOCKET_FILE,
+    TOO_MANY_CONNECTIONS,
+    WS_PATH,
+)
 from mycelia.node.config import RpcConfig, check_rpc, split_host_port
 from mycelia.node.http import (
     SEND_TIMEOUT_S,
@@ -63,10 +73,6 @@ if TYPE_CHECKING:  # the daemon imports the RPC
 
 log = logging.getLogger("mycelia.rpc")
 
-COOKIE_FILE = ".cookie"
-COOKIE_USER = "__cookie__"
-SOCKET_FILE = "rpc.sock"
-ENDPOINT_FILE = "rpc.endpoint"
 #: AF_UNIX paths are at most 107 bytes on Linux (108 with the NUL).
 _MAX_UNIX_PATH = 107
 # -- HTTP and WebSocket ------------------------------------------------------------------
@@ -82,14 +88,10 @@ def _json_response(message: Any, status_code: int = 200, *, close: bool = False)
 def _too_large(limit: int) -> RpcError:
     return RpcError(
         LIMIT,
-        "request_too_large",
+        REQUEST_TOO_LARGE,
         f"larger than rpc.max_request_bytes ({limit} bytes)",
         limit=limit,
     )
-
-
-TOO_MANY_CONNECTIONS = "too_many_connections"
-REQUEST_TIMEOUT = "request_timeout"
 
 
 def _too_many_connections(limit: int, setting: str = "rpc.max_connections") -> RpcError:
@@ -184,7 +186,7 @@ class RpcServer:
         self.app = Starlette(
             routes=[
                 Route("/", self._http, methods=["POST"]),
-                WebSocketRoute("/ws", self._websocket),
+                WebSocketRoute(WS_PATH, self._websocket),
             ],
             middleware=[Middleware(_Guard, server=self)],
         )
@@ -340,7 +342,7 @@ async def serve_rpc(
     datadir = node.datadir.absolute()
     datadir.mkdir(parents=True, exist_ok=True, mode=0o700)
     cookie_path = datadir / COOKIE_FILE
-    endpoint_path = datadir / ENDPOINT_FILE
+    endpoint_path = datadir / RPC_ENDPOINT_FILE
     socket_path = datadir / SOCKET_FILE
     sockets: list[trio.socket.SocketType] = []
     ours: list[Path] = []

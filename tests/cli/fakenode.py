@@ -38,14 +38,7 @@ import httpx
 import msgpack
 
 from mycelia.api.encoding import did_in, hex_in, hex_out
-from mycelia.node.views import (
-    account_view,
-    certificate_view,
-    claimable_view,
-    economy_view,
-    entry_view,
-    fork_view,
-)
+from mycelia.api.types import AccountInfo, CertifiedEntry, Claimable, EconomyView, EntryView, Fork
 from mycelia.protocol import (
     Certificate,
     DeviceRecord,
@@ -114,7 +107,7 @@ class FakeNode:
             "id": hex_out(cert.entry_id),
             "status": "certified",
             "certificate": hex_out(cert.encode()),
-            "view": entry_view(cert.entry, cert.entry_id),
+            "view": EntryView.of(cert.entry, cert.entry_id).to_json(),
         }
         return cert
 
@@ -178,13 +171,13 @@ class FakeNode:
 
     def m_economy_forks(self, p: dict[str, Any]) -> Any:
         world = self._world(p)
-        views = [fork_view(world.economy, e) for e in self.forks[world.id]]
+        views = [Fork.of(world.economy, e).to_json() for e in self.forks[world.id]]
         return {"forks": views, "next_cursor": None}
 
     def m_economy_get(self, p: dict[str, Any]) -> Any:
         world = self._world(p)
         return {
-            **economy_view(self.signed[world.id]),
+            **EconomyView.of(self.signed[world.id]).to_json(),
             "accounts": 3,
             "certificates": len(self.certs[world.id]),
         }
@@ -192,7 +185,7 @@ class FakeNode:
     def m_account_get(self, p: dict[str, Any]) -> Any:
         world = self._world(p)
         public = did_in(p["account"], "account")
-        return account_view(world.economy, public, world.ledger.account(public))
+        return AccountInfo.of(world.economy, public, world.ledger.account(public)).to_json()
 
     def m_account_history(self, p: dict[str, Any]) -> Any:
         world = self._world(p)
@@ -203,7 +196,7 @@ class FakeNode:
         page = mine[start : start + limit]
         more = start + limit < len(mine)
         return {
-            "entries": [certificate_view(c) for c in page],
+            "entries": [CertifiedEntry.of_certificate(c).to_json() for c in page],
             "next_cursor": str(start + limit) if more else None,
         }
 
@@ -229,7 +222,7 @@ class FakeNode:
                 "status": "refused",
                 "reason": verdict.reason.value,
                 "detail": verdict.detail,
-                "view": entry_view(entry, entry_id),
+                "view": EntryView.of(entry, entry_id).to_json(),
             }
         else:
             cert = world.certify(signed)
@@ -295,7 +288,10 @@ class FakeNode:
         cert = self._host().attestations.get(att)
         if cert is None:
             raise FakeError(-32002, "unknown_entry", "no such attestation")
-        return {"certificate": hex_out(cert.encode()), "view": entry_view(cert.entry, att)}
+        return {
+            "certificate": hex_out(cert.encode()),
+            "view": EntryView.of(cert.entry, att).to_json(),
+        }
 
     def m_sensor_claimable(self, p: dict[str, Any]) -> Any:
         world = self._world(p)
@@ -304,7 +300,7 @@ class FakeNode:
             found = claimable(world.economy, world.ledger.state, device, self._host().order)
         except Refused as exc:
             raise FakeError(-32001, exc.reason.value, exc.detail) from None
-        return claimable_view(found)
+        return Claimable.of(found).to_json()
 
     def m_sensor_devices(self, p: dict[str, Any]) -> Any:
         host = self._host()

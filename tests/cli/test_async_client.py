@@ -15,8 +15,8 @@ import trio
 import trio_websocket as tw
 
 from mycelia.api.encoding import hex_in, hex_out
+from mycelia.api.types import CertifiedEntry
 from mycelia.client import AsyncClient, Endpoint, EntryStatus, RpcUnavailable, VerifyError
-from mycelia.node.views import certificate_view
 from mycelia.protocol import Certificate, Entry, SignedEntry
 from tests.cli.fakenode import COOKIE, FakeNode
 from tests.factory import World, key
@@ -134,7 +134,10 @@ async def test_account_notifications_are_verified(fake: FakeNode, world: World) 
     sigs = list(good.signatures)
     sigs[1] = bytes(64)
     forged = dataclasses.replace(world.transfer(CAROL, BOB, 3), signatures=tuple(sigs))
-    views = [certificate_view(good), certificate_view(forged)]
+    views = [
+        CertifiedEntry.of_certificate(good).to_json(),
+        CertifiedEntry.of_certificate(forged).to_json(),
+    ]
     async with (
         ws_node(fake, lambda p: views) as (client, _),
         client.subscribe("account", economy=hex_out(world.id), account=BOB.did) as sub,

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from mycelia.api.encoding import hex_in, hex_out
+from mycelia.api.types import CertifiedEntry
 from mycelia.client import (
     Client,
     ClientError,
@@ -22,7 +23,6 @@ from mycelia.client import (
     RpcUnavailable,
     VerifyError,
 )
-from mycelia.node.views import certificate_view
 from mycelia.protocol import Entry, SignedEntry, Transfer
 from mycelia.protocol.quorum import make_bitmap
 from tests.cli.fakenode import COOKIE, FakeNode, serve, write_private
@@ -385,7 +385,7 @@ def test_a_certificate_from_another_economy_is_refused(fake: FakeNode, world: Wo
     elsewhere = other_world()
     foreign = elsewhere.transfer(CAROL, BOB, 3)
     fake.lie["account_history"] = lambda p: {
-        "entries": [certificate_view(foreign)],
+        "entries": [CertifiedEntry.of_certificate(foreign).to_json()],
         "next_cursor": None,
     }
     with pytest.raises(VerifyError) as info:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from mycelia.api.encoding import hex_in, hex_out
+from mycelia.api.types import CertifiedEntry
 from mycelia.cli.wallet import format_amount, wallet_dir
 from mycelia.client.keyfile import key_info, read_key
-from mycelia.node.views import certificate_view
 from mycelia.protocol import Entry, SignedEntry, SigningKey
 from tests.cli.conftest import new_wallet, ok, one_line_error, run
 from tests.cli.fakenode import FakeError, FakeNode, serve
@@ -272,7 +272,7 @@ def test_history(node: tuple[FakeNode, World, SigningKey]) -> None:
 def test_history_with_a_forged_certificate_fails(node: tuple[FakeNode, World, SigningKey]) -> None:
     fake, world, alice = node
     cert = world.transfer(alice, BOB, 3)
-    forged = certificate_view(cert)
+    forged = CertifiedEntry.of_certificate(cert).to_json()
     forged["certificate"] = forged["certificate"][:-2] + (
         "00" if forged["certificate"][-2:] != "00" else "01"
     )

@@ -212,7 +212,7 @@ async def test_two_lock_ignoring_validators_fork_and_every_node_reports_it(
                     v3.key.public,
                 )
                 api = Api(node, config, Hub(node))
-                page = await economy_forks(api, None, w.id)
+                page = (await economy_forks(api, None, w.id)).to_json()
                 [fork] = page["forks"]
                 assert (fork["author"], fork["seq"], fork["guilty"]) == (
                     did_encode(A.public),

@@ -1,0 +1,357 @@
+"""How an API value is declared once and gets its JSON form, its JSON schema
+and its parser from that one declaration.
+
+Why this exists: every RPC result used to be declared three times — a JSON
+schema for the OpenRPC document, a function writing the node's answer, a
+client type reading it back — and the three could drift. Here a result is
+one frozen dataclass (a :class:`Record`) whose fields each name a
+:class:`Codec`; the schema, ``to_json`` and ``from_json`` are derived from
+the fields, so what the document says, what the node writes and what the
+client reads are the same thing by construction.
+
+How it works:
+
+* A :class:`Codec` knows one JSON shape: its ``schema``, ``dump`` (Python
+  value → JSON) and ``load`` (JSON → Python value, checked, raising
+  :class:`~mycelia.api.encoding.ParamError` naming the field). Scalars
+  (:class:`Scalar`: ids, did:keys, decimal-string amounts…) are built from
+  the functions of ``encoding.py``; :class:`Nullable`, :class:`ListOf` and
+  :class:`Decoded` (a protocol object as the hex of its canonical bytes)
+  combine them.
+* A :class:`Record` subclass is a ``@dataclass(frozen=True, slots=True,
+  kw_only=True)`` whose fields are declared with :func:`member`: a codec, a
+  description for the schema, the JSON name if it differs, ``omit`` for a
+  member left out of the JSON when None (and optional in the schema). A
+  field with a default may be absent from the JSON it is read from (a node
+  older than the field). ``COMPONENT`` names the record in the OpenRPC
+  document's ``components/schemas`` (a ``$ref`` where it is used); without
+  one its schema is written inline.
+* Reading is strict about what is there (types, ranges, sizes, sub-objects)
+  and lenient about members it does not know, so a newer node's extra
+  member does not break an older client. Writing never fails for a value
+  built from valid parts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, ClassVar, Self
+
+from mycelia.api.encoding import ParamError, hex_in, hex_out
+
+__all__ = [
+    "AnyJson",
+    "Codec",
+    "Const",
+    "Decoded",
+    "Json",
+    "ListOf",
+    "Member",
+    "Nullable",
+    "Record",
+    "RecordCodec",
+    "Scalar",
+    "join",
+    "member",
+    "ref",
+]
+
+Json = Any
+
+
+def ref(name: str) -> dict[str, Any]:
+    """A ``$ref`` to a component of the OpenRPC document."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def join(path: str, name: str | int) -> str:
+    """The path of a member (``name``) or an item (an index) under ``path``."""
+    if isinstance(name, int):
+        return f"{path or 'result'}[{name}]"
+    return f"{path}.{name}" if path else name
+
+
+class Codec:
+    """One JSON shape: its schema, and how a value is written and read."""
+
+    __slots__ = ("schema",)
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self.schema = schema
+
+    def dump(self, value: Any) -> Json:
+        raise NotImplementedError
+
+    def load(self, value: Json, field: str) -> Any:
+        raise NotImplementedError
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+class Scalar(Codec):
+    """A value written by ``dump`` and read by ``load(value, field)``."""
+
+    __slots__ = ("_dump", "_load")
+
+    def __init__(
+        self,
+        schema: dict[str, Any],
+        load: Callable[[Any, str], Any],
+        dump: Callable[[Any], Json] = _same,
+    ) -> None:
+        super().__init__(schema)
+        self._dump = dump
+        self._load = load
+
+    def dump(self, value: Any) -> Json:
+        return self._dump(value)
+
+    def load(self, value: Json, field: str) -> Any:
+        return self._load(value, field)
+
+
+class AnyJson(Codec):
+    """Any JSON, as is (the OpenRPC document, a registry's ad-hoc result)."""
+
+    __slots__ = ()
+
+    def dump(self, value: Any) -> Json:
+        return value
+
+    def load(self, value: Json, field: str) -> Any:
+        return value
+
+
+class Const(Codec):
+    """Always the same value (``unsubscribe``'s ``true``)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        super().__init__({"const": value})
+        self.value = value
+
+    def dump(self, value: Any) -> Json:
+        return self.value
+
+    def load(self, value: Json, field: str) -> Any:
+        if type(value) is not type(self.value) or value != self.value:
+            raise ParamError(field, f"expected {self.value!r}")
+        return value
+
+
+class Nullable(Codec):
+    """``inner`` or null (None)."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: Codec) -> None:
+        schema = inner.schema
+        if set(schema) == {"type"} and isinstance(schema["type"], str):
+            nullable: dict[str, Any] = {"type": [schema["type"], "null"]}
+        else:
+            nullable = {"oneOf": [schema, {"type": "null"}]}
+        super().__init__(nullable)
+        self.inner = inner
+
+    def dump(self, value: Any) -> Json:
+        return None if value is None else self.inner.dump(value)
+
+    def load(self, value: Json, field: str) -> Any:
+        return None if value is None else self.inner.load(value, field)
+
+
+class ListOf(Codec):
+    """An array of ``inner`` (a tuple in Python)."""
+
+    __slots__ = ("inner", "max_items", "min_items")
+
+    def __init__(
+        self,
+        inner: Codec,
+        *,
+        min_items: int | None = None,
+        max_items: int | None = None,
+        schema: dict[str, Any] | None = None,
+    ) -> None:
+        out: dict[str, Any] = {"type": "array", "items": inner.schema}
+        if min_items is not None:
+            out["minItems"] = min_items
+        if max_items is not None:
+            out["maxItems"] = max_items
+        super().__init__(out if schema is None else {**out, **schema})
+        self.inner = inner
+        self.min_items = min_items
+        self.max_items = max_items
+
+    def dump(self, value: Any) -> Json:
+        return [self.inner.dump(v) for v in value]
+
+    def load(self, value: Json, field: str) -> tuple[Any, ...]:
+        if type(value) is not list:
+            raise ParamError(field or "result", "expected an array")
+        if self.min_items is not None and len(value) < self.min_items:
+            raise ParamError(field or "result", f"fewer than {self.min_items} items")
+        if self.max_items is not None and len(value) > self.max_items:
+            raise ParamError(field or "result", f"more than {self.max_items} items")
+        return tuple(self.inner.load(v, join(field, i)) for i, v in enumerate(value))
+
+
+class Decoded(Codec):
+    """A protocol object (``cls`` with ``decode`` and ``encode``) as the
+    0x-hex of its canonical bytes; at most ``max_size`` bytes."""
+
+    __slots__ = ("cls", "max_size")
+
+    def __init__(self, cls: Any, schema: dict[str, Any], max_size: int = 1 << 20) -> None:
+        super().__init__(schema)
+        self.cls = cls
+        self.max_size = max_size
+
+    def dump(self, value: Any) -> Json:
+        return hex_out(value.encode())
+
+    def load(self, value: Json, field: str) -> Any:
+        data = hex_in(value, field, max_size=self.max_size)
+        try:
+            return self.cls.decode(data)
+        except ValueError as exc:  # Refused is a ValueError
+            detail = getattr(exc, "detail", "") or str(exc)
+            raise ParamError(field, f"not a valid {self.cls.__name__}: {detail}") from None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Member:
+    """How one field of a :class:`Record` appears in JSON."""
+
+    codec: Codec
+    description: str | None = None
+    #: the member's name in JSON, when it is not the field's
+    json: str | None = None
+    #: left out of the JSON when None (optional in the schema)
+    omit: bool = False
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        if self.description is None:
+            return self.codec.schema
+        return {**self.codec.schema, "description": self.description}
+
+
+def member(
+    codec: Codec,
+    description: str | None = None,
+    *,
+    json: str | None = None,
+    omit: bool = False,
+    default: Any = dataclasses.MISSING,
+) -> Any:
+    """A :class:`Record` field (a ``dataclasses.field`` carrying its
+    :class:`Member`). An ``omit`` member defaults to None."""
+    if omit and default is dataclasses.MISSING:
+        default = None
+    return dataclasses.field(
+        default=default, metadata={"api": Member(codec, description, json, omit)}
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Field:
+    name: str
+    json: str
+    member: Member
+    has_default: bool
+
+
+_FIELDS: dict[type, tuple[_Field, ...]] = {}
+
+
+class Record:
+    """The base of API values; see the module docstring."""
+
+    __slots__ = ()
+    #: the schema's name in the OpenRPC document's components (None: inline)
+    COMPONENT: ClassVar[str | None] = None
+
+    @classmethod
+    def fields(cls) -> tuple[_Field, ...]:
+        found = _FIELDS.get(cls)
+        if found is None:
+            out = []
+            for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+                m = f.metadata.get("api")
+                if m is None:
+                    raise TypeError(f"{cls.__name__}.{f.name} is not declared with member()")
+                has_default = (
+                    f.default is not dataclasses.MISSING
+                    or f.default_factory is not dataclasses.MISSING
+                )
+                out.append(_Field(f.name, m.json or f.name, m, has_default))
+            found = _FIELDS[cls] = tuple(out)
+        return found
+
+    @classmethod
+    def schema(cls) -> dict[str, Any]:
+        """The record's JSON schema (an object, no other members)."""
+        fields = cls.fields()
+        return {
+            "type": "object",
+            "required": [f.json for f in fields if not f.member.omit],
+            "properties": {f.json: f.member.schema for f in fields},
+            "additionalProperties": False,
+        }
+
+    @classmethod
+    def codec(cls) -> RecordCodec:
+        return RecordCodec(cls)
+
+    def to_json(self) -> dict[str, Json]:
+        out: dict[str, Json] = {}
+        for f in self.fields():
+            value = getattr(self, f.name)
+            if value is None and f.member.omit:
+                continue
+            out[f.json] = f.member.codec.dump(value)
+        return out
+
+    @classmethod
+    def from_json(cls, value: Json, field: str = "") -> Self:
+        """The record from its JSON object; :class:`ParamError` names what
+        is wrong (``field`` is the object's own path)."""
+        if type(value) is not dict:
+            raise ParamError(field or "result", "expected an object")
+        kwargs: dict[str, Any] = {}
+        for f in cls.fields():
+            raw = value.get(f.json)
+            if f.json not in value or (raw is None and f.member.omit):
+                if f.has_default:
+                    continue
+                raise ParamError(join(field, f.json), "missing")
+            kwargs[f.name] = cls._load(f, raw, join(field, f.json), kwargs)
+        return cls(**kwargs)
+
+    @classmethod
+    def _load(cls, f: _Field, raw: Json, path: str, loaded: dict[str, Any]) -> Any:
+        """One member's value (``loaded``: the members read before it). A
+        record whose member depends on another overrides this."""
+        return f.member.codec.load(raw, path)
+
+
+class RecordCodec(Codec):
+    """A :class:`Record` inside another value: a ``$ref`` to its component,
+    or its schema inline."""
+
+    __slots__ = ("cls",)
+
+    def __init__(self, cls: type[Record]) -> None:
+        super().__init__(ref(cls.COMPONENT) if cls.COMPONENT else cls.schema())
+        self.cls = cls
+
+    def dump(self, value: Any) -> Json:
+        return value.to_json()
+
+    def load(self, value: Json, field: str) -> Any:
+        return self.cls.from_json(value, field)

@@ -1,0 +1,487 @@
+"""The RPC's methods, declared once: name, summary, params (each with its
+schema, description and parser), result (a codec: an API type, a list of
+them, a scalar), the application errors it may answer — and the OpenRPC
+1.2.6 document made from the declarations and the types' schemas.
+
+The node's server binds a handler to each declaration (``node/rpc/``);
+the client parses each method's result with the declaration's codec
+(``mycelia.client``); ``rpc.discover`` returns :func:`openrpc_document`.
+None of the three says anything the others could contradict.
+
+Params: a JSON ``null`` for an optional param means "absent"; by position,
+params bind in the declared order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from mycelia.api import bodies, scalars, types
+from mycelia.api.codecs import AnyJson, Codec, Const, ListOf, Record, Scalar, ref
+from mycelia.api.contract import (
+    INVALID_PARAMS,
+    LIMIT,
+    MESSAGES,
+    NOT_FOUND,
+    REFUSED,
+    UNAVAILABLE,
+    error_name,
+)
+from mycelia.api.encoding import (
+    UINT64_MAX,
+    ParamError,
+    did_in,
+    hex_in,
+    int_in,
+    str_in,
+)
+from mycelia.protocol.economy import MAX_GENESIS_BYTES, MAX_SIGNED_GENESIS_BYTES
+from mycelia.protocol.entries import MAX_ENTRY_BYTES
+
+__all__ = [
+    "COMPONENTS",
+    "MAX_CLAIMABLE",
+    "MAX_READINGS_PAGE",
+    "METHODS",
+    "MethodSpec",
+    "Param",
+    "Parser",
+    "openrpc",
+    "openrpc_document",
+]
+
+Parser = Callable[[Any, str], Any]
+#: Most readings one sensor_getReadings answer holds (also the audit protocol's limit).
+MAX_READINGS_PAGE = 1000
+#: Most attestations one sensor_claimable answer lists (a claim names at most 16).
+MAX_CLAIMABLE = 1024
+
+
+def _as_is(value: Any, field: str) -> Any:
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One parameter: how it is documented and how its JSON value is parsed
+    (``parse(value, field_name)``, raising ``ParamError``)."""
+
+    name: str
+    schema: dict[str, Any]
+    description: str
+    parse: Parser = _as_is
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class MethodSpec:
+    """A method as the contract declares it (no handler: that is the server's)."""
+
+    name: str
+    summary: str
+    params: tuple[Param, ...]
+    #: how the result is written and read; its schema is the document's
+    result: Codec
+    result_name: str = "result"
+    description: str = ""
+    #: application error codes this method may answer, besides the standard ones
+    errors: tuple[int, ...] = ()
+
+    def describe(self) -> dict[str, Any]:
+        """The OpenRPC method object."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "summary": self.summary,
+            "paramStructure": "either",
+            "params": [
+                {
+                    "name": p.name,
+                    "description": p.description,
+                    "required": p.required,
+                    "schema": p.schema,
+                }
+                for p in self.params
+            ],
+            "result": {"name": self.result_name, "schema": self.result.schema},
+        }
+        if self.description:
+            out["description"] = self.description
+        codes = [INVALID_PARAMS, *self.errors] if self.params else list(self.errors)
+        if codes:
+            out["errors"] = [{"$ref": f"#/components/errors/{error_name(c)}"} for c in codes]
+        return out
+
+
+def openrpc(
+    info: dict[str, Any], methods: Iterable[MethodSpec], schemas: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """An OpenRPC 1.2.6 document describing ``methods``; ``schemas`` are the
+    components their schemas refer to."""
+    methods = list(methods)
+    used = sorted({c for m in methods for c in m.errors})
+    return {
+        "openrpc": "1.2.6",
+        "info": info,
+        "methods": [m.describe() for m in methods],
+        "components": {
+            "schemas": schemas,
+            "errors": {
+                error_name(c): {"code": c, "message": MESSAGES[c]} for c in [INVALID_PARAMS, *used]
+            },
+        },
+    }
+
+
+# -- the components: every named schema the methods refer to --------------------------------
+
+#: The records that are components of the document, in its order.
+RECORDS: tuple[type[Record], ...] = (
+    types.EntryView,
+    types.CertifiedEntry,
+    types.EntryStatus,
+    types.AccountInfo,
+    types.EconomySummary,
+    types.EconomyView,
+    types.Fork,
+    types.NodeInfo,
+)
+
+COMPONENTS: dict[str, dict[str, Any]] = {
+    **scalars.SCHEMAS,
+    **bodies.schemas(),
+    **scalars.LATE_SCHEMAS,
+    **bodies.body_components(),
+    **{r.COMPONENT: r.schema() for r in RECORDS if r.COMPONENT},
+}
+
+
+# -- param parsers ---------------------------------------------------------------------------
+
+
+def _id_in(value: Any, field: str) -> bytes:
+    return hex_in(value, field, size=32)
+
+
+def _cursor_in(value: Any, field: str) -> int:
+    text = str_in(value, field, max_bytes=19)
+    if not text.isascii() or not text.isdigit() or text.startswith("0"):
+        raise ParamError(field, "expected a cursor from a previous page (a decimal string)")
+    return int(text)
+
+
+def _fork_cursor_in(value: Any, field: str) -> bytes:
+    return hex_in(value, field, size=40)
+
+
+def _choice(*choices: str) -> Parser:
+    def parse(value: Any, field: str) -> str:
+        if value not in choices or type(value) is not str:
+            raise ParamError(field, f"one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _economy_param(description: str = "the economy id") -> Param:
+    return Param("economy", ref("Id"), description, _id_in)
+
+
+def _account_param(name: str = "account", description: str = "the account") -> Param:
+    return Param(name, ref("Did"), description, did_in)
+
+
+def _counter_param(name: str, description: str) -> Param:
+    return Param(
+        name, ref("Counter"), description, partial(int_in, high=UINT64_MAX), required=False
+    )
+
+
+def _limit_param(description: str, default: int) -> Param:
+    return Param(
+        "limit",
+        {"type": "integer", "minimum": 1, "default": default},
+        description,
+        partial(int_in, low=1),
+        required=False,
+    )
+
+
+# -- the methods ---------------------------------------------------------------------------------
+
+METHODS: dict[str, MethodSpec] = {}
+
+
+def _declare(
+    name: str,
+    summary: str,
+    *params: Param,
+    result: Codec | type[Record],
+    result_name: str = "result",
+    description: str = "",
+    errors: tuple[int, ...] = (),
+) -> MethodSpec:
+    codec = result.codec() if isinstance(result, type) else result
+    spec = MethodSpec(name, summary, params, codec, result_name, description, errors)
+    if name in METHODS:
+        raise ValueError(f"method {name} declared twice")
+    METHODS[name] = spec
+    return spec
+
+
+_declare(
+    "node_info",
+    "This node: its key, peer id, every address it listens on, and load.",
+    result=types.NodeInfo,
+)
+_declare(
+    "node_peers",
+    "The libp2p peers this node is connected to.",
+    result=ListOf(types.Peer.codec()),
+)
+_declare(
+    "economy_list",
+    "The economies this node holds a genesis for.",
+    result=ListOf(types.EconomySummary.codec()),
+)
+_declare(
+    "economy_get",
+    "One economy: its genesis, policy, validators and size on this node.",
+    _economy_param(),
+    result=types.EconomyView,
+    errors=(NOT_FOUND,),
+)
+_declare(
+    "economy_signGenesis",
+    "Sign an unsigned genesis with this node's key, if it names it as a validator.",
+    Param(
+        "genesis",
+        ref("Hex"),
+        "the unsigned genesis' canonical bytes",
+        partial(hex_in, max_size=MAX_GENESIS_BYTES),
+    ),
+    result=types.GenesisSignature,
+    description="Refused with not_validator (-32004) unless this node's key is a validator "
+    "of the genesis; a genesis that breaks the protocol's rules is refused (-32001).",
+    errors=(REFUSED, UNAVAILABLE),
+)
+_declare(
+    "economy_create",
+    "Store, follow and serve a signed genesis (idempotent).",
+    Param(
+        "genesis",
+        ref("Hex"),
+        "the signed genesis' canonical bytes (with a quorum of validator signatures)",
+        partial(hex_in, max_size=MAX_SIGNED_GENESIS_BYTES),
+    ),
+    result=types.Created,
+    description="A genesis without a quorum of valid signatures is refused (bad_genesis).",
+    errors=(REFUSED,),
+)
+_declare(
+    "economy_follow",
+    "Follow an economy by id; its genesis is fetched from peers if unknown.",
+    _economy_param(),
+    result=types.Followed,
+)
+_declare(
+    "economy_forks",
+    "Forks in an economy: two certificates for one chain slot, and who signed both.",
+    _economy_param(),
+    Param(
+        "cursor",
+        {"type": ["string", "null"]},
+        "next_cursor of the previous page; absent or null for the first page",
+        _fork_cursor_in,
+        required=False,
+    ),
+    _limit_param(
+        "most forks in the page (default 50 or rpc.max_page if lower; at most rpc.max_page)", 50
+    ),
+    result=types.ForksPage,
+    description="In (author, seq) order. Each fork's evidence proves, offline and against "
+    "the genesis alone, that the validators in guilty signed two entries for one slot; this "
+    "node applies nothing of that author at or past seq (docs/rpc.md, Forks). Subscribe to "
+    "topic forks for new ones.",
+    errors=(NOT_FOUND, LIMIT),
+)
+_declare(
+    "account_get",
+    "An account's state in an economy.",
+    _economy_param(),
+    _account_param(),
+    result=types.AccountInfo,
+    errors=(NOT_FOUND,),
+)
+_declare(
+    "account_history",
+    "Certified entries that changed an account, newest first, a page at a time.",
+    _economy_param(),
+    _account_param(),
+    Param(
+        "cursor",
+        {"type": ["string", "null"]},
+        "next_cursor of the previous page; absent or null for the newest page",
+        _cursor_in,
+        required=False,
+    ),
+    _limit_param("most entries in the page (default 50, at most rpc.max_page)", 50),
+    result=types.AccountHistory,
+    errors=(NOT_FOUND, LIMIT),
+)
+_declare(
+    "entry_prepare",
+    "Build an unsigned entry: its id, canonical bytes and the message to sign.",
+    _economy_param(),
+    _account_param("author", "the author (who signs it)"),
+    Param("kind", ref("Kind"), "the entry kind", partial(str_in, max_bytes=32)),
+    Param("body", ref("Body"), "the body, in the JSON view of its kind"),
+    Param(
+        "seq",
+        {"type": "integer", "minimum": 1},
+        "default: the author's next seq in this node's store",
+        partial(int_in, low=1),
+        required=False,
+    ),
+    Param(
+        "prev",
+        ref("Id"),
+        "default: the id of the author's entry at seq - 1, from this node's store",
+        _id_in,
+        required=False,
+    ),
+    Param("ts_ms", {"type": "integer", "minimum": 0}, "default: now", int_in, required=False),
+    result=types.Prepared,
+    errors=(REFUSED, NOT_FOUND),
+)
+_declare(
+    "entry_submit",
+    "Submit a signed entry for certification; returns once it is durable.",
+    Param(
+        "entry",
+        ref("Hex"),
+        "the unsigned entry bytes (entry_prepare's entry)",
+        partial(hex_in, max_size=MAX_ENTRY_BYTES),
+    ),
+    Param(
+        "signature",
+        ref("Signature"),
+        "the author's Ed25519 signature of signing_message",
+        partial(hex_in, size=64),
+    ),
+    result=types.Submitted,
+    description="Returns before certification: follow it with entry_get or an entry "
+    "subscription. Refused (-32001) for a bad signature or an economy this node does not "
+    "follow; everything else is the validators' to decide.",
+    errors=(REFUSED,),
+)
+_declare(
+    "entry_get",
+    "An entry's status: pending, certified (with its certificate) or refused.",
+    Param("id", ref("Id"), "the entry id", _id_in),
+    result=types.EntryStatus,
+    errors=(NOT_FOUND,),
+)
+#: Subscription topics and the params each takes (besides ``topic``).
+TOPICS = {"account": ("economy", "account"), "entry": ("id",), "forks": ("economy",)}
+_declare(
+    "subscribe",
+    "Subscribe to an account's certified entries, an entry's status or an economy's forks "
+    "(WebSocket only).",
+    Param(
+        "topic",
+        {"enum": ["account", "entry", "forks"]},
+        "account, entry or forks",
+        _choice(*TOPICS),
+    ),
+    Param("economy", ref("Id"), "topics account and forks: the economy id", _id_in, required=False),
+    Param("account", ref("Did"), "topic account: the account", did_in, required=False),
+    Param("id", ref("Id"), "topic entry: the entry id", _id_in, required=False),
+    result=Scalar(
+        {"type": "string", "description": "the subscription id"}, partial(str_in, max_bytes=64)
+    ),
+    description="Notifications: {jsonrpc, method: 'subscription', params: {subscription, "
+    "result}}. account: a CertifiedEntry for every certificate applied that changed the "
+    "account. entry: the entry_get result at every status change (at once if already final); "
+    "an entry subscription ends after its final status. forks: a Fork (as economy_forks "
+    "lists) for every fork this node newly finds evidence of in the economy; economy_forks "
+    "lists those found before. By position: [topic, economy, account], [topic, null, null, "
+    "id] or [topic, economy].",
+    errors=(NOT_FOUND, LIMIT),
+)
+_declare(
+    "unsubscribe",
+    "End a subscription of this WebSocket.",
+    Param("subscription", {"type": "string"}, "the subscription id", str_in),
+    result=Const(True),
+)
+
+# -- sensors (docs/sensors.md, "Node interfaces") ----------------------------------------------
+
+_declare(
+    "sensor_getReadings",
+    "A device's readings, each with its attestation and Merkle proof once attested.",
+    _economy_param(),
+    Param("device", ref("Id"), "the device id", _id_in),
+    _counter_param("first", "the lowest counter (default 0)"),
+    _counter_param("last", "the highest counter (default 2^64 - 1)"),
+    _limit_param(
+        f"most readings (default 100 or rpc.max_page if lower; at most rpc.max_page and "
+        f"{MAX_READINGS_PAGE})",
+        100,
+    ),
+    result=types.ReadingsPage,
+    description="Answered from this node's store when it hosts the device; otherwise asked "
+    "of the device's host over /mycelia/audit/1 and relayed unverified (verify each reading "
+    "with the attestation certificate: sensor_getAttestation). Errors: unknown_device "
+    "(-32002), host_unreachable (-32004).",
+    errors=(NOT_FOUND, LIMIT, UNAVAILABLE),
+)
+_declare(
+    "sensor_getAttestation",
+    "A certified sensor.attest: its certificate and entry view.",
+    Param("id", ref("Id"), "the attestation's entry id", _id_in),
+    result=types.Attestation,
+    description="From this node's store, else fetched by id from its peers (and verified). "
+    "unknown_attestation (-32002) if nobody has it or it is not a sensor.attest.",
+    errors=(NOT_FOUND,),
+)
+_declare(
+    "sensor_claimable",
+    "A device's certified attestations after its owner's claim cursor: what to claim next.",
+    _economy_param(),
+    Param("device", ref("Id"), "the device id", _id_in),
+    result=types.Claimable,
+    description=f"In counter order, at most {MAX_CLAIMABLE}. An impact.claim names 1-16 of "
+    "them from the first, in order, with total = the sum of their totals.",
+    errors=(NOT_FOUND, REFUSED),
+)
+_declare(
+    "sensor_devices",
+    "The devices this node hosts in an economy, with its ingest state of each.",
+    _economy_param(),
+    result=ListOf(types.HostedDevice.codec()),
+    errors=(NOT_FOUND,),
+)
+_declare(
+    "rpc.discover",
+    "This API's OpenRPC 1.2.6 document.",
+    result=AnyJson({"type": "object", "description": "an OpenRPC 1.2.6 document"}),
+    result_name="OpenRPC",
+)
+
+
+def openrpc_document(version: str) -> dict[str, Any]:
+    """The document ``rpc.discover`` returns (``version``: the node's)."""
+    return openrpc(
+        {
+            "title": "mycelia node",
+            "version": version,
+            "description": "The wallet RPC of a mycelia node. Transport, auth, encoding "
+            "rules, error codes and subscriptions: docs/rpc.md.",
+        },
+        METHODS.values(),
+        COMPONENTS,
+    )
