@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mycelia.api.codecs import Codec, Json, Scalar, ref
+from mycelia.api.codecs import Codec, Json, ref
 from mycelia.api.encoding import (
     ParamError,
     amount_in,
@@ -30,6 +30,7 @@ from mycelia.api.encoding import (
     int_in,
     str_in,
 )
+from mycelia.api.scalars import Choice
 from mycelia.protocol import (
     Burn,
     CreditSet,
@@ -458,11 +459,6 @@ class _Body(Codec):
         raise TypeError("a body is read with its kind: body_in(kind, value)")
 
 
-def _kind_in(value: Any, field: str) -> str:
-    if type(value) is not str or value not in BODIES:
-        raise ParamError(field, f"unknown kind; one of {', '.join(BODIES)}")
-    return value
-
-
-KIND = Scalar(ref("Kind"), _kind_in)
+#: An entry's kind: one of :data:`BODIES`.
+KIND = Choice(*BODIES, schema=ref("Kind"))
 BODY = _Body(ref("Body"))

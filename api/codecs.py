@@ -14,8 +14,8 @@ How it works:
 * A :class:`Codec` knows one JSON shape: its ``schema``, ``dump`` (Python
   value → JSON) and ``load`` (JSON → Python value, checked, raising
   :class:`~mycelia.api.encoding.ParamError` naming the field). Scalars
-  (:class:`Scalar`: ids, did:keys, decimal-string amounts…) are built from
-  the functions of ``encoding.py``; :class:`Nullable`, :class:`ListOf` and
+  (``scalars.py``: ids, did:keys, decimal-string amounts…) use the
+  functions of ``encoding.py``; :class:`Nullable`, :class:`ListOf` and
   :class:`Decoded` (a protocol object as the hex of its canonical bytes)
   combine them.
 * A :class:`Record` subclass is a ``@dataclass(frozen=True, slots=True,
@@ -35,7 +35,6 @@ How it works:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any, ClassVar, Self
 
 from mycelia.api.encoding import ParamError, hex_in, hex_out
@@ -51,7 +50,6 @@ __all__ = [
     "Nullable",
     "Record",
     "RecordCodec",
-    "Scalar",
     "join",
     "member",
     "ref",
@@ -85,32 +83,6 @@ class Codec:
 
     def load(self, value: Json, field: str) -> Any:
         raise NotImplementedError
-
-
-def _same(value: Any) -> Any:
-    return value
-
-
-class Scalar(Codec):
-    """A value written by ``dump`` and read by ``load(value, field)``."""
-
-    __slots__ = ("_dump", "_load")
-
-    def __init__(
-        self,
-        schema: dict[str, Any],
-        load: Callable[[Any, str], Any],
-        dump: Callable[[Any], Json] = _same,
-    ) -> None:
-        super().__init__(schema)
-        self._dump = dump
-        self._load = load
-
-    def dump(self, value: Any) -> Json:
-        return self._dump(value)
-
-    def load(self, value: Json, field: str) -> Any:
-        return self._load(value, field)
 
 
 class AnyJson(Codec):

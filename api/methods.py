@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any
 
 from mycelia.api import bodies, scalars, types
-from mycelia.api.codecs import AnyJson, Codec, Const, ListOf, Record, Scalar, ref
+from mycelia.api.codecs import AnyJson, Codec, Const, ListOf, Record, ref
 from mycelia.api.contract import (
     INVALID_PARAMS,
     LIMIT,
@@ -38,6 +38,7 @@ from mycelia.api.encoding import (
     int_in,
     str_in,
 )
+from mycelia.api.scalars import Text
 from mycelia.protocol.economy import MAX_GENESIS_BYTES, MAX_SIGNED_GENESIS_BYTES
 from mycelia.protocol.entries import MAX_ENTRY_BYTES
 
@@ -399,9 +400,7 @@ _declare(
     Param("economy", ref("Id"), "topics account and forks: the economy id", _id_in, required=False),
     Param("account", ref("Did"), "topic account: the account", did_in, required=False),
     Param("id", ref("Id"), "topic entry: the entry id", _id_in, required=False),
-    result=Scalar(
-        {"type": "string", "description": "the subscription id"}, partial(str_in, max_bytes=64)
-    ),
+    result=Text(64, {"type": "string", "description": "the subscription id"}),
     description="Notifications: {jsonrpc, method: 'subscription', params: {subscription, "
     "result}}. account: a CertifiedEntry for every certificate applied that changed the "
     "account. entry: the entry_get result at every status change (at once if already final); "

@@ -6,16 +6,15 @@ and text. The parsing rules themselves are ``encoding.py``'s."""
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
-from mycelia.api.codecs import Scalar, ref
+from mycelia.api.codecs import Codec, Json, ref
 from mycelia.api.encoding import (
+    MAX_AMOUNT,
     UINT64_MAX,
+    ParamError,
     amount_in,
-    amount_out,
     bool_in,
-    counter_in,
     did_str_in,
     hex_in,
     hex_out,
@@ -36,6 +35,13 @@ __all__ = [
     "SCHEMAS",
     "SIGNATURE",
     "SIGNED_AMOUNT",
+    "Boolean",
+    "Choice",
+    "DecimalString",
+    "DidKey",
+    "HexBytes",
+    "Integer",
+    "Text",
     "hex_bytes",
     "integer",
     "text",
@@ -81,33 +87,143 @@ LATE_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
-def hex_bytes(*, size: int | None = None, max_size: int = 1 << 20) -> Scalar:
+class Integer(Codec):
+    """A JSON integer in ``low…high``."""
+
+    __slots__ = ("high", "low")
+
+    def __init__(self, low: int, high: int, schema: dict[str, Any]) -> None:
+        super().__init__(schema)
+        self.low = low
+        self.high = high
+
+    def dump(self, value: Any) -> Json:
+        return value
+
+    def load(self, value: Json, field: str) -> int:
+        return int_in(value, field, low=self.low, high=self.high)
+
+
+class DecimalString(Codec):
+    """An integer in ``low…high`` written as a decimal string (amounts,
+    balances, metric values: JSON numbers cannot hold 64 bits exactly)."""
+
+    __slots__ = ("high", "low")
+
+    def __init__(self, low: int, high: int, schema: dict[str, Any]) -> None:
+        super().__init__(schema)
+        self.low = low
+        self.high = high
+
+    def dump(self, value: Any) -> Json:
+        return str(value)
+
+    def load(self, value: Json, field: str) -> int:
+        if self.low >= 1:
+            return amount_in(value, field)
+        if self.high == MAX_AMOUNT and self.low == -MAX_AMOUNT:
+            return amount_in(value, field, negative=True)
+        return int64_in(value, field)
+
+
+class HexBytes(Codec):
+    """Bytes as 0x-hex: ``size`` bytes, or at most ``max_size``."""
+
+    __slots__ = ("max_size", "size")
+
+    def __init__(self, schema: dict[str, Any], size: int | None, max_size: int = 1 << 20) -> None:
+        super().__init__(schema)
+        self.size = size
+        self.max_size = max_size
+
+    def dump(self, value: Any) -> Json:
+        return hex_out(value)
+
+    def load(self, value: Json, field: str) -> bytes:
+        return hex_in(value, field, size=self.size, max_size=self.max_size)
+
+
+class Text(Codec):
+    """A string of at most ``max_bytes`` bytes of UTF-8."""
+
+    __slots__ = ("max_bytes",)
+
+    def __init__(self, max_bytes: int, schema: dict[str, Any] | None = None) -> None:
+        super().__init__({"type": "string"} if schema is None else schema)
+        self.max_bytes = max_bytes
+
+    def dump(self, value: Any) -> Json:
+        return value
+
+    def load(self, value: Json, field: str) -> str:
+        return str_in(value, field, max_bytes=self.max_bytes)
+
+
+class Choice(Codec):
+    """One of a few strings (an enum)."""
+
+    __slots__ = ("choices",)
+
+    def __init__(self, *choices: str, schema: dict[str, Any] | None = None) -> None:
+        super().__init__({"enum": list(choices)} if schema is None else schema)
+        self.choices = choices
+
+    def dump(self, value: Any) -> Json:
+        return value
+
+    def load(self, value: Json, field: str) -> str:
+        if type(value) is not str or value not in self.choices:
+            raise ParamError(field or "result", f"one of {', '.join(self.choices)}")
+        return value
+
+
+class Boolean(Codec):
+    __slots__ = ()
+
+    def dump(self, value: Any) -> Json:
+        return value
+
+    def load(self, value: Json, field: str) -> bool:
+        return bool_in(value, field)
+
+
+class DidKey(Codec):
+    """An Ed25519 did:key, kept as its (checked) string."""
+
+    __slots__ = ()
+
+    def dump(self, value: Any) -> Json:
+        return value
+
+    def load(self, value: Json, field: str) -> str:
+        return did_str_in(value, field)
+
+
+def hex_bytes(*, size: int | None = None, max_size: int = 1 << 20) -> HexBytes:
     """Bytes as 0x-hex (``Hex``), of ``size`` bytes or at most ``max_size``."""
-    return Scalar(ref("Hex"), partial(hex_in, size=size, max_size=max_size), hex_out)
+    return HexBytes(ref("Hex"), size, max_size)
 
 
-def integer(low: int = 0, high: int = (1 << 63) - 1, **schema: Any) -> Scalar:
+def integer(low: int = 0, high: int = (1 << 63) - 1, **schema: Any) -> Integer:
     """A JSON integer in ``low…high``; ``schema`` is the whole JSON schema
     (default: ``{"type": "integer", "minimum": low}``)."""
-    return Scalar(
-        schema or {"type": "integer", "minimum": low}, partial(int_in, low=low, high=high)
-    )
+    return Integer(low, high, schema or {"type": "integer", "minimum": low})
 
 
-def text(max_bytes: int = 256) -> Scalar:
+def text(max_bytes: int = 256) -> Text:
     """A string of at most ``max_bytes`` bytes of UTF-8."""
-    return Scalar({"type": "string"}, partial(str_in, max_bytes=max_bytes))
+    return Text(max_bytes)
 
 
-ID = Scalar(ref("Id"), partial(hex_in, size=32), hex_out)
+ID = HexBytes(ref("Id"), 32)
 HEX = hex_bytes()
-SIGNATURE = Scalar(ref("Signature"), partial(hex_in, size=64), hex_out)
+SIGNATURE = HexBytes(ref("Signature"), 64)
 #: A did:key, kept as its string in Python.
-DID = Scalar(ref("Did"), did_str_in)
-AMOUNT = Scalar(ref("Amount"), amount_in, amount_out)
-SIGNED_AMOUNT = Scalar(ref("SignedAmount"), partial(amount_in, negative=True), amount_out)
-COUNTER = Scalar(ref("Counter"), counter_in)
-INT64 = Scalar(ref("Int64"), int64_in, str)
+DID = DidKey(ref("Did"))
+AMOUNT = DecimalString(1, MAX_AMOUNT, ref("Amount"))
+SIGNED_AMOUNT = DecimalString(-MAX_AMOUNT, MAX_AMOUNT, ref("SignedAmount"))
+INT64 = DecimalString(-(1 << 63), MAX_AMOUNT, ref("Int64"))
+COUNTER = Integer(0, UINT64_MAX, ref("Counter"))
 #: A count, a seq, a timestamp: an integer ≥ 0.
 NAT = integer()
-BOOL = Scalar({"type": "boolean"}, bool_in)
+BOOL = Boolean({"type": "boolean"})

@@ -27,10 +27,9 @@ from mycelia.api.codecs import (
     ListOf,
     Nullable,
     Record,
-    Scalar,
     member,
 )
-from mycelia.api.encoding import ParamError, did_out
+from mycelia.api.encoding import did_out
 from mycelia.api.scalars import (
     AMOUNT,
     BOOL,
@@ -42,6 +41,7 @@ from mycelia.api.scalars import (
     NAT,
     SIGNATURE,
     SIGNED_AMOUNT,
+    Choice,
     hex_bytes,
     integer,
     text,
@@ -99,15 +99,6 @@ FINAL = frozenset({CERTIFIED, REFUSED})
 
 _ECONOMY_KINDS = ("mutual_credit", "issued", "impact")
 _MEMBERSHIPS = ("open", "approved")
-
-
-def _choice(*choices: str) -> Scalar:
-    def load(value: Any, field: str) -> str:
-        if type(value) is not str or value not in choices:
-            raise ParamError(field or "result", f"one of {', '.join(choices)}")
-        return value
-
-    return Scalar({"enum": list(choices)}, load)
 
 
 #: ``member`` under another name, for records with a field named ``member``.
@@ -208,7 +199,7 @@ class EntryStatus(Record):
     COMPONENT = "EntryStatus"
 
     id: bytes = member(ID)
-    status: str = member(_choice(PENDING, CERTIFIED, REFUSED))
+    status: str = member(Choice(PENDING, CERTIFIED, REFUSED))
     reason: str | None = member(
         _TEXT,
         "refused: the protocol reason; pending: the refusal (depending on the validators' "
@@ -309,7 +300,7 @@ class EconomySummary(Record):
     name: str = member(_TEXT)
     symbol: str = member(_TEXT)
     decimals: int = member(NAT)
-    kind: str = member(_choice(*_ECONOMY_KINDS))
+    kind: str = member(Choice(*_ECONOMY_KINDS))
     quorum: int = member(NAT)
     validators: tuple[str, ...] = member(ListOf(DID))
     certificates: int = member(NAT, "certified entries this node holds")
@@ -350,8 +341,8 @@ class EconomyView(Record):
     name: str = member(_TEXT)
     symbol: str = member(_TEXT)
     decimals: int = member(NAT)
-    kind: str = member(_choice(*_ECONOMY_KINDS))
-    membership: str = member(_choice(*_MEMBERSHIPS))
+    kind: str = member(Choice(*_ECONOMY_KINDS))
+    membership: str = member(Choice(*_MEMBERSHIPS))
     stewards: tuple[str, ...] = member(ListOf(DID))
     default_limit: int | None = member(Nullable(SIGNED_AMOUNT))
     issuers: tuple[Issuer, ...] = member(ListOf(Issuer.codec()))
