@@ -1,9 +1,37 @@
-"""HTTP serving for the node's listeners (the RPC, the sensor ingest, metrics):
-hypercorn's trio connection handler on sockets bound here, with the bounds
-every LAN- or loopback-facing listener needs (see :func:`serve_http`)."""
+"""HTTP serving for every listener of the node: the RPC (``rpc/``), the
+sensor ingest (``ingest.py``) and the metrics endpoint (``metrics.py``).
+
+Why this exists: each of them faces clients the node does not control (a
+wallet, a LAN full of devices, a scraper), so each needs the same bounds on
+time and number, and one implementation of them instead of three.
+
+How it works:
+
+* Hypercorn's trio connection handler speaks HTTP/1.1 (and WebSocket) to an
+  ASGI app, on sockets bound here (:func:`bind_tcp`, :func:`bind_unix`: the
+  unix socket is 0600 before it listens; port 0 reports the port bound).
+  Why not ``hypercorn.trio.serve``: hypercorn shields every socket write
+  from cancellation, so one client that stops reading would block its
+  connection task — and the clean stop — forever. Our :class:`Stream` gives
+  up a write after ``send_timeout_s``, and :func:`serve_asgi` closes every
+  connection at once at stop.
+* Time: a request head must be complete within ``header_timeout_s``
+  (hypercorn's keep-alive timer, :func:`hyper_config`): then the connection
+  closes, or is answered ``timeout_answer`` first (metrics: 408); a body
+  within its own timeout (:func:`read_body`, the app's: 408).
+* Size: a head is at most ``max_header_bytes`` (431), 16 KiB by default.
+* Number: a :class:`Gate` counts connections at accept, before a byte is
+  read, so that connections that never send a request count too; over its
+  caps a connection is answered a canned 503 (:func:`http_refusal`) and
+  closed.
+* The datadir files the listeners write (endpoints) are written 0600 and
+  atomically (:func:`write_private_file`); :func:`http_url` names an
+  address the same way everywhere.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import logging
@@ -12,6 +40,7 @@ import socket
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import trio
 from hypercorn.config import Config as HyperConfig
@@ -263,16 +292,42 @@ class Listener(trio.abc.Listener[Stream]):
         await self._inner.aclose()
 
 
+class _Connection(TCPServer):
+    """Hypercorn's connection handler; with a ``timeout_answer``, a client
+    whose request head does not arrive in time (the keep-alive timer, see
+    :func:`hyper_config`) is sent that answer before the connection closes,
+    instead of nothing."""
+
+    def __init__(self, *args: Any, timeout_answer: bytes | None = None) -> None:
+        super().__init__(*args)
+        self._timeout_answer = timeout_answer
+
+    async def _idle_timeout(self) -> None:
+        with trio.move_on_after(self.config.keep_alive_timeout):
+            await self.context.terminated.wait()
+        with trio.CancelScope(shield=True):
+            if self._timeout_answer is not None and not self.context.terminated.is_set():
+                with (
+                    trio.move_on_after(1.0),
+                    contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+                ):
+                    await self.stream.send_all(self._timeout_answer)
+            await self._initiate_server_close()
+
+
 async def serve_asgi(
     app: ASGIApp,
     listeners: list[Listener],
     config: HyperConfig,
     open_streams: set[Stream],
     *,
+    timeout_answer: bytes | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Hypercorn's trio connection handler on our listeners, until cancelled;
-    then every connection is closed at once."""
+    then every connection is closed at once. ``timeout_answer``: the bytes
+    sent to a client whose request head is late (default: none, the
+    connection just closes)."""
     context = WorkerContext(None)
     asgi = wrap_app(app, config.wsgi_max_body_size, "asgi")
 
@@ -281,7 +336,11 @@ async def serve_asgi(
             if stream.refusal is not None:
                 await stream.refuse()
                 return
-            await TCPServer(asgi, config, context, ConnectionState({}), stream).run()
+            state = ConnectionState({})
+            handler = _Connection(
+                asgi, config, context, state, stream, timeout_answer=timeout_answer
+            )
+            await handler.run()
         except Exception:  # one connection's failure is not the server's
             log.exception("http connection failed")
         finally:
@@ -363,6 +422,32 @@ def http_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+class _HeadLimit:
+    """Answer 431 to an HTTP request whose head (request line and headers)
+    is larger than ``limit`` bytes. h11 refuses a head that is still
+    incomplete past its buffer size; this catches one that arrived whole."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+            size += sum(len(k) + len(v) + 4 for k, v in scope["headers"]) + 16
+            if size > self.limit:
+                body = b"request too large\n"
+                headers = [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ]
+                await send({"type": "http.response.start", "status": 431, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
 def hyper_config(logger: str, header_timeout_s: float) -> HyperConfig:
     hyper = HyperConfig()
     hyper.accesslog = None
@@ -386,6 +471,8 @@ async def serve_http(
     header_timeout_s: float,
     gate: Gate | None = None,
     send_timeout_s: float = SEND_TIMEOUT_S,
+    max_header_bytes: int | None = None,
+    timeout_answer: bytes | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve an ASGI ``app`` over HTTP on ``host:port`` until cancelled, the
@@ -393,6 +480,8 @@ async def serve_http(
     bound here, headers within ``header_timeout_s``, writes bounded by
     ``send_timeout_s``, connections capped by ``gate``, every connection
     closed at stop). The app bounds its bodies' time (:func:`read_body`).
+    ``max_header_bytes`` bounds a request head (default 16 KiB; more: 431);
+    ``timeout_answer`` is what a late head is answered (default: nothing).
     Reports ``(host, bound port)``; ``what`` names the service in errors and
     logs (e.g. ``"ingest"``)."""
     sock = await bind_tcp(host, port, what)
@@ -400,8 +489,15 @@ async def serve_http(
         open_streams: set[Stream] = set()
         listener = Listener(sock, send_timeout_s, open_streams, gate)
         hyper = hyper_config(f"mycelia.{what}.http", header_timeout_s)
+        if max_header_bytes is not None:
+            hyper.h11_max_incomplete_size = max_header_bytes
+            app = _HeadLimit(app, max_header_bytes)
         async with trio.open_nursery() as nursery:
-            await nursery.start(serve_asgi, app, [listener], hyper, open_streams)
+            await nursery.start(
+                functools.partial(
+                    serve_asgi, app, [listener], hyper, open_streams, timeout_answer=timeout_answer
+                )
+            )
             task_status.started((host, sock.getsockname()[1]))
     finally:
         sock.close()

@@ -1,4 +1,4 @@
-"""Prometheus metrics for one node, and the trio HTTP endpoint that serves them.
+"""Prometheus metrics for one node, and the HTTP endpoint that serves them.
 
 Why this exists: an operator running a node on a Raspberry Pi wants to see in
 Grafana whether it has peers, keeps up with its economies, votes, and how long
@@ -23,20 +23,21 @@ How it works:
 * The standard ``process_*`` metrics (RSS, CPU, open fds) are registered too,
   unless ``process_metrics=False``: resident memory is one of the figures an
   operator of a small machine watches first.
-* :func:`serve_metrics` is a deliberately small HTTP/1.1 server on trio
-  sockets: one request per connection (``Connection: close``), ``GET`` or
-  ``HEAD /metrics`` only, the request head bounded to 8 KiB and to a read
-  timeout, one task per connection in a nursery the server owns. A client
-  that misbehaves gets a 4xx and its connection closed; it cannot take the
-  server (or the node) down. The caller logs the address it reports.
+* :func:`serve_metrics` serves :class:`MetricsApp` (a small ASGI app) with
+  the HTTP machinery the RPC and the sensor ingest use (``node/http.py``):
+  one request per connection (``Connection: close``), ``GET`` or ``HEAD
+  /metrics`` only, the request head bounded to 8 KiB (431) and to a read
+  timeout (408), writes bounded in time, every connection closed at stop.
+  A client that misbehaves gets a 4xx and its connection closed; it cannot
+  take the server (or the node) down. The caller logs the address it
+  reports.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
 import math
+from typing import Any
 
 import trio
 from prometheus_client import (
@@ -50,6 +51,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from mycelia.node.http import serve_http
 from mycelia.protocol.reasons import Reason
 
 __all__ = [
@@ -60,6 +62,7 @@ __all__ = [
     "READ_TIMEOUT_S",
     "SUBMIT_BUCKETS",
     "Metrics",
+    "MetricsApp",
     "serve_metrics",
 ]
 
@@ -128,12 +131,10 @@ INGEST_REASONS = frozenset(
 #: verification, the fsync): 1 ms to 5 s.
 INGEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
+#: A request head is at most this many bytes (else 431) ...
 MAX_REQUEST_BYTES = 8 * 1024
+#: ... and must arrive within this many seconds (else 408).
 READ_TIMEOUT_S = 5.0
-WRITE_TIMEOUT_S = 10.0
-# How long to keep reading (and discarding) after an early error response, so
-# the client receives the response instead of a TCP reset.
-_LINGER_S = 1.0
 
 
 class Metrics:
@@ -259,115 +260,51 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    505: "HTTP Version Not Supported",
-}
+def _plain(status: int, text: str, *extra: tuple[bytes, bytes]) -> tuple[int, list, bytes]:
+    body = text.encode()
+    return status, [(b"content-type", b"text/plain; charset=utf-8"), *extra], body
 
 
-def _response(
-    status: int,
-    body: bytes,
-    content_type: str = "text/plain; charset=utf-8",
-    *,
-    head_only: bool = False,
-    extra: tuple[tuple[str, str], ...] = (),
-) -> bytes:
-    headers = [
-        f"HTTP/1.1 {status} {_REASONS[status]}",
-        f"Content-Type: {content_type}",
-        f"Content-Length: {len(body)}",
-        "Connection: close",
-        *(f"{k}: {v}" for k, v in extra),
-    ]
-    head = ("\r\n".join(headers) + "\r\n\r\n").encode("latin-1")
-    return head if head_only else head + body
+class MetricsApp:
+    """The ASGI app of the endpoint: ``GET`` or ``HEAD /metrics`` (a query
+    string is ignored), the registry in the text format; anything else is
+    a 404 or 405 that shows no metric. Each answer closes its connection
+    (a scraper makes one request per scrape). A collector that fails is
+    logged and answered 500; it cannot take the node down."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return  # no lifespan, no WebSocket
+        method = scope["method"]
+        if method not in ("GET", "HEAD"):
+            status, headers, body = _plain(405, "GET or HEAD only\n", (b"allow", b"GET, HEAD"))
+        elif scope["path"] != "/metrics":
+            status, headers, body = _plain(404, "not found; metrics are at /metrics\n")
+        else:
+            try:
+                body = self.metrics.exposition()
+            except Exception:
+                log.exception("metrics: error while answering a request")
+                status, headers, body = _plain(500, "internal error\n")
+            else:
+                status, headers = 200, [(b"content-type", CONTENT_TYPE_LATEST.encode())]
+        headers = [
+            *headers,
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
 
 
-async def _read_head(stream: trio.SocketStream, limit: int) -> bytes | None:
-    """Bytes up to the blank line ending the request head; None if the head
-    exceeds ``limit``; b"" if the client closed before finishing it."""
-    buf = bytearray()
-    while True:
-        end = buf.find(b"\r\n\r\n")
-        if end >= 0:
-            return bytes(buf[:end]) if end + 4 <= limit else None
-        if len(buf) > limit:
-            return None
-        chunk = await stream.receive_some(4096)
-        if not chunk:
-            return b""
-        buf += chunk
-
-
-async def _linger(stream: trio.SocketStream) -> None:
-    """After an early response: signal EOF, then drain what the client is
-    still sending for a moment, so closing does not reset the connection
-    before the client has read the response."""
-    with trio.move_on_after(_LINGER_S):
-        await stream.send_eof()
-        drained = 0
-        while drained < 1024 * 1024:
-            chunk = await stream.receive_some(65536)
-            if not chunk:
-                break
-            drained += len(chunk)
-
-
-async def _answer(stream: trio.SocketStream, metrics: Metrics, read_timeout_s: float) -> None:
-    early = False  # responded before reading the whole request
-    with trio.move_on_after(read_timeout_s) as scope:
-        head = await _read_head(stream, MAX_REQUEST_BYTES)
-    if scope.cancelled_caught:
-        reply, early = _response(408, b"request timeout\n"), True
-    elif head is None:
-        reply, early = _response(431, b"request too large\n"), True
-    elif head == b"":
-        return  # client went away
-    else:
-        reply = _route(head, metrics)
-    with trio.move_on_after(WRITE_TIMEOUT_S):
-        await stream.send_all(reply)
-        if early:
-            await _linger(stream)
-
-
-def _route(head: bytes, metrics: Metrics) -> bytes:
-    request_line = head.split(b"\r\n", 1)[0]
-    parts = request_line.split(b" ")
-    if len(parts) != 3 or not parts[2].startswith(b"HTTP/"):
-        return _response(400, b"bad request\n")
-    method, target, version = parts
-    if version not in (b"HTTP/1.0", b"HTTP/1.1"):
-        return _response(505, b"HTTP/1.0 or HTTP/1.1 only\n")
-    if method not in (b"GET", b"HEAD"):
-        return _response(405, b"GET or HEAD only\n", extra=(("Allow", "GET, HEAD"),))
-    path = target.split(b"?", 1)[0]
-    if path != b"/metrics":
-        return _response(404, b"not found; metrics are at /metrics\n", head_only=method == b"HEAD")
-    return _response(200, metrics.exposition(), CONTENT_TYPE_LATEST, head_only=method == b"HEAD")
-
-
-async def _handle(stream: trio.SocketStream, metrics: Metrics, read_timeout_s: float) -> None:
-    try:
-        await _answer(stream, metrics, read_timeout_s)
-    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-        pass  # the client went away; nothing to answer
-    except Exception:
-        # A failing collector must not take the node down; report and go on.
-        log.exception("metrics: error while answering a request")
-        with trio.move_on_after(1):
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                await stream.send_all(_response(500, b"internal error\n"))
-    finally:
-        with trio.CancelScope(shield=True):
-            await stream.aclose()
+#: The answer to a request head that does not arrive within the read timeout.
+_TIMEOUT = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 16\r\nconnection: close\r\n\r\nrequest timeout\n"
+)
 
 
 async def serve_metrics(
@@ -382,18 +319,19 @@ async def serve_metrics(
 
     Reports ``(host, actual_port)`` through ``task_status`` once listening, so
     ``port=0`` picks a free port (``await nursery.start(serve_metrics, ...)``).
+    Served as the RPC and the ingest are (``http.serve_http``): a request head
+    within ``read_timeout_s`` (else 408) and at most :data:`MAX_REQUEST_BYTES`
+    (else 431), writes bounded in time, every connection closed at stop.
     """
     if not (read_timeout_s > 0 and math.isfinite(read_timeout_s)):
         raise ValueError("read_timeout_s must be a positive number")
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    actual_port = listeners[0].socket.getsockname()[1]
-
-    async def handler(stream: trio.SocketStream) -> None:
-        await _handle(stream, metrics, read_timeout_s)
-
-    async with trio.open_nursery() as nursery:
-        # Connection tasks run in this nursery: cancelling the server ends them.
-        await nursery.start(
-            functools.partial(trio.serve_listeners, handler, listeners, handler_nursery=nursery)
-        )
-        task_status.started((host, actual_port))
+    await serve_http(
+        MetricsApp(metrics),
+        host,
+        port,
+        what="metrics",
+        header_timeout_s=read_timeout_s,
+        max_header_bytes=MAX_REQUEST_BYTES,
+        timeout_answer=_TIMEOUT,
+        task_status=task_status,
+    )

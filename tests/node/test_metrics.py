@@ -122,9 +122,9 @@ async def test_endpoint_serves_metrics_and_404() -> None:
         assert b"mycelia_" not in body
         status, _, _ = await get(port, "/metricsx")
         assert status == 404
-        status, headers, body = await request(port, b"HEAD /metrics HTTP/1.1\r\n\r\n")
+        status, headers, body = await request(port, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         assert status == 200 and body == b"" and int(headers["content-length"]) > 0
-        status, headers, _ = await request(port, b"POST /metrics HTTP/1.1\r\n\r\n")
+        status, headers, _ = await request(port, b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         assert status == 405 and headers["allow"] == "GET, HEAD"
         status, _, _ = await request(port, b"nonsense\r\n\r\n")
         assert status == 400
@@ -135,7 +135,9 @@ async def test_oversize_request_refused_and_server_keeps_serving() -> None:
     m = Metrics()
     async with trio.open_nursery() as nursery:
         _, port = await nursery.start(serve_metrics, m, "127.0.0.1", 0)
-        big = b"GET /metrics HTTP/1.1\r\nX-Junk: " + b"a" * MAX_REQUEST_BYTES + b"\r\n\r\n"
+        big = (
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Junk: " + b"a" * MAX_REQUEST_BYTES + b"\r\n\r\n"
+        )
         status, _, body = await request(port, big)
         assert status == 431
         assert b"mycelia_" not in body
