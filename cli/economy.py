@@ -277,7 +277,7 @@ def economies_table(items: list[Any]) -> Any:
         return Text("the node follows no economy")
     table = Table("id", "name", "symbol", "kind", "validators", "quorum", "certificates", "forks")
     for e in items:
-        forks = getattr(e, "forks", 0)
+        forks = e.forks
         table.add_row(
             hex_out(e.id),
             e.name,

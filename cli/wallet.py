@@ -46,7 +46,18 @@ from mycelia.api.encoding import ParamError, amount_in, hex_out
 from mycelia.cli.main import CliError, connect, json_option, rpc_options
 from mycelia.client import Client, ClientError, EntryStatus
 from mycelia.client.keyfile import KeyFileError, key_info, read_key, write_key
-from mycelia.protocol import Certificate, Refused, SigningKey, did_decode, did_encode
+from mycelia.protocol import (
+    Burn,
+    Certificate,
+    CreditSet,
+    MemberAdmit,
+    Mint,
+    Refused,
+    SigningKey,
+    Transfer,
+    did_decode,
+    did_encode,
+)
 
 __all__ = [
     "WALLET_DIR_ENV",
@@ -429,17 +440,18 @@ def wallet_send(
 def _history_row(cert: Certificate, me: bytes, decimals: int) -> tuple[str, ...]:
     """(when, kind, counterparty, amount from ``me``'s side, memo, id)."""
     entry, body = cert.entry, cert.entry.body
-    other, amount, memo = "", "", getattr(body, "memo", "")
-    if entry.kind in ("transfer", "mint"):
+    other, amount, memo = "", "", ""
+    if isinstance(body, Transfer | Mint):
+        memo = body.memo
         outgoing = entry.author == me and body.to != me
         other = did_encode(body.to if outgoing else entry.author)
         value = -body.amount if outgoing else body.amount
         amount = format_amount(value, decimals)
-    elif entry.kind == "burn":
+    elif isinstance(body, Burn):
         amount = format_amount(-body.amount, decimals)
-    elif entry.kind == "member.admit":
+    elif isinstance(body, MemberAdmit):
         other = did_encode(entry.author if body.member == me else body.member)
-    elif entry.kind == "credit.set":
+    elif isinstance(body, CreditSet):
         other = did_encode(entry.author if body.member == me else body.member)
         amount = f"limit {format_amount(body.limit, decimals)}"
     return (

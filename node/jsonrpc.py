@@ -175,7 +175,7 @@ def lone_surrogate(value: Any, path: str = "") -> tuple[str, bool] | None:
     """Where the first string in the decoded JSON ``value`` that cannot be
     encoded as UTF-8 is: ``(path, False)`` for a value, ``(path of its
     object, True)`` for a member name, None if there is none. Paths read as
-    the fields of ``views.py`` do (``body.metrics[0].name``), under ``path``.
+    the fields of ``mycelia.api`` do (``body.metrics[0].name``), under ``path``.
 
     Iterative, not recursive: the JSON decoder accepts nesting deeper than
     a recursive walk could follow from inside a request handler."""
