@@ -60,6 +60,7 @@ from mycelia.protocol.impact import Claimable as ProtocolClaimable
 from mycelia.protocol.sensors import MAX_SIGNED_READING_BYTES
 
 __all__ = [
+    "ACCEPTED",
     "CERTIFIED",
     "FINAL",
     "PENDING",
@@ -85,6 +86,7 @@ __all__ = [
     "NodeInfo",
     "Peer",
     "Prepared",
+    "ReadingResult",
     "ReadingsPage",
     "StoredReading",
     "Submitted",
@@ -614,3 +616,44 @@ class HostedDevice(Record):
         Nullable(COUNTER), "the last counter certified in an attestation; null: none", default=None
     )
     readings: int = member(NAT, "readings this node stores")
+
+
+# -- the sensor ingest (docs/sensors.md, "Ingest") ---------------------------------------------
+
+ACCEPTED = "accepted"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadingResult(Record):
+    """A host's answer about one reading (``POST /v1/readings``): ``accepted``
+    with its id, or ``refused`` with a reason code (``docs/sensors.md``,
+    "Ingest reasons"). In msgpack the same map, the id as bin."""
+
+    id: bytes | None = member(ID, omit=True)
+    status: str = member(Choice(ACCEPTED, REFUSED))
+    reason: str | None = member(_TEXT, omit=True)
+    detail: str | None = member(_LONG_TEXT, omit=True)
+
+    @classmethod
+    def accept(cls, reading_id: bytes) -> ReadingResult:
+        return ReadingResult(id=reading_id, status=ACCEPTED)
+
+    @classmethod
+    def refuse(cls, reason: str, detail: str = "") -> ReadingResult:
+        return ReadingResult(status=REFUSED, reason=reason, detail=detail)
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == ACCEPTED
+
+    def to_msgpack(self) -> dict[str, Any]:
+        out = self.to_json()
+        if self.id is not None:
+            out["id"] = self.id
+        return out
+
+    @classmethod
+    def from_msgpack(cls, value: Any, field: str = "") -> ReadingResult:
+        if type(value) is dict and type(value.get("id")) is bytes:
+            value = {**value, "id": "0x" + value["id"].hex()}
+        return cls.from_json(value, field)

@@ -753,7 +753,7 @@ class Simulator:
                 try:
                     tally.add(post(chunk))
                 except ClientError as exc:
-                    tally.add([IngestResult("refused", reason=exc.reason)] * len(chunk))
+                    tally.add([IngestResult(status="refused", reason=exc.reason)] * len(chunk))
             if every is not None:
                 every(tally)
             if count is not None and all(d.sent >= count for d in self.devices):

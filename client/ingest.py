@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -12,8 +11,8 @@ import httpx
 import msgpack
 
 from mycelia.api.contract import INGEST_PATH, JSON, MSGPACK
-from mycelia.api.encoding import ParamError, hex_in, hex_out, str_in
-from mycelia.client.errors import ClientError, Json, RpcUnavailable, _bad_response, _parsing
+from mycelia.api.types import ReadingResult
+from mycelia.client.errors import ClientError, RpcUnavailable, _bad_response, _parsing
 from mycelia.protocol import (
     SignedReading,
     codec,
@@ -22,50 +21,14 @@ from mycelia.protocol import (
 # -- the ingest port (a device's side) ------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class IngestResult:
-    """A host's answer about one reading: ``accepted`` with its id, or
-    ``refused`` with a reason code (``docs/sensors.md``, "Reason codes")."""
+#: A host's answer about one reading (``mycelia.api.types.ReadingResult``).
+IngestResult = ReadingResult
 
-    status: str
-    id: bytes | None = None
-    reason: str | None = None
-    detail: str | None = None
 
-    @property
-    def accepted(self) -> bool:
-        return self.status == "accepted"
-
-    @classmethod
-    def from_answer(cls, v: Any) -> IngestResult:
-        with _parsing("POST /v1/readings"):
-            if not isinstance(v, dict):
-                raise ParamError("result", "expected an object per reading")
-            status = str_in(v["status"], "status")
-            raw_id = v.get("id")
-            # A msgpack answer carries the id as bytes, a JSON one as 0x hex.
-            reading_id = (
-                raw_id
-                if isinstance(raw_id, bytes)
-                else (None if raw_id is None else hex_in(raw_id, "id", size=32))
-            )
-            reason, detail = v.get("reason"), v.get("detail")
-            return cls(
-                status,
-                reading_id,
-                reason if isinstance(reason, str) else None,
-                None if detail is None else str(detail),
-            )
-
-    def to_json(self) -> dict[str, Json]:
-        out: dict[str, Json] = {"status": self.status}
-        if self.id is not None:
-            out["id"] = hex_out(self.id)
-        if self.reason is not None:
-            out["reason"] = self.reason
-        if self.detail is not None:
-            out["detail"] = self.detail
-        return out
+def _result(value: Any) -> IngestResult:
+    """One answer, msgpack (the id as bin) or JSON (the id as 0x hex)."""
+    with _parsing("POST /v1/readings"):
+        return ReadingResult.from_msgpack(value)
 
 
 def ingest_url(url: str) -> str:
@@ -138,4 +101,4 @@ class Ingest:
         answers = payload if isinstance(payload, list) else [payload]
         if len(answers) != len(readings):
             raise _bad_response(f"{self.url} answered {len(answers)} results for {len(readings)}")
-        return [IngestResult.from_answer(a) for a in answers]
+        return [_result(a) for a in answers]

@@ -91,6 +91,7 @@ from mycelia.api.contract import (
     TOO_MANY_CONNECTIONS,
 )
 from mycelia.api.encoding import NOT_UNICODE, ParamError, hex_in, int_in, str_in
+from mycelia.api.types import ReadingResult
 from mycelia.node.applier import ready_group, signature_work
 from mycelia.node.config import SensorsConfig
 from mycelia.node.http import (
@@ -181,27 +182,10 @@ def _json_int(value: Any, field: str, *, low: int = 0) -> int:
     return int_in(value, field, low=max(low, -JSON_MAX_INT), high=JSON_MAX_INT)
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
-    """One reading's outcome: accepted with its id, or refused with a reason."""
-
-    id: bytes | None = None
-    reason: str = ""
-    detail: str = ""
-
-    @property
-    def accepted(self) -> bool:
-        return self.id is not None
-
-    def to_json(self) -> dict[str, Any]:
-        if self.id is not None:
-            return {"id": "0x" + self.id.hex(), "status": "accepted"}
-        return {"status": "refused", "reason": self.reason, "detail": self.detail}
-
-    def to_msgpack(self) -> dict[str, Any]:
-        if self.id is not None:
-            return {"id": self.id, "status": "accepted"}
-        return {"status": "refused", "reason": self.reason, "detail": self.detail}
+def Result(*, id: bytes | None = None, reason: str = "", detail: str = "") -> ReadingResult:
+    """One reading's outcome (``mycelia.api.types.ReadingResult``): accepted
+    with its id, or refused with a reason."""
+    return ReadingResult.accept(id) if id is not None else ReadingResult.refuse(reason, detail)
 
 
 class _BodyError(Exception):
