@@ -6,8 +6,9 @@ kind of the protocol has its JSON form."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from hashlib import blake2b
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import given, settings
@@ -39,6 +40,7 @@ from mycelia.protocol import (
     assemble,
     smallest_quorum,
 )
+from mycelia.protocol.context import Kind
 from mycelia.protocol.economy import MutualCreditPolicy
 from mycelia.protocol.kinds import KINDS
 from mycelia.protocol.sensors import (
@@ -324,3 +326,48 @@ def test_an_entry_view_reads_its_body_with_its_kind() -> None:
         types.EntryView.from_json({**view, "kind": "nope"})
     assert isinstance(BODIES[5], DeviceRegister) and isinstance(BODIES[6], SensorAttest)
     assert isinstance(BODIES[6].devices[0], AttestedDevice)
+
+
+# -- a new kind: the protocol's body and rule, and one BodyForm -------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Note:
+    """A hypothetical kind: a note to the economy, no effect on balances."""
+
+    kind: ClassVar[str] = "note"
+    text: str
+
+    def to_wire(self) -> list[Any]:
+        return [self.text]
+
+
+class _NoteRule(Kind):
+    name = "note"
+
+    @staticmethod
+    def parse(raw: Any) -> _Note:
+        return _Note(*raw)
+
+
+def test_a_new_kind_is_a_protocol_body_and_one_body_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What adding a kind takes outside protocol/: one BodyForm in the API.
+    monkeypatch.setitem(KINDS, "note", _NoteRule)
+    form = bodies.BodyForm(
+        "note",
+        {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}},
+        frozenset({"text"}),
+        frozenset(),
+        lambda body: {"text": body.text},
+        lambda value, field: _Note(value["text"]),
+    )
+    monkeypatch.setitem(bodies.BODIES, "note", form)
+    assert "note" in bodies.schemas()["Kind"]["enum"]
+    assert form.schema in bodies.schemas()["Body"]["oneOf"]
+    entry = Entry(ECONOMY.id, ALICE.public, 1, ZERO_ID, T0, _Note("hello"))
+    view = types.EntryView.of(entry)
+    assert view.to_json()["body"] == {"text": "hello"}
+    assert types.EntryView.from_json(view.to_json()) == view
+    assert view.to_entry() == entry and view.to_entry().id == entry.id
+    # A client verifies it as any other: the view is rebuilt from the entry.
+    assert types.EntryView.of(view.to_entry(), view.id) == view
