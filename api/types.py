@@ -29,7 +29,7 @@ from mycelia.api.codecs import (
     Record,
     member,
 )
-from mycelia.api.encoding import did_out
+from mycelia.api.encoding import did_out, hex_out
 from mycelia.api.scalars import (
     AMOUNT,
     BOOL,
@@ -57,6 +57,7 @@ from mycelia.protocol import (
 )
 from mycelia.protocol.economy import ImpactPolicy, IssuedPolicy, MutualCreditPolicy
 from mycelia.protocol.impact import Claimable as ProtocolClaimable
+from mycelia.protocol.reasons import Need, NeedAdmission, NeedCertificate, NeedChain
 from mycelia.protocol.sensors import MAX_SIGNED_READING_BYTES
 
 __all__ = [
@@ -91,6 +92,7 @@ __all__ = [
     "StoredReading",
     "Submitted",
     "ValidatorWeight",
+    "need_json",
 ]
 
 #: Entry statuses (``entry_get``); the last two are final.
@@ -657,3 +659,22 @@ class ReadingResult(Record):
         if type(value) is dict and type(value.get("id")) is bytes:
             value = {**value, "id": "0x" + value["id"].hex()}
         return cls.from_json(value, field)
+
+
+# -- error data -------------------------------------------------------------------------------
+
+
+def need_json(need: Need) -> dict[str, Json]:
+    """What a refusal says it needs (``data.needs`` of a -32001 error): a
+    chain of the author's up to an entry, an admission, a certificate."""
+    if isinstance(need, NeedChain):
+        return {
+            "type": "chain",
+            "author": did_out(need.author),
+            "after_seq": need.after_seq,
+            "through": hex_out(need.through),
+        }
+    if isinstance(need, NeedAdmission):
+        return {"type": "admission", "account": did_out(need.account)}
+    assert isinstance(need, NeedCertificate)
+    return {"type": "certificate", "id": hex_out(need.id)}

@@ -58,7 +58,6 @@ from mycelia.protocol import (
     schema,
 )
 from mycelia.protocol.domains import ENTRY
-from mycelia.protocol.reasons import Need, NeedAdmission, NeedCertificate, NeedChain
 
 if TYPE_CHECKING:  # the daemon imports the RPC
     from collections.abc import Callable
@@ -514,24 +513,10 @@ def openrpc_document() -> dict[str, Any]:
 # -- errors ------------------------------------------------------------------------------
 
 
-def _needs_view(need: Need) -> dict[str, Any]:
-    if isinstance(need, NeedChain):
-        return {
-            "type": "chain",
-            "author": did_out(need.author),
-            "after_seq": need.after_seq,
-            "through": hex_out(need.through),
-        }
-    if isinstance(need, NeedAdmission):
-        return {"type": "admission", "account": did_out(need.account)}
-    assert isinstance(need, NeedCertificate)
-    return {"type": "certificate", "id": hex_out(need.id)}
-
-
 def translate(exc: Exception) -> RpcError | None:
     """A protocol refusal is -32001 with its reason (and needs)."""
     if isinstance(exc, Refused):
-        extra = {"needs": [_needs_view(n) for n in exc.needs]} if exc.needs else {}
+        extra = {"needs": [types.need_json(n) for n in exc.needs]} if exc.needs else {}
         return RpcError(REFUSED, exc.reason.value, exc.detail, **extra)
     return None
 
