@@ -28,8 +28,9 @@ Gossip settings (each from the notes, with the reason):
 
 - ``spam_protection_enabled=False``: the default 10 msg/s per peer and topic
   delivered 187 of 1000 messages at 50 msg/s and also caps our own publishes.
-- ``heartbeat_interval=1`` s (default 120 s): mesh maintenance at go-libp2p's
-  pace; with 120 s a fresh mesh takes minutes to repair.
+- heartbeat ``heartbeat_interval_s``, 1 s by default (py-libp2p's default is
+  120 s): mesh maintenance and IHAVE gossip at go-libp2p's pace; with 120 s
+  a fresh mesh takes minutes to repair. It stays what is configured (bug 17).
 - protocols ``/meshsub/1.2.0``, ``1.1.0``, ``1.0.0`` only: what go and rust
   speak. py-libp2p would also offer 1.3/1.4/2.0, which nobody else does.
 - ``strict_signing=True``: every message is signed by its publisher, so the
@@ -111,10 +112,12 @@ py-libp2p 0.8.1 bugs and quirks found here (each workaround has a test)
    ``addrs_factory``), hop from zeroconf's thread to trio with the run's
    token into a bounded channel, dial from a task we own. Test:
    ``test_mdns_discovery_dials_and_stops``.
-8. IHAVE gossip uses ``from+seqno`` ids from the message cache regardless of
-   ``msg_id_constructor``, so IHAVE ids never match our seen cache and peers
-   fetch (IWANT) messages they already have; the seen cache then drops them.
-   Costs bandwidth only, no duplicate delivery; noted, not worked around.
+8. The message cache behind IHAVE and IWANT keys messages by ``from+seqno``
+   whatever ``msg_id_constructor`` says, so IHAVE announced ids that match
+   no seen cache (py peers fetched what they had, js and go peers ignored
+   them) and an IWANT for a content id found nothing. Workaround: the router
+   keeps its cache by content id (``_ContentCache``). Test:
+   ``test_ihave_reaches_a_peer_outside_the_mesh``.
 9. A yamux RST that arrives while no read is pending drops the stream's
    bookkeeping, so the next read reports a clean end of stream, not a reset.
    A refused request therefore looks like "the peer closed without a
@@ -166,6 +169,40 @@ py-libp2p 0.8.1 bugs and quirks found here (each workaround has a test)
     end and *before* pubsub and gossipsub stop. Test:
     ``test_stopping_while_gossip_arrives``.
 
+17. Adaptive gossip (on by default) re-rates "network health" every 30 s,
+    counting the mesh against D = 6, so a small network is always "poor";
+    it then stretches the heartbeat to 30-60 s (whatever was configured) and
+    widens the degree bounds. Workaround: off (``_Router``); the heartbeat is
+    ``heartbeat_interval_s``. Test: ``test_heartbeat_stays_as_configured``.
+18. IHAVE goes only to non-mesh peers that are not in backoff, so a peer
+    that PRUNEd us (a js-libp2p peer with a full mesh) never hears of a
+    message: 0 IHAVE in 170 s were seen at a stock js peer. Workaround:
+    ``_Router.gossip_heartbeat`` picks IHAVE targets as the spec and
+    go-libp2p do (every gossipsub peer of the topic outside the mesh or
+    fanout, not direct, score above the gossip threshold; at least 6 or a
+    quarter). Test: ``test_ihave_reaches_a_peer_outside_the_mesh``.
+19. A PRUNE's backoff is stored truncated to whole seconds and checked
+    without slack, so the heartbeat re-GRAFTs up to a second before the
+    remote's backoff ends (js and go penalise that and PRUNE again, so the
+    collision repeats every backoff); and the IP-diversity grafting
+    (``eclipse_protection``, py-libp2p's own) grafts peers without checking
+    backoff at all. Workaround: outbound GRAFTs wait for the backoff plus
+    two heartbeats (go-libp2p's slack) while a peer's own GRAFT is accepted
+    once the backoff we asked of it is over; IP-diversity grafting off.
+    Test: ``test_prune_backoff_is_kept_with_slack``.
+20. Gossip seqnos count from ``int(time.time())``, one per message, so
+    after a fast restart a busy node reuses them; peers see a known
+    from+seqno with new data, log "Equivocation detected" and drop the
+    message (and in a larger mesh do not forward it). Workaround: the
+    counter starts from the clock in nanoseconds (``_make_pubsub``), as
+    go-libp2p's. Test: ``test_seqnos_keep_rising_across_a_restart``.
+21. After the host closed its TCP listeners, ``host.get_addrs()`` raises
+    OSError (``getsockname`` on a closed socket), and pubsub calls it for
+    every message it sends (to sign our peer record): a message forwarded
+    while the node stopped crashed the stop. Workaround: the host's
+    ``get_addrs`` answers with the last addresses it had. Test:
+    ``test_gossip_is_signed_after_the_listeners_closed``.
+
 Measured on this machine (2 cores, loopback, one trio process): start
 ~10 ms; connect ~0.25 s; request round trip p50 3.9 ms, p99 7.4 ms (300 B),
 33 ms for 1 MiB, 83 ms for 4 MiB; gossip over two hops at 50 msg/s p50
@@ -180,9 +217,10 @@ import hashlib
 import logging
 import math
 import os
+import random
 import socket
 import time
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -207,6 +245,7 @@ from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.pubsub.gossipsub import GossipSub
+from libp2p.pubsub.mcache import CacheEntry, MessageCache
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.utils import maybe_consume_signed_record as _consume_record
@@ -438,6 +477,159 @@ def _msg_id(msg: rpc_pb2.Message) -> bytes:
     return message_id(msg.data)
 
 
+# --------------------------------------------------------------------------
+# Gossipsub as configured here, with its fixes (quirks 8, 17-20)
+
+# The protocols py-libp2p's router treats as gossipsub (as opposed to floodsub).
+_GOSSIPSUB_PROTOCOLS = frozenset(
+    TProtocol(p)
+    for p in (
+        "/meshsub/1.0.0",
+        "/meshsub/1.1.0",
+        "/meshsub/1.2.0",
+        "/meshsub/1.3.0",
+        "/meshsub/1.4.0",
+        "/meshsub/2.0.0",
+    )
+)
+# go-libp2p's gossip parameters: IHAVE goes to at least D_lazy peers outside
+# the mesh, or a quarter of them if there are more; at most 5000 ids per IHAVE.
+_D_LAZY = 6
+_GOSSIP_FACTOR = 0.25
+_MAX_IHAVE_IDS = 5000
+
+
+class _ContentCache(MessageCache):
+    """Quirk 8: py-libp2p's message cache keys every message by from+seqno
+    whatever ``msg_id_constructor`` says, so IHAVE announced ids no peer
+    uses (py peers then IWANT what they already have; js and go peers never
+    match them) and IWANT for a content id found nothing. This one keys by
+    the content id, as every other part of the router does."""
+
+    def put(self, msg: rpc_pb2.Message) -> None:
+        mid = _msg_id(msg)
+        if mid in self.msgs:
+            return
+        self.msgs[mid] = msg
+        self.history[0].append(CacheEntry(mid, msg.topicIDs))
+
+
+class _Router(GossipSub):
+    """``GossipSub`` with the settings of the module docstring and four fixes.
+
+    - Quirk 17: the adaptive gossip logic (on by default) rewrites
+      ``heartbeat_interval`` to 30-60 s whenever its "network health" is
+      below 0.7, which a small network always is (health counts the mesh
+      against D = 6), and widens the degree bounds. Off: the heartbeat is
+      what the config says.
+    - Quirk 18: IHAVE goes only to peers outside the mesh that are *not in
+      backoff*, so a peer that PRUNEd us (a full js-libp2p mesh does) never
+      hears of a message. :meth:`gossip_heartbeat` follows the spec and
+      go-libp2p: every gossipsub peer of the topic outside the mesh (or
+      fanout), not direct, with a score above the gossip threshold.
+    - Quirk 19: a PRUNE's backoff is stored in whole seconds, truncated, and
+      checked without slack, so we re-GRAFT up to a second before the
+      remote's backoff ends; js and go peers penalise a GRAFT inside their
+      backoff and PRUNE again. We wait for the backoff plus two heartbeats
+      (go-libp2p's slack) before grafting, and accept a peer's GRAFT as soon
+      as the backoff we asked of it is over. The IP-diversity grafting
+      (``eclipse_protection``, a py-libp2p extension, not in the spec)
+      grafts peers without checking their backoff at all: off, the
+      validators of a federation are known peers anyway.
+    - Quirk 8: the message cache is keyed by content id (:class:`_ContentCache`).
+    """
+
+    def __init__(self, heartbeat_interval_s: float) -> None:
+        super().__init__(
+            protocols=[TProtocol(p) for p in GOSSIP_PROTOCOLS],
+            # go-libp2p's mesh degrees.
+            degree=6,
+            degree_low=4,
+            degree_high=12,
+            # Annotated int, used as trio.sleep(seconds): a float is fine.
+            heartbeat_interval=heartbeat_interval_s,  # type: ignore[arg-type]
+            spam_protection_enabled=False,
+            adaptive_gossip_enabled=False,
+            eclipse_protection_enabled=False,
+        )
+        self.mcache = _ContentCache(self.mcache.window_size, self.mcache.history_size)
+        # (topic, peer) -> when the backoff we asked of (or promised to) the
+        # peer ends, exactly; ``back_off`` holds it rounded up plus slack.
+        self._backoff_ends: dict[tuple[str, ID], float] = {}
+
+    def gossip_heartbeat(self) -> defaultdict[ID, dict[str, list[bytes]]]:
+        gossip: defaultdict[ID, dict[str, list[bytes]]] = defaultdict(dict)
+        pubsub = self.pubsub
+        if pubsub is None:
+            return gossip
+        topics = [(t, self.mesh[t]) for t in self.mesh]
+        topics += [(t, peers) for t, peers in self.fanout.items() if t not in self.mesh]
+        for topic, exclude in topics:
+            ids = self.mcache.window(topic)
+            if not ids:
+                continue
+            if len(ids) > _MAX_IHAVE_IDS:
+                ids = random.sample(ids, _MAX_IHAVE_IDS)
+            scorer = self.scorer
+            candidates = [
+                peer
+                for peer in pubsub.peer_topics.get(topic, ())
+                if peer not in exclude
+                and peer not in self.direct_peers
+                and self.peer_protocol.get(peer) in _GOSSIPSUB_PROTOCOLS
+                and (scorer is None or scorer.allow_gossip(peer, [topic]))
+            ]
+            count = min(len(candidates), max(_D_LAZY, int(len(candidates) * _GOSSIP_FACTOR)))
+            for peer in random.sample(candidates, count):
+                gossip[peer][topic] = list(ids)
+        return gossip
+
+    def _add_back_off(
+        self, peer: ID, topic: str, is_unsubscribe: bool, backoff_duration: int = 0
+    ) -> None:
+        super()._add_back_off(peer, topic, is_unsubscribe, backoff_duration)
+        if backoff_duration > 0:
+            duration = float(backoff_duration)
+        elif is_unsubscribe:
+            duration = float(self.unsubscribe_back_off)
+        else:
+            duration = float(self.prune_back_off)
+        end = time.time() + duration
+        key = (topic, peer)
+        end = max(end, self._backoff_ends.get(key, 0.0))
+        self._backoff_ends[key] = end
+        slack = 2 * float(self.heartbeat_interval)
+        self.back_off[topic][peer] = max(self.back_off[topic][peer], math.ceil(end + slack))
+
+    async def handle_graft(self, graft_msg: rpc_pb2.ControlGraft, sender_peer_id: ID) -> None:
+        key = (graft_msg.topicID, sender_peer_id)
+        end = self._backoff_ends.get(key)
+        if end is not None and end <= time.time():
+            # The backoff we asked for is over; the slack is ours alone.
+            del self._backoff_ends[key]
+            self.back_off.get(graft_msg.topicID, {}).pop(sender_peer_id, None)
+        await super().handle_graft(graft_msg, sender_peer_id)
+
+    def remove_peer(self, peer_id: ID) -> None:
+        super().remove_peer(peer_id)
+        for key in [k for k in self._backoff_ends if k[1] == peer_id]:
+            del self._backoff_ends[key]
+
+
+def _make_pubsub(host: IHost, heartbeat_interval_s: float) -> tuple[Pubsub, _Router]:
+    """Pubsub and its router as this module runs them (tests build them too)."""
+    router = _Router(heartbeat_interval_s)
+    pubsub = Pubsub(host, router, strict_signing=True, msg_id_constructor=_msg_id)
+    # Quirk 20: the seqno counter starts at int(time.time()) and counts one
+    # per message, so a node that published more messages than seconds have
+    # passed reuses seqnos after a fast restart; peers see from+seqno again
+    # with other data, log "Equivocation detected" and drop the messages.
+    # Start from the clock in nanoseconds, as go-libp2p does: a restart can
+    # only move it forward (a uint64 until the year 2554).
+    pubsub.counter = time.time_ns()
+    return pubsub, router
+
+
 def _parse_peer_id(peer_id: str) -> ID:
     try:
         pid = ID.from_base58(peer_id)
@@ -521,13 +713,18 @@ class P2P:
         mdns: bool = False,
         max_frame_bytes: int = 4 << 20,
         request_timeout_s: float = 10.0,
+        heartbeat_interval_s: float = 1.0,
     ) -> None:
         if not isinstance(seed, bytes | bytearray) or len(seed) != 32:
             raise ValueError("seed must be the node's 32-byte Ed25519 seed")
         if max_frame_bytes <= 0:
             raise ValueError("max_frame_bytes must be positive")
-        if not (request_timeout_s > 0 and math.isfinite(request_timeout_s)):
-            raise ValueError("request_timeout_s must be a positive number of seconds")
+        for name, value in (
+            ("request_timeout_s", request_timeout_s),
+            ("heartbeat_interval_s", heartbeat_interval_s),
+        ):
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a positive number of seconds")
         private = Ed25519PrivateKey.from_bytes(bytes(seed))
         self._key_pair = KeyPair(private, private.get_public_key())
         try:
@@ -548,6 +745,7 @@ class P2P:
         self._mdns = mdns
         self._max_frame_bytes = max_frame_bytes
         self._request_timeout_s = request_timeout_s
+        self._heartbeat_interval_s = heartbeat_interval_s
 
         self._handlers: dict[str, tuple[Handler, int, float]] = {}
         self._on_connect: list[Callable[[str], Awaitable[None]]] = []
@@ -556,6 +754,7 @@ class P2P:
 
         self._host: IHost | None = None
         self._pubsub: Pubsub | None = None
+        self._router: _Router | None = None
         self._nursery: trio.Nursery | None = None
         self._running = False
 
@@ -838,16 +1037,8 @@ class P2P:
             addrs_factory=_expand_wildcards,
             # mDNS and bootstrap deliberately not passed (bugs 6, 7): ours.
         )
-        router = GossipSub(
-            protocols=[TProtocol(p) for p in GOSSIP_PROTOCOLS],
-            # go-libp2p's mesh degrees.
-            degree=6,
-            degree_low=4,
-            degree_high=12,
-            heartbeat_interval=1,
-            spam_protection_enabled=False,
-        )
-        pubsub = Pubsub(host, router, strict_signing=True, msg_id_constructor=_msg_id)
+        _keep_addrs_through_close(host)
+        pubsub, router = _make_pubsub(host, self._heartbeat_interval_s)
         host.get_network().register_notifee(_ConnNotifee(self))
         closed = False
         try:
@@ -861,6 +1052,7 @@ class P2P:
                             await pubsub.wait_until_ready()
                             async with trio.open_nursery() as nursery:
                                 self._host, self._pubsub, self._nursery = host, pubsub, nursery
+                                self._router = router
                                 self._start_tasks(host, nursery)
                                 # From here only `stop` ends the stack, so
                                 # libp2p's tasks are alive for the close below.
@@ -875,7 +1067,7 @@ class P2P:
                             closed = True
                             await _close_host(host)
                     finally:
-                        self._host = self._pubsub = self._nursery = None
+                        self._host = self._pubsub = self._nursery = self._router = None
                         if not closed:
                             await _close_host(host)
             if stack.cancelled_caught:
@@ -1130,6 +1322,24 @@ async def _resolve_dns(info: PeerInfo) -> PeerInfo:
             if candidate not in resolved:
                 resolved.append(candidate)
     return PeerInfo(info.peer_id, resolved)
+
+
+def _keep_addrs_through_close(host: IHost) -> None:
+    """Quirk 21: once the host has closed its TCP listeners, ``get_addrs()``
+    raises OSError (``getsockname`` on a closed socket); pubsub calls it for
+    every message it sends (to sign our peer record), so a message forwarded
+    while the node stops crashed the stop. The host's ``get_addrs`` answers
+    with the last addresses it had instead."""
+    real = host.get_addrs
+    last: list[multiaddr.Multiaddr] = []
+
+    def get_addrs() -> list[multiaddr.Multiaddr]:
+        nonlocal last
+        with contextlib.suppress(OSError):  # listeners closed while stopping
+            last = real()
+        return list(last)
+
+    host.get_addrs = get_addrs  # type: ignore[method-assign]
 
 
 def _expand_wildcards(addrs: list[multiaddr.Multiaddr]) -> list[multiaddr.Multiaddr]:

@@ -736,3 +736,212 @@ async def test_stopping_while_gossip_arrives() -> None:
     pubsub stops."""
     for i in range(4):
         await _stop_mid_flood(both=i % 2 == 1)
+
+
+# --------------------------------------------------------------------------
+# Gossipsub as py-libp2p runs it, corrected (quirks 8, 17-20)
+
+
+async def test_heartbeat_stays_as_configured() -> None:
+    """Quirk 17: py-libp2p's adaptive gossip rates a small network's "health"
+    (mesh size against D = 6) as poor and stretches the heartbeat to 30-60 s;
+    it re-rates every 30 s. With it off, the heartbeat keeps the configured
+    pace after the adaptive logic would have run."""
+    a = P2P(fresh_seed(), heartbeat_interval_s=0.3)
+    b = P2P(fresh_seed(), heartbeat_interval_s=0.3)
+    with trio.fail_after(30):
+        async with running(a, b):
+            await a.connect(b.listen_addrs[0])
+            await a.subscribe("t", Inbox())
+            await b.subscribe("t", Inbox())
+            router = a._router
+            assert router is not None
+            beats = 0
+            shift = router.mcache.shift
+
+            def counting_shift() -> None:  # the heartbeat shifts the cache once a beat
+                nonlocal beats
+                beats += 1
+                shift()
+
+            router.mcache.shift = counting_shift  # type: ignore[method-assign]
+            # As if the node had run for 30 s: the next beat re-rates health.
+            router.last_health_update = 0
+            # Ten beats take 3 s at 0.3 s; one adapted interval alone is 30 s.
+            with trio.fail_after(15):
+                while beats < 10:
+                    await trio.sleep(0.05)
+            assert router.heartbeat_interval == 0.3
+            assert (router.degree_low, router.degree_high) == (4, 12)
+
+
+class _MeshlessRouter(p2p.GossipSub):
+    """A stock py-libp2p gossipsub peer that stays outside every mesh, as a
+    js-libp2p peer with a full mesh does: it grafts nobody (D = 0) and
+    answers every GRAFT with a PRUNE (and its backoff). It records the IHAVEs
+    it receives, then handles them as py-libp2p does (IWANT what it lacks)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            protocols=[p2p.TProtocol(p) for p in p2p.GOSSIP_PROTOCOLS],
+            degree=0,
+            degree_low=0,
+            degree_high=0,
+            heartbeat_interval=1,
+            spam_protection_enabled=False,
+        )
+        self.ihaves: list[tuple[str, list[bytes]]] = []
+        self.pruned: list[Any] = []
+
+    async def handle_graft(self, graft_msg: Any, sender_peer_id: Any) -> None:
+        await self.emit_prune(graft_msg.topicID, sender_peer_id, False, False)
+        self.pruned.append(sender_peer_id)
+
+    async def handle_ihave(self, ihave_msg: Any, sender_peer_id: Any) -> None:
+        self.ihaves.append((ihave_msg.topicID, list(ihave_msg.messageIDs)))
+        await super().handle_ihave(ihave_msg, sender_peer_id)
+
+
+async def test_ihave_reaches_a_peer_outside_the_mesh() -> None:
+    """Quirks 18 and 8: a raw py-libp2p peer that PRUNEd the node (so it is
+    outside the node's mesh and in backoff) still hears of each new message
+    by IHAVE within a few heartbeats, the IHAVE carries the content-addressed
+    id, and its IWANT returns the message. Before: backed-off peers got no
+    IHAVE at all, and IHAVE ids were from+seqno, which IWANT could not find."""
+    from libp2p.crypto.ed25519 import create_new_key_pair
+    from multiaddr import Multiaddr
+
+    node = P2P(fresh_seed())  # 1 s heartbeat
+    listen = [Multiaddr("/ip4/127.0.0.1/tcp/0")]
+    raw = p2p.new_host(
+        key_pair=create_new_key_pair(), listen_addrs=listen, muxer_preference="YAMUX"
+    )
+    router = _MeshlessRouter()
+    pubsub = p2p.Pubsub(
+        raw, router, strict_signing=True, msg_id_constructor=lambda m: p2p.message_id(m.data)
+    )
+    try:
+        with trio.fail_after(30):
+            async with (
+                running(node),
+                raw.run(listen_addrs=listen),
+                p2p.background_trio_service(pubsub),
+                p2p.background_trio_service(router),
+            ):
+                await pubsub.wait_until_ready()
+                subscription = await pubsub.subscribe("t")
+                await node.subscribe("t", Inbox())
+                await raw.connect(p2p._parse_p2p_addr(node.listen_addrs[0]))
+                ours = node._router
+                assert ours is not None
+                while not router.pruned or raw.get_id() in ours.mesh.get("t", ()):
+                    await trio.sleep(0.05)
+                assert raw.get_id() in ours.back_off["t"]  # in backoff, as asked
+
+                data = b"news for a peer outside the mesh"
+                await node.publish("t", data)
+                with trio.fail_after(10):  # a few heartbeats of 1 s
+                    received = await subscription.get()
+                assert received.data == data
+                announced = [i for topic, ids in router.ihaves if topic == "t" for i in ids]
+                assert p2p.message_id(data) in announced
+                assert raw.get_id() not in ours.mesh["t"]  # it came by IWANT
+                await raw.close()
+    finally:
+        pubsub.seen_messages.stop()
+
+
+async def test_prune_backoff_is_kept_with_slack(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Quirk 19: after a PRUNE with a 10 s backoff the heartbeat does not
+    GRAFT the peer again until the backoff plus two heartbeats are over
+    (py-libp2p truncated the backoff to whole seconds and re-grafted up to a
+    second early, which js and go peers penalise), and IP-diversity grafting
+    ignores no backoff (py-libp2p's grafted backed-off peers)."""
+    from types import SimpleNamespace
+
+    from libp2p.peer.id import ID
+    from libp2p.pubsub.pb import rpc_pb2
+
+    clock = [1000.9]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    router = p2p._Router(heartbeat_interval_s=1.0)
+    peers = [ID(b"\x00\x02p" + bytes([i])) for i in range(5)]
+    pruner = peers[0]
+    router.pubsub = SimpleNamespace(peer_topics={"t": set(peers)})  # type: ignore[assignment]
+    router.mesh["t"] = set(peers[1:4])
+    for peer in peers:
+        router.peer_protocol[peer] = p2p.TProtocol("/meshsub/1.2.0")
+    # Three mesh peers on one address, the pruner on another: py-libp2p's
+    # eclipse protection would graft it for "IP diversity".
+    for peer in peers[1:]:
+        router.scorer.ip_by_peer[peer] = "10.0.0.1"
+    router.scorer.ip_by_peer[pruner] = "10.0.0.2"
+
+    await router.handle_prune(rpc_pb2.ControlPrune(topicID="t", backoff=10), pruner)
+
+    def grafted() -> bool:
+        grafts, _ = router.mesh_heartbeat()
+        for peer in grafts:  # undo, so the next look starts from the same mesh
+            router.mesh["t"].discard(peer)
+        diversity = router._ensure_mesh_diversity("t")
+        for peer in diversity:
+            router.mesh["t"].discard(peer)
+        return pruner in grafts or pruner in diversity
+
+    for now in (1001.0, 1010.85, 1010.95, 1012.85):  # within backoff (+ 2 beats of slack)
+        clock[0] = now
+        assert not grafted(), now
+    clock[0] = 1014.0
+    assert grafted()
+
+
+async def test_seqnos_keep_rising_across_a_restart() -> None:
+    """Quirk 20: a node restarted with the same key publishes with seqnos
+    above every one it used before. py-libp2p counted from int(time.time()),
+    one per message, so 200 messages and a restart within 200 s reused seqnos
+    (peers then drop them as "equivocation")."""
+
+    def seqnos(node: P2P) -> list[int]:
+        assert node._router is not None
+        return [int.from_bytes(m.seqno, "big") for m in node._router.mcache.msgs.values()]
+
+    seed = fresh_seed()
+    first, second = P2P(seed), P2P(seed)
+    with trio.fail_after(20):
+        async with running(first):
+            for i in range(200):
+                await first.publish("t", b"before %d" % i)
+            before = seqnos(first)
+        async with running(second):
+            await second.publish("t", b"after the restart")
+            after = seqnos(second)
+    assert len(before) == 200 and len(after) == 1
+    assert after[0] > max(before)
+
+
+async def test_gossip_is_signed_after_the_listeners_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Quirk 21: pubsub signs our peer record (``host.get_addrs()``) for every
+    message it sends; once the host has closed its listeners (mid-stop, while
+    messages are still being forwarded) py-libp2p raised OSError there and
+    the stop crashed. Now the last addresses are used."""
+    a, b = P2P(fresh_seed()), P2P(fresh_seed())
+    with trio.fail_after(20):
+        async with running(a, b):
+            await a.connect(b.listen_addrs[0])
+            await a.subscribe("t", Inbox())
+            inbox = Inbox()
+            await b.subscribe("t", inbox)
+            await gossip_ready(a, "t", inbox)
+            host = a._host
+            assert host is not None
+            before = host.get_addrs()
+            from libp2p.transport.tcp.tcp import TCPListener
+
+            def closed(self: TCPListener) -> tuple[Any, ...]:
+                # Midway through the stop: the listening socket is closed
+                # but still listed, and getsockname() fails on it.
+                raise OSError(9, "Bad file descriptor")
+
+            monkeypatch.setattr(TCPListener, "get_addrs", closed)
+            assert host.get_addrs() == before
+            await a.publish("t", b"forwarded while stopping")
