@@ -1385,7 +1385,7 @@ class P2P:
             remote = [str(a) for a in conn.get_transport_addresses()]
             addr = f"{remote[0]}/p2p/{peer}" if remote else None
         log.warning(
-            "connection to %s answered no ping for %.0f s: closing it%s",
+            "connection to %s answered no ping for %g s: closing it%s",
             peer,
             self._ping_timeout_s,
             " and redialling" if outbound or peer in self._bootstrap_peers else "",
