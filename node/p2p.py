@@ -17,12 +17,22 @@ How it works
 pure function of the node key), listens, starts ``Pubsub`` and ``GossipSub``
 as trio services, registers the stream handlers, and then runs its own tasks
 in one nursery that it owns: one reader per subscribed topic, one dialer per
-bootstrap address, the mDNS dialer, the peerstore sweeper and the
-``on_connect`` callbacks. ``task_status.started()`` is called once the host
-listens and pubsub is ready. Cancelling ``run`` becomes an orderly stop in
-the reverse order (our tasks, gossipsub, pubsub, then connections and
-listeners closed, host) and ``run`` returns without an exception; the stop
-takes milliseconds and is bounded at a few seconds.
+bootstrap address, one keepalive per connection (a ping every
+``ping_interval_s``; silence for ``ping_timeout_s`` closes the connection,
+and one we dialled is redialled), the mDNS dialer, the peerstore sweeper
+and the ``on_connect`` callbacks. ``task_status.started()`` is called once
+the host listens and pubsub is ready. Cancelling ``run`` becomes an orderly
+stop in the reverse order (our tasks, gossipsub, pubsub, then connections
+and listeners closed, host) and ``run`` returns without an exception; the
+stop takes milliseconds and is bounded at a few seconds.
+
+Dialling: bootstrap peers, redials and requests to unconnected peers share
+one backoff per peer (1 s doubling to ``redial_max_backoff_s``); a request
+to a peer in backoff fails at once with :class:`PeerUnavailable`, without
+dialling. A down peer is logged once at WARNING ("unreachable") and once at
+INFO when it is back; libp2p's own lines about routine dial failures are
+DEBUG (bugs 22, 23). ``announce`` replaces the advertised addresses (a port
+forward, a proxy).
 
 Gossip settings (each from the notes, with the reason):
 
@@ -955,8 +965,11 @@ class P2P:
         """Call ``fn(peer_id)`` in a task we own whenever a peer becomes connected.
 
         Fires once per peer per transition from no connection to one (a second
-        simultaneous connection to the same peer does not fire again). Peers
-        already connected when ``fn`` is registered are reported at once, so
+        simultaneous connection to the same peer does not fire again), and
+        again when a dead connection is dropped while the peer stays connected
+        through another: what was sent on the dead one is lost, so callers
+        catching up on connect (sync) should do it then too. Peers already
+        connected when ``fn`` is registered are reported at once, so
         registering after ``run`` started misses no one. Exceptions are
         logged, never propagated.
         """
@@ -1531,6 +1544,8 @@ class P2P:
             with contextlib.suppress(PeerUnavailable):
                 await self.connect(addr)
                 log.info("connected to bootstrap peer %s", info.peer_id)
+                # Not at once again if the peer drops us as soon as we come.
+                await trio.sleep(_CONNECTED_CHECK_S)
 
     async def _run_mdns(self, host: IHost) -> None:
         """Announce ourselves on the LAN and dial the peers mDNS finds (bug 7)."""
