@@ -69,6 +69,11 @@ class NodeSettings:
     gossip_max_batch_bytes: int = 256 * 1024
     max_frame_bytes: int = 4 << 20
     request_timeout_s: float = 10.0
+    announce: tuple[str, ...] = ()
+    heartbeat_interval_s: float = 1.0
+    ping_interval_s: float = 5.0
+    ping_timeout_s: float = 10.0
+    redial_max_backoff_s: float = 10.0
     sync_interval_s: float = 30.0
     sync_batch: int = 512
     retry_deadline_s: float = 60.0
@@ -93,6 +98,11 @@ class NodeSettings:
             gossip_max_batch_bytes=min(p.gossip_max_batch_bytes, p2p_mod.MAX_GOSSIP_BYTES - 65536),
             max_frame_bytes=p.max_frame_bytes,
             request_timeout_s=p.request_timeout_s,
+            announce=tuple(p.announce),
+            heartbeat_interval_s=p.heartbeat_interval_s,
+            ping_interval_s=p.ping_interval_s,
+            ping_timeout_s=p.ping_timeout_s,
+            redial_max_backoff_s=p.redial_max_backoff_s,
             sync_interval_s=config.sync.interval_s,
             sync_batch=config.sync.batch,
             retry_deadline_s=config.submit.retry_deadline_s,
@@ -142,6 +152,11 @@ class Node:
             mdns=s.mdns,
             max_frame_bytes=s.max_frame_bytes,
             request_timeout_s=s.request_timeout_s,
+            announce=s.announce,
+            heartbeat_interval_s=s.heartbeat_interval_s,
+            ping_interval_s=s.ping_interval_s,
+            ping_timeout_s=s.ping_timeout_s,
+            redial_max_backoff_s=s.redial_max_backoff_s,
         )
         self.applier = Applier(self.store)
         self.validator = ValidatorService(key, self.store, self.applier)
