@@ -23,6 +23,10 @@ from mycelia.node.store import (
     VoteGrant,
     reading_key,
 )
+from mycelia.node.store.ledger import LedgerTables
+from mycelia.node.store.readings import ReadingTables
+from mycelia.node.store.submissions import SubmissionTables
+from mycelia.node.store.votes import VoteTables
 from mycelia.protocol import (
     P256,
     Certificate,
@@ -147,6 +151,28 @@ def test_schema_mismatch_is_a_clear_error(tmp_path: Path) -> None:
     env.close()
     with pytest.raises(StoreError, match=r"schema version 99; this mycelia reads 4 to 5"):
         Store(tmp_path)
+
+
+def test_the_store_routes_every_part_method_to_its_part(tmp_path: Path) -> None:
+    """Callers use ``store.method(...)`` whichever part owns the table: each
+    public method of a part is the store's, and calls that part's."""
+    store = Store(tmp_path)
+    try:
+        parts = {
+            "_ledger": LedgerTables,
+            "_votes": VoteTables,
+            "_submissions": SubmissionTables,
+            "_readings": ReadingTables,
+        }
+        for attr, cls in parts.items():
+            names = [n for n, v in vars(cls).items() if callable(v) and not n.startswith("_")]
+            assert names, cls
+            for name in names:
+                routed = getattr(store, name)
+                assert routed.__self__ is getattr(store, attr), name
+                assert routed.__func__ is vars(cls)[name], name
+    finally:
+        store.close()
 
 
 def test_the_map_grows_on_demand(tmp_path: Path) -> None:
