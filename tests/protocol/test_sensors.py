@@ -41,6 +41,7 @@ from mycelia.protocol import (
     device_id,
     verify_device_signature,
 )
+from mycelia.protocol.devices import _rfc6979_sign
 from mycelia.protocol.domains import DEVICE, READING
 from mycelia.protocol.entries import MAX_ENTRY_BYTES, MAX_SEQ
 from mycelia.protocol.reasons import NeedCertificate
@@ -57,7 +58,6 @@ from mycelia.protocol.sensors import (
     Aggregate,
     AttestedDevice,
     SensorAttest,
-    _rfc6979_sign,
 )
 from tests.factory import (
     ENERGY,
