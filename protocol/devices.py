@@ -36,14 +36,15 @@ with ``key_type`` the ASCII name (``ed25519`` / ``p256``).
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
 from mycelia.protocol import keys
 from mycelia.protocol.domains import DEVICE_ID, ID_SIZE, Domain
@@ -184,7 +185,7 @@ class P256DeviceKey:
     Signatures are deterministic (RFC 6979 with SHA-256, so test vectors are
     reproducible) and always low-S."""
 
-    __slots__ = ("_d", "public")
+    __slots__ = ("_key", "public")
     key_type = P256
 
     def __init__(self, secret: bytes) -> None:
@@ -193,11 +194,9 @@ class P256DeviceKey:
         d = int.from_bytes(secret, "big")
         if not 1 <= d < P256_N:
             raise ValueError("a P-256 secret is in [1, n-1]")
-        self._d = d
-        self.public: bytes = (
-            ec.derive_private_key(d, ec.SECP256R1())
-            .public_key()
-            .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
+        self._key = ec.derive_private_key(d, ec.SECP256R1())
+        self.public: bytes = self._key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
         )
 
     @classmethod
@@ -210,47 +209,22 @@ class P256DeviceKey:
         return device_id(P256, self.public)
 
     def sign(self, domain: Domain, id_: bytes) -> bytes:
-        r, s = _rfc6979_sign(self._d, domain.message(id_))
+        r, s = _rfc6979_sign(self._key, domain.message(id_))
+        # OpenSSL returns whichever S the nonce gives; a device signature
+        # has one form, the low one (verify_device_signature refuses high S).
         return r.to_bytes(32, "big") + min(s, P256_N - s).to_bytes(32, "big")
 
     def __repr__(self) -> str:
         return f"P256DeviceKey(device={self.device.hex()[:16]})"
 
 
-def _x_of_multiple(k: int) -> int:
-    """The x coordinate of ``k·G`` (OpenSSL does the point arithmetic)."""
-    point = (
-        ec.derive_private_key(k, ec.SECP256R1())
-        .public_key()
-        .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-    )
-    return int.from_bytes(point[1:33], "big")
-
-
-def _rfc6979_sign(d: int, message: bytes) -> tuple[int, int]:
-    """ECDSA P-256/SHA-256 with the RFC 6979 nonce (section 3.2; for this
-    curve ``qlen == hlen == 256``, so bits2int is plain big-endian)."""
-    digest = hashlib.sha256(message).digest()
-    z = int.from_bytes(digest, "big")
-    x = d.to_bytes(32, "big")
-    h = (z % P256_N).to_bytes(32, "big")
-
-    def mac(key: bytes, data: bytes) -> bytes:
-        return hmac.new(key, data, hashlib.sha256).digest()
-
-    v, k_ = b"\x01" * 32, b"\x00" * 32
-    k_ = mac(k_, v + b"\x00" + x + h)
-    v = mac(k_, v)
-    k_ = mac(k_, v + b"\x01" + x + h)
-    v = mac(k_, v)
-    while True:
-        v = mac(k_, v)
-        k = int.from_bytes(v, "big")
-        if 1 <= k < P256_N:
-            r = _x_of_multiple(k) % P256_N
-            if r:
-                s = pow(k, -1, P256_N) * (z + r * d) % P256_N
-                if s:
-                    return r, s
-        k_ = mac(k_, v + b"\x00")
-        v = mac(k_, v)
+def _rfc6979_sign(key: ec.EllipticCurvePrivateKey, message: bytes) -> tuple[int, int]:
+    """``(r, s)`` of ECDSA P-256/SHA-256 over ``message`` with the RFC 6979
+    nonce, computed by OpenSSL (``cryptography`` 43+ on OpenSSL 3.2+; its
+    wheels bundle one). ``s`` is as signed, high or low."""
+    # Built per call, not at import: on an OpenSSL without RFC 6979 only
+    # signing with a P-256 device key fails (UnsupportedAlgorithm), never
+    # verifying or anything else in the protocol.
+    deterministic = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
+    r, s = decode_dss_signature(key.sign(message, deterministic))
+    return r, s
