@@ -19,7 +19,7 @@ module           databases                                     what and why
                  records, parked, attests, forks               every node; one transaction a batch
 ``votes``        locks, votes                                  this validator's locks and votes,
                                                                durable before a vote leaves
-``submissions``  pending, refusals, peers                      this gateway's submissions and its
+``submissions``  pending, refusals                             this gateway's submissions and its
                                                                final answers, across restarts
 ``readings``     readings, ingest, unattested, inflight,       this host's sensor readings and
                  batches, received                             their way into attestations
@@ -209,10 +209,8 @@ class Store:
     put_pending_sync = _Via("_submissions", SubmissionTables.put_pending_sync)
     update_pending_sync = _Via("_submissions", SubmissionTables.update_pending_sync)
     delete_pending_sync = _Via("_submissions", SubmissionTables.delete_pending_sync)
-    put_peer_sync = _Via("_submissions", SubmissionTables.put_peer_sync)
     pending = _Via("_submissions", SubmissionTables.pending)
     refusal = _Via("_submissions", SubmissionTables.refusal)
-    peers = _Via("_submissions", SubmissionTables.peers)
 
     # -- readings.py -------------------------------------------------------------
 

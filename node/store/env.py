@@ -35,6 +35,9 @@ import lmdb
 __all__ = ["MIB", "Environment", "StoreError", "Tables"]
 
 MIB = 1 << 20
+#: Database handles beyond the named ones, for a migration that opens a
+#: table it deletes (``migrations._drop``).
+_SPARE_DBS = 2
 _SEQ = struct.Struct(">Q")
 _LAST = b"\xff" * 8
 T = TypeVar("T")
@@ -68,7 +71,7 @@ class Environment:
         self.lmdb = lmdb.open(
             str(self.path),
             map_size=min(map_size_mb, max_map_size_mb) * MIB,
-            max_dbs=len(self._names),
+            max_dbs=len(self._names) + _SPARE_DBS,
             subdir=True,
             sync=sync,
             metasync=sync,

@@ -23,8 +23,10 @@ schema      change
 ==========  =============================================================
 4 -> 5      adds ``parked``, ``refusals`` and ``forks`` (empty: schema 4
             kept its gap buffer in memory, its refusals nowhere, and
-            recorded no fork evidence); checks that every lock and vote
-            reads back
+            recorded no fork evidence); deletes ``peers`` (peer id ->
+            addresses: written and read by nothing but a test — the
+            p2p layer keeps its own peer store and bootstrap peers come
+            from the config); checks that every lock and vote reads back
 ==========  =============================================================
 """
 
@@ -120,10 +122,20 @@ def _migrate(env: Environment, found: int | None) -> None:
         found += 1
 
 
+def _drop(env: Environment, txn: lmdb.Transaction, name: str) -> None:
+    """Delete the named database (and free its pages), if the store has it."""
+    try:
+        db = env.lmdb.open_db(name.encode(), txn=txn, create=False)
+    except lmdb.NotFoundError:
+        return
+    txn.drop(db, delete=True)
+
+
 def _v4_to_v5(env: Environment, txn: lmdb.Transaction) -> None:
     """``parked``, ``refusals`` and ``forks`` were created empty when the
-    store opened (after ``_check_locks_and_votes``); every other table keeps
-    its layout."""
+    store opened (after ``_check_locks_and_votes``); ``peers`` goes (see the
+    module docstring); every other table keeps its layout."""
+    _drop(env, txn, "peers")
 
 
 #: ``N -> migration to N+1`` (see the module docstring).

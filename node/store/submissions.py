@@ -9,7 +9,6 @@ database      key                                              value
 ============  ===============================================  ==========================
 pending       entry id (32)                                    submission record
 refusals      entry id (32)                                    :class:`Refusal` (bounded)
-peers         peer id (utf-8)                                  canonical list of addrs
 ============  ===============================================  ==========================
 
 Pending submissions: a signed entry the submitter took and has not
@@ -67,7 +66,7 @@ class Refusal:
 class SubmissionTables(Tables):
     """Pending submissions and refusals (see the module docstring)."""
 
-    DATABASES = ("pending", "refusals", "peers")
+    DATABASES = ("pending", "refusals")
 
     def put_pending_sync(self, entry_id: bytes, record: list[Any]) -> None:
         self.update_pending_sync([(entry_id, record)], [])
@@ -104,10 +103,6 @@ class SubmissionTables(Tables):
     def delete_pending_sync(self, *entry_ids: bytes) -> None:
         self.update_pending_sync([], list(entry_ids))
 
-    def put_peer_sync(self, peer_id: str, addrs: list[str]) -> None:
-        data = codec.encode(list(addrs))
-        self._write(lambda txn: txn.put(peer_id.encode(), data, db=self._db["peers"]))
-
     def refusal(self, entry_id: bytes) -> Refusal | None:
         with self._read() as txn:
             raw = txn.get(entry_id, db=self._db["refusals"])
@@ -116,7 +111,3 @@ class SubmissionTables(Tables):
     def pending(self) -> dict[bytes, list[Any]]:
         with self._read() as txn:
             return {k: codec.decode(v) for k, v in txn.cursor(db=self._db["pending"])}
-
-    def peers(self) -> dict[str, list[str]]:
-        with self._read() as txn:
-            return {k.decode(): codec.decode(v) for k, v in txn.cursor(db=self._db["peers"])}

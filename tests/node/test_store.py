@@ -49,6 +49,7 @@ from tests.factory import (
     sign_genesis,
     validator_keys,
 )
+from tests.node.test_migration import unpack_v4
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNTS = [key(i) for i in range(8)]
@@ -213,14 +214,38 @@ def test_vote_grants_lock_durably_and_never_twice(tmp_path: Path) -> None:
     assert again.vote(one.id) == b"vote-1" and again.vote(two.id) is None
 
 
-def test_pending_and_peers_round_trip(tmp_path: Path) -> None:
+def test_pending_round_trip(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.put_pending_sync(b"\x01" * 32, [b"entry", "pending", 5])
-    store.put_peer_sync("12D3KooWpeer", ["/ip4/127.0.0.1/tcp/4101"])
     assert store.pending() == {b"\x01" * 32: [b"entry", "pending", 5]}
     store.delete_pending_sync(b"\x01" * 32)
     assert store.pending() == {}
-    assert store.peers() == {"12D3KooWpeer": ["/ip4/127.0.0.1/tcp/4101"]}
+
+
+def database_names(path: Path) -> set[bytes]:
+    """The named databases of the store at ``path`` (closed)."""
+    import lmdb
+
+    env = lmdb.open(str(path), max_dbs=32, readonly=True, lock=False)
+    try:
+        with env.begin() as txn:
+            return {bytes(k) for k, _ in txn.cursor()}
+    finally:
+        env.close()
+
+
+def test_the_v4_peers_table_is_deleted_and_a_new_store_has_none(tmp_path: Path) -> None:
+    """Schema 4's ``peers`` table (read by nothing) goes in the 4 -> 5
+    migration, with the rest of the store kept; a new store never has it."""
+    path = unpack_v4(tmp_path)
+    assert b"peers" in database_names(path)
+    Store(path).close()
+    names = database_names(path)
+    assert b"peers" not in names
+    assert {b"meta", b"certs", b"locks", b"votes", b"pending", b"readings"} <= names
+    assert {b"parked", b"refusals", b"forks"} <= names
+    Store(tmp_path / "new").close()
+    assert b"peers" not in database_names(tmp_path / "new")
 
 
 CRASH_WRITER = """
