@@ -167,9 +167,14 @@ class Store:
         """The sum of those claims' totals (a metric)."""
         return self._ledger.claimed_units
 
+    # Every method below is called by the node, except three plain reads of
+    # one table that only tests (and the test cluster) call: ``chain_ids``,
+    # ``lock`` and ``reading`` — kept, as the one way to observe those
+    # tables from outside (the migration test reads a schema-4 store's
+    # locks and readings through them).
+
     close = _Via("_env", Environment.close)
     size_bytes = _Via("_env", Environment.size_bytes)
-    map_size = _Via("_env", Environment.map_size)
 
     # -- ledger.py ---------------------------------------------------------------
 
@@ -206,9 +211,7 @@ class Store:
 
     # -- submissions.py ----------------------------------------------------------
 
-    put_pending_sync = _Via("_submissions", SubmissionTables.put_pending_sync)
     update_pending_sync = _Via("_submissions", SubmissionTables.update_pending_sync)
-    delete_pending_sync = _Via("_submissions", SubmissionTables.delete_pending_sync)
     pending = _Via("_submissions", SubmissionTables.pending)
     refusal = _Via("_submissions", SubmissionTables.refusal)
 

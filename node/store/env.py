@@ -129,9 +129,6 @@ class Environment:
         info, stat = self.lmdb.info(), self.lmdb.stat()
         return (info["last_pgno"] + 1) * stat["psize"]
 
-    def map_size(self) -> int:
-        return int(self.lmdb.info()["map_size"])
-
 
 class Tables:
     """One part of the store: the named databases it owns (``DATABASES``,

@@ -68,9 +68,6 @@ class SubmissionTables(Tables):
 
     DATABASES = ("pending", "refusals")
 
-    def put_pending_sync(self, entry_id: bytes, record: list[Any]) -> None:
-        self.update_pending_sync([(entry_id, record)], [])
-
     def update_pending_sync(
         self,
         records: list[tuple[bytes, list[Any]]],
@@ -99,9 +96,6 @@ class SubmissionTables(Tables):
                         txn.delete(k, db=rdb)
 
         self._write(txn_fn)
-
-    def delete_pending_sync(self, *entry_ids: bytes) -> None:
-        self.update_pending_sync([], list(entry_ids))
 
     def refusal(self, entry_id: bytes) -> Refusal | None:
         with self._read() as txn:
