@@ -196,7 +196,7 @@ async def test_crash_between_commit_and_pending_delete_reports_certified(tmp_pat
     cert = w.transfer(A, B, 5)
     store, applier = await open_node(tmp_path / "s", w)
     store.apply_sync(applier.economies[w.id], GapBuffer(), [cert])
-    store.put_pending_sync(cert.entry_id, [cert.signed_entry.to_wire(), 0])
+    store.update_pending_sync([(cert.entry_id, [cert.signed_entry.to_wire(), 0])], [])
 
     def seq_reused(_i: int, _s: SignedEntry, _n: int) -> wire.VoteResult:
         return wire.VoteResult(reason=Reason.SEQ_REUSED, detail="seq 1 already used")
