@@ -187,6 +187,7 @@ class Store:
     record = _Via("_ledger", LedgerTables.record)
     records = _Via("_ledger", LedgerTables.records)
     heads = _Via("_ledger", LedgerTables.heads)
+    sizes_of = _Via("_ledger", LedgerTables.sizes_of)
     certificate_bytes = _Via("_ledger", LedgerTables.certificate_bytes)
     certificate = _Via("_ledger", LedgerTables.certificate)
     unknown = _Via("_ledger", LedgerTables.unknown)

@@ -19,7 +19,14 @@ parked        entry id (32)                                    certificate bytes
                                                                waiting for a gap in its chain)
 attests       economy (32) + device (32) + last counter (8)    ``sensor.attest`` entry id
 forks         economy (32) + author (32) + seq (8, big end.)   :class:`ForkEvidence` bytes
+sizes         economy (32)                                     ``["sizes", 1, accounts,
+                                                               certified entries]``
 ============  ===============================================  ==========================
+
+Sizes: ``sizes`` counts, per economy, the accounts with state and the
+certified entries applied, updated in the same transaction as the batch, so
+``economy_get`` / ``economy_list`` answer in one read instead of scanning
+every account (``sizes_of``).
 
 Consistency: a batch of certificates is applied in ONE write transaction —
 certificate bytes, chain index and every changed account and record
@@ -67,6 +74,7 @@ from mycelia.protocol import (
     Economy,
     Ledger,
     SignedGenesis,
+    codec,
     schema,
 )
 from mycelia.protocol.forks import ForkEvidence
@@ -76,6 +84,15 @@ from mycelia.protocol.sensors import ImpactClaim, SensorAttest
 from mycelia.protocol.state import EMPTY, Changes
 
 __all__ = ["ApplyResult", "LedgerTables", "chain_key"]
+
+
+def encode_sizes(accounts: int, certified: int) -> bytes:
+    return codec.encode_trusted(["sizes", 1, accounts, certified])
+
+
+def decode_sizes(raw: bytes) -> tuple[int, int]:
+    f = schema.array(codec.decode(raw, max_size=64), "sizes", 1, 4, "sizes")
+    return schema.int_(f[2], "accounts", 0), schema.int_(f[3], "certified", 0)
 
 
 def chain_key(economy: bytes, author: bytes, seq: int) -> bytes:
@@ -98,6 +115,7 @@ class _TxnState:
         "_touched",
         "_txn",
         "claims",
+        "new_accounts",
     )
 
     def __init__(self, tables: LedgerTables, txn: lmdb.Transaction, economy: bytes) -> None:
@@ -113,6 +131,8 @@ class _TxnState:
         self._touched: tuple[bytes, ...] = ()
         #: totals of the impact claims applied in this transaction (metrics)
         self.claims: list[int] = []
+        #: accounts this transaction gave their first state (``sizes``)
+        self.new_accounts = 0
 
     def account(self, key: bytes) -> Account:
         raw = self._txn.get(self._econ + key, db=self._accounts)
@@ -123,7 +143,11 @@ class _TxnState:
 
     def update(self, changes: Changes) -> None:
         for key, acct in changes.accounts.items():
-            self._txn.put(self._econ + key, acct.encode(), db=self._accounts)
+            put = self._txn.put(self._econ + key, acct.encode(), db=self._accounts, overwrite=False)
+            if put:
+                self.new_accounts += 1
+            else:
+                self._txn.put(self._econ + key, acct.encode(), db=self._accounts)
         for key, value in changes.records.items():
             self._txn.put(self._econ + key, value, db=self._records)
         # The ledger calls update() then record() for each certificate.
@@ -207,6 +231,7 @@ class LedgerTables(Tables):
         "parked",
         "attests",
         "forks",
+        "sizes",
     )
 
     def __init__(self, env: Environment) -> None:
@@ -257,6 +282,13 @@ class LedgerTables(Tables):
             for entry_id in held_ids - now.keys():
                 txn.delete(entry_id, db=parked_db)
             parked = tuple(c.entry_id for c in certs if c.entry_id in now)
+            if applied or states[0].new_accounts:
+                accounts, certified = self._sizes(txn, economy.id)
+                txn.put(
+                    economy.id,
+                    encode_sizes(accounts + states[0].new_accounts, certified + len(applied)),
+                    db=self._db["sizes"],
+                )
             return ApplyResult(
                 tuple(applied),
                 tuple(refused),
@@ -278,7 +310,16 @@ class LedgerTables(Tables):
             self.claimed_units += sum(claims)
         return result
 
+    def _sizes(self, txn: lmdb.Transaction, economy_id: bytes) -> tuple[int, int]:
+        raw = txn.get(economy_id, db=self._db["sizes"])
+        return (0, 0) if raw is None else decode_sizes(raw)
+
     # -- readers ---------------------------------------------------------------
+
+    def sizes_of(self, economy_id: bytes) -> tuple[int, int]:
+        """``(accounts with state, certified entries applied)`` of the economy."""
+        with self._read() as txn:
+            return self._sizes(txn, economy_id)
 
     def economies(self) -> list[SignedGenesis]:
         with self._read() as txn:

@@ -26,7 +26,9 @@ schema      change
             recorded no fork evidence); deletes ``peers`` (peer id ->
             addresses: written and read by nothing but a test — the
             p2p layer keeps its own peer store and bootstrap peers come
-            from the config); checks that every lock and vote reads back
+            from the config); fills ``sizes`` (per economy: accounts
+            and certified entries, counted from ``accounts``); checks
+            that every lock and vote reads back
 ==========  =============================================================
 """
 
@@ -38,7 +40,8 @@ from collections.abc import Callable
 import lmdb
 
 from mycelia.node.store.env import Environment, StoreError
-from mycelia.protocol import Vote
+from mycelia.node.store.ledger import encode_sizes
+from mycelia.protocol import Account, Vote
 from mycelia.protocol.domains import ID_SIZE
 from mycelia.protocol.reasons import Refused
 
@@ -136,6 +139,15 @@ def _v4_to_v5(env: Environment, txn: lmdb.Transaction) -> None:
     store opened (after ``_check_locks_and_votes``); ``peers`` goes (see the
     module docstring); every other table keeps its layout."""
     _drop(env, txn, "peers")
+    # ``sizes`` from what schema 4 holds: per economy, its accounts and the
+    # sum of their chain heads (each applied entry advanced one head by one).
+    sizes: dict[bytes, list[int]] = {}
+    for key, raw in txn.cursor(db=env.db("accounts")):
+        counts = sizes.setdefault(bytes(key[:32]), [0, 0])
+        counts[0] += 1
+        counts[1] += Account.decode(raw).seq
+    for economy_id, (accounts, certified) in sizes.items():
+        txn.put(economy_id, encode_sizes(accounts, certified), db=env.db("sizes"))
 
 
 #: ``N -> migration to N+1`` (see the module docstring).

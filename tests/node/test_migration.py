@@ -88,6 +88,9 @@ def test_v4_store_migrates_in_place_and_keeps_everything(tmp_path: Path) -> None
         # The new tables exist and are empty.
         assert store.parked(econ) == []
         assert store.forks(econ) == []
+        # Sizes counted from the schema-4 accounts: 3 payers, 30 transfers.
+        assert store.sizes_of(econ) == (len(store.accounts(econ)), sum(MANIFEST["heads"].values()))
+        assert store.sizes_of(econ) == (3, 30)
     finally:
         store.close()
     assert schema_of(path) == str(SCHEMA_VERSION).encode()

@@ -430,3 +430,20 @@ def test_readings_ingest_attest_and_prune(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(StoreError, match="closed"):
         store.ingest_sync(accepted(old), received_ms=1)
+
+
+def test_sizes_count_accounts_and_entries_with_every_batch(tmp_path: Path) -> None:
+    """``economy_get``'s figures come from counters kept in the apply
+    transaction, equal to what a scan of the accounts gives."""
+    w, certs = history(60)
+    store = open_store(tmp_path, w)
+    buf = GapBuffer()
+    assert store.sizes_of(w.id) == (0, 0)
+    for i in range(0, len(certs), 7):
+        store.apply_sync(w.economy, buf, certs[i : i + 7])
+        accounts = store.accounts(w.id)
+        assert store.sizes_of(w.id) == (len(accounts), sum(a.seq for a in accounts.values()))
+    assert store.sizes_of(w.id)[1] == 60
+    # A batch applied twice changes nothing.
+    store.apply_sync(w.economy, buf, certs[:7])
+    assert store.sizes_of(w.id)[1] == 60
