@@ -1,7 +1,7 @@
 """A node's wallet RPC played in memory, for client and CLI tests.
 
 :class:`FakeNode` answers the methods of ``docs/rpc.md`` from
-``tests.factory.World`` ledgers: a submitted entry is checked by the
+``mycelia.testing.economies.World`` ledgers: a submitted entry is checked by the
 protocol and, unless ``hold`` is set, certified at once by the world's
 validator keys. It records every request body and header, so tests can
 assert on exactly what a client sent, and ``lie`` replaces any method's
@@ -68,7 +68,7 @@ from mycelia.protocol import (
 )
 from mycelia.protocol.impact import claimable
 from mycelia.protocol.reasons import Reason
-from tests.factory import World, key, sign_genesis
+from mycelia.testing.economies import World, key, sign_genesis
 
 COOKIE = "__cookie__:" + "5a" * 32
 

@@ -24,8 +24,8 @@ from mycelia.cli.client import (
 from mycelia.node.views import certificate_view, hex_in, hex_out
 from mycelia.protocol import Entry, SignedEntry, Transfer
 from mycelia.protocol.quorum import make_bitmap
+from mycelia.testing.economies import World, genesis, key, validator_keys
 from tests.cli.fakenode import COOKIE, FakeNode, serve, write_private
-from tests.factory import World, genesis, key, validator_keys
 
 ALICE, BOB, CAROL = key(1), key(2), key(3)
 

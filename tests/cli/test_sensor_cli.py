@@ -43,6 +43,14 @@ from mycelia.protocol import (
 )
 from mycelia.protocol.domains import DEVICE
 from mycelia.protocol.sensors import P256_N
+from mycelia.testing.economies import (
+    TEMPERATURE,
+    World,
+    device_key,
+    impact_genesis,
+    key,
+    validator_keys,
+)
 from tests.cli.conftest import new_wallet, ok, one_line_error, run
 from tests.cli.fakenode import (
     COOKIE,
@@ -52,7 +60,6 @@ from tests.cli.fakenode import (
     serve,
     serve_ingest,
 )
-from tests.factory import TEMPERATURE, World, device_key, impact_genesis, key, validator_keys
 
 HOST = key(5, "host")
 KEY_TYPES = ["ed25519", "p256"]

@@ -59,7 +59,7 @@ from mycelia.protocol.sensors import (
     SensorAttest,
     _rfc6979_sign,
 )
-from tests.factory import (
+from mycelia.testing.economies import (
     ENERGY,
     T0,
     TEMPERATURE,

@@ -18,7 +18,7 @@ import trio
 from mycelia.node.daemon import Node, NodeSettings
 from mycelia.protocol import Entry, SignedEntry, SigningKey, Transfer
 from mycelia.protocol.state import ZERO_ID
-from tests.factory import T0, genesis, key, sign_genesis, validator_keys
+from mycelia.testing.economies import T0, genesis, key, sign_genesis, validator_keys
 
 FAST = NodeSettings(
     gossip_flush_ms=10,
