@@ -54,6 +54,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,16 +69,10 @@ from mycelia.cli.main import CliError, _Group
 from mycelia.node.config import CONFIG_FILE_NAME, default_toml
 from mycelia.node.keyfile import read_key, write_key
 from mycelia.node.store import Store
-from mycelia.protocol import Genesis, SignedGenesis, SigningKey, Validator, smallest_quorum
-from mycelia.protocol.economy import (
-    IMPACT,
-    MEMBERSHIP_APPROVED,
-    MEMBERSHIP_OPEN,
-    MUTUAL_CREDIT,
-    ImpactPolicy,
-    MutualCreditPolicy,
-)
+from mycelia.protocol import Genesis, SignedGenesis, SigningKey
+from mycelia.protocol.economy import MEMBERSHIP_APPROVED, MEMBERSHIP_OPEN, MUTUAL_CREDIT
 from mycelia.protocol.sensors import ED25519, P256
+from mycelia.testing.economies import genesis, impact_genesis, sign_genesis
 
 __all__ = ["devnet"]
 
@@ -177,30 +172,15 @@ def wallet_key(root: Path, name: str) -> SigningKey:
 
 
 def _make_economy(
-    path: Path,
-    keys: list[SigningKey],
-    name: str,
-    symbol: str,
-    decimals: int,
-    kind: str,
-    policy: Any,
+    path: Path, keys: list[SigningKey], make: Callable[[int, bytes], Genesis]
 ) -> SignedGenesis:
-    """The devnet economy stored at ``path``, or a new one validated by every
-    node (weight 1, quorum > 2/3) and signed by every node key."""
+    """The devnet economy stored at ``path``, or a new one — ``make(ts_ms,
+    nonce)``: a genesis validated by every node (weight 1, quorum > 2/3) —
+    signed by every node key."""
     if path.exists():
         return SignedGenesis.decode(path.read_bytes())
-    genesis = Genesis(
-        name=name,
-        symbol=symbol,
-        decimals=decimals,
-        kind=kind,
-        policy=policy,
-        validators=tuple(Validator(k.public, 1) for k in keys),
-        quorum=smallest_quorum(len(keys)),
-        ts_ms=int(time.time() * 1000),
-        nonce=os.urandom(8),
-    ).checked()
-    signed = SignedGenesis.assemble(genesis, {k.public: genesis.sign(k) for k in keys})
+    g = make(int(time.time() * 1000), os.urandom(8)).checked()
+    signed = sign_genesis(g, keys)
     path.write_bytes(signed.encode())
     return signed
 
@@ -534,11 +514,18 @@ def up(root: Path, n: int, detach: bool, console: Console) -> None:
     signed = _make_economy(
         root / GENESIS_FILE,
         keys,
-        "Devnet Hours",
-        "DEV",
-        DECIMALS,
-        MUTUAL_CREDIT,
-        MutualCreditPolicy(MEMBERSHIP_APPROVED, (steward.public,), DEFAULT_LIMIT),
+        lambda ts_ms, nonce: genesis(
+            kind=MUTUAL_CREDIT,
+            membership=MEMBERSHIP_APPROVED,
+            validators=keys,
+            stewards=[steward],
+            default_limit=DEFAULT_LIMIT,
+            name="Devnet Hours",
+            symbol="DEV",
+            decimals=DECIMALS,
+            ts_ms=ts_ms,
+            nonce=nonce,
+        ),
     )
     if len(signed.genesis.validators) != n:
         raise DevnetError(
@@ -548,11 +535,19 @@ def up(root: Path, n: int, detach: bool, console: Console) -> None:
     impact_signed = _make_economy(
         root / IMPACT_GENESIS_FILE,
         keys,
-        "Solar Impact",
-        "SUN",
-        0,
-        IMPACT,
-        ImpactPolicy(MEMBERSHIP_OPEN, (), "energy_wh", 0, UNITS_PER_CREDIT, ("solar-meter",)),
+        lambda ts_ms, nonce: impact_genesis(
+            validators=keys,
+            membership=MEMBERSHIP_OPEN,
+            metric="energy_wh",
+            exponent=0,
+            units_per_credit=UNITS_PER_CREDIT,
+            device_kinds=("solar-meter",),
+            name="Solar Impact",
+            symbol="SUN",
+            decimals=0,
+            ts_ms=ts_ms,
+            nonce=nonce,
+        ),
     )
     for d in dirs:
         _import(d, signed)

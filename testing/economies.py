@@ -69,8 +69,12 @@ def genesis(
     default_limit: int = 1_000,
     name: str = "Test Valley Hours",
     symbol: str = "TVH",
+    decimals: int = 2,
+    ts_ms: int = T0,
     nonce: bytes = b"",
 ) -> Genesis:
+    """A mutual-credit (or, with ``kind``, issued) economy; by default four
+    validators of weight 1, the smallest quorum above two thirds."""
     vkeys = list(validators) if validators is not None else validator_keys(4)
     w = list(weights) if weights is not None else [1] * len(vkeys)
     total = sum(w)
@@ -83,12 +87,12 @@ def genesis(
     return Genesis(
         name=name,
         symbol=symbol,
-        decimals=2,
+        decimals=decimals,
         kind=kind,
         policy=policy,
         validators=tuple(Validator(v.public, x) for v, x in zip(vkeys, w, strict=True)),
         quorum=q,
-        ts_ms=T0,
+        ts_ms=ts_ms,
         nonce=nonce,
     )
 
@@ -107,6 +111,10 @@ def impact_genesis(
     exponent: int = 0,
     units_per_credit: int = 1_000,
     device_kinds: Iterable[str] = ("solar-meter", "wind-meter"),
+    name: str = "Test Valley Solar",
+    symbol: str = "TVS",
+    decimals: int = 3,
+    ts_ms: int = T0,
     nonce: bytes = b"",
 ) -> Genesis:
     """An impact economy: ``units_per_credit`` Wh make one credit (minor unit)."""
@@ -120,14 +128,14 @@ def impact_genesis(
         tuple(device_kinds),
     )
     return Genesis(
-        name="Test Valley Solar",
-        symbol="TVS",
-        decimals=3,
+        name=name,
+        symbol=symbol,
+        decimals=decimals,
         kind="impact",
         policy=policy,
         validators=tuple(Validator(v.public, 1) for v in vkeys),
         quorum=smallest_quorum(len(vkeys)),
-        ts_ms=T0,
+        ts_ms=ts_ms,
         nonce=nonce,
     )
 
