@@ -1,10 +1,16 @@
-"""Deterministic economies, keys, entries and certificates for tests and
-benchmarks.
+"""Deterministic keys, economies, entries and certificates.
 
-Keys come from fixed seeds (``key(n)``) so failures reproduce. A
-:class:`World` holds one economy with its validator keys and an in-memory
-ledger, and builds each author's next entry from the ledger's view of that
-author's chain (seq, prev), so tests read as the story they tell.
+Why this exists: a failure must reproduce, so tests and benchmarks use
+keys from fixed seeds (``key(n)``, ``device_key(n)``) and geneses with
+fixed contents, and they need certified entries without running a node.
+The genesis makers (:func:`genesis`, :func:`impact_genesis`) are also the
+ones ``mycelia devnet`` makes its demo economies with, so there is one way
+to make an economy outside a steward's ``economy create``.
+
+A :class:`World` holds one economy with its validator keys and an
+in-memory ledger, and builds each author's next entry from the ledger's
+view of that author's chain (seq, prev), so tests read as the story they
+tell. Imports only ``mycelia.protocol``.
 """
 
 from __future__ import annotations
