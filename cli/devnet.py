@@ -57,7 +57,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -106,14 +105,6 @@ CLAIM_EVERY_S = 10
 
 class DevnetError(CliError):
     pass
-
-
-@dataclass(frozen=True, slots=True)
-class NodeProc:
-    index: int
-    datadir: Path
-    pid: int
-    p2p: str
 
 
 def _node_dirs(root: Path, n: int) -> list[Path]:
