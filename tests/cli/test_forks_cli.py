@@ -59,10 +59,8 @@ def test_status_shows_each_fork_and_who_signed_both(
 
 
 def _lie(fake: FakeNode, change: Any) -> None:
-    honest = fake.m_economy_forks
-
     def lying(params: dict[str, Any]) -> Any:
-        answer = honest(params)
+        answer = fake.answer("economy_forks", params)
         change(answer["forks"][0])
         return answer
 
