@@ -16,10 +16,15 @@ nothing imports ``tests`` and no copy can drift from another.
 * :mod:`mycelia.testing.processes`: ``mycelia`` CLI commands and
   ``mycelia node run`` processes (captured log or log file, attached or
   detached).
+* :mod:`mycelia.testing.openrpc`: whether a JSON answer is one the node's
+  method registry declares (its OpenRPC document's result schemas), which
+  keeps the client tests' fake node honest.
 
-This package imports nothing of itself here (each module pulls in only what
-it needs: :mod:`~mycelia.testing.economies` only ``mycelia.protocol``).
-Production code does not import it, with one exception: ``mycelia devnet``
-(``cli/devnet.py``), which *is* a test network, starts its nodes with the
-launcher and makes its economies with the genesis makers found here.
+Importing the package imports none of its modules, and each module pulls
+in only what it needs (:mod:`~mycelia.testing.economies` only
+``mycelia.protocol``; the cluster the node). Production code does not
+import it, with one exception: ``mycelia devnet`` (``cli/devnet.py``), which
+*is* a test network, starts its nodes with the launcher and makes its
+economies with the genesis makers found here (``tests/test_imports.py``
+holds both to that).
 """
