@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -53,6 +55,10 @@ from mycelia.protocol import Economy, SignedEntry, SignedGenesis, SigningKey
 __all__ = ["Listening", "Node", "NodeSettings"]
 
 log = logging.getLogger("mycelia.node")
+
+#: A service that uses the node from outside (RPC, ingest, metrics):
+#: ``fn(node, *, task_status)``, run by :meth:`Node.run` in its own nursery.
+Frontend = Callable[..., Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +249,19 @@ class Node:
     async def _on_connect(self, peer: str) -> None:
         self.sync.peer_connected(peer)
 
-    async def run(self, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self,
+        *,
+        frontends: Sequence[Frontend] = (),
+        task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run every service until cancelled; ``started(self)`` once ready.
+
+        ``frontends`` (the RPC, the sensor ingest, the metrics endpoint: each
+        ``fn(node, task_status=...)``) run inside the node's own nursery,
+        started in order once the node is ready: the node owns its store and
+        encloses its users, so the store closes only after every one of
+        them has ended."""
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.p2p.run)
@@ -266,6 +284,8 @@ class Node:
                 await nursery.start(self.forks.run)
                 await nursery.start(self.attester.run)
                 log.info("node %s ready", self.key.did)
+                for frontend in frontends:
+                    await nursery.start(partial(frontend, self))
                 task_status.started(self)
         finally:
             self.store.close()
@@ -329,22 +349,41 @@ async def serve(config: Config, key: SigningKey) -> None:
     node = Node(key, config.node.datadir, NodeSettings.from_config(config))
     metrics = Metrics(node_id=key.did)
     exporter = MetricsExporter(node, metrics)
+
+    async def export(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+        await exporter.run(task_status=task_status)
+
+    async def metrics_endpoint(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+        async with trio.open_nursery() as inner:
+            host, port = await inner.start(
+                serve_metrics, metrics, config.metrics.host, config.metrics.port
+            )
+            node.listening.metrics = f"{http_url(host, port)}/metrics"
+            log.info("metrics at %s", node.listening.metrics)
+            task_status.started()
+
+    async def rpc(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+        async with trio.open_nursery() as inner:
+            endpoints = await inner.start(serve_rpc, node, config.rpc)
+            log.info("rpc at %s", endpoints)
+            task_status.started()
+
+    async def ingest(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+        async with trio.open_nursery() as inner:
+            host, port = await inner.start(serve_ingest, node, config.sensors, metrics)
+            log.info("sensor ingest at http://%s:%d/v1/readings", host, port)
+            task_status.started()
+
+    frontends: list[Frontend] = [export]
+    if config.metrics.enabled:
+        frontends.append(metrics_endpoint)
+    if config.rpc.enabled:
+        frontends.append(rpc)
+    if config.sensors.enabled:
+        frontends.append(ingest)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(node.run)
-            await nursery.start(exporter.run)
-            if config.metrics.enabled:
-                host, port = await nursery.start(
-                    serve_metrics, metrics, config.metrics.host, config.metrics.port
-                )
-                node.listening.metrics = f"{http_url(host, port)}/metrics"
-                log.info("metrics at %s", node.listening.metrics)
-            if config.rpc.enabled:
-                endpoints = await nursery.start(serve_rpc, node, config.rpc)
-                log.info("rpc at %s", endpoints)
-            if config.sensors.enabled:
-                host, port = await nursery.start(serve_ingest, node, config.sensors, metrics)
-                log.info("sensor ingest at http://%s:%d/v1/readings", host, port)
+            await nursery.start(partial(node.run, frontends=frontends))
             async for signum in signals:
                 log.info("received %s: stopping", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()

@@ -277,15 +277,10 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-import multiaddr
-import trio
-
-# Quirk 14: read at call time by libp2p's yamux, so setting it before any
-# stream exists is enough; an operator's own value wins.
-os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
-
 import libp2p.pubsub.gossipsub as _gossipsub_module
 import libp2p.pubsub.pubsub as _pubsub_module
+import multiaddr
+import trio
 from libp2p import new_host
 from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
 from libp2p.crypto.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -337,8 +332,27 @@ def _consume_record_once(msg: Any, host: Any, peer_id: Any) -> bool:
     return bool(ok)
 
 
-_pubsub_module.maybe_consume_signed_record = _consume_record_once  # type: ignore[assignment]
-_gossipsub_module.maybe_consume_signed_record = _consume_record_once  # type: ignore[assignment]
+_installed = False
+
+
+def install_workarounds() -> None:
+    """Install the process-wide parts of the workarounds below, once: the
+    yamux setting (quirk 14), the peer-record cache (quirk 15) and the log
+    filters (quirk 23). Called by :meth:`P2P.run` before any host exists —
+    not at import, so importing this module changes nothing in libp2p (a
+    tool that only reads a peer id gets stock libp2p)."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    # Quirk 14: read at call time by libp2p's yamux, so setting it before any
+    # stream exists is enough; an operator's own value wins.
+    os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
+    _pubsub_module.maybe_consume_signed_record = _consume_record_once  # type: ignore[assignment]
+    _gossipsub_module.maybe_consume_signed_record = _consume_record_once  # type: ignore[assignment]
+    for name in _QUIETED:
+        logging.getLogger(name).addFilter(_Quiet())
+
 
 __all__ = [
     "GOSSIP_PROTOCOLS",
@@ -354,6 +368,7 @@ __all__ = [
     "RequestTimeout",
     "Validator",
     "frame",
+    "install_workarounds",
     "message_id",
     "peer_id_of",
     "read_frame",
@@ -437,14 +452,14 @@ def _is_cancellation(exc: object) -> bool:
     return False
 
 
-for _name in (
+#: libp2p loggers that get the :class:`_Quiet` filter (``install_workarounds``).
+_QUIETED = (
     "libp2p.transport.tcp.tcp",
     "libp2p.network.swarm",
     "libp2p.host.basic_host",
     "libp2p.protocol_muxer.multiselect_client",
     "libp2p.stream_muxer.yamux.yamux",
-):
-    logging.getLogger(_name).addFilter(_Quiet())
+)
 
 # Listed most preferred first; multistream-select picks the first both speak.
 GOSSIP_PROTOCOLS: tuple[str, ...] = ("/meshsub/1.2.0", "/meshsub/1.1.0", "/meshsub/1.0.0")
@@ -1195,6 +1210,7 @@ class P2P:
         """
         if self._running:
             raise P2PError("this P2P is already running")
+        install_workarounds()
         self._running = True
         try:
             stop = trio.Event()

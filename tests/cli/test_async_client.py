@@ -17,8 +17,8 @@ import trio_websocket as tw
 from mycelia.cli.client import AsyncClient, Endpoint, EntryStatus, RpcUnavailable, VerifyError
 from mycelia.node.views import certificate_view, hex_in, hex_out
 from mycelia.protocol import Certificate, Entry, SignedEntry
+from mycelia.testing.economies import World, key
 from tests.cli.fakenode import COOKIE, FakeNode
-from tests.factory import World, key
 
 ALICE, BOB, CAROL = key(1), key(2), key(3)
 AUTH = "Basic " + base64.b64encode(COOKIE.encode()).decode()

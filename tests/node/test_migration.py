@@ -23,7 +23,7 @@ from mycelia.node.submitter import CERTIFIED, Submitter
 from mycelia.node.validator import ValidatorService
 from mycelia.protocol import Reason, SignedEntry, Vote
 from mycelia.protocol.locks import resources
-from tests.factory import validator_keys
+from mycelia.testing.economies import validator_keys
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MANIFEST = json.loads((FIXTURES / "store-v4.json").read_text())

@@ -13,6 +13,8 @@ import contextlib
 import itertools
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -1099,3 +1101,29 @@ async def test_stopping_while_a_connection_is_added_logs_no_traceback(
 async def _connect_quietly(node: P2P, addr: str) -> None:
     with contextlib.suppress(P2PError):
         await node.connect(addr)
+
+
+def test_importing_p2p_patches_nothing() -> None:
+    """The workarounds are installed by the p2p service when it runs, not at
+    import: importing the module leaves libp2p, its loggers and the
+    environment as they were."""
+    code = """
+import logging, os, sys
+import libp2p.pubsub.pubsub as pubsub
+before = pubsub.maybe_consume_signed_record
+import mycelia.node.p2p as p2p
+assert pubsub.maybe_consume_signed_record is before, "patched at import"
+assert "PY_YAMUX_RELEASE_ON_READ" not in os.environ, "environment set at import"
+assert not logging.getLogger("libp2p.network.swarm").filters, "log filter at import"
+p2p.install_workarounds()
+p2p.install_workarounds()  # idempotent
+assert pubsub.maybe_consume_signed_record is p2p._consume_record_once
+assert os.environ["PY_YAMUX_RELEASE_ON_READ"] == "0"
+assert len(logging.getLogger("libp2p.network.swarm").filters) == 1
+print("ok")
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PY_YAMUX_RELEASE_ON_READ"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

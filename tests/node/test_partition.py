@@ -32,9 +32,9 @@ import trio
 from mycelia.node.daemon import Node
 from mycelia.node.submitter import CERTIFIED
 from mycelia.protocol import SigningKey
-from tests.factory import genesis, key, sign_genesis, validator_keys
+from mycelia.testing.cluster import FAST, Cluster, Wallet, converge
+from mycelia.testing.economies import genesis, key, sign_genesis, validator_keys
 from tests.node.blackhole import Blackhole
-from tests.node.cluster import FAST, Cluster, Wallet, converge
 
 ISOLATION_S = float(os.environ.get("MYCELIA_PARTITION_S", "15"))
 

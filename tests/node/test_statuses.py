@@ -30,7 +30,7 @@ from mycelia.node.validator import ValidatorService
 from mycelia.protocol import Reason, SignedEntry, Transfer, Vote
 from mycelia.protocol.ledger import GapBuffer
 from mycelia.protocol.reasons import NeedChain
-from tests.factory import World, key, sign_genesis
+from mycelia.testing.economies import World, key, sign_genesis
 
 ROOT = Path(__file__).resolve().parents[2]
 A, B = key(1, "wallet"), key(2, "wallet")
@@ -104,7 +104,7 @@ from mycelia.node.applier import Applier
 from mycelia.node.store import Store
 from mycelia.node.submitter import Submitter
 from mycelia.protocol import Transfer
-from tests.factory import World, key, sign_genesis
+from mycelia.testing.economies import World, key, sign_genesis
 from tests.node.test_statuses import Validators
 
 async def main():

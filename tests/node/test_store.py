@@ -39,7 +39,7 @@ from mycelia.protocol import (
 )
 from mycelia.protocol.ledger import GapBuffer
 from mycelia.protocol.locks import resources
-from tests.factory import (
+from mycelia.testing.economies import (
     ENERGY,
     TEMPERATURE,
     World,

@@ -59,7 +59,7 @@ from mycelia.protocol.sensors import (
     AttestedDevice,
     SensorAttest,
 )
-from tests.factory import (
+from mycelia.testing.economies import (
     ENERGY,
     T0,
     TEMPERATURE,
