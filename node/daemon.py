@@ -248,6 +248,11 @@ class Node:
 
     async def _on_connect(self, peer: str) -> None:
         self.sync.peer_connected(peer)
+        for economy in self.applier.economies.values():
+            for validator in economy.validators:
+                if p2p_mod.peer_id_of(validator) == peer:
+                    self.submitter.validator_reachable(validator)
+                    break
 
     async def run(
         self,
