@@ -658,22 +658,34 @@ async def converge(
 
 
 async def sweep(members: list[Member], seen: Seen) -> None:
-    """entry_get of every entry ever submitted, on every node."""
-    for m in members:
+    """entry_get of every entry ever submitted, on every node (JSON-RPC
+    batches; the statuses only — the stores are audited offline)."""
+    ids = list(seen.entries)
+
+    async def one(m: Member) -> None:
         assert m.client is not None
-        for entry_id in list(seen.entries):
+        for k in range(0, len(ids), 100):
+            chunk = ids[k : k + 100]
+            calls = [("entry_get", {"id": "0x" + i.hex()}) for i in chunk]
             try:
-                st = await m.client.entry_get(entry_id)
-            except RpcError as exc:
-                if exc.reason == "unknown_entry":
-                    seen.sweep[entry_id][m.name] = ("unknown", None, None)
-                    continue
-                seen.sweep[entry_id][m.name] = ("error: " + str(exc), None, None)
-                continue
+                answers = await m.client.batch(calls)
             except ClientError as exc:
-                seen.sweep[entry_id][m.name] = ("error: " + str(exc), None, None)
-                continue
-            seen.sweep[entry_id][m.name] = (st.status, st.reason, st.retryable)
+                answers = [exc] * len(chunk)
+            for entry_id, a in zip(chunk, answers, strict=True):
+                if isinstance(a, RpcError) and a.reason == "unknown_entry":
+                    seen.sweep[entry_id][m.name] = ("unknown", None, None)
+                elif isinstance(a, Exception):
+                    seen.sweep[entry_id][m.name] = (f"error: {a}", None, None)
+                else:
+                    seen.sweep[entry_id][m.name] = (
+                        a["status"],
+                        a.get("reason"),
+                        a.get("retryable"),
+                    )
+
+    async with trio.open_nursery() as nursery:
+        for m in members:
+            nursery.start_soon(one, m)
 
 
 async def start_all(members: list[Member]) -> None:
@@ -969,7 +981,10 @@ def dump(root: Path, seen: Seen, views: list[StoreView]) -> None:
         ):
             e = signed.entry
             author = names.setdefault(e.author, f"a{len(names)}")
-            f.write(f"{i.hex()} author {author}={e.author.hex()[:16]} seq {e.seq}\n")
+            f.write(
+                f"{i.hex()} author {author}={e.author.hex()[:16]} seq {e.seq} "
+                f"submitted at {seen.submitted_at.get(i, -1):.2f}s\n"
+            )
             for t, node, st, reason, retryable in seen.statuses.get(i, []):
                 if st != "pending" or reason:
                     f.write(f"    {t:8.2f}s {node:10} {st} {reason or ''} {retryable}\n")
