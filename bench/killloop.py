@@ -268,13 +268,18 @@ class Seen:
     retired: list[tuple[str, str]] = field(default_factory=list)
     kills: Counter[str] = field(default_factory=Counter)
     restart_failures: list[str] = field(default_factory=list)
+    #: (victim, killed at, restart begun at, serving again at), seconds since start
+    timeline: list[tuple[str, float, float, float]] = field(default_factory=list)
     clean_stops: list[tuple[str, int]] = field(default_factory=list)
     sweep: dict[bytes, dict[str, tuple[str, str | None, bool | None]]] = field(
         default_factory=lambda: defaultdict(dict)
     )
     submitted_at: dict[bytes, float] = field(default_factory=dict)
+    first_node: dict[bytes, str] = field(default_factory=dict)
     #: entries submitted again to another node
     resubmitted: set[bytes] = field(default_factory=set)
+
+    t0_wall: float = field(default_factory=time.time)
 
     def t(self) -> float:
         return now_s() - self.t0
@@ -391,6 +396,7 @@ class Load:
             seen.entries[entry_id] = signed
             self.submitted += 1
             seen.submitted_at[entry_id] = seen.t()
+            seen.first_node[entry_id] = first.name
         node = first
         start = now_s()
         retryable_left = RETRYABLE_RESUBMITS
@@ -602,10 +608,12 @@ async def killer(
         # takes seconds (imports), so "one down at a time" rules the pace.
         await trio.sleep(rng.uniform(1, 3))
         victim = rng.choice(members)
+        killed_at = seen.t()
         await victim.kill9()
         seen.kills[victim.name] += 1
         down = rng.uniform(0.5, 2)
         await trio.sleep(down)
+        begun_at = seen.t()
         others = [m.address for m in members if m is not victim]
         for attempt in range(3):
             try:
@@ -622,6 +630,7 @@ async def killer(
                 await trio.sleep(1)
         else:
             raise RuntimeError(f"{victim.name} could not be restarted")
+        seen.timeline.append((victim.name, killed_at, begun_at, seen.t()))
         if (i + 1) % 10 == 0:
             print(f"  {i + 1} kills, t={seen.t():.0f} s", flush=True)
     done.set()
@@ -974,6 +983,13 @@ def check(result: dict[str, Any]) -> list[tuple[str, bool, list[str]]]:
 def dump(root: Path, seen: Seen, views: list[StoreView]) -> None:
     """entries.txt: every entry submitted, with every status reported and
     where each store holds it (for investigating a failure)."""
+    with (root / "kills.txt").open("w") as f:
+        f.write(f"# seconds since start; start (wall clock) {seen.t0_wall:.3f}\n")
+        f.write("# victim      killed   restart  serving  down(s)\n")
+        for name, killed, begun, serving in seen.timeline:
+            f.write(
+                f"{name:11} {killed:8.2f} {begun:8.2f} {serving:8.2f} {serving - killed:6.2f}\n"
+            )
     names = {}
     with (root / "entries.txt").open("w") as f:
         for i, signed in sorted(
@@ -1014,6 +1030,14 @@ def report(result: dict[str, Any], checks: list[tuple[str, bool, list[str]]], t:
     print()
     per = ", ".join(f"{k} {v}" for k, v in sorted(seen.kills.items()))
     print(f"kills: {sum(seen.kills.values())} ({per})")
+    if seen.timeline:
+        starts = sorted(serving - begun for _, _, begun, serving in seen.timeline)
+        downs = sorted(serving - killed for _, killed, _, serving in seen.timeline)
+        print(
+            f"restart (spawn to serving RPC): p50 {starts[len(starts) // 2]:.1f} s, max "
+            f"{starts[-1]:.1f} s; down per kill: p50 {downs[len(downs) // 2]:.1f} s, max "
+            f"{downs[-1]:.1f} s (timeline: {result['root'] / 'kills.txt'})"
+        )
     print(f"restart failures: {len(seen.restart_failures)}")
     for f in seen.restart_failures:
         print("   ", f.replace("\n", "\n    "))
@@ -1058,11 +1082,13 @@ def report(result: dict[str, Any], checks: list[tuple[str, bool, list[str]]], t:
         f"entries submitted again: {len(again)}; of them certified {len(again & certified)}, "
         f"refused {len([i for i in again - certified if i in seen.refused_outcome])}"
     )
-    latency = sorted(
-        min(t for t, _, st, _, _ in seen.statuses[i] if st == "certified") - seen.submitted_at[i]
+    took = {
+        i: min(t for t, _, st, _, _ in seen.statuses[i] if st == "certified") - seen.submitted_at[i]
         for i in certified
         if i in seen.submitted_at
-    )
+    }
+    latency = sorted(took.values())
+    slow = sorted((i for i in took if took[i] > 20), key=lambda i: -took[i])
     if latency:
         p50 = latency[len(latency) // 2]
         p99 = latency[min(len(latency) - 1, int(0.99 * len(latency)))]
@@ -1070,6 +1096,22 @@ def report(result: dict[str, Any], checks: list[tuple[str, bool, list[str]]], t:
             f"submit to first 'certified' seen (polled every {POLL_S:g} s): p50 {p50:.2f} s, "
             f"p99 {p99:.2f} s, max {latency[-1]:.2f} s; "
             f"{len(certified) / result['load_s']:.1f} certified/s"
+        )
+    print(
+        f"entries certified more than 10 s after submission: "
+        f"{sum(1 for x in latency if x > 10)}; more than 20 s: {len(slow)}"
+    )
+    for i in slow[:8]:
+        t0 = seen.submitted_at[i]
+        t1 = t0 + took[i]
+        kills = [
+            f"{name} {killed:.0f}-{serving:.0f}"
+            for name, killed, _, serving in seen.timeline
+            if serving >= t0 - 10 and killed <= t1
+        ]
+        print(
+            f"    {short(i)} submitted to {seen.first_node[i]} at {t0:.1f} s, certified at "
+            f"{t1:.1f} s; down meanwhile: {', '.join(kills) or 'none'}"
         )
     print(f"wallets used: {len(load.all_wallets)}; retired: {len(seen.retired)}")
     for name, why in seen.retired:
