@@ -1,10 +1,14 @@
 """Kill -9 loop: random SIGKILLs of validators and of the submitting node
 under load with double-spend attempts (issue 9, "How it will be checked").
 
-Run by hand: ``python -m bench.killloop`` (``--kills N``, default 60, a few
-minutes; ``--quick`` for about a minute; ``--seed S``). Everything runs on
-127.0.0.1 in a temporary directory that is kept (its path is printed) for
-inspection: each process's stderr, one file per incarnation, under ``logs/``.
+Run by hand: ``python -m bench.killloop`` (``--kills N``, default 60;
+``--quick``, 6 kills; ``--seed S``). Restarts set the pace (a process needs
+4-9 s of imports before it serves): 60 kills took 9-12 minutes, ``--quick``
+about 2, on a loaded 2-core machine. Everything runs on 127.0.0.1 in a
+temporary directory that is kept (its path is printed) for inspection: each
+process's stderr, one file per incarnation, under ``logs/``; ``kills.txt``,
+the kill timeline; ``entries.txt``, every entry with every status reported
+and where each store holds it.
 
 Setup, as ``bench/devnet.py`` does it: four validator ``mycelia node run``
 processes and one non-validator *gateway* process, a mutual-credit economy
@@ -21,10 +25,11 @@ at once (a double spend); once both are final it learns from
 from the chain head. A slot neither entry got (the validators' votes split)
 is dead for good (FastPay): that wallet retires and a fresh one takes over.
 
-The killer SIGKILLs a random process (validators and the gateway) every 1–3
-s and restarts it 0.5–2 s later on the same data directory and the same p2p
-port, bootstrapping to all the others; never more than one process is down,
-so the three other validators can always make a quorum of 3.
+The killer SIGKILLs a random process (validators and the gateway) 1–3 s
+after the previous victim serves again and restarts it 0.5–2 s later on the
+same data directory and the same p2p port, bootstrapping to all the others;
+never more than one process is down, so the three other validators can
+always make a quorum of 3.
 
 At the end the load stops, every process is stopped cleanly and started
 again, they are given a bounded time to converge (over the RPC), every node
