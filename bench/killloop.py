@@ -132,6 +132,11 @@ class BenchProc:
     def proc(self) -> subprocess.Popen[str]:
         return self._proc.popen
 
+    @property
+    def address(self) -> str:
+        """The p2p address the node logged."""
+        return self._proc.address
+
     def wait_rpc(self) -> bool:
         """Whether the process served its RPC (the launcher waited for it)."""
         return self.ready
@@ -778,12 +783,13 @@ def read_store(name: str, datadir: Path, economy: bytes, ids: list[bytes]) -> St
     try:
         chains = store.chain_ids(economy)
         certs: dict[bytes, tuple[bytes, int]] = {}
-        # The certs table has no public iterator; an offline audit reads it raw.
-        with store._read() as txn:
-            for k, v in txn.cursor(db=store._db["certs"]):
-                c = Certificate.decode(v)
-                if c.entry.economy == economy:
-                    certs[bytes(k)] = (c.entry.author, c.entry.seq)
+        # Every applied certificate is indexed in its chain: read each back
+        # and check it is the entry at that slot.
+        for entry_id in chains.values():
+            raw = store.certificate_bytes(entry_id)
+            if raw is not None:
+                c = Certificate.decode(raw)
+                certs[entry_id] = (c.entry.author, c.entry.seq)
         parked = {c.entry_id: (c.entry.author, c.entry.seq) for c in store.parked(economy)}
         refusals = {i: r for i in ids if (r := store.refusal(i)) is not None}
         return StoreView(name, chains, certs, parked, store.accounts(economy), refusals)
