@@ -47,9 +47,9 @@ from mycelia.protocol import Certificate, Entry, Transfer, Vote
 from mycelia.protocol.domains import VOTE
 from mycelia.protocol.ledger import GapBuffer
 from mycelia.protocol.quorum import make_bitmap
-from tests.factory import T0, genesis, key, sign_genesis
-from tests.node.cluster import Wallet
-from tests.node.procs import Proc, mycelia
+from mycelia.testing.cluster import Wallet
+from mycelia.testing.economies import T0, genesis, key, sign_genesis
+from mycelia.testing.processes import Proc, mycelia
 
 OPS_PER_TRANSFER = 33
 

@@ -30,7 +30,7 @@ from mycelia.protocol import Certificate, Ledger, Transfer
 from mycelia.protocol.certificates import vote_id
 from mycelia.protocol.domains import ENTRY, VOTE
 from mycelia.protocol.quorum import bitmap_indices
-from tests.factory import World, genesis, key, validator_keys
+from mycelia.testing.economies import World, genesis, key, validator_keys
 
 SIGS_PER_CERT = 4  # 3 of 4 validators + the author
 

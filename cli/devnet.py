@@ -23,7 +23,10 @@ How it works:
 * Processes: node ``i`` starts with the p2p addresses of nodes ``0 … i-1``
   as bootstrap peers, on ports chosen by the kernel (p2p, RPC, metrics),
   in its own session so that Ctrl-C reaches the devnet, which then stops
-  each node with SIGTERM (a clean stop) and waits for it.
+  each node with SIGTERM (a clean stop) and waits for it. They are started
+  by the launcher the tests use (``mycelia.testing.processes.Proc``,
+  logging to the node's ``node.log``, detached), which returns once a node
+  has logged its addresses.
 * Sensors (``docs/sensors.md``): a second genesis, the impact economy
   *Solar Impact* (SUN: 1 credit per 1000 Wh of ``energy_wh``, device kind
   ``solar-meter``, open membership), is made and imported the same way
@@ -48,13 +51,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,16 +70,11 @@ from mycelia.cli.main import CliError, _Group
 from mycelia.client.keyfile import read_key, write_key
 from mycelia.node.config import CONFIG_FILE_NAME, default_toml
 from mycelia.node.store import Store
-from mycelia.protocol import Genesis, SignedGenesis, SigningKey, Validator, smallest_quorum
-from mycelia.protocol.economy import (
-    IMPACT,
-    MEMBERSHIP_APPROVED,
-    MEMBERSHIP_OPEN,
-    MUTUAL_CREDIT,
-    ImpactPolicy,
-    MutualCreditPolicy,
-)
+from mycelia.protocol import Genesis, SignedGenesis, SigningKey
+from mycelia.protocol.economy import MEMBERSHIP_APPROVED, MEMBERSHIP_OPEN, MUTUAL_CREDIT
 from mycelia.protocol.sensors import ED25519, P256
+from mycelia.testing.economies import genesis, impact_genesis, sign_genesis
+from mycelia.testing.processes import Proc, ProcError
 
 __all__ = ["devnet"]
 
@@ -108,14 +105,6 @@ CLAIM_EVERY_S = 10
 
 class DevnetError(CliError):
     pass
-
-
-@dataclass(frozen=True, slots=True)
-class NodeProc:
-    index: int
-    datadir: Path
-    pid: int
-    p2p: str
 
 
 def _node_dirs(root: Path, n: int) -> list[Path]:
@@ -177,30 +166,15 @@ def wallet_key(root: Path, name: str) -> SigningKey:
 
 
 def _make_economy(
-    path: Path,
-    keys: list[SigningKey],
-    name: str,
-    symbol: str,
-    decimals: int,
-    kind: str,
-    policy: Any,
+    path: Path, keys: list[SigningKey], make: Callable[[int, bytes], Genesis]
 ) -> SignedGenesis:
-    """The devnet economy stored at ``path``, or a new one validated by every
-    node (weight 1, quorum > 2/3) and signed by every node key."""
+    """The devnet economy stored at ``path``, or a new one — ``make(ts_ms,
+    nonce)``: a genesis validated by every node (weight 1, quorum > 2/3) —
+    signed by every node key."""
     if path.exists():
         return SignedGenesis.decode(path.read_bytes())
-    genesis = Genesis(
-        name=name,
-        symbol=symbol,
-        decimals=decimals,
-        kind=kind,
-        policy=policy,
-        validators=tuple(Validator(k.public, 1) for k in keys),
-        quorum=smallest_quorum(len(keys)),
-        ts_ms=int(time.time() * 1000),
-        nonce=os.urandom(8),
-    ).checked()
-    signed = SignedGenesis.assemble(genesis, {k.public: genesis.sign(k) for k in keys})
+    g = make(int(time.time() * 1000), os.urandom(8)).checked()
+    signed = sign_genesis(g, keys)
     path.write_bytes(signed.encode())
     return signed
 
@@ -226,57 +200,27 @@ SENSOR_SETS = (
 )
 
 
-def _start(
-    datadir: Path, bootstrap: list[str], extra: tuple[str, ...] = ()
-) -> subprocess.Popen[bytes]:
-    sets = [
-        "p2p.listen=/ip4/127.0.0.1/tcp/0",
-        "rpc.port=0",
-        "metrics.port=0",
-        "sync.interval_s=5",
-        "p2p.gossip_flush_ms=50",
-        *extra,
-    ]
-    if bootstrap:
-        sets.append("p2p.bootstrap=" + ",".join(bootstrap))
-    argv = [sys.executable, "-m", "mycelia.cli", "--config", str(datadir / CONFIG_FILE_NAME)]
-    for s in sets:
-        argv += ["--set", s]
-    log = open(datadir / "node.log", "ab")  # noqa: SIM115 - handed to the child
+#: The devnet's timings: a sync round every 5 s, gossip flushed every 50 ms.
+TUNING = ("sync.interval_s=5", "p2p.gossip_flush_ms=50")
+
+
+def _start(datadir: Path, bootstrap: list[str], *, sensors: bool) -> Proc:
+    """``mycelia node run`` for ``datadir``, dialling ``bootstrap``, logging
+    to its ``node.log``, in its own session (Ctrl-C goes to us; we stop the
+    nodes in order); returns once it serves (with ``sensors``, its ingest too)."""
     try:
-        return subprocess.Popen(
-            [*argv, "node", "run"],
-            stdout=log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C goes to us; we stop the nodes in order
+        return Proc(
+            datadir,
+            bootstrap,
+            SENSOR_SETS if sensors else (),
+            tuning=TUNING,
+            log_file=datadir / "node.log",
+            detach=True,
+            ingest=sensors,
+            timeout=START_TIMEOUT_S,
         )
-    finally:
-        log.close()
-
-
-def _wait_ready(
-    datadir: Path, proc: subprocess.Popen[bytes], since: int, *, ingest: bool = False
-) -> tuple[str, str | None]:
-    """The node's p2p address, once its RPC endpoint file exists, and with
-    ``ingest`` the base URL of its sensor ingest (on the port the kernel chose)."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    log_path = datadir / "node.log"
-    address = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace")[since:][-2000:]
-            raise DevnetError(f"node in {datadir} exited with {proc.returncode}:\n{tail}")
-        text = log_path.read_text(errors="replace")[since:]
-        m = re.search(r"p2p listening on (\S+?)(,|\s|$)", text)
-        if m:
-            address = m.group(1)
-        url = re.search(r"sensor ingest at (http://\S+?)/v1/readings", text)
-        ready = address and (datadir / "rpc.endpoint").exists() and "node " in text
-        if ready and (url or not ingest):
-            return address, url.group(1) if url else None
-        time.sleep(0.1)
-    raise DevnetError(f"node in {datadir} did not become ready in {START_TIMEOUT_S:.0f} s")
+    except ProcError as exc:
+        raise DevnetError(str(exc)) from None
 
 
 def stop_pids(pids: list[int], timeout: float = 30.0) -> list[int]:
@@ -534,11 +478,18 @@ def up(root: Path, n: int, detach: bool, console: Console) -> None:
     signed = _make_economy(
         root / GENESIS_FILE,
         keys,
-        "Devnet Hours",
-        "DEV",
-        DECIMALS,
-        MUTUAL_CREDIT,
-        MutualCreditPolicy(MEMBERSHIP_APPROVED, (steward.public,), DEFAULT_LIMIT),
+        lambda ts_ms, nonce: genesis(
+            kind=MUTUAL_CREDIT,
+            membership=MEMBERSHIP_APPROVED,
+            validators=keys,
+            stewards=[steward],
+            default_limit=DEFAULT_LIMIT,
+            name="Devnet Hours",
+            symbol="DEV",
+            decimals=DECIMALS,
+            ts_ms=ts_ms,
+            nonce=nonce,
+        ),
     )
     if len(signed.genesis.validators) != n:
         raise DevnetError(
@@ -548,11 +499,19 @@ def up(root: Path, n: int, detach: bool, console: Console) -> None:
     impact_signed = _make_economy(
         root / IMPACT_GENESIS_FILE,
         keys,
-        "Solar Impact",
-        "SUN",
-        0,
-        IMPACT,
-        ImpactPolicy(MEMBERSHIP_OPEN, (), "energy_wh", 0, UNITS_PER_CREDIT, ("solar-meter",)),
+        lambda ts_ms, nonce: impact_genesis(
+            validators=keys,
+            membership=MEMBERSHIP_OPEN,
+            metric="energy_wh",
+            exponent=0,
+            units_per_credit=UNITS_PER_CREDIT,
+            device_kinds=("solar-meter",),
+            name="Solar Impact",
+            symbol="SUN",
+            decimals=0,
+            ts_ms=ts_ms,
+            nonce=nonce,
+        ),
     )
     for d in dirs:
         _import(d, signed)
@@ -562,19 +521,18 @@ def up(root: Path, n: int, detach: bool, console: Console) -> None:
     ingest = ""
 
     console.print(Text(f"starting {n} nodes in {root}", "bold"))
-    procs: list[subprocess.Popen[bytes]] = []
+    nodes: list[Proc] = []
+    simulator: subprocess.Popen[bytes] | None = None
     addresses: list[str] = []
     try:
         for i, d in enumerate(dirs):
-            since = (d / "node.log").stat().st_size if (d / "node.log").exists() else 0
-            proc = _start(d, addresses, SENSOR_SETS if i == 0 else ())
-            procs.append(proc)
-            address, url = _wait_ready(d, proc, since, ingest=i == 0)
-            addresses.append(address)
-            ingest = url or ingest
+            node = _start(d, addresses, sensors=i == 0)
+            nodes.append(node)
+            addresses.append(node.address)
+            ingest = node.ingest or ingest
             console.print(Text(f"  node{i}  {keys[i].did}  {addresses[-1]}"))
         state = {
-            "pids": [p.pid for p in procs],
+            "pids": [p.pid for p in nodes],
             "economy": "0x" + economy.hex(),
             "nodes": [
                 {"index": i, "datadir": str(d), "did": keys[i].did, "p2p": addresses[i]}
@@ -592,8 +550,8 @@ def up(root: Path, n: int, detach: bool, console: Console) -> None:
         )
         devices = _register_devices(root, impact, dirs[0], keys[0].did, console)
         simulator = _start_simulator(root, impact, dirs[0], ingest)
-        procs.insert(0, simulator)  # stopped first, before the nodes it talks to
-        state["pids"] = [p.pid for p in procs]
+        # The simulator is stopped first, before the nodes it talks to.
+        state["pids"] = [simulator.pid, *(p.pid for p in nodes)]
         state["impact"] = {
             "economy": "0x" + impact.hex(),
             "ingest": ingest,
@@ -603,7 +561,8 @@ def up(root: Path, n: int, detach: bool, console: Console) -> None:
         }
         _write_state(root, state)
     except BaseException:
-        stop_pids([p.pid for p in procs])
+        started = [p.pid for p in nodes]
+        stop_pids(started if simulator is None else [simulator.pid, *started])
         (root / STATE_FILE).unlink(missing_ok=True)
         raise
     _how_to(root, state, console)

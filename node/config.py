@@ -208,6 +208,21 @@ class _Positive(_Kind):
         return repr(float(value))
 
 
+class _Seconds(_Positive):
+    """A duration in seconds within ``lo..hi`` (a heartbeat of a millisecond
+    or a ping timeout of a year is a typo, not a setting)."""
+
+    def __init__(self, lo: float, hi: float) -> None:
+        self.lo, self.hi = lo, hi
+        self.expected = f"a number of seconds {lo:g}..{hi:g}"
+
+    def from_toml(self, value: object) -> float:
+        x = super().from_toml(value)
+        if not self.lo <= x <= self.hi:
+            raise _Bad
+        return x
+
+
 class _Choice(_Kind):
     def __init__(self, *choices: str) -> None:
         self.choices = choices
@@ -518,7 +533,33 @@ class P2PConfig:
         "largest stream-protocol frame accepted or sent, in bytes (64 KiB..64 MiB)",
     )
     request_timeout_s: float = _setting(
-        10.0, _Positive(), "seconds to wait for a reply on a stream protocol"
+        10.0, _Positive(), "seconds to wait for a reply on a stream protocol (and for a dial)"
+    )
+    announce: tuple[str, ...] = _setting(
+        (),
+        _List(_ListenAddr(), "TCP multiaddrs"),
+        "addresses peers should dial instead of the listen addresses (a port forward, a proxy); "
+        "empty: the listen addresses",
+    )
+    heartbeat_interval_s: float = _setting(
+        1.0,
+        _Seconds(0.1, 60.0),
+        "gossipsub heartbeat: mesh upkeep and IHAVE gossip to peers outside the mesh",
+    )
+    # A network cut leaves TCP connections "established" for minutes; only a
+    # ping that goes unanswered shows one is dead (p2p.py, bug 22).
+    ping_interval_s: float = _setting(
+        5.0, _Seconds(0.1, 3600.0), "seconds between pings on each peer connection"
+    )
+    ping_timeout_s: float = _setting(
+        10.0,
+        _Seconds(0.1, 3600.0),
+        "a connection that answers no ping for this long is closed and redialled",
+    )
+    redial_max_backoff_s: float = _setting(
+        10.0,
+        _Seconds(0.1, 3600.0),
+        "longest wait between dials of an unreachable peer (the wait doubles from 1 s)",
     )
 
 

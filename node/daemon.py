@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -55,6 +57,10 @@ __all__ = ["Listening", "Node", "NodeSettings"]
 
 log = logging.getLogger("mycelia.node")
 
+#: A service that uses the node from outside (RPC, ingest, metrics):
+#: ``fn(node, *, task_status)``, run by :meth:`Node.run` in its own nursery.
+Frontend = Callable[..., Awaitable[None]]
+
 
 @dataclass(frozen=True, slots=True)
 class NodeSettings:
@@ -70,6 +76,11 @@ class NodeSettings:
     gossip_max_batch_bytes: int = 256 * 1024
     max_frame_bytes: int = 4 << 20
     request_timeout_s: float = 10.0
+    announce: tuple[str, ...] = ()
+    heartbeat_interval_s: float = 1.0
+    ping_interval_s: float = 5.0
+    ping_timeout_s: float = 10.0
+    redial_max_backoff_s: float = 10.0
     sync_interval_s: float = 30.0
     sync_batch: int = 512
     retry_deadline_s: float = 60.0
@@ -94,6 +105,11 @@ class NodeSettings:
             gossip_max_batch_bytes=min(p.gossip_max_batch_bytes, p2p_mod.MAX_GOSSIP_BYTES - 65536),
             max_frame_bytes=p.max_frame_bytes,
             request_timeout_s=p.request_timeout_s,
+            announce=tuple(p.announce),
+            heartbeat_interval_s=p.heartbeat_interval_s,
+            ping_interval_s=p.ping_interval_s,
+            ping_timeout_s=p.ping_timeout_s,
+            redial_max_backoff_s=p.redial_max_backoff_s,
             sync_interval_s=config.sync.interval_s,
             sync_batch=config.sync.batch,
             retry_deadline_s=config.submit.retry_deadline_s,
@@ -143,6 +159,11 @@ class Node:
             mdns=s.mdns,
             max_frame_bytes=s.max_frame_bytes,
             request_timeout_s=s.request_timeout_s,
+            announce=s.announce,
+            heartbeat_interval_s=s.heartbeat_interval_s,
+            ping_interval_s=s.ping_interval_s,
+            ping_timeout_s=s.ping_timeout_s,
+            redial_max_backoff_s=s.redial_max_backoff_s,
         )
         self.applier = Applier(self.store)
         self.validator = ValidatorService(key, self.store, self.applier)
@@ -228,8 +249,25 @@ class Node:
 
     async def _on_connect(self, peer: str) -> None:
         self.sync.peer_connected(peer)
+        for economy in self.applier.economies.values():
+            for validator in economy.validators:
+                if p2p_mod.peer_id_of(validator) == peer:
+                    self.submitter.validator_reachable(validator)
+                    break
 
-    async def run(self, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self,
+        *,
+        frontends: Sequence[Frontend] = (),
+        task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run every service until cancelled; ``started(self)`` once ready.
+
+        ``frontends`` (the RPC, the sensor ingest, the metrics endpoint: each
+        ``fn(node, task_status=...)``) run inside the node's own nursery,
+        started in order once the node is ready: the node owns its store and
+        encloses its users, so the store closes only after every one of
+        them has ended."""
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.p2p.run)
@@ -252,6 +290,8 @@ class Node:
                 await nursery.start(self.forks.run)
                 await nursery.start(self.attester.run)
                 log.info("node %s ready", self.key.did)
+                for frontend in frontends:
+                    await nursery.start(partial(frontend, self))
                 task_status.started(self)
         finally:
             self.store.close()
@@ -315,22 +355,41 @@ async def serve(config: Config, key: SigningKey) -> None:
     node = Node(key, config.node.datadir, NodeSettings.from_config(config))
     metrics = Metrics(node_id=key.did)
     exporter = MetricsExporter(node, metrics)
+
+    async def export(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+        await exporter.run(task_status=task_status)
+
+    async def metrics_endpoint(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+        async with trio.open_nursery() as inner:
+            host, port = await inner.start(
+                serve_metrics, metrics, config.metrics.host, config.metrics.port
+            )
+            node.listening.metrics = f"{http_url(host, port)}/metrics"
+            log.info("metrics at %s", node.listening.metrics)
+            task_status.started()
+
+    async def rpc(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+        async with trio.open_nursery() as inner:
+            endpoints = await inner.start(serve_rpc, node, config.rpc)
+            log.info("rpc at %s", endpoints)
+            task_status.started()
+
+    async def ingest(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+        async with trio.open_nursery() as inner:
+            host, port = await inner.start(serve_ingest, node, config.sensors, metrics)
+            log.info("sensor ingest at http://%s:%d/v1/readings", host, port)
+            task_status.started()
+
+    frontends: list[Frontend] = [export]
+    if config.metrics.enabled:
+        frontends.append(metrics_endpoint)
+    if config.rpc.enabled:
+        frontends.append(rpc)
+    if config.sensors.enabled:
+        frontends.append(ingest)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(node.run)
-            await nursery.start(exporter.run)
-            if config.metrics.enabled:
-                host, port = await nursery.start(
-                    serve_metrics, metrics, config.metrics.host, config.metrics.port
-                )
-                node.listening.metrics = f"{http_url(host, port)}/metrics"
-                log.info("metrics at %s", node.listening.metrics)
-            if config.rpc.enabled:
-                endpoints = await nursery.start(serve_rpc, node, config.rpc)
-                log.info("rpc at %s", endpoints)
-            if config.sensors.enabled:
-                host, port = await nursery.start(serve_ingest, node, config.sensors, metrics)
-                log.info("sensor ingest at http://%s:%d/v1/readings", host, port)
+            await nursery.start(partial(node.run, frontends=frontends))
             async for signum in signals:
                 log.info("received %s: stopping", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()

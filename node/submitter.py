@@ -17,7 +17,11 @@ How it works (DESIGN §4, §7):
 * A vote is verified and counted. A refusal that names needs (``missing``
   predecessors, an unseen admission) is answered on the next round by
   attaching those certificates from our store. An unreachable validator is
-  retried with backoff, forever: the entry stays pending and says so.
+  retried with backoff, forever: the entry stays pending and says so. The
+  backoff ends early when the validator's node connects again
+  (:meth:`Submitter.validator_reachable`): while one validator of four is
+  down the other three must all vote, so a lane asleep for its full backoff
+  after its validator came back would hold every entry up.
 * A refusal is *final* for that validator only if its reason is
   (``reasons.is_final``: a bad signature, a malformed body, the slot taken
   by another entry). A refusal that depends on the validator's possibly
@@ -166,6 +170,8 @@ class Submitter:
         self._subscribers: list[Callable[[Status], None]] = []
         self._wake = trio.Event()
         self._lanes: dict[tuple[bytes, int], trio.Event] = {}
+        #: per lane: set when its validator's node connects (ends a backoff)
+        self._reachable: dict[tuple[bytes, int], trio.Event] = {}
         self._lane_economies: set[bytes] = set()
         self._new_economies: list[Economy] = []
         self._forget: list[bytes] = []
@@ -242,6 +248,14 @@ class Submitter:
             event = self._events.setdefault(entry_id, trio.Event())
             await event.wait()
         return self.status(entry_id)
+
+    def validator_reachable(self, validator: bytes) -> None:
+        """``validator``'s node has connected: lanes waiting out a backoff
+        for it ask it again now."""
+        for (economy_id, index), event in self._reachable.items():
+            economy = self.applier.economies.get(economy_id)
+            if economy is not None and economy.validators[index] == validator:
+                event.set()
 
     def subscribe(self, fn: Callable[[Status], None]) -> None:
         self._subscribers.append(fn)
@@ -370,7 +384,11 @@ class Submitter:
                 backoff = min(self._max_backoff, max(0.05, backoff * 2))
                 for job in jobs:
                     job.unreachable.add(index)
-                await trio.sleep(backoff)
+                reachable = self._reachable[lane] = trio.Event()
+                with trio.move_on_after(backoff):
+                    await reachable.wait()
+                if reachable.is_set():
+                    backoff = 0.0
 
     async def _ask(self, economy: Economy, index: int, key: bytes, jobs: list[_Job]) -> bool:
         items = [wire.VoteItem(j.signed, self._attachments(j, index)) for j in jobs]

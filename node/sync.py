@@ -21,6 +21,11 @@ predates these requests answers ``error`` and is simply not asked further.
 A forked author's chain is not fetched at or past its fork (the ledger
 would refuse it: ``forked``), and it does not count as lag.
 
+Each peer's round runs on its own: a peer that connects (or reconnects
+after a cut, when it matters most) is synced at once, not after a round
+that waits on an unresponsive peer until the request timeout; a peer
+kicked while its round runs gets one more round after it.
+
 Lag (``mycelia_sync_lag_certificates``): how many certificates the last
 round of heads showed peers having that we did not.
 """
@@ -68,6 +73,8 @@ class Sync:
         self.lag = 0
         self._kick = trio.Event()
         self._peers_to_sync: set[str] = set()
+        self._syncing: set[str] = set()  # a round with the peer runs
+        self._again: set[str] = set()  # ... and it was kicked meanwhile
 
     # -- serving -------------------------------------------------------------------
 
@@ -103,16 +110,32 @@ class Sync:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        while True:
-            with trio.move_on_after(self.interval_s):
-                await self._kick.wait()
-            self._kick = trio.Event()
-            peers, self._peers_to_sync = self._peers_to_sync, set()
-            if not peers:  # the periodic round: everyone
-                peers = set(self.p2p.peers())  # type: ignore[attr-defined]
-            async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as nursery:
+            while True:
+                with trio.move_on_after(self.interval_s):
+                    await self._kick.wait()
+                self._kick = trio.Event()
+                peers, self._peers_to_sync = self._peers_to_sync, set()
+                if not peers:  # the periodic round: everyone
+                    peers = set(self.p2p.peers())  # type: ignore[attr-defined]
                 for peer in peers:
-                    nursery.start_soon(self.sync_with, peer)
+                    if peer in self._syncing:
+                        self._again.add(peer)
+                    else:
+                        self._syncing.add(peer)
+                        nursery.start_soon(self._rounds, peer)
+
+    async def _rounds(self, peer: str) -> None:
+        """Sync with ``peer``, once more for each kick during a round."""
+        try:
+            while True:
+                self._again.discard(peer)
+                await self.sync_with(peer)
+                if peer not in self._again:
+                    return
+        finally:
+            self._syncing.discard(peer)
+            self._again.discard(peer)
 
     async def sync_with(self, peer: str) -> int:
         """One round with ``peer`` over every followed economy; returns the

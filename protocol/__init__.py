@@ -15,8 +15,14 @@ Modules, from the bottom up:
 ``schema``         field checks shared by every decoder
 ``merkle``         Merkle trees, roots and proofs over attested batches
 ``state``          accounts, keyed records, ``Changes`` and ``StateView``
-``sensors``        device keys (Ed25519, P-256), readings, sensor entry
-                   bodies, the ingest check, batch attestation and audit
+``devices``        sensor device keys (Ed25519, P-256), device ids, the
+                   strict check of device signatures
+``sensor_bodies``  the ``device.register``, ``sensor.attest`` and
+                   ``impact.claim`` bodies; the registered device record
+``readings``       sensor readings, their bounds and the host's ingest check
+``attestations``   building a batch's ``sensor.attest`` bodies and tree
+``audit``          checking readings against a certified attestation
+``sensors``        the sensor API in one import (re-exports the five above)
 ``quorum``         signer bitmaps and quorum-signature verification
 ``economy``        genesis documents and the derived ``Economy``
 ``context``        the rule ``Context`` and the ``Kind`` base

@@ -67,10 +67,10 @@ GENESIS = Domain("genesis", 1)
 #: A lock-table resource key (hashed so keys are fixed-size).
 RESOURCE = Domain("resource", 1)
 #: A sensor reading ``["reading", 1, economy, device, counter, ts_ms, metric,
-#: value, exponent]``; the device signs its id (``sensors.py``).
+#: value, exponent]``; the device signs its id (``readings.py``).
 READING = Domain("reading", 1)
 #: A device registration statement; the device key's proof of possession is a
-#: signature over its id (``sensors.py``).
+#: signature over its id (``sensor_bodies.py``).
 DEVICE = Domain("device", 1)
 #: Device ids: the id of ``key_type || 0x00 || public_key`` (raw bytes, not
 #: msgpack, so firmware needs no encoder to name itself).

@@ -59,7 +59,7 @@ from mycelia.protocol import codec, keys, schema
 from mycelia.protocol.domains import GENESIS
 from mycelia.protocol.quorum import make_bitmap, verify_quorum
 from mycelia.protocol.reasons import Reason, Refused
-from mycelia.protocol.sensors import (
+from mycelia.protocol.sensor_bodies import (
     MAX_DEVICE_KIND_BYTES,
     MAX_EXPONENT,
     MAX_METRIC_BYTES,

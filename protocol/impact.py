@@ -4,9 +4,9 @@ Why this exists: an ``impact`` economy's money comes from measurements
 (DESIGN §5). A device's owner registers it; its host node attests batches of
 its signed readings; the owner claims credits for attested counter ranges.
 Each step is an entry in its author's own chain, and these are their rules
-(the bodies and the device side are in ``sensors.py``; the wire contract in
-``docs/sensors.md``). All three are refused (``not_allowed``) outside an
-``impact`` economy.
+(the bodies are in ``sensor_bodies.py``, the device side in ``devices.py``
+and ``readings.py``; the wire contract in ``docs/sensors.md``). All three
+are refused (``not_allowed``) outside an ``impact`` economy.
 
 Theory of operation
 -------------------
@@ -87,15 +87,10 @@ from typing import Any
 
 from mycelia.protocol import codec, keys, schema
 from mycelia.protocol.context import Context, Kind, replace_account
+from mycelia.protocol.devices import check_device_key
 from mycelia.protocol.economy import IMPACT, Economy
 from mycelia.protocol.reasons import NeedCertificate, Reason, Refused
-from mycelia.protocol.sensors import (
-    DeviceRecord,
-    DeviceRegister,
-    ImpactClaim,
-    SensorAttest,
-    check_device_key,
-)
+from mycelia.protocol.sensor_bodies import DeviceRecord, DeviceRegister, ImpactClaim, SensorAttest
 from mycelia.protocol.state import StateView, fact_key, own_key
 
 __all__ = [

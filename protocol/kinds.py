@@ -20,7 +20,7 @@ with ``not_member`` plus a :class:`NeedAdmission` the submitter can satisfy.
 
 The rule context and the ``Kind`` base live in ``context.py``; the sensor
 kinds (``device.register``, ``sensor.attest``, ``impact.claim``) in
-``impact.py``, their bodies in ``sensors.py``. :data:`KINDS` here is the one
+``impact.py``, their bodies in ``sensor_bodies.py``. :data:`KINDS` here is the one
 registry of all of them.
 
 The foundation kinds and their bodies:
@@ -57,7 +57,7 @@ from mycelia.protocol.context import Context, Kind, replace_account
 from mycelia.protocol.economy import IMPACT, ISSUED, MEMBERSHIP_APPROVED, MUTUAL_CREDIT
 from mycelia.protocol.impact import DeviceRegisterRule, ImpactClaimRule, SensorAttestRule
 from mycelia.protocol.reasons import Reason, Refused
-from mycelia.protocol.sensors import DeviceRegister, ImpactClaim, SensorAttest
+from mycelia.protocol.sensor_bodies import DeviceRegister, ImpactClaim, SensorAttest
 
 __all__ = [
     "KINDS",

@@ -104,7 +104,7 @@ class Reason(enum.StrEnum):
     #: are for the same entry, or for different slots (economy, author, seq).
     NOT_A_FORK = "not_a_fork"
     #: the entry's timestamp is too far ahead of the checker's clock; or a
-    #: reading's timestamp is before ``sensors.MIN_READING_TS_MS`` (2020-01-01),
+    #: reading's timestamp is before ``readings.MIN_READING_TS_MS`` (2020-01-01),
     #: the mark of a device whose clock was never set.
     CLOCK_SKEW = "clock_skew"
     #: the entry's timestamp is earlier than the author's previous entry.
@@ -158,7 +158,7 @@ class Reason(enum.StrEnum):
     OUT_OF_RANGE = "out_of_range"
     #: the reading's counter is not above the last one accepted for the device.
     REPLAYED_COUNTER = "replayed_counter"
-    #: the reading's counter is above ``sensors.MAX_COUNTER`` (2**53 - 1): a
+    #: the reading's counter is above ``readings.MAX_COUNTER`` (2**53 - 1): a
     #: corrupt counter (erased flash, a negative number sent unsigned) that,
     #: accepted, would leave the device no counter to send next.
     COUNTER_OUT_OF_RANGE = "counter_out_of_range"

@@ -18,8 +18,8 @@ from mycelia.api.encoding import hex_in, hex_out
 from mycelia.api.types import CertifiedEntry
 from mycelia.client import AsyncClient, Endpoint, EntryStatus, RpcUnavailable, VerifyError
 from mycelia.protocol import Certificate, Entry, SignedEntry
+from mycelia.testing.economies import World, key
 from tests.cli.fakenode import COOKIE, FakeNode
-from tests.factory import World, key
 
 ALICE, BOB, CAROL = key(1), key(2), key(3)
 AUTH = "Basic " + base64.b64encode(COOKIE.encode()).decode()

@@ -15,9 +15,9 @@ import pytest
 from mycelia.api.encoding import hex_in, hex_out
 from mycelia.protocol import Economy, SigningKey
 from mycelia.protocol.economy import IssuedPolicy, MutualCreditPolicy
+from mycelia.testing.economies import World, genesis, key, validator_keys
 from tests.cli.conftest import new_wallet, ok, one_line_error, run
 from tests.cli.fakenode import FakeError, FakeNode, serve
-from tests.factory import World, genesis, key, validator_keys
 
 BOB = key(2)
 

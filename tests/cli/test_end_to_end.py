@@ -17,9 +17,9 @@ from mycelia.node.config import RpcConfig
 from mycelia.node.daemon import Node
 from mycelia.node.rpc import serve_rpc
 from mycelia.protocol import Certificate
+from mycelia.testing.cluster import FAST
+from mycelia.testing.economies import genesis, key, sign_genesis
 from tests.cli.conftest import new_wallet, one_line_error, run
-from tests.factory import genesis, key, sign_genesis
-from tests.node.cluster import FAST
 
 SOLO = key(0, "solo")
 BOB = key(2)

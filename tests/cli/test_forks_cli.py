@@ -16,9 +16,9 @@ from mycelia.api.encoding import hex_out
 from mycelia.client import Client, Endpoint
 from mycelia.protocol import Certificate, ForkEvidence, Transfer
 from mycelia.protocol.state import ZERO_ID
+from mycelia.testing.economies import World, genesis, key, validator_keys
 from tests.cli.conftest import ok, one_line_error, run
 from tests.cli.fakenode import FakeNode, serve
-from tests.factory import World, genesis, key, validator_keys
 
 A, B, C = key(1), key(2), key(3)
 
@@ -59,10 +59,8 @@ def test_status_shows_each_fork_and_who_signed_both(
 
 
 def _lie(fake: FakeNode, change: Any) -> None:
-    honest = fake.m_economy_forks
-
     def lying(params: dict[str, Any]) -> Any:
-        answer = honest(params)
+        answer = fake.answer("economy_forks", params)
         change(answer["forks"][0])
         return answer
 

@@ -43,6 +43,14 @@ from mycelia.protocol import (
 )
 from mycelia.protocol.domains import DEVICE
 from mycelia.protocol.sensors import P256_N
+from mycelia.testing.economies import (
+    TEMPERATURE,
+    World,
+    device_key,
+    impact_genesis,
+    key,
+    validator_keys,
+)
 from tests.cli.conftest import new_wallet, ok, one_line_error, run
 from tests.cli.fakenode import (
     COOKIE,
@@ -52,7 +60,6 @@ from tests.cli.fakenode import (
     serve,
     serve_ingest,
 )
-from tests.factory import TEMPERATURE, World, device_key, impact_genesis, key, validator_keys
 
 HOST = key(5, "host")
 KEY_TYPES = ["ed25519", "p256"]
@@ -692,8 +699,9 @@ def test_claim_takes_range_and_total_from_the_certificates_not_the_listing(net: 
     other = net.device("other")  # (the world's clock is behind entries the CLI signs)
     net.push("meter", 1_500)
     att = net.host.attest()
-    honest = net.fake.m_sensor_claimable
-    lied = honest({"economy": net.economy, "device": hex_out(dev.device)})
+    lied = net.fake.answer(
+        "sensor_claimable", {"economy": net.economy, "device": hex_out(dev.device)}
+    )
     lied["attestations"][0].update(total="999999", first=0, last=99)
     net.fake.lie["sensor_claimable"] = lambda p: lied
     ok("sensor", "claim", "meter", "--economy", net.economy, "--owner", "owner")
@@ -723,7 +731,7 @@ def audited(net: Net) -> tuple[Net, DeviceKey]:
     net.push("meter", 400)
     net.host.attest()
     net.push("meter", 500)
-    net.host.page = 2  # the audit pages through sensor_getReadings
+    net.fake.config = dataclasses.replace(net.fake.config, max_page=2)  # the audit pages
     return net, dev
 
 
@@ -759,10 +767,9 @@ def test_audit_verifies_every_reading_to_its_device_signature(
 
 def tamper(net: Net, change: Any) -> None:
     """The node relays readings with ``change(item)`` applied to each."""
-    honest = net.fake.m_sensor_getReadings
 
     def lie(p: dict[str, Any]) -> Any:
-        page = honest(p)
+        page = net.fake.answer("sensor_getReadings", p)
         for item in page["readings"]:
             change(item)
         return page
@@ -806,10 +813,8 @@ def test_audit_catches_a_forged_reading_and_a_withheld_one(
     tamper(net, forge)
     one_line_error(run("sensor", "audit", "meter", "--economy", net.economy), "bad_signature")
 
-    honest = net.fake.m_sensor_getReadings
-
     def withhold(p: dict[str, Any]) -> Any:
-        page = honest(p)
+        page = net.fake.answer("sensor_getReadings", p)
         page["readings"] = [
             r
             for r in page["readings"]
@@ -822,10 +827,9 @@ def test_audit_catches_a_forged_reading_and_a_withheld_one(
     assert "returned 2 of its 3 readings" in line
     # An attestation certificate that does not verify fails its readings.
     net.fake.lie.clear()
-    honest_att = net.fake.m_sensor_getAttestation
 
     def forged_cert(p: dict[str, Any]) -> Any:
-        answer = honest_att(p)
+        answer = net.fake.answer("sensor_getAttestation", p)
         cert = net.host.attestations[bytes.fromhex(p["id"][2:])]
         bad = cert.signatures[0][:1] + bytes([cert.signatures[0][1] ^ 1]) + cert.signatures[0][2:]
         answer["certificate"] = hex_out(

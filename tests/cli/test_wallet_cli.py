@@ -16,9 +16,9 @@ from mycelia.api.types import CertifiedEntry
 from mycelia.cli.wallet import format_amount, wallet_dir
 from mycelia.client.keyfile import key_info, read_key
 from mycelia.protocol import Entry, SignedEntry, SigningKey
+from mycelia.testing.economies import World, key
 from tests.cli.conftest import new_wallet, ok, one_line_error, run
 from tests.cli.fakenode import FakeError, FakeNode, serve
-from tests.factory import World, key
 
 BOB = key(2)
 

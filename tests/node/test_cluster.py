@@ -9,8 +9,8 @@ from pathlib import Path
 import trio
 
 from mycelia.node.submitter import CERTIFIED
-from tests.factory import key
-from tests.node.cluster import Wallet, cluster, converge
+from mycelia.testing.cluster import Wallet, cluster, converge
+from mycelia.testing.economies import key
 
 ACCOUNTS = 20
 TRANSFERS = 200

@@ -59,6 +59,10 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert cfg.p2p.gossip_max_batch_bytes == 256 * 1024
     assert cfg.p2p.max_frame_bytes == 4 * 1024 * 1024
     assert cfg.p2p.request_timeout_s == 10.0
+    assert cfg.p2p.announce == ()
+    assert cfg.p2p.heartbeat_interval_s == 1.0
+    assert (cfg.p2p.ping_interval_s, cfg.p2p.ping_timeout_s) == (5.0, 10.0)
+    assert cfg.p2p.redial_max_backoff_s == 10.0
     assert cfg.validator.enabled is True
     assert cfg.economies.follow == ()
     assert cfg.sync.interval_s == 30.0
@@ -214,6 +218,8 @@ def test_numbers_and_strings_from_string(tmp_path: Path, monkeypatch: pytest.Mon
         p2p__gossip_flush_ms="1",
         p2p__gossip_max_batch_bytes="1_048_576",
         p2p__request_timeout_s="0.25",
+        p2p__heartbeat_interval_s="0.5",
+        p2p__announce="/ip4/203.0.113.5/tcp/4101",
         sync__interval_s="1e2",
         node__log_level="warning",
         node__datadir="rel/dir",
@@ -223,6 +229,8 @@ def test_numbers_and_strings_from_string(tmp_path: Path, monkeypatch: pytest.Mon
     assert cfg.p2p.gossip_flush_ms == 1
     assert cfg.p2p.gossip_max_batch_bytes == 1024 * 1024
     assert cfg.p2p.request_timeout_s == 0.25
+    assert cfg.p2p.heartbeat_interval_s == 0.5
+    assert cfg.p2p.announce == ("/ip4/203.0.113.5/tcp/4101",)
     assert cfg.sync.interval_s == 100.0
     assert cfg.node.log_level == "warning"
     # From the command line or environment, relative means the working directory.
@@ -325,6 +333,14 @@ def test_env_var_name() -> None:
         ("p2p.request_timeout_s", "-1", "expected a number > 0"),
         ("p2p.request_timeout_s", "nan", "expected a number > 0"),
         ("sync.interval_s", "soon", "sync.interval_s: expected a number > 0, got 'soon'"),
+        (
+            "p2p.heartbeat_interval_s",
+            "0.01",
+            "p2p.heartbeat_interval_s: expected a number of seconds 0.1..60, got '0.01'",
+        ),
+        ("p2p.ping_timeout_s", "0", "expected a number of seconds 0.1..3600"),
+        ("p2p.redial_max_backoff_s", "1e9", "expected a number of seconds 0.1..3600"),
+        ("p2p.announce", "/ip4/203.0.113.5/udp/4101", "p2p.announce: expected a TCP multiaddr"),
         ("sync.batch", "0", "sync.batch: expected an integer"),
         ("p2p.mdns", "maybe", "p2p.mdns: expected a boolean (true/false/1/0/yes/no), got 'maybe'"),
         ("node.log_level", "loud", "node.log_level: expected one of debug, info, warning, error"),
@@ -501,14 +517,17 @@ def test_example_config_specifics() -> None:
     assert pi.store.max_map_size_mb <= 1536
     assert pi.p2p.gossip_flush_ms > Config().p2p.gossip_flush_ms
     assert pi.store.sync is True
+    assert pi.p2p.ping_timeout_s > Config().p2p.ping_timeout_s
     member = load(REPO / "configs/devnet-member.toml")
     assert len(member.p2p.bootstrap) == 1
     assert member.p2p.bootstrap[0].endswith(PEER)
+    assert member.p2p.redial_max_backoff_s < Config().p2p.redial_max_backoff_s
     single = load(REPO / "configs/single-node.toml")
     assert single.p2p.listen == ("/ip4/127.0.0.1/tcp/4101",)
     server = load(REPO / "configs/server.toml")
     assert server.node.passphrase_file is not None
     assert len(server.p2p.listen) == 2
+    assert server.p2p.heartbeat_interval_s == 1.0
 
 
 def test_the_sensors_section(tmp_path: Path) -> None:

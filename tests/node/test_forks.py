@@ -51,8 +51,8 @@ from mycelia.protocol import (
 from mycelia.protocol.forks import MAX_EVIDENCE_BYTES
 from mycelia.protocol.ledger import GapBuffer
 from mycelia.protocol.state import ZERO_ID
-from tests.factory import T0, World, genesis, key, sign_genesis, validator_keys
-from tests.node.cluster import Wallet, cluster
+from mycelia.testing.cluster import Wallet, cluster
+from mycelia.testing.economies import T0, World, genesis, key, sign_genesis, validator_keys
 from tests.node.test_rpc import ECON, LIMITS, SOLO, SOLO_GENESIS, serving, solo
 
 A, B, C = key(1, "wallet"), key(2, "wallet"), key(3, "wallet")

@@ -13,7 +13,7 @@ from mycelia.node.applier import Applier
 from mycelia.node.gossip import Gossip
 from mycelia.node.store import Store
 from mycelia.protocol import Transfer
-from tests.factory import World, key, sign_genesis
+from mycelia.testing.economies import World, key, sign_genesis
 
 A, B = key(1, "wallet"), key(2, "wallet")
 

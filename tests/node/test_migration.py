@@ -23,7 +23,7 @@ from mycelia.node.submitter import CERTIFIED, Submitter
 from mycelia.node.validator import ValidatorService
 from mycelia.protocol import Reason, SignedEntry, Vote
 from mycelia.protocol.locks import resources
-from tests.factory import validator_keys
+from mycelia.testing.economies import validator_keys
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MANIFEST = json.loads((FIXTURES / "store-v4.json").read_text())
@@ -88,6 +88,9 @@ def test_v4_store_migrates_in_place_and_keeps_everything(tmp_path: Path) -> None
         # The new tables exist and are empty.
         assert store.parked(econ) == []
         assert store.forks(econ) == []
+        # Sizes counted from the schema-4 accounts: 3 payers, 30 transfers.
+        assert store.sizes_of(econ) == (len(store.accounts(econ)), sum(MANIFEST["heads"].values()))
+        assert store.sizes_of(econ) == (3, 30)
     finally:
         store.close()
     assert schema_of(path) == str(SCHEMA_VERSION).encode()

@@ -15,8 +15,8 @@ from mycelia.node.submitter import CERTIFIED, PENDING, REFUSED
 from mycelia.protocol import Certificate, Transfer, Vote
 from mycelia.protocol.locks import resources
 from mycelia.protocol.quorum import make_bitmap
-from tests.factory import World, genesis, key, validator_keys
-from tests.node.cluster import Wallet, cluster, converge
+from mycelia.testing.cluster import Wallet, cluster, converge
+from mycelia.testing.economies import World, genesis, key, validator_keys
 
 A, B = key(1, "wallet"), key(2, "wallet")
 

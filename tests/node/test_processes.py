@@ -15,9 +15,9 @@ from mycelia.node.daemon import Node
 from mycelia.node.store import Store
 from mycelia.node.submitter import CERTIFIED
 from mycelia.protocol import SigningKey
-from tests.factory import genesis, key, sign_genesis
-from tests.node.cluster import FAST, Wallet
-from tests.node.procs import Proc, mycelia
+from mycelia.testing.cluster import FAST, Wallet
+from mycelia.testing.economies import genesis, key, sign_genesis
+from mycelia.testing.processes import Proc, mycelia
 
 ROOT = Path(__file__).resolve().parents[2]
 

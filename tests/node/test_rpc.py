@@ -40,9 +40,9 @@ from mycelia.node.rpc import REGISTRY, Hub, RpcEndpoints, Session, rpc_gate, ser
 from mycelia.protocol import Entry, SignedGenesis, SigningKey, Transfer, did_encode
 from mycelia.protocol.domains import ENTRY, Domain
 from mycelia.protocol.state import ZERO_ID
-from tests.factory import T0, genesis, key, sign_genesis
-from tests.node.cluster import FAST, cluster, converge
-from tests.node.procs import Proc, mycelia
+from mycelia.testing.cluster import FAST, cluster, converge
+from mycelia.testing.economies import T0, genesis, key, sign_genesis
+from mycelia.testing.processes import Proc, mycelia
 from tests.protocol.test_keys import BAD_SIGNER_IDS, BAD_SIGNERS
 
 SOLO = key(0, "solo")

@@ -50,7 +50,8 @@ from mycelia.protocol import (
     schema,
 )
 from mycelia.protocol.sensors import MAX_COUNTER, P256_N
-from tests.factory import (
+from mycelia.testing.cluster import FAST, cluster, converge
+from mycelia.testing.economies import (
     ENERGY,
     TEMPERATURE,
     World,
@@ -60,7 +61,6 @@ from tests.factory import (
     sign_genesis,
     validator_keys,
 )
-from tests.node.cluster import FAST, cluster, converge
 from tests.node.test_rpc import (
     LIMITS,
     SLOW_HEADERS,

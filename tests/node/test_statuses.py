@@ -30,7 +30,7 @@ from mycelia.node.validator import ValidatorService
 from mycelia.protocol import Reason, SignedEntry, Transfer, Vote
 from mycelia.protocol.ledger import GapBuffer
 from mycelia.protocol.reasons import NeedChain
-from tests.factory import World, key, sign_genesis
+from mycelia.testing.economies import World, key, sign_genesis
 
 ROOT = Path(__file__).resolve().parents[2]
 A, B = key(1, "wallet"), key(2, "wallet")
@@ -104,7 +104,7 @@ from mycelia.node.applier import Applier
 from mycelia.node.store import Store
 from mycelia.node.submitter import Submitter
 from mycelia.protocol import Transfer
-from tests.factory import World, key, sign_genesis
+from mycelia.testing.economies import World, key, sign_genesis
 from tests.node.test_statuses import Validators
 
 async def main():
@@ -196,7 +196,7 @@ async def test_crash_between_commit_and_pending_delete_reports_certified(tmp_pat
     cert = w.transfer(A, B, 5)
     store, applier = await open_node(tmp_path / "s", w)
     store.apply_sync(applier.economies[w.id], GapBuffer(), [cert])
-    store.put_pending_sync(cert.entry_id, [cert.signed_entry.to_wire(), 0])
+    store.update_pending_sync([(cert.entry_id, [cert.signed_entry.to_wire(), 0])], [])
 
     def seq_reused(_i: int, _s: SignedEntry, _n: int) -> wire.VoteResult:
         return wire.VoteResult(reason=Reason.SEQ_REUSED, detail="seq 1 already used")
@@ -410,6 +410,47 @@ async def test_validator_resends_its_vote_for_an_entry_since_applied(tmp_path: P
             twin = w.entry(B, Transfer(A.public, 9, ""), seq=1, prev=other.entry.prev)
             [no] = await svc.vote(w.id, [wire.VoteItem(twin)])
             assert no.vote is None and no.reason in (Reason.SEQ_REUSED, Reason.RESOURCE_LOCKED)
+            nursery.cancel_scope.cancel()
+    finally:
+        store.close()
+
+
+async def test_a_reconnected_validator_is_asked_again_at_once(tmp_path: Path) -> None:
+    """A lane backing off from an unreachable validator (here up to 60 s)
+    asks again as soon as that validator's node connects, instead of
+    sleeping out its backoff while the entry waits for that vote."""
+    w = World()
+    signed = w.entry(A, Transfer(B.public, 5, ""))
+    down = {"on": True, "tries": 0}
+    validators = Validators(w)
+
+    async def send(
+        validator: bytes, economy: bytes, items: list[wire.VoteItem]
+    ) -> list[wire.VoteResult]:
+        if down["on"] and validator == w.vkeys[3].public:
+            down["tries"] += 1
+            raise OSError("unreachable")
+        if validator == w.vkeys[2].public:  # refuses: the quorum needs validator 3
+            return [wire.VoteResult(reason=Reason.RESOURCE_LOCKED) for _ in items]
+        return await validators.send(validator, economy, items)
+
+    store, applier = await open_node(tmp_path / "s", w)
+    submitter = Submitter(store, applier, send, lambda _e, _c: None, max_backoff_s=60.0)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(applier.run)
+            await nursery.start(submitter.run)
+            await submitter.submit(signed)
+            # Backoffs 0.05, 0.1, ... 3.2 s: after the 8th try the lane sleeps 6.4 s.
+            with trio.fail_after(60):
+                while down["tries"] < 8:
+                    await trio.sleep(0.05)
+            assert submitter.status(signed.id).waiting_on == 1
+            down["on"] = False
+            submitter.validator_reachable(w.vkeys[3].public)
+            with trio.fail_after(3):  # inside the 6.4 s backoff it is sleeping
+                status = await submitter.wait(signed.id)
+            assert status.state == CERTIFIED
             nursery.cancel_scope.cancel()
     finally:
         store.close()

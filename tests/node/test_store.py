@@ -23,6 +23,10 @@ from mycelia.node.store import (
     VoteGrant,
     reading_key,
 )
+from mycelia.node.store.ledger import LedgerTables
+from mycelia.node.store.readings import ReadingTables
+from mycelia.node.store.submissions import SubmissionTables
+from mycelia.node.store.votes import VoteTables
 from mycelia.protocol import (
     P256,
     Certificate,
@@ -35,7 +39,7 @@ from mycelia.protocol import (
 )
 from mycelia.protocol.ledger import GapBuffer
 from mycelia.protocol.locks import resources
-from tests.factory import (
+from mycelia.testing.economies import (
     ENERGY,
     TEMPERATURE,
     World,
@@ -45,6 +49,7 @@ from tests.factory import (
     sign_genesis,
     validator_keys,
 )
+from tests.node.test_migration import unpack_v4
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNTS = [key(i) for i in range(8)]
@@ -149,13 +154,41 @@ def test_schema_mismatch_is_a_clear_error(tmp_path: Path) -> None:
         Store(tmp_path)
 
 
+def test_the_store_routes_every_part_method_to_its_part(tmp_path: Path) -> None:
+    """Callers use ``store.method(...)`` whichever part owns the table: each
+    public method of a part is the store's, and calls that part's."""
+    store = Store(tmp_path)
+    try:
+        parts = {
+            "_ledger": LedgerTables,
+            "_votes": VoteTables,
+            "_submissions": SubmissionTables,
+            "_readings": ReadingTables,
+        }
+        for attr, cls in parts.items():
+            names = [n for n, v in vars(cls).items() if callable(v) and not n.startswith("_")]
+            assert names, cls
+            for name in names:
+                routed = getattr(store, name)
+                assert routed.__self__ is getattr(store, attr), name
+                assert routed.__func__ is vars(cls)[name], name
+    finally:
+        store.close()
+
+
+def map_size(store: Store) -> int:
+    """The environment's map size now (white box: the store exports only
+    the bytes in use, ``size_bytes``)."""
+    return int(store._env.lmdb.info()["map_size"])
+
+
 def test_the_map_grows_on_demand(tmp_path: Path) -> None:
     w, certs = history(1500, memo=BULKY)
     store = open_store(tmp_path, w, map_size_mb=1, max_map_size_mb=64)
-    assert store.map_size() == 1 << 20
+    assert map_size(store) == 1 << 20
     result = store.apply_sync(w.economy, GapBuffer(), certs)
     assert len(result.applied) == 1500
-    assert store.map_size() > 1 << 20
+    assert map_size(store) > 1 << 20
     assert store.accounts(w.id) == w.ledger.state.accounts
 
 
@@ -187,14 +220,38 @@ def test_vote_grants_lock_durably_and_never_twice(tmp_path: Path) -> None:
     assert again.vote(one.id) == b"vote-1" and again.vote(two.id) is None
 
 
-def test_pending_and_peers_round_trip(tmp_path: Path) -> None:
+def test_pending_round_trip(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    store.put_pending_sync(b"\x01" * 32, [b"entry", "pending", 5])
-    store.put_peer_sync("12D3KooWpeer", ["/ip4/127.0.0.1/tcp/4101"])
+    store.update_pending_sync([(b"\x01" * 32, [b"entry", "pending", 5])], [])
     assert store.pending() == {b"\x01" * 32: [b"entry", "pending", 5]}
-    store.delete_pending_sync(b"\x01" * 32)
+    store.update_pending_sync([], [b"\x01" * 32])
     assert store.pending() == {}
-    assert store.peers() == {"12D3KooWpeer": ["/ip4/127.0.0.1/tcp/4101"]}
+
+
+def database_names(path: Path) -> set[bytes]:
+    """The named databases of the store at ``path`` (closed)."""
+    import lmdb
+
+    env = lmdb.open(str(path), max_dbs=32, readonly=True, lock=False)
+    try:
+        with env.begin() as txn:
+            return {bytes(k) for k, _ in txn.cursor()}
+    finally:
+        env.close()
+
+
+def test_the_v4_peers_table_is_deleted_and_a_new_store_has_none(tmp_path: Path) -> None:
+    """Schema 4's ``peers`` table (read by nothing) goes in the 4 -> 5
+    migration, with the rest of the store kept; a new store never has it."""
+    path = unpack_v4(tmp_path)
+    assert b"peers" in database_names(path)
+    Store(path).close()
+    names = database_names(path)
+    assert b"peers" not in names
+    assert {b"meta", b"certs", b"locks", b"votes", b"pending", b"readings"} <= names
+    assert {b"parked", b"refusals", b"forks"} <= names
+    Store(tmp_path / "new").close()
+    assert b"peers" not in database_names(tmp_path / "new")
 
 
 CRASH_WRITER = """
@@ -373,3 +430,20 @@ def test_readings_ingest_attest_and_prune(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(StoreError, match="closed"):
         store.ingest_sync(accepted(old), received_ms=1)
+
+
+def test_sizes_count_accounts_and_entries_with_every_batch(tmp_path: Path) -> None:
+    """``economy_get``'s figures come from counters kept in the apply
+    transaction, equal to what a scan of the accounts gives."""
+    w, certs = history(60)
+    store = open_store(tmp_path, w)
+    buf = GapBuffer()
+    assert store.sizes_of(w.id) == (0, 0)
+    for i in range(0, len(certs), 7):
+        store.apply_sync(w.economy, buf, certs[i : i + 7])
+        accounts = store.accounts(w.id)
+        assert store.sizes_of(w.id) == (len(accounts), sum(a.seq for a in accounts.values()))
+    assert store.sizes_of(w.id)[1] == 60
+    # A batch applied twice changes nothing.
+    store.apply_sync(w.economy, buf, certs[:7])
+    assert store.sizes_of(w.id)[1] == 60

@@ -19,7 +19,7 @@ from mycelia.node.validator import ValidatorService
 from mycelia.protocol import Reason, Transfer
 from mycelia.protocol.locks import resources
 from mycelia.protocol.reasons import NeedChain
-from tests.factory import World, key, sign_genesis
+from mycelia.testing.economies import World, key, sign_genesis
 
 ROOT = Path(__file__).resolve().parents[2]
 A, B, C = key(1), key(2), key(3)

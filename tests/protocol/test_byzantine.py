@@ -45,7 +45,7 @@ from mycelia.protocol import (
     assemble,
 )
 from mycelia.protocol.locks import lock_decision, resources
-from tests.factory import World, genesis, key, validator_keys
+from mycelia.testing.economies import World, genesis, key, validator_keys
 
 A, B, C = key(1), key(2), key(3)
 

@@ -36,7 +36,7 @@ from mycelia.protocol import (
 )
 from mycelia.protocol.domains import ENTRY
 from mycelia.protocol.quorum import make_bitmap
-from tests.factory import World, genesis, key, validator_keys
+from mycelia.testing.economies import World, genesis, key, validator_keys
 
 A, B, C = key(1), key(2), key(3)
 OUTSIDER = key(99, "validator")  # a well-formed key that is in no validator set

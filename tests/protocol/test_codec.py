@@ -50,7 +50,7 @@ from mycelia.protocol.sensors import (
     SignedReading,
 )
 from mycelia.protocol.state import ZERO_ID
-from tests.factory import T0, World, genesis, key, sign_genesis, validator_keys
+from mycelia.testing.economies import T0, World, genesis, key, sign_genesis, validator_keys
 
 # -- a reference msgpack writer ---------------------------------------------------
 

@@ -20,7 +20,7 @@ from mycelia.protocol import (
 from mycelia.protocol.economy import MEMBERSHIP_APPROVED
 from mycelia.protocol.ledger import Position
 from mycelia.protocol.reasons import Reason
-from tests.factory import World, genesis, key, validator_keys
+from mycelia.testing.economies import World, genesis, key, validator_keys
 
 A, B, STEWARD = key(1), key(2), key(10, "steward")
 

@@ -27,7 +27,7 @@ from mycelia.protocol import (
 from mycelia.protocol.forks import MAX_EVIDENCE_BYTES, ForkEvidence, forked
 from mycelia.protocol.quorum import make_bitmap
 from mycelia.protocol.state import ZERO_ID
-from tests.factory import World, genesis, key, validator_keys
+from mycelia.testing.economies import World, genesis, key, validator_keys
 
 A, B, C = key(1), key(2), key(3)
 

@@ -20,7 +20,7 @@ from mycelia.protocol import Economy, Genesis, Reason, Refused, SignedGenesis, c
 from mycelia.protocol.economy import IssuedPolicy, MutualCreditPolicy, Validator
 from mycelia.protocol.quorum import make_bitmap
 from mycelia.protocol.schema import INT64_MAX
-from tests.factory import genesis, key, sign_genesis, validator_keys
+from mycelia.testing.economies import genesis, key, sign_genesis, validator_keys
 
 ALL_VK = validator_keys(8)
 VK = ALL_VK[:4]

@@ -31,7 +31,7 @@ from mycelia.protocol.reasons import NeedAdmission, NeedCertificate
 from mycelia.protocol.schema import INT64_MAX
 from mycelia.protocol.sensors import P256_N, Aggregate, AttestedDevice
 from mycelia.protocol.state import own_key
-from tests.factory import (
+from mycelia.testing.economies import (
     ENERGY,
     TEMPERATURE,
     World,

@@ -28,7 +28,7 @@ from nacl.signing import VerifyKey
 
 from mycelia.protocol import Reason, Refused, SigningKey, did_decode, did_encode, keys
 from mycelia.protocol.domains import ENTRY, GENESIS, ID_SIZE, RESOURCE, VOTE, Domain
-from tests.factory import key
+from mycelia.testing.economies import key
 
 #: The order of the Ed25519 prime-order subgroup.
 L = 2**252 + 27742317777372353535851937790883648493

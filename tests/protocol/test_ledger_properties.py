@@ -54,7 +54,14 @@ from mycelia.protocol import (
 from mycelia.protocol.locks import lock_decision, resources
 from mycelia.protocol.sensors import DeviceKey
 from mycelia.protocol.state import ZERO_ID, own_key
-from tests.factory import World, device_key, genesis, impact_genesis, key, validator_keys
+from mycelia.testing.economies import (
+    World,
+    device_key,
+    genesis,
+    impact_genesis,
+    key,
+    validator_keys,
+)
 
 ACCOUNTS = [key(i) for i in range(6)]
 STEWARD = key(10, "steward")

@@ -52,7 +52,7 @@ from mycelia.protocol.sensors import (
     verify_device_signature,
 )
 from mycelia.protocol.state import ZERO_ID
-from tests.factory import (
+from mycelia.testing.economies import (
     T0,
     World,
     device_key,

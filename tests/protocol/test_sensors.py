@@ -41,6 +41,7 @@ from mycelia.protocol import (
     device_id,
     verify_device_signature,
 )
+from mycelia.protocol.devices import _rfc6979_sign
 from mycelia.protocol.domains import DEVICE, READING
 from mycelia.protocol.entries import MAX_ENTRY_BYTES, MAX_SEQ
 from mycelia.protocol.reasons import NeedCertificate
@@ -57,9 +58,8 @@ from mycelia.protocol.sensors import (
     Aggregate,
     AttestedDevice,
     SensorAttest,
-    _rfc6979_sign,
 )
-from tests.factory import (
+from mycelia.testing.economies import (
     ENERGY,
     T0,
     TEMPERATURE,
@@ -125,7 +125,7 @@ def test_device_signatures_verify_only_for_their_key_domain_and_id(key_type: str
 def test_p256_matches_rfc6979_and_openssl() -> None:
     # RFC 6979 A.2.5, P-256 with SHA-256, message "sample".
     d = 0xC9AFA9D845BA75166B5C215767B1D6934E50C3DB36E89B127B8A622B120F6721
-    r, s = _rfc6979_sign(d, b"sample")
+    r, s = _rfc6979_sign(ec.derive_private_key(d, ec.SECP256R1()), b"sample")
     assert r == 0xEFD48B2AACB6A8FD1140DD9CD45E81D69D2C877B56AAF991C34D0EA84EAF3716
     assert s == 0xF7CB1C942D657C41D436C7A1B6E29F65F3E900DBB9AFF4064DC4AB2F843ACDA8
     # Our signer emits the low-S form of that signature; OpenSSL accepts both.

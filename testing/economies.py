@@ -1,10 +1,16 @@
-"""Deterministic economies, keys, entries and certificates for tests and
-benchmarks.
+"""Deterministic keys, economies, entries and certificates.
 
-Keys come from fixed seeds (``key(n)``) so failures reproduce. A
-:class:`World` holds one economy with its validator keys and an in-memory
-ledger, and builds each author's next entry from the ledger's view of that
-author's chain (seq, prev), so tests read as the story they tell.
+Why this exists: a failure must reproduce, so tests and benchmarks use
+keys from fixed seeds (``key(n)``, ``device_key(n)``) and geneses with
+fixed contents, and they need certified entries without running a node.
+The genesis makers (:func:`genesis`, :func:`impact_genesis`) are also the
+ones ``mycelia devnet`` makes its demo economies with, so there is one way
+to make an economy outside a steward's ``economy create``.
+
+A :class:`World` holds one economy with its validator keys and an
+in-memory ledger, and builds each author's next entry from the ledger's
+view of that author's chain (seq, prev), so tests read as the story they
+tell. Imports only ``mycelia.protocol``.
 """
 
 from __future__ import annotations
@@ -69,8 +75,12 @@ def genesis(
     default_limit: int = 1_000,
     name: str = "Test Valley Hours",
     symbol: str = "TVH",
+    decimals: int = 2,
+    ts_ms: int = T0,
     nonce: bytes = b"",
 ) -> Genesis:
+    """A mutual-credit (or, with ``kind``, issued) economy; by default four
+    validators of weight 1, the smallest quorum above two thirds."""
     vkeys = list(validators) if validators is not None else validator_keys(4)
     w = list(weights) if weights is not None else [1] * len(vkeys)
     total = sum(w)
@@ -83,12 +93,12 @@ def genesis(
     return Genesis(
         name=name,
         symbol=symbol,
-        decimals=2,
+        decimals=decimals,
         kind=kind,
         policy=policy,
         validators=tuple(Validator(v.public, x) for v, x in zip(vkeys, w, strict=True)),
         quorum=q,
-        ts_ms=T0,
+        ts_ms=ts_ms,
         nonce=nonce,
     )
 
@@ -107,6 +117,10 @@ def impact_genesis(
     exponent: int = 0,
     units_per_credit: int = 1_000,
     device_kinds: Iterable[str] = ("solar-meter", "wind-meter"),
+    name: str = "Test Valley Solar",
+    symbol: str = "TVS",
+    decimals: int = 3,
+    ts_ms: int = T0,
     nonce: bytes = b"",
 ) -> Genesis:
     """An impact economy: ``units_per_credit`` Wh make one credit (minor unit)."""
@@ -120,14 +134,14 @@ def impact_genesis(
         tuple(device_kinds),
     )
     return Genesis(
-        name="Test Valley Solar",
-        symbol="TVS",
-        decimals=3,
+        name=name,
+        symbol=symbol,
+        decimals=decimals,
         kind="impact",
         policy=policy,
         validators=tuple(Validator(v.public, 1) for v in vkeys),
         quorum=smallest_quorum(len(vkeys)),
-        ts_ms=T0,
+        ts_ms=ts_ms,
         nonce=nonce,
     )
 

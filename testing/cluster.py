@@ -1,9 +1,15 @@
-"""Several nodes in one trio process over loopback libp2p, for tests.
+"""Several nodes in one trio process over loopback libp2p.
+
+Why this exists: most node behaviour (certification, gossip, sync, forks,
+the RPC) is only visible with several nodes, and starting processes for
+each test would be slow and would hide tracebacks; the devnet benchmark's
+wallets also need to track their own chains as a wallet does.
 
 :class:`Cluster` starts ``n`` validator nodes (their node keys are the
 economy's validator keys) plus any followers, connects them, creates a
 mutual-credit economy signed by all validators, and gives wallets a way to
-submit transfers as a wallet would: each author tracks its own chain head.
+submit transfers as a wallet would: each author (:class:`Wallet`) tracks
+its own chain head. :data:`FAST` are the settings of test nodes.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import trio
 from mycelia.node.daemon import Node, NodeSettings
 from mycelia.protocol import Entry, SignedEntry, SigningKey, Transfer
 from mycelia.protocol.state import ZERO_ID
-from tests.factory import T0, genesis, key, sign_genesis, validator_keys
+from mycelia.testing.economies import T0, genesis, key, sign_genesis, validator_keys
 
 FAST = NodeSettings(
     gossip_flush_ms=10,

@@ -1,0 +1,154 @@
+"""Schema versions of the store and the migrations between them.
+
+Why in place, and never "delete and re-sync": a validator that lost its
+locks could vote for a conflicting entry. So migrations keep every
+certificate, chain, account, validator lock and vote, pending submission
+and reading.
+
+============  ===============================================  ==========================
+database      key                                              value
+============  ===============================================  ==========================
+meta          b"schema"                                        schema version (ascii)
+============  ===============================================  ==========================
+
+``meta/schema`` names the layout. Opening a store of an older schema
+migrates it in place, one step ``N -> N+1`` at a time, each in one write
+transaction that also bumps the version (a crash leaves the store at N or
+at N+1, never between). A store of an unknown (newer) schema, or whose
+locks and votes cannot be read, is refused with :class:`StoreError` before
+anything is written.
+
+==========  =============================================================
+schema      change
+==========  =============================================================
+4 -> 5      adds ``parked``, ``refusals`` and ``forks`` (empty: schema 4
+            kept its gap buffer in memory, its refusals nowhere, and
+            recorded no fork evidence); deletes ``peers`` (peer id ->
+            addresses: written and read by nothing but a test — the
+            p2p layer keeps its own peer store and bootstrap peers come
+            from the config); fills ``sizes`` (per economy: accounts
+            and certified entries, counted from ``accounts``); checks
+            that every lock and vote reads back
+==========  =============================================================
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import lmdb
+
+from mycelia.node.store.env import Environment, StoreError
+from mycelia.node.store.ledger import encode_sizes
+from mycelia.protocol import Account, Vote
+from mycelia.protocol.domains import ID_SIZE
+from mycelia.protocol.reasons import Refused
+
+__all__ = ["OLDEST_SCHEMA", "SCHEMA_VERSION", "open_and_migrate"]
+
+SCHEMA_VERSION = 5
+#: The oldest schema this code migrates from.
+OLDEST_SCHEMA = 4
+log = logging.getLogger("mycelia.store")
+
+
+def open_and_migrate(env: Environment) -> None:
+    """Check the schema of the store in ``env`` (writing nothing), open its
+    databases and migrate it to :data:`SCHEMA_VERSION`."""
+    found = _schema_found(env)
+    if found is not None and found < SCHEMA_VERSION:
+        _check_locks_and_votes(env)  # before anything is written
+    env.open_databases()
+    _migrate(env, found)
+
+
+def _schema_found(env: Environment) -> int | None:
+    """The schema of an existing store (None for a new one), read
+    without writing anything; :class:`StoreError` if this code cannot
+    open it."""
+    try:
+        meta = env.lmdb.open_db(b"meta", create=False)
+    except lmdb.NotFoundError:
+        return None
+    with env.lmdb.begin(write=False) as txn:
+        raw = txn.get(b"schema", db=meta)
+    if raw is None:
+        return None
+    try:
+        found = int(raw.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        raise StoreError(f"store at {env.path} has an unreadable schema version") from None
+    if found > SCHEMA_VERSION or found < OLDEST_SCHEMA:
+        raise StoreError(
+            f"store at {env.path} has schema version {found}; this mycelia reads "
+            f"{OLDEST_SCHEMA} to {SCHEMA_VERSION} (nothing was changed: run the mycelia "
+            "version that wrote it, or one that migrates from it)"
+        )
+    return found
+
+
+def _check_locks_and_votes(env: Environment) -> None:
+    """Every validator lock and vote must read back, or the store is
+    refused before it is migrated: voting with locks it cannot read
+    could sign a conflicting entry."""
+    try:
+        locks = env.lmdb.open_db(b"locks", create=False)
+        votes = env.lmdb.open_db(b"votes", create=False)
+    except lmdb.NotFoundError:
+        raise StoreError(f"store at {env.path} has no lock tables") from None
+    with env.lmdb.begin(write=False) as txn:
+        for key, value in txn.cursor(db=locks):
+            if len(key) != ID_SIZE or len(value) != ID_SIZE:
+                raise StoreError(f"store at {env.path}: an unreadable validator lock")
+        for key, value in txn.cursor(db=votes):
+            try:
+                vote = Vote.decode(value)
+            except Refused as exc:
+                raise StoreError(f"store at {env.path}: an unreadable vote ({exc})") from None
+            if vote.entry_id != key:
+                raise StoreError(f"store at {env.path}: a vote stored under another entry")
+
+
+def _migrate(env: Environment, found: int | None) -> None:
+    meta = env.db("meta")
+    if found is None:  # a new store
+        with env.lmdb.begin(write=True) as txn:
+            txn.put(b"schema", str(SCHEMA_VERSION).encode(), db=meta)
+        return
+    while found < SCHEMA_VERSION:
+        step = _MIGRATIONS[found]
+        with env.lmdb.begin(write=True) as txn:
+            step(env, txn)
+            txn.put(b"schema", str(found + 1).encode(), db=meta)
+        log.warning("store at %s migrated from schema %d to %d", env.path, found, found + 1)
+        found += 1
+
+
+def _drop(env: Environment, txn: lmdb.Transaction, name: str) -> None:
+    """Delete the named database (and free its pages), if the store has it."""
+    try:
+        db = env.lmdb.open_db(name.encode(), txn=txn, create=False)
+    except lmdb.NotFoundError:
+        return
+    txn.drop(db, delete=True)
+
+
+def _v4_to_v5(env: Environment, txn: lmdb.Transaction) -> None:
+    """``parked``, ``refusals`` and ``forks`` were created empty when the
+    store opened (after ``_check_locks_and_votes``); ``peers`` goes (see the
+    module docstring); every other table keeps its layout."""
+    _drop(env, txn, "peers")
+    # ``sizes`` from what schema 4 holds: per economy, its accounts and the
+    # sum of their chain heads (each applied entry advanced one head by one).
+    sizes: dict[bytes, list[int]] = {}
+    for key, raw in txn.cursor(db=env.db("accounts")):
+        counts = sizes.setdefault(bytes(key[:32]), [0, 0])
+        counts[0] += 1
+        counts[1] += Account.decode(raw).seq
+    for economy_id, (accounts, certified) in sizes.items():
+        txn.put(economy_id, encode_sizes(accounts, certified), db=env.db("sizes"))
+
+
+#: ``N -> migration to N+1`` (see the module docstring).
+_MIGRATIONS: dict[int, Callable[[Environment, lmdb.Transaction], None]] = {4: _v4_to_v5}
