@@ -120,9 +120,10 @@ class BenchProc:
         self, datadir: Path, bootstrap: list[str], extra: tuple[str, ...], log_path: Path
     ) -> None:
         self.log_path = log_path
+        self._proc: Proc | None = None
         try:
             self._proc = Proc(datadir, bootstrap, extra, log_file=log_path, timeout=START_TIMEOUT_S)
-        except ProcError:
+        except ProcError:  # the launcher stopped it; its log says why
             self.ready = False
             return
         self.ready = True
@@ -130,11 +131,16 @@ class BenchProc:
 
     @property
     def proc(self) -> subprocess.Popen[str]:
+        assert self._proc is not None, "the process did not start"
         return self._proc.popen
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.popen.poll() is None
 
     @property
     def address(self) -> str:
         """The p2p address the node logged."""
+        assert self._proc is not None, "the process did not start"
         return self._proc.address
 
     def wait_rpc(self) -> bool:
@@ -601,7 +607,7 @@ async def killer(
                 tail = "".join(victim.log_files[-1].read_text().splitlines(True)[-5:])
                 seen.restart_failures.append(f"{victim.name} attempt {attempt + 1}: {exc}\n{tail}")
                 print(f"restart of {victim.name} failed: {exc}", flush=True)
-                if victim.proc is not None and victim.proc.proc.poll() is None:
+                if victim.proc is not None and victim.proc.alive():
                     await trio.to_thread.run_sync(victim.proc.kill9)
                 if attempt == 1:  # the port may have been taken meanwhile
                     victim.port = free_port()
@@ -684,7 +690,7 @@ async def start_all(members: list[Member]) -> None:
 
 async def stop_all(members: list[Member], seen: Seen, phase: str) -> None:
     for m in members:
-        if m.proc is not None and m.proc.proc.poll() is None:
+        if m.proc is not None and m.proc.alive():
             code = await m.terminate()
             seen.clean_stops.append((f"{m.name} ({phase})", code))
 
