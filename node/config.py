@@ -190,9 +190,9 @@ class _Positive(_Kind):
     expected = "a number > 0"
 
     def from_toml(self, value: object) -> float:
-        if type(value) not in (int, float):
+        if type(value) is not int and type(value) is not float:
             raise _Bad
-        x = float(value)  # type: ignore[arg-type]
+        x = float(value)
         if not math.isfinite(x) or x <= 0:
             raise _Bad
         return x
@@ -786,12 +786,17 @@ class Config:
     source: Path | None = field(default=None, compare=False)
 
 
+def _sections() -> dict[str, type]:
+    out: dict[str, type] = {}
+    for f in fields(Config):
+        if f.default_factory is not MISSING:
+            assert isinstance(f.default_factory, type)  # every section's dataclass
+            out[f.name] = f.default_factory
+    return out
+
+
 # Section name -> dataclass, in file order.
-_SECTIONS: dict[str, type] = {
-    f.name: f.default_factory  # type: ignore[misc]
-    for f in fields(Config)
-    if f.default_factory is not MISSING
-}
+_SECTIONS = _sections()
 _FIELDS: dict[str, dict[str, Any]] = {
     name: {f.name: f for f in fields(cls)} for name, cls in _SECTIONS.items()
 }
@@ -844,7 +849,8 @@ def _put(
     f = _FIELDS[section][key]
     kind: _Kind = f.metadata["kind"]
     try:
-        value = kind.from_text(raw) if text else kind.from_toml(raw)  # type: ignore[arg-type]
+        # Text (the environment, --set) is a str; TOML is whatever the file holds.
+        value = kind.from_text(raw) if text and isinstance(raw, str) else kind.from_toml(raw)
     except _Bad as exc:
         got = raw if exc.got is MISSING else exc.got
         expected = exc.expected or kind.expected

@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from hashlib import blake2b
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -44,16 +45,32 @@ from mycelia.node import wire
 from mycelia.node.applier import Applier, verify_many
 from mycelia.protocol import Certificate, Refused
 
-__all__ = ["Gossip"]
+if TYPE_CHECKING:
+    from mycelia.node.p2p import Receiver, Validator
+
+__all__ = ["Gossip", "PubSub"]
 
 log = logging.getLogger("mycelia.gossip")
 _CACHE = 256
 
 
+class PubSub(Protocol):
+    """What gossip needs of the p2p host (:class:`~mycelia.node.p2p.P2P`)."""
+
+    @property
+    def peer_id(self) -> str: ...
+
+    async def subscribe(
+        self, topic: str, receiver: Receiver, validator: Validator | None = None, /
+    ) -> None: ...
+
+    async def publish(self, topic: str, data: bytes, /) -> None: ...
+
+
 class Gossip:
     def __init__(
         self,
-        p2p: object,
+        p2p: PubSub,
         applier: Applier,
         *,
         flush_ms: int = 25,
@@ -94,7 +111,7 @@ class Gossip:
         async def receive(peer: str, data: bytes) -> None:
             await self._receive(topic, peer, data)
 
-        await self.p2p.subscribe(topic, receive, validate)  # type: ignore[attr-defined]
+        await self.p2p.subscribe(topic, receive, validate)
 
     # -- out ---------------------------------------------------------------------
 
@@ -154,7 +171,7 @@ class Gossip:
 
     async def _send(self, topic: str, blobs: list[bytes]) -> None:
         try:
-            await self.p2p.publish(topic, wire.encode_certs(blobs))  # type: ignore[attr-defined]
+            await self.p2p.publish(topic, wire.encode_certs(blobs))
         except Exception as exc:  # no peers yet, shutting down: sync repairs
             log.info("publishing %d certificates failed: %s", len(blobs), exc)
             return
@@ -167,7 +184,7 @@ class Gossip:
         return False
 
     async def _validate(self, topic: str, forwarder: str, data: bytes) -> bool:
-        if forwarder == self.p2p.peer_id:  # type: ignore[attr-defined]
+        if forwarder == self.p2p.peer_id:
             return True  # our own publish: built from certificates we hold
         key = blake2b(data, digest_size=16).digest()
         if key in self._verified:
@@ -203,11 +220,14 @@ class Gossip:
         _, bad = await verify_many(economy, fresh)
         self.verified += len(fresh)
         if bad:
-            cert, exc = bad[0]
+            cert, refused = bad[0]
             log.warning(
-                "dropping gossip from %s: certificate %s: %s", forwarder, cert.entry_id.hex(), exc
+                "dropping gossip from %s: certificate %s: %s",
+                forwarder,
+                cert.entry_id.hex(),
+                refused,
             )
-            return self._drop(exc.reason.value)
+            return self._drop(refused.reason.value)
         self._verified[key] = certs
         if len(self._verified) > _CACHE:
             self._verified.popitem(last=False)

@@ -275,7 +275,7 @@ import socket
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import libp2p.pubsub.gossipsub as _gossipsub_module
 import libp2p.pubsub.pubsub as _pubsub_module
@@ -292,6 +292,7 @@ from libp2p.host.ping import ID as PING_PROTOCOL
 from libp2p.host.ping import perform_ping_roundtrip
 from libp2p.io.exceptions import IOException
 from libp2p.network.stream.exceptions import StreamEOF
+from libp2p.network.stream.net_stream import NetStream
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.protocol_muxer.multiselect_client import MultiselectClient
@@ -348,8 +349,8 @@ def install_workarounds() -> None:
     # Quirk 14: read at call time by libp2p's yamux, so setting it before any
     # stream exists is enough; an operator's own value wins.
     os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
-    _pubsub_module.maybe_consume_signed_record = _consume_record_once  # type: ignore[assignment]
-    _gossipsub_module.maybe_consume_signed_record = _consume_record_once  # type: ignore[assignment]
+    _pubsub_module.maybe_consume_signed_record = _consume_record_once  # type: ignore[attr-defined]
+    _gossipsub_module.maybe_consume_signed_record = _consume_record_once  # type: ignore[attr-defined]
     for name in _QUIETED:
         logging.getLogger(name).addFilter(_Quiet())
 
@@ -971,9 +972,9 @@ class P2P:
                 self._dial_failed(pid, exc)
                 raise PeerUnavailable(f"cannot connect to {addr}: {exc}") from exc
         if scope.cancelled_caught:
-            exc = PeerUnavailable(f"connecting to {addr} timed out")
-            self._dial_failed(pid, exc)
-            raise exc
+            timed_out = PeerUnavailable(f"connecting to {addr} timed out")
+            self._dial_failed(pid, timed_out)
+            raise timed_out
         self._dialled[pid] = addr
         return pid.to_base58()
 
@@ -1149,9 +1150,9 @@ class P2P:
                 await (_close(stream) if done else _abort(stream))
             return response
         if dialling and not host.get_network().get_connections(pid):
-            exc = RequestTimeout(f"dialling {peer_id} timed out")
-            self._dial_failed(pid, exc)
-            raise PeerUnavailable(str(exc)) from exc
+            timed_out = RequestTimeout(f"dialling {peer_id} timed out")
+            self._dial_failed(pid, timed_out)
+            raise PeerUnavailable(str(timed_out)) from timed_out
         raise RequestTimeout(f"{protocol} to {peer_id}: no response within {timeout} s")
 
     async def send_raw(
@@ -1183,7 +1184,9 @@ class P2P:
             done = False
             try:
                 await stream.write(data)
-                await stream.close_write()
+                # libp2p declares new_stream's result as INetStream, which has
+                # no half-close; what its host opens is a NetStream, which does.
+                await cast(NetStream, stream).close_write()
                 received = bytearray()
                 while len(received) <= limit:
                     try:
@@ -1682,7 +1685,7 @@ async def _tame_dialling(network: INetwork) -> None:
 async def _ping(conn: INetConn, timeout_s: float) -> None:
     """One libp2p ping round trip on this very connection (not any
     connection to the peer, which is what ``host.new_stream`` would pick)."""
-    stream = await conn.new_stream()  # type: ignore[attr-defined]
+    stream = await conn.new_stream()
     done = False
     try:
         # libp2p's negotiation timeout is whole seconds; ours (the caller's)

@@ -408,9 +408,9 @@ class Submitter:
             for job, result in zip(jobs, results, strict=True):
                 vote = result.vote
                 ok = vote is not None and vote.entry_id == job.id and vote.validator == key
-                if ok:
+                if ok and vote is not None:
                     try:
-                        vote.verify(economy)  # type: ignore[union-attr]
+                        vote.verify(economy)
                     except Refused:
                         ok = False
                 out.append(ok)

@@ -33,6 +33,8 @@ round of heads showed peers having that we did not.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import trio
 
@@ -40,27 +42,35 @@ from mycelia.node import wire
 from mycelia.node.applier import Applier
 from mycelia.node.forks import add_evidence
 from mycelia.node.store import Store
-from mycelia.protocol import Reason, Refused
+from mycelia.protocol import Economy, Reason, Refused
 from mycelia.protocol.forks import forked
 
-__all__ = ["Sync"]
+__all__ = ["Requester", "Sync"]
 
 log = logging.getLogger("mycelia.sync")
 #: Most slots' evidence fetched from one peer in one round.
 MAX_FORKS_PER_ROUND = 64
 
 
+class Requester(Protocol):
+    """What sync needs of the p2p host (:class:`~mycelia.node.p2p.P2P`)."""
+
+    def peers(self) -> list[str]: ...
+
+    async def request(self, peer_id: str, protocol: str, payload: bytes, /) -> bytes: ...
+
+
 class Sync:
     def __init__(
         self,
-        p2p: object,
+        p2p: Requester,
         store: Store,
         applier: Applier,
         *,
         follow: set[bytes],
         interval_s: float = 30.0,
         batch: int = 512,
-        on_economy: object = None,
+        on_economy: Callable[[Economy], Awaitable[None]] | None = None,
     ) -> None:
         self.p2p = p2p
         self.store = store
@@ -68,7 +78,7 @@ class Sync:
         self.follow = follow
         self.interval_s = interval_s
         self.batch = min(batch, wire.MAX_BATCH)
-        #: async callback(economy) when sync learns a followed economy's genesis
+        #: called when sync learns a followed economy's genesis
         self.on_economy = on_economy
         self.lag = 0
         self._kick = trio.Event()
@@ -85,7 +95,7 @@ class Sync:
             return wire.encode_error(exc.reason, exc.detail)
         return await trio.to_thread.run_sync(self._serve, op, args)
 
-    def _serve(self, op: str, args: list) -> bytes:  # type: ignore[type-arg]
+    def _serve(self, op: str, args: list[Any]) -> bytes:
         if op == "heads":
             return wire.encode_heads(self.store.heads(args[0]))
         if op == "range":
@@ -117,7 +127,7 @@ class Sync:
                 self._kick = trio.Event()
                 peers, self._peers_to_sync = self._peers_to_sync, set()
                 if not peers:  # the periodic round: everyone
-                    peers = set(self.p2p.peers())  # type: ignore[attr-defined]
+                    peers = set(self.p2p.peers())
                 for peer in peers:
                     if peer in self._syncing:
                         self._again.add(peer)
@@ -154,9 +164,7 @@ class Sync:
         return applied
 
     async def _request(self, peer: str, op: str, *args: object) -> bytes:
-        return await self.p2p.request(  # type: ignore[attr-defined, no-any-return]
-            peer, wire.SYNC_PROTOCOL, wire.encode_sync_request(op, *args)
-        )
+        return await self.p2p.request(peer, wire.SYNC_PROTOCOL, wire.encode_sync_request(op, *args))
 
     async def _economy(self, peer: str, economy_id: bytes) -> tuple[int, int]:
         if economy_id not in self.applier.economies:
@@ -165,7 +173,7 @@ class Sync:
                 return 0, 0
             economy = await self.applier.add_economy(signed)
             if self.on_economy is not None:
-                await self.on_economy(economy)  # type: ignore[operator]
+                await self.on_economy(economy)
         theirs = wire.decode_heads(await self._request(peer, "heads", economy_id))
         ours = self.store.heads(economy_id)
         behind = {
@@ -242,7 +250,7 @@ class Sync:
         returns how many were found. For suspected forks (``forks.py``)."""
         want = self.store.unknown(ids[: wire.MAX_BATCH])
         found = 0
-        for peer in list(self.p2p.peers()):  # type: ignore[attr-defined]
+        for peer in list(self.p2p.peers()):
             if not want:
                 break
             try:

@@ -154,8 +154,8 @@ class ValidatorService:
         view = StoreView(self.store, economy_id)
         now_ms = int(time.time() * 1000)
 
-        def check_all() -> list[tuple[wire.VoteResult | None, VoteGrant | None]]:
-            out: list[tuple[wire.VoteResult | None, VoteGrant | None]] = []
+        def check_all() -> list[tuple[wire.VoteResult, VoteGrant | None]]:
+            out: list[tuple[wire.VoteResult, VoteGrant | None]] = []
             for item in items:
                 entry_id = item.signed.id
                 author = item.signed.entry.author
@@ -204,7 +204,6 @@ class ValidatorService:
         it = iter(granted)
         for result, grant in checked:
             if grant is None:
-                assert result is not None
                 results.append(result)
             elif next(it):
                 self.votes_cast += 1

@@ -28,7 +28,7 @@ Tuples and lists both encode as arrays; :func:`decode` returns lists.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 
@@ -51,7 +51,7 @@ def encode(value: Any) -> bytes:
     the allowed types (a programming error, not bad input) and
     ``OverflowError`` for an int outside msgpack's range."""
     _check_types(value, 0)
-    return msgpack.packb(value, use_bin_type=True)
+    return cast(bytes, msgpack.packb(value, use_bin_type=True))  # msgpack is unannotated
 
 
 def encode_trusted(value: Any) -> bytes:
@@ -59,7 +59,7 @@ def encode_trusted(value: Any) -> bytes:
     a ``to_wire`` method from validated fields, or just returned by
     :func:`decode`). Skips the type walk on hot paths; same bytes as
     :func:`encode`."""
-    return msgpack.packb(value, use_bin_type=True)
+    return cast(bytes, msgpack.packb(value, use_bin_type=True))  # msgpack is unannotated
 
 
 def _check_types(value: Any, depth: int) -> None:

@@ -109,7 +109,7 @@ class Context:
 def replace_account(acct: Account, **changes: Any) -> Account:
     """``acct`` with ``changes``. dataclasses.replace is slow (it re-runs
     ``__init__`` through ``fields()``); this is the hot path of apply."""
-    values = {
+    values: dict[str, Any] = {
         "seq": acct.seq,
         "head": acct.head,
         "ts_ms": acct.ts_ms,

@@ -56,12 +56,14 @@ class Entry:
         if self.seq == 1 and self.prev != ZERO_ID:
             raise Refused(Reason.PREV_MISMATCH, "the first entry's prev is 32 zero bytes")
         schema.int_(self.ts_ms, "ts_ms", 0, schema.INT64_MAX)
-        if KINDS.get(getattr(self.body, "kind", None)) is None:
+        kind = getattr(self.body, "kind", None)
+        if not isinstance(kind, str) or kind not in KINDS:
             raise Refused(Reason.UNKNOWN_KIND, f"unknown entry kind in {type(self.body).__name__}")
 
     @property
     def kind(self) -> str:
-        return self.body.kind
+        kind: str = self.body.kind  # every body type's ClassVar, checked on construction
+        return kind
 
     def to_wire(self) -> list[Any]:
         return [

@@ -348,7 +348,10 @@ class Ledger:
     @property
     def chain(self) -> dict[tuple[bytes, int], bytes]:
         """``(author, seq) -> entry id`` of every applied entry (in-memory state only)."""
-        return self.state.chain  # type: ignore[attr-defined, no-any-return]
+        state = self.state
+        if not isinstance(state, MemoryState):
+            raise AttributeError(f"{type(state).__name__} keeps no in-memory chain index")
+        return state.chain
 
     @property
     def pending_count(self) -> int:

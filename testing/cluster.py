@@ -154,9 +154,14 @@ async def cluster(
             nursery.cancel_scope.cancel()
 
 
-async def converge(nodes: list[Node], economy_id: bytes, *, timeout: float = 30.0) -> None:
-    """Wait until every node holds the same accounts and chains."""
-    with trio.fail_after(timeout):
+#: How long :func:`converge` waits before it fails.
+CONVERGE_S = 30.0
+
+
+async def converge(nodes: list[Node], economy_id: bytes) -> None:
+    """Wait until every node holds the same accounts and chains (at most
+    :data:`CONVERGE_S`)."""
+    with trio.fail_after(CONVERGE_S):
         while True:
             states = [n.store.accounts(economy_id) for n in nodes]
             chains = [n.store.chain_ids(economy_id) for n in nodes]

@@ -57,4 +57,5 @@ def test_only_the_devnet_uses_test_support_in_production_code() -> None:
 
 def test_deterministic_economies_need_only_the_protocol() -> None:
     mine = {m for m in imports(ROOT / "testing" / "economies.py") if m.startswith("mycelia.")}
-    assert mine and all(m.startswith("mycelia.protocol") for m in mine), mine
+    assert mine
+    assert all(m.startswith("mycelia.protocol") for m in mine), mine

@@ -361,7 +361,8 @@ async def subscribe(
             limit=api.config.max_subscriptions,
         )
     if topic == "account":
-        assert economy is not None and account is not None
+        assert economy is not None
+        assert account is not None
         api.economy(economy)
         return api.hub.watch_account(ws, economy, account).id
     if topic == "forks":

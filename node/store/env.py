@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 
 import lmdb
 
@@ -49,6 +49,14 @@ class StoreError(Exception):
 
 def _counter(key: bytes) -> int:
     return int(_SEQ.unpack(key[-8:])[0])
+
+
+def _stored(value: bytes | None, key: bytes, table: str) -> bytes:
+    """The value an index entry points at, which the store writes in the same
+    transaction as the entry: missing, the store is damaged."""
+    if value is None:
+        raise StoreError(f"store is damaged: {key.hex()} is indexed but not in {table}")
+    return value
 
 
 class Environment:
@@ -80,13 +88,13 @@ class Environment:
         )
         self._write_lock = threading.Lock()
         self._closed = False
-        self._db: dict[str, Any] = {}
+        self._db: dict[str, lmdb._Database] = {}
 
     def open_databases(self) -> None:
         """Open (and create, if new) every named database."""
         self._db = {name: self.lmdb.open_db(name.encode()) for name in self._names}
 
-    def db(self, name: str) -> Any:
+    def db(self, name: str) -> lmdb._Database:
         """The handle of the named database (after :meth:`open_databases`)."""
         return self._db[name]
 
@@ -99,7 +107,7 @@ class Environment:
 
     # -- the writer --------------------------------------------------------------
 
-    def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+    def write(self, fn: Callable[[lmdb.Transaction[bytes]], T]) -> T:
         """Run ``fn`` in one write transaction, growing the map and retrying
         the whole transaction if it fills."""
         with self._write_lock:
@@ -120,7 +128,7 @@ class Environment:
     # -- readers ---------------------------------------------------------------
 
     @contextmanager
-    def read(self) -> Iterator[lmdb.Transaction]:
+    def read(self) -> Iterator[lmdb.Transaction[bytes]]:
         with self.lmdb.begin(write=False, buffers=False) as txn:
             yield txn
 
@@ -141,8 +149,8 @@ class Tables:
         self._env = env
         self._db = {name: env.db(name) for name in self.DATABASES}
 
-    def _write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+    def _write(self, fn: Callable[[lmdb.Transaction[bytes]], T]) -> T:
         return self._env.write(fn)
 
-    def _read(self) -> AbstractContextManager[lmdb.Transaction]:
+    def _read(self) -> AbstractContextManager[lmdb.Transaction[bytes]]:
         return self._env.read()

@@ -63,11 +63,10 @@ the lowest forked seq of an author, which the validator's ``check`` reads.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import lmdb
 
-from mycelia.node.store.env import _LAST, _SEQ, Environment, Tables, _counter
+from mycelia.node.store.env import _LAST, _SEQ, Environment, Tables, _counter, _stored
 from mycelia.protocol import (
     Account,
     Certificate,
@@ -118,7 +117,7 @@ class _TxnState:
         "new_accounts",
     )
 
-    def __init__(self, tables: LedgerTables, txn: lmdb.Transaction, economy: bytes) -> None:
+    def __init__(self, tables: LedgerTables, txn: lmdb.Transaction[bytes], economy: bytes) -> None:
         self._txn = txn
         self._econ = economy
         self._accounts = tables._db["accounts"]
@@ -193,7 +192,7 @@ class _TxnState:
             self.claims.append(body.total)
 
 
-def _first_fork(txn: lmdb.Transaction, db: Any, prefix: bytes) -> int | None:
+def _first_fork(txn: lmdb.Transaction[bytes], db: lmdb._Database, prefix: bytes) -> int | None:
     """The lowest seq with fork evidence under ``economy + author``."""
     cur = txn.cursor(db=db)
     if cur.set_range(prefix) and cur.key()[:64] == prefix:
@@ -259,7 +258,7 @@ class LedgerTables(Tables):
 
         held_ids = {c.entry_id for c in held}
 
-        def txn_fn(txn: lmdb.Transaction) -> ApplyResult:
+        def txn_fn(txn: lmdb.Transaction[bytes]) -> ApplyResult:
             # Runs again if the map had to grow: start from the same buffer.
             buffer.restore(held)
             states.clear()
@@ -310,7 +309,7 @@ class LedgerTables(Tables):
             self.claimed_units += sum(claims)
         return result
 
-    def _sizes(self, txn: lmdb.Transaction, economy_id: bytes) -> tuple[int, int]:
+    def _sizes(self, txn: lmdb.Transaction[bytes], economy_id: bytes) -> tuple[int, int]:
         raw = txn.get(economy_id, db=self._db["sizes"])
         return (0, 0) if raw is None else decode_sizes(raw)
 
@@ -405,7 +404,7 @@ class LedgerTables(Tables):
     def chain_range(self, economy_id: bytes, author: bytes, first: int, limit: int) -> list[bytes]:
         """Certificate bytes of ``author``'s entries from seq ``first``, at most
         ``limit``, in seq order, stopping at the first gap."""
-        out = []
+        out: list[bytes] = []
         with self._read() as txn:
             certs = self._db["certs"]
             cur = txn.cursor(db=self._db["chains"])
@@ -415,9 +414,9 @@ class LedgerTables(Tables):
                 for k, entry_id in cur:
                     if k[:64] != prefix or len(out) >= limit:
                         break
-                    if _SEQ.unpack(k[64:])[0] != expect:
+                    if _counter(k) != expect:
                         break
-                    out.append(txn.get(entry_id, db=certs))
+                    out.append(_stored(txn.get(entry_id, db=certs), entry_id, "certs"))
                     expect += 1
         return out
 
@@ -430,12 +429,12 @@ class LedgerTables(Tables):
         """Every ``(author, seq) -> entry id`` of the economy (tests, audits)."""
         with self._read() as txn:
             cur = txn.cursor(db=self._db["chains"])
-            out = {}
+            out: dict[tuple[bytes, int], bytes] = {}
             if cur.set_range(economy_id):
                 for k, v in cur:
                     if k[:32] != economy_id:
                         break
-                    out[(k[32:64], _SEQ.unpack(k[64:])[0])] = v
+                    out[(k[32:64], _counter(k))] = v
             return out
 
     def history(
@@ -455,7 +454,7 @@ class LedgerTables(Tables):
                 k, entry_id = cur.item()
                 if k[:64] != prefix:
                     break
-                out.append((_SEQ.unpack(k[64:])[0], txn.get(entry_id, db=certs)))
+                out.append((_counter(k), _stored(txn.get(entry_id, db=certs), entry_id, "certs")))
                 found = cur.prev()
         return out
 

@@ -125,7 +125,7 @@ def _migrate(env: Environment, found: int | None) -> None:
         found += 1
 
 
-def _drop(env: Environment, txn: lmdb.Transaction, name: str) -> None:
+def _drop(env: Environment, txn: lmdb.Transaction[bytes], name: str) -> None:
     """Delete the named database (and free its pages), if the store has it."""
     try:
         db = env.lmdb.open_db(name.encode(), txn=txn, create=False)
@@ -134,7 +134,7 @@ def _drop(env: Environment, txn: lmdb.Transaction, name: str) -> None:
     txn.drop(db, delete=True)
 
 
-def _v4_to_v5(env: Environment, txn: lmdb.Transaction) -> None:
+def _v4_to_v5(env: Environment, txn: lmdb.Transaction[bytes]) -> None:
     """``parked``, ``refusals`` and ``forks`` were created empty when the
     store opened (after ``_check_locks_and_votes``); ``peers`` goes (see the
     module docstring); every other table keeps its layout."""
@@ -151,4 +151,4 @@ def _v4_to_v5(env: Environment, txn: lmdb.Transaction) -> None:
 
 
 #: ``N -> migration to N+1`` (see the module docstring).
-_MIGRATIONS: dict[int, Callable[[Environment, lmdb.Transaction], None]] = {4: _v4_to_v5}
+_MIGRATIONS: dict[int, Callable[[Environment, lmdb.Transaction[bytes]], None]] = {4: _v4_to_v5}

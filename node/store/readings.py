@@ -34,6 +34,7 @@ and never the certificates.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import lmdb
@@ -191,7 +192,7 @@ class ReadingTables(Tables):
         in ONE durable transaction: the caller answers "accepted" only after
         this returns."""
 
-        def txn_fn(txn: lmdb.Transaction) -> None:
+        def txn_fn(txn: lmdb.Transaction[bytes]) -> None:
             db = self._db
             states: dict[bytes, IngestState] = {}
             for a in accepted:
@@ -221,7 +222,7 @@ class ReadingTables(Tables):
         """Move a batch's readings from the queue to ``inflight`` under the
         attestation's entry id (before it is submitted)."""
 
-        def txn_fn(txn: lmdb.Transaction) -> None:
+        def txn_fn(txn: lmdb.Transaction[bytes]) -> None:
             txn.put(entry_id, flight.encode(), db=self._db["inflight"])
             for key in flight.keys:
                 txn.delete(flight.economy + key, db=self._db["unattested"])
@@ -233,7 +234,7 @@ class ReadingTables(Tables):
         records it and its leaf index, and the batch is listed for proofs.
         Returns how many readings it covers (0 if it was not in flight)."""
 
-        def txn_fn(txn: lmdb.Transaction) -> int:
+        def txn_fn(txn: lmdb.Transaction[bytes]) -> int:
             db = self._db
             raw = txn.get(entry_id, db=db["inflight"])
             if raw is None:
@@ -260,7 +261,7 @@ class ReadingTables(Tables):
         """The attestation ``entry_id`` was refused: its readings (those
         still stored) go back to the queue."""
 
-        def txn_fn(txn: lmdb.Transaction) -> None:
+        def txn_fn(txn: lmdb.Transaction[bytes]) -> None:
             db = self._db
             raw = txn.get(entry_id, db=db["inflight"])
             if raw is None:
@@ -285,14 +286,14 @@ class ReadingTables(Tables):
         end = _SEQ.pack(max(0, older_than_ms))
         while True:
             deleted, start, more = self._write(
-                lambda txn, start=start: self._prune_chunk(txn, start, end, chunk)
+                functools.partial(self._prune_chunk, start=start, end=end, chunk=chunk)
             )
             total += deleted
             if not more:
                 return total
 
     def _prune_chunk(
-        self, txn: lmdb.Transaction, start: bytes, end: bytes, chunk: int
+        self, txn: lmdb.Transaction[bytes], start: bytes, end: bytes, chunk: int
     ) -> tuple[int, bytes, bool]:
         db = self._db
         # Read first, then delete: no deletes under a live cursor.

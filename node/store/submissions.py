@@ -79,7 +79,7 @@ class SubmissionTables(Tables):
         encoded = [(k, codec.encode(r)) for k, r in records]
         refused = [(k, r.encode()) for k, r in refusals]
 
-        def txn_fn(txn: lmdb.Transaction) -> None:
+        def txn_fn(txn: lmdb.Transaction[bytes]) -> None:
             db = self._db["pending"]
             for k, data in encoded:
                 txn.put(k, data, db=db)

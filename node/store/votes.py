@@ -52,7 +52,7 @@ class VoteTables(Tables):
         durable transaction; returns per grant whether it was granted.
         Returns only after the commit, so callers may then send the votes."""
 
-        def txn_fn(txn: lmdb.Transaction) -> list[bool]:
+        def txn_fn(txn: lmdb.Transaction[bytes]) -> list[bool]:
             locks = self._db["locks"]
             out = []
             for g in grants:

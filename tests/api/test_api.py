@@ -276,12 +276,14 @@ def test_bodies_round_trip(body: Any) -> None:
 def test_views_are_built_from_the_protocol() -> None:
     cert = CERTIFICATES[0]
     view = types.CertifiedEntry.of_certificate(cert)
-    assert view.certificate is cert and view.id == cert.entry_id
-    assert view.to_entry() == cert.entry and view.view() == types.EntryView.of(cert.entry)
+    assert view.certificate is cert
+    assert view.id == cert.entry_id
+    assert view.to_entry() == cert.entry
+    assert view.view() == types.EntryView.of(cert.entry)
     economy = types.EconomyView.of(SIGNED, 2, 3)
-    assert (
-        economy.id == ECONOMY.id and economy.genesis == SIGNED and economy.stewards == (ALICE.did,)
-    )
+    assert economy.id == ECONOMY.id
+    assert economy.genesis == SIGNED
+    assert economy.stewards == (ALICE.did,)
     fork = types.Fork.of(ECONOMY, FORK)
     assert fork.guilty == (VALIDATORS[1].did, VALIDATORS[2].did)
     assert types.Fork.from_json(fork.to_json()) == fork
@@ -324,7 +326,8 @@ def test_an_entry_view_reads_its_body_with_its_kind() -> None:
     assert info.value.field.startswith("body")
     with pytest.raises(ParamError, match="one of transfer"):
         types.EntryView.from_json({**view, "kind": "nope"})
-    assert isinstance(BODIES[5], DeviceRegister) and isinstance(BODIES[6], SensorAttest)
+    assert isinstance(BODIES[5], DeviceRegister)
+    assert isinstance(BODIES[6], SensorAttest)
     assert isinstance(BODIES[6].devices[0], AttestedDevice)
 
 
@@ -368,6 +371,7 @@ def test_a_new_kind_is_a_protocol_body_and_one_body_form(monkeypatch: pytest.Mon
     view = types.EntryView.of(entry)
     assert view.to_json()["body"] == {"text": "hello"}
     assert types.EntryView.from_json(view.to_json()) == view
-    assert view.to_entry() == entry and view.to_entry().id == entry.id
+    assert view.to_entry() == entry
+    assert view.to_entry().id == entry.id
     # A client verifies it as any other: the view is rebuilt from the entry.
     assert types.EntryView.of(view.to_entry(), view.id) == view

@@ -119,4 +119,5 @@ def test_the_probe_is_a_base_install() -> None:
     # above would have caught the client needing it.
     probe = f"{_BASE_INSTALL}\nimport mycelia.node.rpc"
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT)
-    assert run.returncode != 0 and "ModuleNotFoundError" in run.stderr
+    assert run.returncode != 0
+    assert "ModuleNotFoundError" in run.stderr

@@ -96,7 +96,8 @@ async def test_async_transfer_and_history(fake: FakeNode, world: World) -> None:
         status = await client.entry_get(entry_id)
         page = await client.account_history(world.id, BOB.did)
         info = await client.node_info()
-    assert status.certified and status.certificate is not None
+    assert status.certified
+    assert status.certificate is not None
     assert [c.entry_id for c in page.entries] == [entry_id]
     assert info.did == fake.key.did
     assert world.balance(BOB) == 20
@@ -119,7 +120,8 @@ async def test_wait_uses_the_entry_subscription(fake: FakeNode, world: World) ->
     }
     async with ws_node(fake, lambda p: [pending, final]) as (client, log):
         status = await client.wait(entry_id, timeout=10)
-    assert isinstance(status, EntryStatus) and status.certified
+    assert isinstance(status, EntryStatus)
+    assert status.certified
     assert status.certificate == cert
     assert log.auth == [AUTH]
     subscribe, unsubscribe = log.received
@@ -143,7 +145,8 @@ async def test_account_notifications_are_verified(fake: FakeNode, world: World) 
         client.subscribe("account", economy=hex_out(world.id), account=BOB.did) as sub,
     ):
         first = await sub.__anext__()
-        assert isinstance(first, Certificate) and first.entry_id == good.entry_id
+        assert isinstance(first, Certificate)
+        assert first.entry_id == good.entry_id
         with pytest.raises(VerifyError):
             await sub.__anext__()
 
@@ -164,10 +167,14 @@ async def test_wrong_cookie_on_the_websocket(fake: FakeNode) -> None:
 
 async def test_an_error_in_the_body_comes_out_as_itself(fake: FakeNode) -> None:
     async with ws_node(fake, lambda p: []) as (client, log):
-        with pytest.raises(KeyError, match="mine"):
+
+        async def failing_body() -> None:
             async with client.subscribe("other", x=1) as sub:
                 assert sub.id == "s1"
                 raise KeyError("mine")
+
+        with pytest.raises(KeyError, match="mine"):
+            await failing_body()
     assert [m["method"] for m in log.received] == ["subscribe", "unsubscribe"]
 
 

@@ -132,7 +132,8 @@ def test_a_node_without_auth_gets_no_credential(tmp_path: Path) -> None:
     d = node_dir(tmp_path, {"http": "http://127.0.0.1:7000", "unix": None})
     (d / ".cookie").unlink()
     ep = Endpoint.discover(datadir=d, env={})
-    assert ep.cookie is None and ep.authorization is None
+    assert ep.cookie is None
+    assert ep.authorization is None
     seen: list[httpx.Request] = []
 
     def handle(request: httpx.Request) -> httpx.Response:
@@ -142,7 +143,8 @@ def test_a_node_without_auth_gets_no_credential(tmp_path: Path) -> None:
     with pytest.raises(RpcUnavailable) as info:
         Client(ep, transport=httpx.MockTransport(handle)).call("node_info")
     assert "authorization" not in seen[0].headers
-    assert info.value.reason == "unauthorized" and "--cookie" in info.value.detail
+    assert info.value.reason == "unauthorized"
+    assert "--cookie" in info.value.detail
 
 
 def test_bad_urls_and_node_specs(tmp_path: Path) -> None:
@@ -195,7 +197,8 @@ def test_requests_carry_the_cookie_as_basic_auth() -> None:
     assert base64.b64decode(token).decode() == COOKIE
     body = json.loads(request.content)
     assert body == {"jsonrpc": "2.0", "method": "anything", "params": {"x": 1}, "id": body["id"]}
-    assert request.url.path == "/" and request.method == "POST"
+    assert request.url.path == "/"
+    assert request.method == "POST"
 
 
 def test_rpc_errors_map_to_reason_and_detail() -> None:
@@ -236,7 +239,8 @@ def test_rpc_errors_map_to_reason_and_detail() -> None:
     assert (info.value.reason, info.value.detail) == ("method_not_found", "Method not found")
     with pytest.raises(RpcError) as info:
         client.call("economy_get", economy="zz")
-    assert info.value.reason == "invalid_params" and info.value.detail == "economy: not hex"
+    assert info.value.reason == "invalid_params"
+    assert info.value.detail == "economy: not hex"
     with pytest.raises(RpcError) as info:
         client.call("big")
     assert (info.value.code, info.value.reason) == (-32003, "request_too_large")
@@ -251,7 +255,8 @@ def test_http_failures_map_to_client_errors() -> None:
     )
     with pytest.raises(RpcUnavailable) as info:
         client.call("node_info")
-    assert info.value.reason == "unauthorized" and "cookie" in info.value.detail
+    assert info.value.reason == "unauthorized"
+    assert "cookie" in info.value.detail
     for _ in range(3):
         with pytest.raises(ClientError) as info:
             client.call("node_info")
@@ -281,7 +286,8 @@ def test_batch_returns_results_in_order_with_errors_in_place(fake: FakeNode) -> 
         [("node_peers", {}), ("entry_get", {"id": "0x" + "00" * 32}), ("node_info", {})]
     )
     assert [p["peer_id"] for p in results[0]] == ["12D3KooWPeerOne", "12D3KooWPeerTwo"]
-    assert isinstance(results[1], RpcError) and results[1].reason == "unknown_entry"
+    assert isinstance(results[1], RpcError)
+    assert results[1].reason == "unknown_entry"
     assert results[2]["did"] == fake.key.did
     assert len(fake.raw) == 1  # one HTTP request
 
@@ -315,27 +321,33 @@ def test_transfer_is_built_and_signed_locally(fake: FakeNode, world: World) -> N
     assert e2.ts_ms >= e1.ts_ms
     SignedEntry(e1, s1).verify()
     SignedEntry(e2, s2).verify()
-    assert world.balance(CAROL) == 25 and world.balance(BOB) == 20
+    assert world.balance(CAROL) == 25
+    assert world.balance(BOB) == 20
     # The key never leaves the process: no request body holds its seed or secret.
     for raw in fake.raw:
         for secret in (CAROL.seed, CAROL._secret):
-            assert secret.hex() not in raw.decode() and secret not in raw
+            assert secret.hex() not in raw.decode()
+            assert secret not in raw
 
 
 def test_wait_returns_the_verified_final_status(fake: FakeNode, world: World) -> None:
     client = client_for(fake)
     entry_id = client.transfer(CAROL, world.id, BOB.did, 10)
     status = client.wait(entry_id, timeout=5)
-    assert status.certified and status.certificate is not None
+    assert status.certified
+    assert status.certificate is not None
     assert status.certificate.entry_id == entry_id
-    assert status.entry is not None and status.entry.body.amount == 10
+    assert status.entry is not None
+    assert status.entry.body.amount == 10
     refused_id = client.transfer(BOB, world.id, CAROL.did, 10_000)
     refused = client.wait(refused_id, timeout=5)
     assert (refused.status, refused.reason) == ("refused", "insufficient_balance")
     # As the node answers (status_view): no view with a refusal, and this
     # one depended on the validators' state, so it is not final.
-    assert refused.entry is None and refused.certificate is None
-    assert refused.retryable is True and refused.id == refused_id
+    assert refused.entry is None
+    assert refused.certificate is None
+    assert refused.retryable is True
+    assert refused.id == refused_id
 
 
 def test_wait_times_out_on_a_pending_entry(fake: FakeNode, world: World) -> None:
@@ -345,8 +357,10 @@ def test_wait_times_out_on_a_pending_entry(fake: FakeNode, world: World) -> None
     seen: list[str] = []
     with pytest.raises(ClientError) as info:
         client.wait(entry_id, timeout=0.2, on_status=lambda s: seen.append(s.status))
-    assert info.value.reason == "timeout" and hex_out(entry_id) in info.value.detail
-    assert seen and set(seen) == {"pending"}
+    assert info.value.reason == "timeout"
+    assert hex_out(entry_id) in info.value.detail
+    assert seen
+    assert set(seen) == {"pending"}
 
 
 def test_bad_input_is_refused_before_any_request(fake: FakeNode, world: World) -> None:
@@ -393,7 +407,8 @@ def test_a_certificate_from_another_economy_is_refused(fake: FakeNode, world: Wo
     }
     with pytest.raises(VerifyError) as info:
         client_for(fake).account_history(world.id, CAROL.did)
-    assert info.value.reason == "verification_failed" and info.value.cause == "wrong_economy"
+    assert info.value.reason == "verification_failed"
+    assert info.value.cause == "wrong_economy"
 
 
 def test_a_forged_validator_signature_is_refused(fake: FakeNode, world: World) -> None:
@@ -461,7 +476,8 @@ def test_economy_get_and_list(fake: FakeNode, world: World) -> None:
     assert (info.id, info.name, info.decimals) == (world.id, "Test Valley Hours", 2)
     assert info.to_json()["genesis"] == hex_out(fake.signed[world.id].encode())
     (summary,) = client.economy_list()
-    assert summary.id == world.id and summary.certificates == 1
+    assert summary.id == world.id
+    assert summary.certificates == 1
     acct = client.account_get(world.id, CAROL.did)
     assert (acct.balance, acct.seq, acct.limit, acct.member) == (50, 0, 1000, True)
 

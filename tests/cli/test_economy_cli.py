@@ -76,7 +76,8 @@ def test_create_on_a_validator_that_is_also_your_node(
     fakes, specs, own = validators
     ok("--set", f"node.datadir={home / 'v0'}", *create_args(specs))
     # Created once on each validator, the steward's own among them.
-    assert [len(f.created) for f in fakes] == [1, 1, 1] and own.created == []
+    assert [len(f.created) for f in fakes] == [1, 1, 1]
+    assert own.created == []
     assert fakes[0].methods().count("economy_create") == 1
 
 
@@ -157,14 +158,18 @@ def node(home: Path) -> Iterator[tuple[FakeNode, World, SigningKey]]:
 def test_list_and_show(node: tuple[FakeNode, World, SigningKey]) -> None:
     fake, world, stew = node
     (item,) = json.loads(ok("economy", "list", "--json").stdout)
-    assert item["id"] == hex_out(world.id) and item["certificates"] == 0
+    assert item["id"] == hex_out(world.id)
+    assert item["certificates"] == 0
     assert item["validators"] == [k.did for k in world.vkeys]
     assert hex_out(world.id) in ok("economy", "list").stdout
     doc = json.loads(ok("economy", "show", hex_out(world.id), "--json").stdout)
-    assert doc["stewards"] == [stew.did] and doc["membership"] == "approved"
+    assert doc["stewards"] == [stew.did]
+    assert doc["membership"] == "approved"
     assert doc["genesis"] == hex_out(fake.signed[world.id].encode())
     text = ok("economy", "show", world.id.hex()).stdout  # bare hex works too
-    assert "Test Valley Hours" in text and stew.did in text and "verified" in text
+    assert "Test Valley Hours" in text
+    assert stew.did in text
+    assert "verified" in text
     one_line_error(run("economy", "show", "ab" * 32), "unknown_economy")
 
 
@@ -224,7 +229,8 @@ def test_status(node: tuple[FakeNode, World, SigningKey]) -> None:
     assert set(doc) == {"node", "peers", "economies", "sensors", "forks"}
     assert doc["sensors"] == {}  # no impact economy: sensor_devices is not asked
     assert doc["forks"] == {}  # no economy counts forks: economy_forks is not asked
-    assert doc["node"]["did"] == fake.key.did and doc["node"]["sync_lag"] == 0
+    assert doc["node"]["did"] == fake.key.did
+    assert doc["node"]["sync_lag"] == 0
     assert doc["node"]["metrics"] == "http://127.0.0.1:9464/metrics"
     assert (doc["node"]["rpc"], doc["node"]["ingest"]) == (["http://127.0.0.1:8645"], None)
     assert doc["peers"] == ["12D3KooWPeerOne", "12D3KooWPeerTwo"]

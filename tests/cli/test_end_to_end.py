@@ -53,7 +53,8 @@ async def test_wallet_send_against_a_real_node(home: Path) -> None:
 
         result = await cli("wallet", "history", "alice", "--economy", eid, "--json")
         (item,) = json.loads(result.stdout)["entries"]
-        assert item["id"] == hex_out(entry_id) and item["body"]["memo"] == "hi"
+        assert item["id"] == hex_out(entry_id)
+        assert item["body"]["memo"] == "hi"
 
         # The second entry builds on the first (seq 2, prev = its id).
         result = await cli(*send.split(), "5")
@@ -64,7 +65,8 @@ async def test_wallet_send_against_a_real_node(home: Path) -> None:
         assert "limit" in line
 
         status = json.loads((await cli("status", "--json")).stdout)
-        assert status["node"]["did"] == SOLO.did and status["node"]["validator"] is True
+        assert status["node"]["did"] == SOLO.did
+        assert status["node"]["validator"] is True
         assert [e["id"] for e in status["economies"]] == [eid]
         assert status["economies"][0]["certificates"] == 2
         nursery.cancel_scope.cancel()
@@ -85,10 +87,12 @@ async def test_async_client_against_a_real_node(tmp_path: Path) -> None:
             async with client.subscribe("account", economy=hex_out(eid), account=BOB.did) as sub:
                 entry_id = await client.transfer(alice, eid, BOB.did, 30, "async")
                 status = await client.wait(entry_id, timeout=30)
-                assert status.certified and status.certificate is not None
+                assert status.certified
+                assert status.certificate is not None
                 with trio.fail_after(30):
                     cert = await sub.__anext__()
-                assert cert.entry_id == entry_id and cert.entry.body.memo == "async"
+                assert cert.entry_id == entry_id
+                assert cert.entry.body.memo == "async"
             acct = await client.account_get(eid, BOB.did)
             assert acct.balance == 30
         nursery.cancel_scope.cancel()

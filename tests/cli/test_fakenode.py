@@ -93,7 +93,8 @@ def test_the_schema_check_catches_what_the_node_could_not_answer() -> None:
     ]
     for value, why in bad:
         found = result_problems(DOCUMENT, "account_get", value)
-        assert len(found) == 1 and why in found[0], (value, found)
+        assert len(found) == 1, (value, found)
+        assert why in found[0], (value, found)
     assert result_problems(DOCUMENT, "unsubscribe", 1) == ["unsubscribe result: 1 is not True"]
     fork_page = {"forks": [], "next_cursor": None}
     assert result_problems(DOCUMENT, "economy_forks", fork_page) == []

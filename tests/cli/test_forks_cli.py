@@ -87,7 +87,8 @@ def test_forged_evidence_is_caught(forked: tuple[FakeNode, World, ForkEvidence])
     bad = ForkEvidence.of(evidence.first, _forged(evidence.second))
     fake.forks[w.id] = [bad]
     line = one_line_error(run("status"), "verification_failed")
-    assert "does not prove a fork" in line and line.endswith("(bad_signature)")
+    assert "does not prove a fork" in line
+    assert line.endswith("(bad_signature)")
 
 
 def test_the_client_returns_verified_forks(
@@ -96,5 +97,7 @@ def test_the_client_returns_verified_forks(
     _, w, evidence = forked
     with Client(Endpoint.from_datadir(home / "node")) as client:
         [fork] = client.economy_forks(w.id)
-    assert fork.evidence == evidence and fork.seq == 1 and fork.author == A.did
+    assert fork.evidence == evidence
+    assert fork.seq == 1
+    assert fork.author == A.did
     assert fork.guilty == (w.vkeys[2].did, w.vkeys[3].did)

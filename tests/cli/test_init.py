@@ -52,7 +52,8 @@ def test_init_creates_key_and_config(runner: CliRunner, tmp_path: Path) -> None:
     assert mode(key_path) == 0o600
     key = read_key(key_path)
     assert key.did in result.stdout
-    assert str(key_path) in result.stdout and str(config_path) in result.stdout
+    assert str(key_path) in result.stdout
+    assert str(config_path) in result.stdout
     cfg = load_config(config_path, env={})
     assert cfg.node.datadir == datadir
     assert cfg.node.key_file == key_path
@@ -66,7 +67,8 @@ def test_second_init_refuses(runner: CliRunner, tmp_path: Path) -> None:
     before = (datadir / "node.key").read_bytes()
     result = runner.invoke(cli, ["init", "--datadir", str(datadir)])
     line = one_line_error(result)
-    assert "already exists" in line and "node.key" in line
+    assert "already exists" in line
+    assert "node.key" in line
     assert (datadir / "node.key").read_bytes() == before
 
 
@@ -137,7 +139,8 @@ def test_bad_set_and_bad_env_are_one_line_errors(
     line = one_line_error(
         runner.invoke(cli, ["--set", "p2p.lisen=x", "init", "--datadir", datadir])
     )
-    assert "unknown key p2p.lisen" in line and "p2p.listen" in line
+    assert "unknown key p2p.lisen" in line
+    assert "p2p.listen" in line
     line = one_line_error(runner.invoke(cli, ["--set", "nonsense", "init", "--datadir", datadir]))
     assert "expected section.key=value" in line
     monkeypatch.setenv("MYCELIA_METRICS__PORT", "http")
@@ -200,4 +203,5 @@ def test_python_m_entry_point() -> None:
         [sys.executable, "-m", "mycelia.cli", "--help"], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0, out.stderr
-    assert "init" in out.stdout and "node" in out.stdout
+    assert "init" in out.stdout
+    assert "node" in out.stdout

@@ -256,7 +256,8 @@ def test_push_signs_readings_the_protocol_verifies(net: Net, key_type: str) -> N
             "--json",
         ).stdout
     )
-    assert answer["counter"] == 2 and answer["status"] == "accepted"
+    assert answer["counter"] == 2
+    assert answer["status"] == "accepted"
     # The host refuses a replayed counter: one error line, non-zero exit.
     result = run(
         "sensor",
@@ -379,7 +380,8 @@ def _doc(name: str) -> dict[str, Any]:
     doc = json.loads(path.read_text())
     assert doc["format"] == "mycelia-device-key/1"
     for field in DOC_FIELDS & set(doc) - {"format", "key_type"}:
-        assert doc[field].startswith("0x") and doc[field] == doc[field].lower()
+        assert doc[field].startswith("0x")
+        assert doc[field] == doc[field].lower()
     assert bytes.fromhex(doc["device"][2:]) == device_id(
         doc["key_type"], bytes.fromhex(doc["public_key"][2:])
     )
@@ -435,7 +437,8 @@ def test_a_device_imported_by_its_public_key_signs_its_own_registration(
     message = bytes.fromhex(printed["message"][2:])
     assert bytes.fromhex(printed["sha256"][2:]) == hashlib.sha256(message).digest()
     prefix = DEVICE.sig_prefix
-    assert message.startswith(prefix) and len(message) == len(prefix) + 32
+    assert message.startswith(prefix)
+    assert len(message) == len(prefix) + 32
     statement = message[len(prefix) :]
     # A signature of something else, or a high-S twin, is refused here, before anything is sent.
     wrong = dev.sign(DEVICE, bytes(32))
@@ -449,7 +452,8 @@ def test_a_device_imported_by_its_public_key_signs_its_own_registration(
     assert net.world.ledger.state.snapshot() == before
     ok(*_register_args(net, "meter"), "--pop", "0x" + pop.hex())
     record = net.world.device_record(dev)
-    assert record is not None and record.host == HOST.public
+    assert record is not None
+    assert record.host == HOST.public
     record.body.verify_pop(net.world.id, net.owner.public)
 
     # Readings come from the device: push and simulate need the private key.
@@ -653,7 +657,8 @@ def test_the_simulated_sun_rises_and_sets() -> None:
 
     day = [s.reading.value for s in sim().due(23)]
     assert len(day) == 24
-    assert day[:7] == [0] * 7 and day[18:] == [0] * 6  # night
+    assert day[:7] == [0] * 7
+    assert day[18:] == [0] * 6
     assert max(day) == max(day[11:14]) > 3_000  # noon
     clear_sky = 5_000 * 12 * 2 / 3.14159  # ∫ peak·sin over the day, in Wh
     assert 0.7 * clear_sky <= sum(day) <= clear_sky
@@ -671,7 +676,8 @@ def test_claim_mints_floor_of_total_and_carries_the_rest(net: Net) -> None:
     net.host.attest()
     out = ok("sensor", "claim", "meter", "--economy", net.economy, "--owner", "owner").stdout
     assert "claimed counters 1..3 of meter (2 attestations): total 2150" in out
-    assert "minted 0.002 TVS (2), carry 150" in out and "certified" in out
+    assert "minted 0.002 TVS (2), carry 150" in out
+    assert "certified" in out
     assert net.credits() == 2
     assert net.cursor(dev) == ClaimCursor(3, 150)
 
@@ -740,7 +746,8 @@ def test_audit_verifies_every_reading_to_its_device_signature(
 ) -> None:
     net, dev = audited
     out = ok("sensor", "audit", "meter", "--economy", net.economy).stdout
-    assert "5 returned: 4 verified" in out and "1 not attested yet, 0 failed" in out
+    assert "5 returned: 4 verified" in out
+    assert "1 not attested yet, 0 failed" in out
     assert out.count("certificate verified") == 4  # 2 attestations, their registration
     assert "verified: 4 readings back to their device's signature" in out
     report = json.loads(
@@ -757,7 +764,8 @@ def test_audit_verifies_every_reading_to_its_device_signature(
             "4",
         ).stdout
     )
-    assert report["ok"] and (report["verified"], report["unattested"]) == (3, 0)
+    assert report["ok"]
+    assert (report["verified"], report["unattested"]) == (3, 0)
     assert [r["counter"] for r in report["readings"]] == [2, 3, 4]
     assert [(a["first"], a["last"], a["seen"]) for a in report["attestations"]] == [
         (1, 3, 2),
@@ -794,7 +802,8 @@ def test_audit_catches_a_tampered_proof(audited: tuple[Net, DeviceKey]) -> None:
     tamper(net, _flip_proof)
     result = run("sensor", "audit", "meter", "--economy", net.economy)
     line = one_line_error(result, "bad_proof")
-    assert "reading 2:" in line and "does not lead to the root" in line
+    assert "reading 2:" in line
+    assert "does not lead to the root" in line
     assert "reading 2: FAILED bad_proof" in result.stdout
 
 
@@ -865,7 +874,8 @@ async def test_the_async_client_audits_and_claims_the_same(
         assert await client.audit(net.world.id, dev.device) == want
         plan = await client.prepare_claim(net.world.id, dev.device)
         devices = await client.sensor_devices(net.world.id)
-    assert plan == want_plan and plan is not None
+    assert plan == want_plan
+    assert plan is not None
     assert (plan.body.first_counter, plan.body.last_counter, plan.body.total) == (1, 4, 1000)
     assert (plan.minted, plan.carry) == (1, 0)
     assert [(d.device, d.readings, d.last_accepted, d.last_attested) for d in devices] == [

@@ -45,9 +45,11 @@ def test_wallet_dir_precedence(tmp_path: Path) -> None:
 def test_wallet_new_writes_a_private_key_file(home: Path) -> None:
     result = ok("wallet", "new", "alice")
     path = home / "wallets" / "alice.key"
-    assert mode(path) == 0o600 and mode(path.parent) == 0o700
+    assert mode(path) == 0o600
+    assert mode(path.parent) == 0o700
     key = read_key(path)
-    assert key.did in result.stdout and str(path) in result.stdout
+    assert key.did in result.stdout
+    assert str(path) in result.stdout
     assert key.seed.hex() not in result.output
     # Apart from any node key: nothing was written into the node's datadir.
     assert not (home / "node").exists()
@@ -84,7 +86,8 @@ def test_wallet_list_and_show(home: Path) -> None:
     ]
     assert json.loads(ok("wallet", "show", "bob", "--json").stdout)["did"] == bob.did
     text = ok("wallet", "list").stdout
-    assert "alice" in text and alice.did in text
+    assert "alice" in text
+    assert alice.did in text
     one_line_error(run("wallet", "show", "carol"), "unknown_wallet")
 
 
@@ -132,7 +135,9 @@ def test_send_waits_for_the_certificate(node: tuple[FakeNode, World, SigningKey]
     assert fake.statuses[entry_id]["status"] == "certified"
     (body,) = [b for b in fake.bodies if b["method"] == "entry_submit"]
     entry = Entry.decode(hex_in(body["params"]["entry"], "entry"))
-    assert entry.id == entry_id and entry.body.memo == "rent" and entry.author == alice.public
+    assert entry.id == entry_id
+    assert entry.body.memo == "rent"
+    assert entry.author == alice.public
     SignedEntry(entry, hex_in(body["params"]["signature"], "sig")).verify()
     assert all(alice.seed.hex() not in raw.decode() for raw in fake.raw)
     assert world.balance(alice) == -900
@@ -248,7 +253,8 @@ def test_balance(node: tuple[FakeNode, World, SigningKey]) -> None:
     }
     assert doc["ts_ms"] > 0
     text = ok("wallet", "balance", "alice", "--economy", hex_out(world.id)).stdout
-    assert "-9.05 TVH" in text and "10.00 TVH" in text
+    assert "-9.05 TVH" in text
+    assert "10.00 TVH" in text
 
 
 def test_history(node: tuple[FakeNode, World, SigningKey]) -> None:
@@ -264,9 +270,13 @@ def test_history(node: tuple[FakeNode, World, SigningKey]) -> None:
     page = json.loads(
         ok("wallet", "history", "alice", "--economy", eid, "--json", "--limit", "1").stdout
     )
-    assert len(page["entries"]) == 1 and page["next_cursor"] == "1"
+    assert len(page["entries"]) == 1
+    assert page["next_cursor"] == "1"
     text = ok("wallet", "history", "alice", "--economy", eid).stdout
-    assert "-0.25" in text and "3.00" in text and "tea" in text and "welcome" in text
+    assert "-0.25" in text
+    assert "3.00" in text
+    assert "tea" in text
+    assert "welcome" in text
 
 
 def test_history_with_a_forged_certificate_fails(node: tuple[FakeNode, World, SigningKey]) -> None:

@@ -27,18 +27,21 @@ from mycelia.client import Client, Endpoint
 from mycelia.protocol import SignedReading
 from tests.e2e.cli import run
 
+#: How long :func:`until` polls.
+UNTIL_S = 40
 
-async def until(what: str, check: Any, timeout: float = 40) -> Any:
+
+async def until(what: str, check: Any) -> Any:
     """Poll ``check()`` in a thread until it returns something truthy."""
     try:
-        with trio.fail_after(timeout):
+        with trio.fail_after(UNTIL_S):
             while True:
                 value = await trio.to_thread.run_sync(check)
                 if value:
                     return value
                 await trio.sleep(0.5)
     except trio.TooSlowError:
-        raise AssertionError(f"{what}: not within {timeout:g} s") from None
+        raise AssertionError(f"{what}: not within {UNTIL_S:g} s") from None
 
 
 async def test_readings_become_certified_credits_and_audit_back_to_the_device(
@@ -172,7 +175,8 @@ async def test_readings_become_certified_credits_and_audit_back_to_the_device(
         report = json.loads(
             await acli(2, "sensor", "audit", "sim", "--economy", economy_hex, "--json")
         )
-        assert report["ok"] and report["verified"] == 5
+        assert report["ok"]
+        assert report["verified"] == 5
         with on(2) as c:
             page = c.sensor_get_readings(economy, sim_device)
         total = sum(SignedReading.decode(r.data).reading.value for r in page.readings)

@@ -435,7 +435,8 @@ def test_rpc_extra_bind() -> None:
     assert cfg.rpc.extra_bind == ("10.0.0.5:8646", "[::1]:0", "node.lan:9000")
     # Reaching beyond this machine without the cookie is refused, naming the keys.
     message = error(rpc__extra_bind="10.0.0.5:8646", rpc__auth="false")
-    assert message.startswith("rpc.extra_bind:") and "rpc.auth" in message
+    assert message.startswith("rpc.extra_bind:")
+    assert "rpc.auth" in message
     assert load(rpc__auth="false").rpc.auth is False  # loopback only: allowed
 
 
@@ -556,4 +557,5 @@ def test_the_sensors_section(tmp_path: Path) -> None:
     assert "sensors.retention_days" in error(sensors__retention_days="0")
     assert "did you mean sensors.max_batch" in error(write(tmp_path, "[sensors]\nmax_bath = 1\n"))
     pi = load(REPO / "configs/raspberry-pi.toml").sensors
-    assert pi.enabled is True and pi.retention_days < defaults.retention_days
+    assert pi.enabled is True
+    assert pi.retention_days < defaults.retention_days

@@ -224,7 +224,8 @@ async def test_two_lock_ignoring_validators_fork_and_every_node_reports_it(
                 # the branch it applied first stays, the other is not applied
                 assert node.store.chain_ids(w.id)[(A.public, 1)] in (x.id, y.id)
             over_rpc = await rpc.result("economy_forks", economy=econ)
-            assert over_rpc["forks"] == [notified] and over_rpc["next_cursor"] is None
+            assert over_rpc["forks"] == [notified]
+            assert over_rpc["next_cursor"] is None
             assert notified["guilty"] == guilty
             assert {e["id"] for e in notified["entries"]} == {"0x" + x.id.hex(), "0x" + y.id.hex()}
             summary = {e["id"]: e for e in await rpc.result("economy_list")}[econ]
@@ -308,11 +309,14 @@ async def test_a_second_certificate_by_any_path_is_recorded_once_and_published(
         assert monitor.detected == 1
         assert {c.entry_id for c in published} == {x.entry_id, y.entry_id}
         [line] = fork_errors(caplog)
-        assert did_encode(w.vkeys[2].public) in line and did_encode(w.vkeys[3].public) in line
+        assert did_encode(w.vkeys[2].public) in line
+        assert did_encode(w.vkeys[3].public) in line
         assert did_encode(w.vkeys[0].public) not in line
         # the same certificates again, together (a gossip batch of the pair)
         again = await applier.apply(w.id, [x, y])
-        assert again.forks == () and monitor.detected == 1 and len(published) == 2
+        assert again.forks == ()
+        assert monitor.detected == 1
+        assert len(published) == 2
         assert [ForkEvidence.decode(b) for b in store.forks(w.id)] == [ForkEvidence.of(x, y)]
         nursery.cancel_scope.cancel()
     store.close()
@@ -325,8 +329,10 @@ async def test_both_in_one_batch_keep_the_first_and_record_the_fork(tmp_path: Pa
     async with trio.open_nursery() as nursery:
         nursery.start_soon(applier.run)
         result = await applier.apply(w.id, [x, y])
-        assert len(result.applied) == 1 and len(result.forks) == 1
-        assert monitor.count(w.id) == 1 and monitor.evidence(w.id) == list(result.forks)
+        assert len(result.applied) == 1
+        assert len(result.forks) == 1
+        assert monitor.count(w.id) == 1
+        assert monitor.evidence(w.id) == list(result.forks)
         nursery.cancel_scope.cancel()
     store.close()
 
@@ -345,7 +351,8 @@ async def test_a_validator_meets_the_fork_in_what_a_submitter_attached(tmp_path:
         await applier.apply(w.id, [x])
         successor = w.entry(A, Transfer(B.public, 1), seq=2, prev=y.entry_id)
         [answer] = await validator.vote(w.id, [wire.VoteItem(successor, (y,))])
-        assert monitor.detected == 1 and store.fork_slots(w.id) == [(A.public, 1)]
+        assert monitor.detected == 1
+        assert store.fork_slots(w.id) == [(A.public, 1)]
         assert (answer.vote, answer.reason) == (None, Reason.FORKED)
         on_x = w.entry(A, Transfer(B.public, 1), seq=2, prev=x.entry_id)
         [answer] = await validator.vote(w.id, [wire.VoteItem(on_x)])
@@ -366,7 +373,8 @@ async def test_a_certificate_on_the_other_branch_makes_the_node_fetch_its_prev(
         await nursery.start(monitor.run)
         await applier.apply(w.id, [x])
         result = await applier.apply(w.id, [y2])  # builds on y, which this node lacks
-        assert result.suspects == (y.entry_id,) and result.forks == ()
+        assert result.suspects == (y.entry_id,)
+        assert result.forks == ()
         with trio.fail_after(DEADLINE_S):
             while not fetched:
                 await trio.sleep(0.01)
@@ -374,7 +382,7 @@ async def test_a_certificate_on_the_other_branch_makes_the_node_fetch_its_prev(
         await applier.apply(w.id, [y2])  # asked once only
         await applier.apply(w.id, [y])  # what the fetch brings: now it is evidence
         assert monitor.detected == 1
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         assert fetched == [(w.id, [y.entry_id])]
         nursery.cancel_scope.cancel()
     store.close()
@@ -494,7 +502,8 @@ async def test_bad_evidence_from_a_peer_is_refused_and_changes_nothing(
         assert await sync._forks("peer", w.id) == 0
         assert peer.asked == ["forks", "fork"]
         assert snapshot(store, w.id) == before
-        assert monitor.detected == 0 and published == []
+        assert monitor.detected == 0
+        assert published == []
         warnings = [r.getMessage() for r in caplog.records if r.name == "mycelia.sync"]
         assert any(reason.value in line for line in warnings), warnings
         nursery.cancel_scope.cancel()
@@ -517,7 +526,8 @@ async def test_genuine_evidence_from_a_peer_is_recorded(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(applier.run)
         assert await sync._forks("peer", w.id) == 1
-        assert monitor.evidence(w.id) == [evidence] and monitor.detected == 1
+        assert monitor.evidence(w.id) == [evidence]
+        assert monitor.detected == 1
         assert len(published) == 2
         # known now: the next round asks for the list only
         assert await sync._forks("peer", w.id) == 0
@@ -536,7 +546,8 @@ async def test_add_evidence_verifies_the_pair_before_applying_anything(tmp_path:
         with pytest.raises(Refused) as info:
             await add_evidence(applier, w.id, ForkEvidence.of(x, _forged(y)))
         assert info.value.reason is Reason.BAD_SIGNATURE
-        assert snapshot(store, w.id) == before and monitor.detected == 0
+        assert snapshot(store, w.id) == before
+        assert monitor.detected == 0
         with pytest.raises(Refused) as info:
             await add_evidence(applier, b"\x01" * 32, ForkEvidence.of(x, y))
         assert info.value.reason is Reason.WRONG_ECONOMY
@@ -586,9 +597,11 @@ async def test_economy_forks_pages_and_refuses_bad_params(tmp_path: Path) -> Non
                 await node.applier.apply(econ_id, [cert])
         assert node.forks.detected == 2
         first = await s.result("economy_forks", economy=ECON, limit=1)
-        assert len(first["forks"]) == 1 and isinstance(first["next_cursor"], str)
+        assert len(first["forks"]) == 1
+        assert isinstance(first["next_cursor"], str)
         second = await s.result("economy_forks", economy=ECON, cursor=first["next_cursor"])
-        assert len(second["forks"]) == 1 and second["next_cursor"] is None
+        assert len(second["forks"]) == 1
+        assert second["next_cursor"] is None
         both = first["forks"] + second["forks"]
         assert [f["author"] for f in both] == sorted([did_encode(A.public), did_encode(B.public)])
         assert all(f["guilty"] == [SOLO.did] and f["seq"] == 1 for f in both)
@@ -638,5 +651,6 @@ async def test_a_wallet_subscribes_to_forks_and_verifies_each(tmp_path: Path) ->
                     fork = await sub.__anext__()
             assert isinstance(fork, ForkInfo)
             assert fork.evidence == ForkEvidence.of(*certs)
-            assert fork.guilty == (SOLO.did,) and fork.author == did_encode(A.public)
+            assert fork.guilty == (SOLO.did,)
+            assert fork.author == did_encode(A.public)
             assert await client.economy_forks(econ_id) == [fork]

@@ -117,4 +117,5 @@ async def test_another_valid_signer_subset_of_a_stored_entry_is_accepted(tmp_pat
     assert theirs.encode() != ours.encode()
     data = wire.encode_certs([theirs.encode()])
     assert await gossip._validate(wire.certs_topic(w.id), "peer", data)
-    assert gossip.verified == 1 and gossip.dropped == {}
+    assert gossip.verified == 1
+    assert gossip.dropped == {}

@@ -77,5 +77,7 @@ def test_the_ingest_code_names_no_reason_it_does_not_export() -> None:
     # before any request reaches the ingest's handlers.
     assert found["_BodyError"] | {(503, ingest.TOO_MANY_CONNECTIONS)} == BODY_REFUSALS
     # ingest_gate's answer to a connection over the cap is a Result too.
-    assert found["Result"] and found["Result"] - {ingest.TOO_MANY_CONNECTIONS} <= READING_REASONS
-    assert found["Refused"] and found["Refused"] <= READING_REASONS
+    assert found["Result"]
+    assert found["Result"] - {ingest.TOO_MANY_CONNECTIONS} <= READING_REASONS
+    assert found["Refused"]
+    assert found["Refused"] <= READING_REASONS

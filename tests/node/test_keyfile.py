@@ -58,7 +58,8 @@ def test_plain_round_trip_and_mode_0600_from_creation(tmp_path: Path, key: Signi
     assert back.seed == SEED
     assert back.public == key.public
     info = key_info(path)
-    assert info.public == key.public and not info.encrypted
+    assert info.public == key.public
+    assert not info.encrypted
     assert info.did == key.did
 
 
@@ -77,7 +78,9 @@ def test_write_creates_with_o_excl_and_0600(
     monkeypatch.setattr(keyfile.os, "chmod", lambda *a, **kw: chmods.append(a), raising=False)
     write_key(tmp_path / "node.key", key)
     flags, created_mode = calls[0]
-    assert flags & os.O_CREAT and flags & os.O_EXCL and flags & os.O_WRONLY
+    assert flags & os.O_CREAT
+    assert flags & os.O_EXCL
+    assert flags & os.O_WRONLY
     assert created_mode == 0o600
     assert chmods == []
 
@@ -91,7 +94,8 @@ def test_encrypted_round_trip(tmp_path: Path, key: SigningKey) -> None:
     assert data.startswith(b"mycelkey\x01\x01")
     assert read_key(path, PASS).seed == SEED
     info = key_info(path)
-    assert info.encrypted and info.public == key.public
+    assert info.encrypted
+    assert info.public == key.public
 
 
 def test_two_encryptions_differ(tmp_path: Path, key: SigningKey) -> None:
@@ -144,7 +148,8 @@ def test_passphrase_for_plain_key_refused(tmp_path: Path, key: SigningKey) -> No
 
 def test_missing_file(tmp_path: Path) -> None:
     msg = refused(tmp_path / "node.key")
-    assert "not found" in msg and "node.key" in msg
+    assert "not found" in msg
+    assert "node.key" in msg
 
 
 @pytest.mark.parametrize("bad_mode", [0o644, 0o640, 0o604, 0o620])

@@ -57,11 +57,13 @@ def test_metric_names_and_prefix() -> None:
         assert name in text, name
     # Every series is ours: mycelia_ prefix (no process metrics requested).
     names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"}
-    assert names and all(n.startswith("mycelia_") for n in names), names
+    assert names
+    assert all(n.startswith("mycelia_") for n in names), names
     assert sample(m, "mycelia_up") == 1.0
     assert sample(m, "mycelia_node_info", node_id="did:key:z6Mkexample", version="0.1.0") == 1.0
     # Buckets span 5 ms to 10 s.
-    assert 'le="0.005"' in text and 'le="10.0"' in text
+    assert 'le="0.005"' in text
+    assert 'le="10.0"' in text
 
 
 def test_updates_show_up() -> None:
@@ -105,7 +107,8 @@ async def test_endpoint_serves_metrics_and_404() -> None:
     m.peers.set(4)
     async with trio.open_nursery() as nursery:
         host, port = await nursery.start(serve_metrics, m, "127.0.0.1", 0)
-        assert host == "127.0.0.1" and port > 0
+        assert host == "127.0.0.1"
+        assert port > 0
         status, headers, body = await get(port, "/metrics")
         assert status == 200
         assert headers["content-type"] == CONTENT_TYPE_LATEST
@@ -116,16 +119,20 @@ async def test_endpoint_serves_metrics_and_404() -> None:
         assert re.search(r"^mycelia_peers 4\.0$", text, re.M)
 
         status, _, body = await get(port, "/metrics?x=1")
-        assert status == 200 and b"mycelia_peers" in body
+        assert status == 200
+        assert b"mycelia_peers" in body
         status, _, body = await get(port, "/")
         assert status == 404
         assert b"mycelia_" not in body
         status, _, _ = await get(port, "/metricsx")
         assert status == 404
         status, headers, body = await request(port, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert status == 200 and body == b"" and int(headers["content-length"]) > 0
+        assert status == 200
+        assert body == b""
+        assert int(headers["content-length"]) > 0
         status, headers, _ = await request(port, b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert status == 405 and headers["allow"] == "GET, HEAD"
+        assert status == 405
+        assert headers["allow"] == "GET, HEAD"
         status, _, _ = await request(port, b"nonsense\r\n\r\n")
         assert status == 400
         nursery.cancel_scope.cancel()
@@ -145,7 +152,8 @@ async def test_oversize_request_refused_and_server_keeps_serving() -> None:
         status, _, _ = await request(port, b"GET /metrics HTTP/1.1\r\n" + b"b" * 20000)
         assert status == 431
         status, _, body = await get(port, "/metrics")
-        assert status == 200 and b"mycelia_peers" in body
+        assert status == 200
+        assert b"mycelia_peers" in body
         nursery.cancel_scope.cancel()
 
 

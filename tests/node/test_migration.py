@@ -52,7 +52,8 @@ def digest(path: Path) -> str:
 
 
 def test_fixture_is_schema_4(tmp_path: Path) -> None:
-    assert schema_of(unpack_v4(tmp_path)) == b"4" and MANIFEST["schema"] == 4
+    assert schema_of(unpack_v4(tmp_path)) == b"4"
+    assert MANIFEST["schema"] == 4
 
 
 def test_v4_store_migrates_in_place_and_keeps_everything(tmp_path: Path) -> None:
@@ -120,7 +121,8 @@ async def test_locks_hold_across_the_migration(tmp_path: Path) -> None:
             assert again.vote is not None
             assert again.vote.encode() == bytes.fromhex(MANIFEST["votes"][locked.id.hex()])
             [refused] = await svc.vote(economy.id, [wire.VoteItem(conflicting)])
-            assert refused.vote is None and refused.reason is Reason.RESOURCE_LOCKED
+            assert refused.vote is None
+            assert refused.reason is Reason.RESOURCE_LOCKED
             nursery.cancel_scope.cancel()
     finally:
         store.close()

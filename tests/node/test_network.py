@@ -181,7 +181,8 @@ async def test_a_double_spend_across_a_validator_restart_gets_one_certificate(
         one = spender.transfer(c.economy_id, B.public, 5)
         spender.clock += 1
         two = Wallet(A, clock=spender.clock).transfer(c.economy_id, key(3, "wallet").public, 5)
-        assert one.entry.seq == two.entry.seq and one.id != two.id
+        assert one.entry.seq == two.entry.seq
+        assert one.id != two.id
         # v3 votes for `one`, then restarts; its lock must survive.
         [result] = await v3.validator.vote(c.economy_id, [wire.VoteItem(one)])
         assert result.vote is not None

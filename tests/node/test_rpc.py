@@ -304,7 +304,9 @@ async def test_cookie_endpoint_and_socket_files(tmp_path: Path) -> None:
                 assert stat.S_IMODE(cookie_file.stat().st_mode) == 0o600
                 assert s.endpoints.cookie == cookie_file
                 user, _, secret = s.cookie.partition(":")
-                assert user == "__cookie__" and len(secret) == 64 and int(secret, 16) >= 0
+                assert user == "__cookie__"
+                assert len(secret) == 64
+                assert int(secret, 16) >= 0
                 cookies.append(s.cookie)
                 sock = datadir / "rpc.sock"
                 assert stat.S_ISSOCK(sock.stat().st_mode)
@@ -312,7 +314,8 @@ async def test_cookie_endpoint_and_socket_files(tmp_path: Path) -> None:
                 endpoint = json.loads((datadir / "rpc.endpoint").read_text())
                 port = int(endpoint["http"].rsplit(":", 1)[1])
                 assert endpoint == {"http": f"http://127.0.0.1:{port}", "unix": str(sock)}
-                assert port != 0 and endpoint["http"] == s.endpoints.http
+                assert port != 0
+                assert endpoint["http"] == s.endpoints.http
                 assert (await s.result("node_info"))["did"] == SOLO.did
                 await s.stop()
             # A clean stop removes what it wrote.
@@ -376,7 +379,8 @@ async def test_extra_bind_and_auth_off(tmp_path: Path) -> None:
                 assert response.json()["result"]["did"] == SOLO.did
             await s.stop()
         async with serving(nursery, node, replace(LIMITS, auth=False, unix_socket=False)) as s:
-            assert not (node.datadir / ".cookie").exists() and s.endpoints.cookie is None
+            assert not (node.datadir / ".cookie").exists()
+            assert s.endpoints.cookie is None
             assert s.endpoints.unix is None
             request = {"jsonrpc": "2.0", "id": 1, "method": "node_info"}
             response = await s.http.post("/", json=request)  # no Authorization at all
@@ -430,7 +434,8 @@ async def test_node_run_serves_the_rpc_and_a_signal_stops_it_cleanly(tmp_path: P
     assert info["addresses"] == [proc.address]
     assert (info["rpc"], info["rpc_unix"]) == ([endpoint["http"]], endpoint["unix"])
     assert info["metrics"] == f"http://127.0.0.1:{proc.metrics_port}/metrics"
-    assert info["ingest"] == ingest["http"] and ingest["http"].startswith("http://127.0.0.1:")
+    assert info["ingest"] == ingest["http"]
+    assert ingest["http"].startswith("http://127.0.0.1:")
     assert f"sensor ingest at {ingest['http']}/v1/readings" in log
     for name in (".cookie", "rpc.endpoint", "rpc.sock", "ingest.endpoint"):
         assert not (datadir / name).exists(), name
@@ -442,14 +447,17 @@ async def test_node_info_reports_every_address_the_rpc_bound(tmp_path: Path) -> 
         await nursery.start(node.run)
         async with serving(nursery, node, replace(LIMITS, extra_bind=("127.0.0.1:0",))) as s:
             info = await s.result("node_info")
-            assert info["addresses"] == node.addresses and info["addresses"]
+            assert info["addresses"] == node.addresses
+            assert info["addresses"]
             assert info["rpc"] == [s.endpoints.http, *s.endpoints.extra]
-            assert len(info["rpc"]) == 2 and ":0" not in "".join(info["rpc"])
+            assert len(info["rpc"]) == 2
+            assert ":0" not in "".join(info["rpc"])
             assert info["rpc_unix"] == str(node.datadir.absolute() / "rpc.sock")
             # Not started here (the daemon starts them): reported as off.
             assert (info["metrics"], info["ingest"]) == (None, None)
             await s.stop()
-        assert node.listening.rpc == () and node.listening.rpc_unix is None
+        assert node.listening.rpc == ()
+        assert node.listening.rpc_unix is None
         nursery.cancel_scope.cancel()
 
 
@@ -493,8 +501,10 @@ async def test_invalid_requests(tmp_path: Path) -> None:
             assert reply["id"] == echo, request
         # In a batch, each invalid member gets its own error.
         reply = (await s.post([1, {"jsonrpc": "2.0", "id": 2, "method": "node_info"}])).json()
-        assert reply[0]["error"]["code"] == -32600 and reply[0]["id"] is None
-        assert reply[1]["id"] == 2 and "result" in reply[1]
+        assert reply[0]["error"]["code"] == -32600
+        assert reply[0]["id"] is None
+        assert reply[1]["id"] == 2
+        assert "result" in reply[1]
 
 
 async def test_unknown_method(tmp_path: Path) -> None:
@@ -719,9 +729,12 @@ async def test_lone_surrogates_are_refused_over_http(
         ]
         first, info, memo, prepared = (await s.post(batch)).json()
         _check_not_unicode_request(first, "batch", None)
-        assert info["id"] == 7 and info["result"]["did"] == SOLO.did
-        assert memo["id"] == 8 and memo["error"]["data"]["field"] == "body.memo"
-        assert prepared["id"] == 9 and prepared["result"]["view"]["body"]["memo"] == "fine"
+        assert info["id"] == 7
+        assert info["result"]["did"] == SOLO.did
+        assert memo["id"] == 8
+        assert memo["error"]["data"]["field"] == "body.memo"
+        assert prepared["id"] == 9
+        assert prepared["result"]["view"]["body"]["memo"] == "fine"
         assert stored(s.node) == before
     assert_quiet(caplog)
 
@@ -771,7 +784,8 @@ async def test_an_unexpected_exception_is_logged_once_and_answered_internal_erro
             "detail": "see the node's log",
         }
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-        assert len(errors) == 1 and errors[0].exc_info is not None, name
+        assert len(errors) == 1, name
+        assert errors[0].exc_info is not None, name
         assert "internal detail" not in json.dumps(reply)
 
 
@@ -810,7 +824,8 @@ async def test_batch_limits_and_shapes(tmp_path: Path) -> None:
     async with solo(tmp_path) as s:
         info = {"jsonrpc": "2.0", "method": "node_info"}
         reply = (await s.post([{**info, "id": i} for i in range(LIMITS.max_batch + 1)])).json()
-        assert isinstance(reply, dict) and reply["id"] is None
+        assert isinstance(reply, dict)
+        assert reply["id"] is None
         assert (reply["error"]["code"], reply["error"]["data"]["reason"]) == (
             -32003,
             "batch_too_large",
@@ -924,7 +939,7 @@ async def test_a_client_that_stops_reading_does_not_hold_the_server() -> None:
                 writing[0] = trio.current_time()
                 await websocket.send_text("x" * 65536)
                 writing[0] = None
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
 
     app = Starlette(routes=[WebSocketRoute("/ws", flood)])
     for timeout_s in (0.2, 60.0):
@@ -1105,9 +1120,11 @@ def test_the_rpc_gate_counts_addresses_other_than_loopback() -> None:
         assert not gate.counted(local), local
     for remote in ("10.0.0.7", "192.168.1.20", "fe80::1%eth0", "2001:db8::1"):
         assert gate.counted(remote), remote
-    assert gate.admit("10.0.0.7") is None and gate.admit("10.0.0.7") is None
+    assert gate.admit("10.0.0.7") is None
+    assert gate.admit("10.0.0.7") is None
     crowded = gate.admit("10.0.0.7")  # a third from one address
-    assert crowded is not None and crowded == gate.crowded
+    assert crowded is not None
+    assert crowded == gate.crowded
     status, error = http_answer(crowded)
     assert (status, error["error"]["code"]) == (503, -32003)
     assert error["error"]["data"]["reason"] == "too_many_connections"
@@ -1128,7 +1145,8 @@ async def test_openrpc_document(tmp_path: Path) -> None:
         doc = await s.result("rpc.discover")
         assert json.loads(json.dumps(doc)) == doc
         assert doc["openrpc"] == "1.2.6"
-        assert doc["info"]["title"] and doc["info"]["version"]
+        assert doc["info"]["title"]
+        assert doc["info"]["version"]
         by_name = {m["name"]: m for m in doc["methods"]}
         assert set(by_name) == set(REGISTRY.methods)
         for name, declared in REGISTRY.methods.items():
@@ -1180,7 +1198,8 @@ async def test_wallet_path_on_a_cluster(tmp_path: Path) -> None:
         econ = "0x" + c.economy_id.hex()
         assert len(await s0.result("node_peers")) == 3
         info = await s0.result("node_info")
-        assert info["economies"] == [econ] and info["validator"] is True
+        assert info["economies"] == [econ]
+        assert info["validator"] is True
         ids: list[str] = []
         async with s3.ws() as watcher, s0.ws() as ws0:
             # Bob is watched on another node than the one Alice submits to.
@@ -1205,12 +1224,14 @@ async def test_wallet_path_on_a_cluster(tmp_path: Path) -> None:
                     with trio.fail_after(30):
                         status = await ws0.notification(entry_sub)
                     assert status["status"] == "certified", status
-                    assert status["view"] == view and status["certificate"].startswith("0x")
+                    assert status["view"] == view
+                    assert status["certificate"].startswith("0x")
                 else:
                     with trio.fail_after(30):
                         await c.validators[0].submitter.wait(bytes.fromhex(prepared["id"][2:]))
                 got = await s0.result("entry_get", id=prepared["id"])
-                assert got["status"] == "certified" and got["view"] == view
+                assert got["status"] == "certified"
+                assert got["view"] == view
                 ids.append(prepared["id"])
             with trio.fail_after(30):
                 seen = [await watcher.notification(bob_sub) for _ in ids]
@@ -1224,7 +1245,8 @@ async def test_wallet_path_on_a_cluster(tmp_path: Path) -> None:
 
         alice = await s0.result("account_get", economy=econ, account=did(ALICE))
         assert (alice["balance"], alice["seq"], alice["head"]) == ("-28", 7, ids[-1])
-        assert alice["member"] is True and alice["limit"] == "1000"
+        assert alice["member"] is True
+        assert alice["limit"] == "1000"
         bob = await s3.result("account_get", economy=econ, account=did(BOB))
         assert (bob["balance"], bob["seq"]) == ("28", 0)
 
@@ -1248,7 +1270,8 @@ async def test_wallet_path_on_a_cluster(tmp_path: Path) -> None:
 
         await converge(c.nodes, c.economy_id)
         summary = {e["id"]: e for e in await s3.result("economy_list")}[econ]
-        assert summary["certificates"] == 7 and len(summary["validators"]) == 4
+        assert summary["certificates"] == 7
+        assert len(summary["validators"]) == 4
 
 
 async def test_a_new_economy_signed_and_created_over_rpc(tmp_path: Path) -> None:

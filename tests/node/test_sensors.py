@@ -236,7 +236,8 @@ async def test_accepted_readings_are_durable_in_msgpack_and_json(tmp_path: Path)
         response = await h.send(json.dumps([as_json(first), broken, as_json(last)]).encode(), JSON)
         answers = response.json()
         assert [a["status"] for a in answers] == ["accepted", "refused", "accepted"]
-        assert answers[1]["reason"] == "malformed" and "signature" in answers[1]["detail"]
+        assert answers[1]["reason"] == "malformed"
+        assert "signature" in answers[1]["detail"]
         accepted += [single, first, last]
 
         metrics = h.metrics.registry
@@ -248,11 +249,16 @@ async def test_accepted_readings_are_durable_in_msgpack_and_json(tmp_path: Path)
     store = Store(tmp_path / "host" / "store")
     for r in accepted:
         held = store.reading(r.reading.device, r.reading.counter)
-        assert held is not None and held.signed == r.encode() and not held.attested
-        assert held.economy == ECON and held.received_ms > 0
+        assert held is not None
+        assert held.signed == r.encode()
+        assert not held.attested
+        assert held.economy == ECON
+        assert held.received_ms > 0
     ed, p2 = store.ingest_state(ED.device), store.ingest_state(P2.device)
-    assert ed is not None and (ed.last_accepted, ed.readings) == (4, 4)
-    assert p2 is not None and (p2.last_accepted, p2.readings) == (9, 5)
+    assert ed is not None
+    assert (ed.last_accepted, ed.readings) == (4, 4)
+    assert p2 is not None
+    assert (p2.last_accepted, p2.readings) == (9, 5)
     assert store.unattested_count() == 9
     store.close()
 
@@ -308,7 +314,8 @@ async def test_every_refusal_has_its_reason_and_stores_nothing(tmp_path: Path) -
                 assert answers[0]["reason"] == reason, (reason, answers)
                 assert answers[0]["detail"]
                 assert stored(h.node) == before, reason
-        assert h.refused("wrong_economy") == 4 and h.refused("high_s") == 2
+        assert h.refused("wrong_economy") == 4
+        assert h.refused("high_s") == 2
 
         # A replayed batch: all refused, nothing stored; a counter twice in one batch.
         sent = [reading(ED, 5), reading(ED, 6)]
@@ -322,7 +329,8 @@ async def test_every_refusal_has_its_reason_and_stores_nothing(tmp_path: Path) -
         assert [a["status"] for a in answers] == ["accepted", "refused"]
         assert answers[1]["reason"] == "replayed_counter"
         held = h.node.store.reading(ED.device, 7)
-        assert held is not None and held.signed == twice[0].encode()
+        assert held is not None
+        assert held.signed == twice[0].encode()
         # A good reading beside bad ones is accepted alone.
         answers = await h.post([reading(STRANGER, 2), reading(P2, 3), reading(ED, 7)])
         assert [a.get("reason", a["status"]) for a in answers] == [
@@ -340,7 +348,8 @@ async def test_the_ingest_endpoint_file_and_node_info(tmp_path: Path) -> None:
         url = str(h.http.base_url).rstrip("/")
         assert json.loads(endpoint.read_text()) == {"http": url}
         assert stat.S_IMODE(endpoint.stat().st_mode) == 0o600
-        assert h.node.listening.ingest == url and not url.endswith(":0")
+        assert h.node.listening.ingest == url
+        assert not url.endswith(":0")
         async with serving(nursery, h.node, replace(LIMITS, unix_socket=False)) as s:
             assert (await s.result("node_info"))["ingest"] == url
         nursery.cancel_scope.cancel()
@@ -366,8 +375,10 @@ async def test_json_integers_beyond_2_53_are_refused_as_not_exact(tmp_path: Path
         ]
         answers = (await h.send(json.dumps(beyond).encode(), JSON)).json()
         for answer in answers:
-            assert answer["status"] == "refused" and answer["reason"] == "malformed", answer
-            assert "msgpack" in answer["detail"] and "2**53" in answer["detail"]
+            assert answer["status"] == "refused", answer
+            assert answer["reason"] == "malformed", answer
+            assert "msgpack" in answer["detail"]
+            assert "2**53" in answer["detail"]
         assert stored(h.node) == before
         # As msgpack the protocol's own bound speaks.
         (answer,) = await h.post(reading(ED, MAX_COUNTER + 1))
@@ -413,7 +424,8 @@ async def test_whole_requests_refused(tmp_path: Path) -> None:
                 answer = msgpack.unpackb(response.content)
             else:
                 answer = response.json()
-            assert answer["status"] == "refused" and answer["reason"] == reason, answer
+            assert answer["status"] == "refused", answer
+            assert answer["reason"] == reason, answer
             assert stored(h.node) == before
         assert h.refused("too_large") == 4
         # An empty batch is no reading, no error; one reading with bytes
@@ -483,7 +495,8 @@ async def test_lone_surrogates_refuse_their_reading_alone(
         assert [a["reason"] for a in response.json()] == ["malformed"]
         assert stored(h.node) == before
         held = h.node.store.ingest_state(ED.device)
-        assert held is not None and (held.last_accepted, held.readings) == (2, 2)
+        assert held is not None
+        assert (held.last_accepted, held.readings) == (2, 2)
         assert h.refused("malformed") == len(bad) + 1
     loud = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert not loud, [r.getMessage() for r in loud]
@@ -508,7 +521,8 @@ async def test_an_unexpected_exception_is_a_500_logged_once(
         assert (answer["status"], answer["reason"]) == ("refused", "internal_error")
         assert "internal detail" not in answer["detail"]
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-        assert len(errors) == 1 and errors[0].name == "mycelia.ingest", errors
+        assert len(errors) == 1, errors
+        assert errors[0].name == "mycelia.ingest", errors
         del h.ingest.ingest
         assert await h.post(one) == [{"id": one.id, "status": "accepted"}]
 
@@ -697,7 +711,8 @@ async def test_attested_readings_prove_and_claim_across_nodes(tmp_path: Path) ->
 
         with trio.fail_after(30):
             assert await host.attester.attest_now() == 1
-        assert host.store.unattested_count() == 0 and host.store.in_flight() == {}
+        assert host.store.unattested_count() == 0
+        assert host.store.in_flight() == {}
         await converge(c.nodes, econ)
 
         async with serving(nursery, follower, rpc) as b, serving(nursery, host, rpc) as a:
@@ -716,7 +731,8 @@ async def test_attested_readings_prove_and_claim_across_nodes(tmp_path: Path) ->
             # registrations, and each reading with its proof.
             answer = await b.result("sensor_getAttestation", id=att_id)
             cert = Certificate.decode(bytes.fromhex(answer["certificate"][2:]))
-            assert answer["view"]["kind"] == "sensor.attest" and answer["view"]["id"] == att_id
+            assert answer["view"]["kind"] == "sensor.attest"
+            assert answer["view"]["id"] == att_id
             audit = AttestationAudit(economy, cert, registrations)
             for item, r in zip(items, ed, strict=True):
                 proof = MerkleProof.decode(bytes.fromhex(item["proof"][2:]))
@@ -839,7 +855,8 @@ async def test_the_attester_resumes_after_a_restart(tmp_path: Path) -> None:
                 await trio.sleep(0.02)
         assert node.store.certificate(signed.id) is not None
         first = node.store.reading(ED.device, 1)
-        assert first is not None and first.attestation == signed.id
+        assert first is not None
+        assert first.attestation == signed.id
         # The queue survived too.
         assert node.store.unattested_count() == 2
         with trio.fail_after(30):
@@ -882,7 +899,8 @@ async def test_retention_prunes_old_readings_and_keeps_attestations(tmp_path: Pa
         assert [i.signed for i in items] == [r.encode() for r in new]
         assert all(i.attestation == attestations[1] and i.proof for i in items)
         state = node.store.ingest_state(ED.device)
-        assert state is not None and (state.last_accepted, state.readings) == (5, 2)
+        assert state is not None
+        assert (state.last_accepted, state.readings) == (5, 2)
         answers = await h.post(reading(ED, 2))
         assert answers[0]["reason"] == "replayed_counter"
         assert await node.attester.prune() == 0

@@ -135,13 +135,15 @@ trio.run(main)
 async def test_a_gap_buffered_certificate_survives_a_crash_before_gossip(tmp_path: Path) -> None:
     path = tmp_path / "store"
     script = CRASH_AFTER_ASSEMBLY.format(root=str(ROOT), path=str(path))
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    proc = await trio.to_thread.run_sync(
+        lambda: subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
     )
     assert proc.returncode == -9, proc.stderr
     second_id = bytes.fromhex(proc.stdout.split()[-1])
@@ -150,7 +152,8 @@ async def test_a_gap_buffered_certificate_survives_a_crash_before_gossip(tmp_pat
     store, applier = await open_node(path, w)
     try:
         cert = store.certificate(second_id)
-        assert cert is not None and cert.entry.seq == 2
+        assert cert is not None
+        assert cert.entry.seq == 2
         assert store.certificate(first.entry_id) is None
         assert [c.entry_id for c in applier.buffers[w.id].snapshot()] == [second_id]
 
@@ -206,7 +209,8 @@ async def test_crash_between_commit_and_pending_delete_reports_certified(tmp_pat
 
         async def body(submitter: Submitter) -> None:
             status = submitter.status(cert.entry_id)
-            assert status.state == CERTIFIED and status.certificate is not None
+            assert status.state == CERTIFIED
+            assert status.certificate is not None
             await trio.sleep(0.2)
             assert submitter.status(cert.entry_id).state == CERTIFIED
             assert validators.asks == {}  # resumed from the store, never asked
@@ -232,7 +236,8 @@ async def test_a_refused_entry_later_certified_reports_certified(tmp_path: Path)
             await submitter.submit(signed)
             with trio.fail_after(30):
                 status = await submitter.wait(signed.id)
-            assert status.state == REFUSED and status.final
+            assert status.state == REFUSED
+            assert status.final
             # The certificate arrives (someone else's quorum): the store wins.
             await applier.apply(w.id, [w.certify(signed)])
             assert submitter.status(signed.id).state == CERTIFIED
@@ -270,7 +275,8 @@ async def test_missing_that_cannot_be_cured_yet_stays_pending(tmp_path: Path) ->
                 while sum(validators.asks.values()) < 4 * 6:  # past the cure attempts
                     await trio.sleep(0.05)
             status = submitter.status(second.id)
-            assert status.state == PENDING and status.reason is Reason.MISSING
+            assert status.state == PENDING
+            assert status.reason is Reason.MISSING
             await applier.apply(w.id, [first])  # gossip brought seq 1
             behind["on"] = False
             with trio.fail_after(30):
@@ -324,8 +330,10 @@ async def test_stale_refusal_past_the_deadline_is_refused_not_final_and_kept(
             assert submitter.status(signed.id).state == PENDING
             with trio.fail_after(30):
                 status = await submitter.wait(signed.id)
-            assert status.state == REFUSED and status.reason is Reason.INSUFFICIENT_BALANCE
-            assert not status.final and "not final" in status.detail
+            assert status.state == REFUSED
+            assert status.reason is Reason.INSUFFICIENT_BALANCE
+            assert not status.final
+            assert "not final" in status.detail
             await trio.sleep(0.1)  # the refusal is written with the pending delete
 
         await run_submitter(store, applier, Validators(w, broke), body, retry_deadline_s=0.5)
@@ -337,7 +345,8 @@ async def test_stale_refusal_past_the_deadline_is_refused_not_final_and_kept(
 
         async def after(submitter: Submitter) -> None:
             status = submitter.status(signed.id)
-            assert status.state == REFUSED and status.reason is Reason.INSUFFICIENT_BALANCE
+            assert status.state == REFUSED
+            assert status.reason is Reason.INSUFFICIENT_BALANCE
             assert not status.final
 
         await run_submitter(store, applier, Validators(w, broke), after)
@@ -360,7 +369,8 @@ async def test_final_refusal_is_immediate_and_kept(tmp_path: Path) -> None:
             await submitter.submit(signed)
             with trio.fail_after(30):
                 status = await submitter.wait(signed.id)
-            assert status.state == REFUSED and status.final
+            assert status.state == REFUSED
+            assert status.final
             assert status.reason is Reason.RESOURCE_LOCKED
             await trio.sleep(0.1)
 
@@ -373,7 +383,8 @@ async def test_final_refusal_is_immediate_and_kept(tmp_path: Path) -> None:
 
         async def after(submitter: Submitter) -> None:
             status = submitter.status(signed.id)
-            assert status.state == REFUSED and status.reason is Reason.RESOURCE_LOCKED
+            assert status.state == REFUSED
+            assert status.reason is Reason.RESOURCE_LOCKED
 
         await run_submitter(store, applier, Validators(w, locked), after)
     finally:
@@ -405,11 +416,13 @@ async def test_validator_resends_its_vote_for_an_entry_since_applied(tmp_path: P
             other_cert = w.certify(other, signers=[1, 2, 3])
             await applier.apply(w.id, [other_cert])
             [late] = await svc.vote(w.id, [wire.VoteItem(other)])
-            assert late.vote is not None and late.vote.entry_id == other.id
+            assert late.vote is not None
+            assert late.vote.entry_id == other.id
             # A different entry in that taken slot is still refused.
             twin = w.entry(B, Transfer(A.public, 9, ""), seq=1, prev=other.entry.prev)
             [no] = await svc.vote(w.id, [wire.VoteItem(twin)])
-            assert no.vote is None and no.reason in (Reason.SEQ_REUSED, Reason.RESOURCE_LOCKED)
+            assert no.vote is None
+            assert no.reason in (Reason.SEQ_REUSED, Reason.RESOURCE_LOCKED)
             nursery.cancel_scope.cancel()
     finally:
         store.close()

@@ -217,7 +217,8 @@ def test_vote_grants_lock_durably_and_never_twice(tmp_path: Path) -> None:
     again = Store(tmp_path)
     assert again.grant_votes_sync([g2]) == [False]
     assert again.lock(resources(one.entry)[0]) == one.id
-    assert again.vote(one.id) == b"vote-1" and again.vote(two.id) is None
+    assert again.vote(one.id) == b"vote-1"
+    assert again.vote(two.id) is None
 
 
 def test_pending_round_trip(tmp_path: Path) -> None:
@@ -298,7 +299,8 @@ def test_killed_writer_leaves_a_consistent_store(tmp_path: Path, attempt: int) -
     replay = Ledger(w.economy)
     for _author_seq, entry_id in sorted(chain.items(), key=lambda kv: kv[0][1]):
         cert = store.certificate(entry_id)
-        assert cert is not None and cert.entry_id == entry_id
+        assert cert is not None
+        assert cert.entry_id == entry_id
         cert.verify(w.economy)
         replay.apply(cert, verified=True)
     assert replay.pending_count == 0
@@ -407,25 +409,30 @@ def test_readings_ingest_attest_and_prune(tmp_path: Path) -> None:
     assert store.prune_readings_sync(2_000) == 0
     # Refused: back in the queue; then attested for real.
     store.abort_attestation_sync(b"\x07" * 32)
-    assert store.unattested_count() == len(readings) and store.in_flight() == {}
+    assert store.unattested_count() == len(readings)
+    assert store.in_flight() == {}
     store.begin_attestation_sync(b"\x08" * 32, flight)
     assert store.finish_attestation_sync(b"\x08" * 32) == 5
     assert store.batch(b"\x08" * 32) == [r.encode() for r in old]
     page, more = store.readings(econ, dev1, 0, schema.UINT64_MAX, 4)
-    assert [c for c, _ in page] == [1, 2, 3, 4] and more == 5
+    assert [c for c, _ in page] == [1, 2, 3, 4]
+    assert more == 5
     assert all(r.attestation == b"\x08" * 32 and r.index == c - 1 for c, r in page)
     page, more = store.readings(econ, dev1, 5, 6, 4)
-    assert [(c, r.attested) for c, r in page] == [(5, True), (6, False)] and more is None
+    assert [(c, r.attested) for c, r in page] == [(5, True), (6, False)]
+    assert more is None
     assert store.readings(bytes(32), dev1, 0, 10, 10) == ([], None)  # another economy
     # Retention: the old batch goes whole, everything newer stays, and so
     # does the replay guard (the last accepted counter).
     assert store.prune_readings_sync(2_000) == 5
     assert store.batch(b"\x08" * 32) is None
-    assert store.reading(dev1, 1) is None and store.reading(dev1, 6) is not None
+    assert store.reading(dev1, 1) is None
+    assert store.reading(dev1, 6) is not None
     assert store.ingest_state(dev1) == IngestState(econ, 6, 1)
     assert store.ingest_state(dev2) == IngestState(econ, 5, 5)
     assert store.prune_readings_sync(10_000, chunk=2) == 6  # several transactions
-    assert store.unattested_count() == 0 and store.ingest_state(dev2) == IngestState(econ, 5, 0)
+    assert store.unattested_count() == 0
+    assert store.ingest_state(dev2) == IngestState(econ, 5, 0)
     assert store.readings_size_bytes() > 0
     store.close()
     with pytest.raises(StoreError, match="closed"):

@@ -40,7 +40,8 @@ async def test_votes_refusals_and_cures(tmp_path: Path) -> None:
         nursery.start_soon(svc.run)
         first = w.entry(A, Transfer(B.public, 5))
         [ok] = await svc.vote(w.id, [wire.VoteItem(first)])
-        assert ok.vote is not None and ok.vote.entry_id == first.id
+        assert ok.vote is not None
+        assert ok.vote.entry_id == first.id
         ok.vote.verify(w.economy)
         assert svc.store.lock(resources(first.entry)[0]) == first.id
 

@@ -138,7 +138,8 @@ def double_spend(
     assert x.entry.prev == y.entry.prev
     assert x.id != y.id
     for h in net.honest:  # each is valid on its own
-        assert h.ledger.check(x).ok and h.ledger.check(y).ok
+        assert h.ledger.check(x).ok
+        assert h.ledger.check(y).ok
     return x, y
 
 
@@ -264,7 +265,8 @@ def test_redelivery_revotes_without_new_locks() -> None:
     first = h.deliver(x)
     assert first is not None
     new_locks = {r: i for r, i in h.locks.items() if r not in locks_after_history}
-    assert set(new_locks) == set(resources(x.entry)) and set(new_locks.values()) == {x.id}
+    assert set(new_locks) == set(resources(x.entry))
+    assert set(new_locks.values()) == {x.id}
     log = list(h.lock_log)
     for _ in range(3):
         again = h.deliver(x)

@@ -604,7 +604,8 @@ def test_second_certified_entry_at_an_applied_seq_is_conflict() -> None:
     w = world()
     (c1,) = chain_of(w, A, [4])
     (fork,) = chain_of(w, A, [5])  # same seq and prev, different entry
-    assert fork.entry.seq == c1.entry.seq and fork.entry_id != c1.entry_id
+    assert fork.entry.seq == c1.entry.seq
+    assert fork.entry_id != c1.entry_id
     fork.verify(w.economy)
     assert w.ledger.apply(c1) == [c1.entry_id]
     before = ledger_state(w.ledger)
@@ -706,7 +707,8 @@ def test_a_certificate_keeps_its_bytes() -> None:
     data = cert.encode()
     assert cert.encode() is data  # assembled: encoded once, then kept
     decoded = Certificate.decode(data)
-    assert decoded.encode() == data and decoded == cert
+    assert decoded.encode() == data
+    assert decoded == cert
     other = w.certify(cert.signed_entry, signers=[1, 2, 3])
     rebuilt = dataclasses.replace(decoded, bitmap=other.bitmap, signatures=other.signatures)
     assert rebuilt.encode() == other.encode() != data

@@ -677,7 +677,7 @@ def test_encode_rejects_nesting_decode_would_refuse() -> None:
     for _ in range(codec.MAX_DEPTH - 1):
         ok = [ok]
     assert codec.decode(codec.encode(ok)) == ok
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="nested too deeply"):
         codec.encode([ok])
 
 

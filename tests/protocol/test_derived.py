@@ -28,7 +28,8 @@ A, B, STEWARD = key(1), key(2), key(10, "steward")
 @given(st.integers(1, 10_000))
 def test_smallest_quorum_is_the_least_more_than_two_thirds(total: int) -> None:
     q = smallest_quorum(total)
-    assert 3 * q > 2 * total and q <= total
+    assert 3 * q > 2 * total
+    assert q <= total
     assert not 3 * (q - 1) > 2 * total
 
 

@@ -323,7 +323,8 @@ def test_issued_economy_without_issuers_is_refused() -> None:
     """Refused as ``malformed`` today (the issuers list has min length 1).
     See the report: ``approved`` with no stewards is ``bad_genesis``."""
     g = genesis(kind="issued", validators=VK, issuers=[])
-    assert isinstance(g.policy, IssuedPolicy) and g.policy.issuers == ()
+    assert isinstance(g.policy, IssuedPolicy)
+    assert g.policy.issuers == ()
     assert refused_everywhere(g) is Reason.MALFORMED
 
 

@@ -114,7 +114,7 @@ def test_repr_never_shows_the_seed(seed: bytes) -> None:
 
 @pytest.mark.parametrize("seed", [b"", bytes(31), bytes(33), bytearray(32), "0" * 32, None])
 def test_seed_must_be_32_bytes(seed: object) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="seed is 32 bytes"):
         SigningKey(seed)  # type: ignore[arg-type]
 
 
@@ -447,7 +447,7 @@ def test_did_round_trip(seed: bytes) -> None:
 
 @pytest.mark.parametrize("bad", [b"", bytes(31), bytes(33), bytearray(32), None])
 def test_did_encode_requires_32_bytes(bad: object) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="public key is 32 bytes"):
         did_encode(bad)  # type: ignore[arg-type]
 
 
@@ -563,13 +563,13 @@ def test_versions_separate_ids(data: bytes) -> None:
 @pytest.mark.parametrize("n", [0, 1, 31, 33, 64])
 @pytest.mark.parametrize("domain", DOMAINS, ids=lambda d: d.what)
 def test_message_rejects_non_32_byte_ids(domain: Domain, n: int) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="an id is 32 bytes"):
         domain.message(bytes(n))
     assert domain.message(bytes(32)).endswith(bytes(32))
 
 
 def test_sign_rejects_non_32_byte_ids() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="an id is 32 bytes"):
         keys.sign(key(0), ENTRY, bytes(31))
 
 

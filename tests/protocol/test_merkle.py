@@ -63,7 +63,7 @@ def test_no_duplicate_last_leaf_collision() -> None:
 
 
 def test_empty_batch_has_no_root() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no Merkle root"):
         merkle_root([])
 
 

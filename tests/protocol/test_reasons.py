@@ -96,7 +96,8 @@ def outcome(action: Callable[[], object]) -> tuple[Reason, tuple[object, ...]]:
         result = action()
     except Refused as exc:
         return exc.reason, exc.needs
-    assert isinstance(result, Verdict) and not result.ok, result
+    assert isinstance(result, Verdict), result
+    assert not result.ok, result
     return result.reason, result.needs
 
 

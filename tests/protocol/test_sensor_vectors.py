@@ -98,14 +98,16 @@ def test_reading_vectors(key_type: str) -> None:
     assert b2b(b"mycelia/reading/1\0" + data) == H(v["id"]) == r.id
     assert H(v["signed_message"]) == b"mycelia/sig/reading/1\0" + H(v["id"]) == r.message
     signed = SignedReading.decode(H(v["signed_reading"]))
-    assert signed.reading == r and signed.signature == H(v["signature"])
+    assert signed.reading == r
+    assert signed.signature == H(v["signature"])
     assert H(v["signed_reading"]) == b"\x94\xaesigned-reading\x01" + data + b"\xc4\x40" + H(
         v["signature"]
     )
     public = H(VECTORS["devices"][key_type]["public"])
     assert signed.verify(key_type, public) == r.id
     _verify_raw(key_type, public, H(v["signed_message"]), H(v["signature"]))
-    assert r.economy == economy().id and r.device == H(VECTORS["devices"][key_type]["device_id"])
+    assert r.economy == economy().id
+    assert r.device == H(VECTORS["devices"][key_type]["device_id"])
 
 
 def test_merkle_vectors() -> None:
@@ -131,7 +133,8 @@ def test_device_register_vectors(key_type: str) -> None:
     econ = economy()
     e = Entry.decode(H(v["entry"]["bytes"]))
     body = e.body
-    assert isinstance(body, DeviceRegister) and e.kind == "device.register"
+    assert isinstance(body, DeviceRegister)
+    assert e.kind == "device.register"
     assert body.device == H(VECTORS["devices"][key_type]["device_id"])
     assert b2b(b"mycelia/device/1\0" + H(v["pop_statement"])) == H(v["pop_id"])
     assert body.pop_id(e.economy, e.author) == H(v["pop_id"])
@@ -141,7 +144,8 @@ def test_device_register_vectors(key_type: str) -> None:
     body.verify_pop(econ.id, e.author)
     assert e.id == H(v["entry"]["id"])
     signed = SignedEntry.decode(H(v["entry"]["signed_entry"]))
-    assert signed.entry == e and signed.verify() == e.id
+    assert signed.entry == e
+    assert signed.verify() == e.id
     assert [r.hex() for r in resources(e)] == v["entry"]["resources"]
     assert e.author == H(VECTORS["keys"]["owner"]["public"])
 

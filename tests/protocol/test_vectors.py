@@ -42,14 +42,16 @@ def test_keys_derive_from_their_seed_labels(name: str) -> None:
     k = SigningKey(seed(info["seed_label"]))
     assert k.seed.hex() == info["seed"]
     assert k.public.hex() == info["public"]
-    assert k.did == info["did"] and did_decode(info["did"]) == k.public
+    assert k.did == info["did"]
+    assert did_decode(info["did"]) == k.public
 
 
 @pytest.mark.parametrize("kind", ["mutual_credit", "issued"])
 def test_genesis_vectors(kind: str) -> None:
     v = VECTORS["genesis"][kind]
     g = Genesis.decode(H(v["bytes"]))
-    assert g.encode() == H(v["bytes"]) and g.id == H(v["id"])
+    assert g.encode() == H(v["bytes"])
+    assert g.id == H(v["id"])
     assert GENESIS.message(g.id) == H(v["signed_message"])
     for name, sig in v["signatures"].items():
         assert keys.verify(H(VECTORS["keys"][name]["public"]), GENESIS, g.id, H(sig))
@@ -70,11 +72,13 @@ def test_entry_vectors(kind: str) -> None:
     v = VECTORS["entries"][kind]
     e = Entry.decode(H(v["bytes"]))
     assert e.kind == kind
-    assert e.encode() == H(v["bytes"]) and e.id == H(v["id"])
+    assert e.encode() == H(v["bytes"])
+    assert e.id == H(v["id"])
     assert ENTRY.message(e.id) == H(v["signed_message"])
     assert keys.verify(e.author, ENTRY, e.id, H(v["signature"]))
     signed = SignedEntry.decode(H(v["signed_entry"]))
-    assert signed.entry == e and signed.verify() == e.id
+    assert signed.entry == e
+    assert signed.verify() == e.id
     assert [r.hex() for r in resources(e)] == v["resources"]
     _economy_for(e)  # every entry belongs to a vector economy
 
@@ -82,7 +86,8 @@ def test_entry_vectors(kind: str) -> None:
 def test_vote_and_certificate_vectors() -> None:
     v = VECTORS["vote"]
     vote = Vote.decode(H(v["bytes"]))
-    assert vote.entry_id == H(v["entry_id"]) and vote.signature == H(v["signature"])
+    assert vote.entry_id == H(v["entry_id"])
+    assert vote.signature == H(v["signature"])
     cert = Certificate.decode(H(VECTORS["certificate"]["bytes"]))
     economy = _economy_for(cert.entry)
     vote.verify(economy)
