@@ -40,7 +40,7 @@ from mycelia.node import wire
 from mycelia.node.applier import Applier
 from mycelia.node.attester import DAY_MS, Attester
 from mycelia.node.audit import Audit
-from mycelia.node.config import Config
+from mycelia.node.config import DEFAULTS, Config
 from mycelia.node.forks import ForkMonitor
 from mycelia.node.gossip import Gossip
 from mycelia.node.http import http_url
@@ -67,29 +67,33 @@ class NodeSettings:
     """What a node needs besides its key and data directory (the daemon's
     view of the config file; see ``config.py`` for the operator's view)."""
 
+    # Defaults are the config file's (``config.DEFAULTS``: declared once),
+    # except where a node is: an in-process node listens on loopback, port 0.
     listen: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/0",)
-    bootstrap: tuple[str, ...] = ()
-    mdns: bool = False
+    bootstrap: tuple[str, ...] = DEFAULTS.p2p.bootstrap
+    mdns: bool = DEFAULTS.p2p.mdns
     follow: frozenset[bytes] = field(default_factory=frozenset)
-    validator: bool = True
-    gossip_flush_ms: int = 250
-    gossip_max_batch_bytes: int = 256 * 1024
-    max_frame_bytes: int = 4 << 20
-    request_timeout_s: float = 10.0
-    announce: tuple[str, ...] = ()
-    heartbeat_interval_s: float = 1.0
-    ping_interval_s: float = 5.0
-    ping_timeout_s: float = 10.0
-    redial_max_backoff_s: float = 10.0
-    sync_interval_s: float = 30.0
-    sync_batch: int = 512
-    retry_deadline_s: float = 60.0
-    map_size_mb: int = 64
-    max_map_size_mb: int = 1536
-    fsync: bool = True
-    attest_interval_s: float = 60.0
-    attest_max_readings: int = 4096
-    retention_days: int = 30
+    validator: bool = DEFAULTS.validator.enabled
+    gossip_flush_ms: int = DEFAULTS.p2p.gossip_flush_ms
+    gossip_max_batch_bytes: int = min(
+        DEFAULTS.p2p.gossip_max_batch_bytes, p2p_mod.MAX_GOSSIP_BYTES - 65536
+    )
+    max_frame_bytes: int = DEFAULTS.p2p.max_frame_bytes
+    request_timeout_s: float = DEFAULTS.p2p.request_timeout_s
+    announce: tuple[str, ...] = DEFAULTS.p2p.announce
+    heartbeat_interval_s: float = DEFAULTS.p2p.heartbeat_interval_s
+    ping_interval_s: float = DEFAULTS.p2p.ping_interval_s
+    ping_timeout_s: float = DEFAULTS.p2p.ping_timeout_s
+    redial_max_backoff_s: float = DEFAULTS.p2p.redial_max_backoff_s
+    sync_interval_s: float = DEFAULTS.sync.interval_s
+    sync_batch: int = DEFAULTS.sync.batch
+    retry_deadline_s: float = DEFAULTS.submit.retry_deadline_s
+    map_size_mb: int = DEFAULTS.store.map_size_mb
+    max_map_size_mb: int = DEFAULTS.store.max_map_size_mb
+    fsync: bool = DEFAULTS.store.sync
+    attest_interval_s: float = DEFAULTS.sensors.attest_interval_s
+    attest_max_readings: int = DEFAULTS.sensors.attest_max_readings
+    retention_days: int = DEFAULTS.sensors.retention_days
 
     @classmethod
     def from_config(cls, config: Config) -> NodeSettings:

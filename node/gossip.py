@@ -43,6 +43,7 @@ import trio
 
 from mycelia.node import wire
 from mycelia.node.applier import Applier, verify_many
+from mycelia.node.config import DEFAULTS
 from mycelia.protocol import Certificate, Refused
 
 if TYPE_CHECKING:
@@ -73,8 +74,8 @@ class Gossip:
         p2p: PubSub,
         applier: Applier,
         *,
-        flush_ms: int = 25,
-        max_batch_bytes: int = 256 * 1024,
+        flush_ms: int = DEFAULTS.p2p.gossip_flush_ms,
+        max_batch_bytes: int = DEFAULTS.p2p.gossip_max_batch_bytes,
     ) -> None:
         self.p2p = p2p
         self.applier = applier

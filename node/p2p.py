@@ -306,6 +306,8 @@ from libp2p.rcmgr import Direction
 from libp2p.tools.anyio_service import background_trio_service
 from libp2p.utils.address_validation import expand_wildcard_address
 
+from mycelia.node.config import DEFAULTS
+
 # Quirk 15: every pubsub RPC carries the sender's signed peer record, and
 # py-libp2p verifies and stores it on every RPC (~9% of a validator's busy
 # time). A record's bytes only change when the peer's addresses do, so we
@@ -867,12 +869,12 @@ class P2P:
         listen: Sequence[str] = ("/ip4/127.0.0.1/tcp/0",),
         bootstrap: Sequence[str] = (),
         mdns: bool = False,
-        max_frame_bytes: int = 4 << 20,
-        request_timeout_s: float = 10.0,
-        heartbeat_interval_s: float = 1.0,
-        ping_interval_s: float = 5.0,
-        ping_timeout_s: float = 10.0,
-        redial_max_backoff_s: float = 10.0,
+        max_frame_bytes: int = DEFAULTS.p2p.max_frame_bytes,
+        request_timeout_s: float = DEFAULTS.p2p.request_timeout_s,
+        heartbeat_interval_s: float = DEFAULTS.p2p.heartbeat_interval_s,
+        ping_interval_s: float = DEFAULTS.p2p.ping_interval_s,
+        ping_timeout_s: float = DEFAULTS.p2p.ping_timeout_s,
+        redial_max_backoff_s: float = DEFAULTS.p2p.redial_max_backoff_s,
         announce: Sequence[str] = (),
     ) -> None:
         if not isinstance(seed, bytes | bytearray) or len(seed) != 32:

@@ -68,6 +68,7 @@ import trio
 
 from mycelia.node import wire
 from mycelia.node.applier import Applier, signature_work
+from mycelia.node.config import DEFAULTS
 from mycelia.node.store import Refusal, Store
 from mycelia.protocol import (
     Certificate,
@@ -92,7 +93,7 @@ MAX_CURE_ATTEMPTS = 3
 #: Backoff between asks after a refusal that depends on state: first, cap (s).
 RETRY_FIRST_S, RETRY_MAX_S = 0.25, 5.0
 #: Default for how long such refusals are retried after the submission.
-RETRY_DEADLINE_S = 60.0
+RETRY_DEADLINE_S = DEFAULTS.submit.retry_deadline_s
 #: An author's previous entry certified here less than this many seconds ago
 #: is attached to the next one up front (gossip may not have carried it yet).
 RECENT_S = 2.0

@@ -40,6 +40,7 @@ import trio
 
 from mycelia.node import wire
 from mycelia.node.applier import Applier
+from mycelia.node.config import DEFAULTS
 from mycelia.node.forks import add_evidence
 from mycelia.node.store import Store
 from mycelia.protocol import Economy, Reason, Refused
@@ -68,8 +69,8 @@ class Sync:
         applier: Applier,
         *,
         follow: set[bytes],
-        interval_s: float = 30.0,
-        batch: int = 512,
+        interval_s: float = DEFAULTS.sync.interval_s,
+        batch: int = DEFAULTS.sync.batch,
         on_economy: Callable[[Economy], Awaitable[None]] | None = None,
     ) -> None:
         self.p2p = p2p

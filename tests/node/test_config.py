@@ -559,3 +559,36 @@ def test_the_sensors_section(tmp_path: Path) -> None:
     pi = load(REPO / "configs/raspberry-pi.toml").sensors
     assert pi.enabled is True
     assert pi.retention_days < defaults.retention_days
+
+
+def test_every_default_is_the_config_files() -> None:
+    """Defaults are declared once, in config.py: an in-process node's
+    settings are the config file's but for its loopback listen address, and
+    the services' own keyword defaults are the config's (the gossip flush
+    was 25 ms in the service while the measured, configured one is 250)."""
+    import dataclasses
+    import inspect
+
+    from mycelia.node.config import DEFAULTS
+    from mycelia.node.daemon import NodeSettings
+    from mycelia.node.gossip import Gossip
+    from mycelia.node.p2p import P2P
+    from mycelia.node.submitter import Submitter
+    from mycelia.node.sync import Sync
+
+    ours, theirs = NodeSettings(), NodeSettings.from_config(Config())
+    differ = {
+        f.name for f in dataclasses.fields(ours) if getattr(ours, f.name) != getattr(theirs, f.name)
+    }
+    assert differ == {"listen"}
+
+    def default(cls: type, name: str) -> object:
+        return inspect.signature(cls).parameters[name].default
+
+    assert default(Gossip, "flush_ms") == DEFAULTS.p2p.gossip_flush_ms == 250
+    assert default(Gossip, "max_batch_bytes") == DEFAULTS.p2p.gossip_max_batch_bytes
+    assert default(Sync, "interval_s") == DEFAULTS.sync.interval_s
+    assert default(Sync, "batch") == DEFAULTS.sync.batch
+    assert default(Submitter, "retry_deadline_s") == DEFAULTS.submit.retry_deadline_s
+    for name in ("max_frame_bytes", "request_timeout_s", "heartbeat_interval_s", "ping_timeout_s"):
+        assert default(P2P, name) == getattr(DEFAULTS.p2p, name)
