@@ -52,7 +52,15 @@ from mycelia.protocol.forks import ForkEvidence
 from mycelia.protocol.impact import AttestationRecord, ClaimCursor, credits_for
 from mycelia.protocol.keys import SigningKey, did_decode, did_encode
 from mycelia.protocol.kinds import Burn, CreditSet, MemberAdmit, Mint, Transfer, entry_accounts
-from mycelia.protocol.ledger import GapBuffer, Ledger, apply, check, next_entry, transition
+from mycelia.protocol.ledger import (
+    GapBuffer,
+    Ledger,
+    apply,
+    check,
+    entry_for,
+    next_entry,
+    transition,
+)
 from mycelia.protocol.locks import lock_decision, resources
 from mycelia.protocol.merkle import MerkleProof, MerkleTree, check_proof, merkle_root, verify_proof
 from mycelia.protocol.reasons import OK, Reason, Refused, Verdict
@@ -140,6 +148,7 @@ __all__ = [
     "did_decode",
     "did_encode",
     "entry_accounts",
+    "entry_for",
     "keys",
     "lock_decision",
     "merkle",

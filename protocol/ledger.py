@@ -59,6 +59,7 @@ the same functions over its LMDB store.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 from mycelia.protocol.certificates import Certificate
@@ -67,7 +68,7 @@ from mycelia.protocol.entries import Entry, SignedEntry
 from mycelia.protocol.forks import ForkEvidence, forked, refuse_forked
 from mycelia.protocol.kinds import KINDS, Context
 from mycelia.protocol.reasons import OK, NeedChain, Reason, Refused, Verdict
-from mycelia.protocol.state import Account, Changes, MemoryState, StateView
+from mycelia.protocol.state import ZERO_ID, Account, Changes, MemoryState, StateView
 
 __all__ = [
     "MAX_SKEW_MS",
@@ -78,6 +79,7 @@ __all__ = [
     "Position",
     "apply",
     "check",
+    "entry_for",
     "next_entry",
     "transition",
 ]
@@ -120,6 +122,44 @@ def next_entry(economy: bytes, author: bytes, head: ChainHead, body: Any, now_ms
     The one place wallets, the RPC's ``entry_prepare`` and the node's own
     entries (attestations) take it from."""
     return Entry(economy, author, head.seq + 1, head.head, max(now_ms, head.ts_ms), body)
+
+
+def entry_for(
+    economy: bytes,
+    author: bytes,
+    head: ChainHead,
+    body: Any,
+    now_ms: int,
+    *,
+    seq: int | None = None,
+    prev: bytes | None = None,
+    ts_ms: int | None = None,
+    id_at: Callable[[int], bytes | None],
+) -> Entry:
+    """An entry of ``author`` with ``seq``/``prev``/``ts_ms`` given or
+    defaulted (``entry_prepare``): without overrides :func:`next_entry`;
+    ``seq`` defaults to the next slot, ``prev`` to the id at ``seq - 1``
+    (``id_at(seq)`` looks up an applied entry's id; ``missing`` if unknown),
+    ``ts_ms`` to ``now_ms``, never before the head's when ``seq`` is next."""
+    if seq is None and prev is None and ts_ms is None:
+        return next_entry(economy, author, head, body, now_ms)
+    if seq is None:
+        seq = head.seq + 1
+    if prev is None:
+        if seq == head.seq + 1:
+            prev = head.head
+        elif seq == 1:
+            prev = ZERO_ID
+        else:
+            found = id_at(seq - 1)
+            if found is None:
+                raise Refused(
+                    Reason.MISSING, f"this node does not hold the author's entry {seq - 1}"
+                )
+            prev = found
+    if ts_ms is None:
+        ts_ms = max(now_ms, head.ts_ms) if seq == head.seq + 1 else now_ms
+    return Entry(economy, author, seq, prev, ts_ms, body)
 
 
 def check(

@@ -41,7 +41,6 @@ from mycelia.node.submitter import PENDING, UNKNOWN, Status
 from mycelia.node.validator import StoreView
 from mycelia.node.views import status_view
 from mycelia.protocol import (
-    ZERO_ID,
     Certificate,
     ClaimCursor,
     DeviceRecord,
@@ -49,12 +48,13 @@ from mycelia.protocol import (
     Entry,
     ForkEvidence,
     Genesis,
+    Reason,
     Refused,
     SensorAttest,
     SignedEntry,
     SignedGenesis,
+    entry_for,
     impact,
-    next_entry,
     schema,
 )
 from mycelia.protocol.domains import ENTRY
@@ -281,24 +281,24 @@ async def entry_prepare(
     parsed = body_in(kind, body)
     store = api.node.store
     acct = store.account(economy, author)
-    now_ms = int(time.time() * 1000) if ts_ms is None else ts_ms
-    if seq is None and prev is None and ts_ms is None:
-        return _prepared(next_entry(economy, author, acct, parsed, now_ms))
-    if seq is None:
-        seq = acct.seq + 1
-    if prev is None:
-        if seq == acct.seq + 1:
-            prev = acct.head
-        elif seq == 1:
-            prev = ZERO_ID
-        else:
-            found = store.chain_range(economy, author, seq - 1, 1)
-            if not found:
-                raise ParamError("prev", f"this node does not hold the author's entry {seq - 1}")
-            prev = Certificate.decode(found[0]).entry_id
-    if ts_ms is None:  # never before the head's: check would refuse ts_regression
-        ts_ms = max(now_ms, acct.ts_ms) if seq == acct.seq + 1 else now_ms
-    return _prepared(Entry(economy, author, seq, prev, ts_ms, parsed))
+
+    try:
+        entry = entry_for(
+            economy,
+            author,
+            acct,
+            parsed,
+            int(time.time() * 1000),
+            seq=seq,
+            prev=prev,
+            ts_ms=ts_ms,
+            id_at=lambda at: store.chain_entry(economy, author, at),
+        )
+    except Refused as exc:
+        if exc.reason is not Reason.MISSING:
+            raise
+        raise ParamError("prev", exc.detail) from None
+    return _prepared(entry)
 
 
 def _prepared(entry: Entry) -> types.Prepared:

@@ -89,7 +89,6 @@ from mycelia.node.rpc.methods import REGISTRY, openrpc_document, translate
 from mycelia.node.submitter import CERTIFIED, PENDING, REFUSED, Status
 from mycelia.node.views import status_view
 from mycelia.protocol import (
-    ZERO_ID,
     Certificate,
     DeviceRecord,
     Economy,
@@ -107,7 +106,7 @@ from mycelia.protocol import (
     check_reading,
     codec,
     entry_accounts,
-    next_entry,
+    entry_for,
     schema,
 )
 from mycelia.protocol.domains import ENTRY
@@ -407,30 +406,32 @@ class FakeNode:
         world = self._world(economy)
         parsed = body_in(kind, body)
         acct = world.ledger.account(author)
-        now_ms = int(time.time() * 1000) if ts_ms is None else ts_ms
-        if seq is None and prev is None and ts_ms is None:
-            return _prepared(next_entry(economy, author, acct, parsed, now_ms))
-        if seq is None:
-            seq = acct.seq + 1
-        if prev is None:
-            if seq == acct.seq + 1:
-                prev = acct.head
-            elif seq == 1:
-                prev = ZERO_ID
-            else:
-                before = [
-                    c.entry_id
-                    for c in self.certs[world.id]
-                    if (c.entry.author, c.entry.seq) == (author, seq - 1)
-                ]
-                if not before:
-                    raise ParamError(
-                        "prev", f"this node does not hold the author's entry {seq - 1}"
-                    )
-                prev = before[0]
-        if ts_ms is None:
-            ts_ms = max(now_ms, acct.ts_ms) if seq == acct.seq + 1 else now_ms
-        return _prepared(Entry(economy, author, seq, prev, ts_ms, parsed))
+
+        def id_at(at: int) -> bytes | None:
+            ids = [
+                c.entry_id
+                for c in self.certs[world.id]
+                if (c.entry.author, c.entry.seq) == (author, at)
+            ]
+            return ids[0] if ids else None
+
+        try:
+            entry = entry_for(
+                economy,
+                author,
+                acct,
+                parsed,
+                int(time.time() * 1000),
+                seq=seq,
+                prev=prev,
+                ts_ms=ts_ms,
+                id_at=id_at,
+            )
+        except Refused as exc:
+            if exc.reason is not Reason.MISSING:
+                raise
+            raise ParamError("prev", exc.detail) from None
+        return _prepared(entry)
 
     def m_entry_submit(self, entry: bytes, signature: bytes) -> Any:
         signed = SignedEntry(Entry.decode(entry), signature)

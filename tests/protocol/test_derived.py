@@ -4,6 +4,7 @@ accounts an entry changes, and an author's next entry."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,7 +20,7 @@ from mycelia.protocol import (
 )
 from mycelia.protocol.economy import MEMBERSHIP_APPROVED
 from mycelia.protocol.ledger import Position
-from mycelia.protocol.reasons import Reason
+from mycelia.protocol.reasons import Reason, Refused
 from mycelia.testing.economies import World, genesis, key, validator_keys
 
 A, B, STEWARD = key(1), key(2), key(10, "steward")
@@ -94,3 +95,30 @@ def test_next_entry_never_goes_back_in_time() -> None:
     # Against the entry built by hand with the wallet's clock: refused.
     stale = type(entry)(w.id, A.public, 2, first.entry_id, behind, Transfer(B.public, 1, ""))
     assert w.ledger.check(stale.sign(A)).reason is Reason.TS_REGRESSION
+
+
+def test_entry_for_defaults_what_is_not_given() -> None:
+    """``entry_prepare``'s rule: each of seq, prev and ts_ms given or
+    defaulted; prev of an earlier slot looked up, ``missing`` if unknown."""
+    from mycelia.protocol.ledger import entry_for
+
+    w = World()
+    first = w.transfer(A, B, 5)
+    head = w.ledger.account(A.public)
+    body = Transfer(B.public, 1, "")
+
+    def id_at(seq: int) -> bytes | None:
+        return w.ledger.chain.get((A.public, seq))
+
+    plain = entry_for(w.id, A.public, head, body, head.ts_ms - 5, id_at=id_at)
+    assert plain == next_entry(w.id, A.public, head, body, head.ts_ms - 5)
+    # A given ts_ms is kept as is (even one check would refuse).
+    given = entry_for(w.id, A.public, head, body, 0, ts_ms=7, id_at=id_at)
+    assert (given.seq, given.prev, given.ts_ms) == (2, first.entry_id, 7)
+    # An earlier slot: prev looked up; the first slot: the zero id.
+    again = entry_for(w.id, A.public, head, body, 99, seq=1, id_at=id_at)
+    assert (again.prev, again.ts_ms) == (bytes(32), 99)
+    # A slot whose predecessor this node does not hold.
+    with pytest.raises(Refused, match="entry 4") as info:
+        entry_for(w.id, A.public, head, body, 99, seq=5, id_at=id_at)
+    assert info.value.reason is Reason.MISSING
