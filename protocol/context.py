@@ -14,6 +14,12 @@ Records are written only as the entry author's own state
 (:meth:`Context.put_own`) or as a fact (:meth:`Context.put_fact`), the two
 kinds of record ``state.py`` describes, so the commutativity rule (DESIGN
 §4) is visible in every write.
+
+Clocks: a rule that depends on time (a channel's expiry) reads
+:meth:`Context.now`, which only a *check* context has — ``ledger.check``
+passes the checker's clock (or, called without one, the entry's own
+``ts_ms``). An *apply* context has none and :meth:`Context.now` raises, so
+``effects`` can never depend on when a node happens to apply a certificate.
 """
 
 from __future__ import annotations
@@ -23,7 +29,16 @@ from typing import Any, ClassVar
 from mycelia.protocol import keys, schema
 from mycelia.protocol.economy import Economy
 from mycelia.protocol.reasons import NeedAdmission, Reason, Refused
-from mycelia.protocol.state import Account, Changes, StateView, fact_key, own_key
+from mycelia.protocol.state import (
+    Account,
+    Changes,
+    StateView,
+    counter_key,
+    decode_count,
+    encode_count,
+    fact_key,
+    own_key,
+)
 
 __all__ = ["Context", "Kind", "replace_account"]
 
@@ -32,14 +47,30 @@ class Context:
     """One entry being checked or applied: reads through ``changes``,
     writes into it."""
 
-    __slots__ = ("changes", "economy", "entry", "entry_id", "view")
+    __slots__ = ("_now_ms", "changes", "economy", "entry", "entry_id", "view")
 
-    def __init__(self, economy: Economy, view: StateView, entry: Any, entry_id: bytes) -> None:
+    def __init__(
+        self,
+        economy: Economy,
+        view: StateView,
+        entry: Any,
+        entry_id: bytes,
+        *,
+        now_ms: int | None = None,
+    ) -> None:
         self.economy = economy
         self.view = view
         self.entry = entry
         self.entry_id = entry_id
         self.changes = Changes()
+        self._now_ms = now_ms
+
+    def now(self) -> int:
+        """The checker's clock (ms since the Unix epoch): check contexts
+        only (see the module docstring)."""
+        if self._now_ms is None:
+            raise RuntimeError("a rule read the clock outside check: effects must not")
+        return self._now_ms
 
     def get(self, key: bytes) -> Account:
         acct = self.changes.accounts.get(key)
@@ -53,6 +84,12 @@ class Context:
     def _record(self, key: bytes) -> bytes | None:
         value = self.changes.records.get(key)
         return value if value is not None else self.view.get_record(key)
+
+    def get_record(self, key: bytes) -> bytes | None:
+        """The record ``key`` as this entry sees it (its own writes first):
+        lets readers of a ``StateView`` (``channels.channel_state``) read
+        through a context too."""
+        return self._record(key)
 
     def fact(self, name: str, id_: bytes) -> bytes | None:
         """The fact ``name``/``id_`` (any author's), or None if not (yet) known."""
@@ -70,6 +107,20 @@ class Context:
     def put_own(self, name: str, id_: bytes, value: bytes) -> None:
         """Write the entry author's own state ``name``/``id_``."""
         self.changes.records[own_key(self.entry.author, name, id_)] = value
+
+    # -- counters (governance: electorate.py) -------------------------------------
+
+    def count(self, name: str) -> int:
+        """The counter ``name`` (0 if never counted)."""
+        raw = self._record(counter_key(name))
+        return 0 if raw is None else decode_count(raw)
+
+    def add_count(self, name: str, delta: int) -> None:
+        """Add ``delta`` (>= 0) to the counter ``name``: a grow-only counter,
+        written by any author's chain (``state.py``)."""
+        if delta < 0:
+            raise ValueError("counters only grow")
+        self.changes.records[counter_key(name)] = encode_count(self.count(name) + delta)
 
     # -- shared rule pieces -----------------------------------------------------
 

@@ -26,9 +26,11 @@ __all__ = [
     "FORK",
     "GENESIS",
     "ID_SIZE",
+    "LOCK_SNAPSHOT",
     "MERKLE",
     "READING",
     "RESOURCE",
+    "SEAL",
     "VOTE",
     "Domain",
 ]
@@ -81,3 +83,11 @@ MERKLE = Domain("merkle", 1)
 #: Fork evidence ``["fork", 1, cert, cert]`` (``forks.py``): its id names a
 #: pair of conflicting certificates.
 FORK = Domain("fork", 1)
+
+# -- governance and epochs ------------------------------------------------------------
+#: A validator's seal of a closed proposal ``["seal", 1, economy, epoch,
+#: proposal, ballot ids]`` (``seals.py``): the ballots it voted for.
+SEAL = Domain("seal", 1)
+#: One part of a validator's lock snapshot at the end of an epoch
+#: (``handover.py``): what new validators seed their locks from.
+LOCK_SNAPSHOT = Domain("lock-snapshot", 1)

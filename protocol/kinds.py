@@ -20,8 +20,10 @@ with ``not_member`` plus a :class:`NeedAdmission` the submitter can satisfy.
 
 The rule context and the ``Kind`` base live in ``context.py``; the sensor
 kinds (``device.register``, ``sensor.attest``, ``impact.claim``) in
-``impact.py``, their bodies in ``sensor_bodies.py``. :data:`KINDS` here is the one
-registry of all of them.
+``impact.py``, their bodies in ``sensor_bodies.py``; the governance kinds
+(``gov.propose``, ``gov.vote``, ``gov.delegate``, ``gov.object``,
+``gov.enact``) in ``governance.py``, their bodies in ``gov_bodies.py``.
+:data:`KINDS` here is the one registry of all of them.
 
 The foundation kinds and their bodies:
 
@@ -55,6 +57,15 @@ from typing import Any, ClassVar
 from mycelia.protocol import keys, schema
 from mycelia.protocol.context import Context, Kind, replace_account
 from mycelia.protocol.economy import IMPACT, ISSUED, MEMBERSHIP_APPROVED, MUTUAL_CREDIT
+from mycelia.protocol.electorate import note_admission
+from mycelia.protocol.gov_bodies import GovDelegate, GovEnact, GovObject, GovPropose, GovVote
+from mycelia.protocol.governance import (
+    GovDelegateRule,
+    GovEnactRule,
+    GovObjectRule,
+    GovProposeRule,
+    GovVoteRule,
+)
 from mycelia.protocol.impact import DeviceRegisterRule, ImpactClaimRule, SensorAttestRule
 from mycelia.protocol.reasons import Reason, Refused
 from mycelia.protocol.sensor_bodies import DeviceRegister, ImpactClaim, SensorAttest
@@ -66,6 +77,11 @@ __all__ = [
     "Context",
     "CreditSet",
     "DeviceRegister",
+    "GovDelegate",
+    "GovEnact",
+    "GovObject",
+    "GovPropose",
+    "GovVote",
     "ImpactClaim",
     "Kind",
     "MemberAdmit",
@@ -283,6 +299,7 @@ class MemberAdmitRule(Kind):
     @staticmethod
     def effects(ctx: Context) -> None:
         member = ctx.entry.body.member
+        note_admission(ctx, member)  # the electorate's records (electorate.py)
         acct = ctx.get(member)
         if not acct.admitted or ctx.entry_id < acct.admitted:
             ctx.put(member, _replace(acct, admitted=ctx.entry_id))
@@ -349,6 +366,12 @@ KINDS: dict[str, type[Kind]] = {
         DeviceRegisterRule,
         SensorAttestRule,
         ImpactClaimRule,
+        # governance and epochs (governance.py)
+        GovProposeRule,
+        GovVoteRule,
+        GovDelegateRule,
+        GovObjectRule,
+        GovEnactRule,
     )
 }
 

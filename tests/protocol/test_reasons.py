@@ -62,6 +62,7 @@ from mycelia.testing.economies import (
     sign_genesis,
     validator_keys,
 )
+from tests.protocol.gov_scenarios import GOV_SCENARIOS
 from tests.protocol.test_keys import BAD_SIGNER_IDS, BAD_SIGNERS
 
 A, B, C = key(1), key(2), key(3)
@@ -132,7 +133,7 @@ def s_malformed_body() -> Scenario:
 def s_unknown_kind() -> Scenario:
     w = World()
     wire = w.entry(A, Transfer(B.public, 1)).entry.to_wire()
-    wire[7] = "gov.vote"
+    wire[7] = "no.such.kind"
     return w, lambda: Entry.decode(codec.encode(wire))
 
 
@@ -516,6 +517,8 @@ SCENARIOS: dict[Reason, Callable[[], Scenario]] = {
     Reason.NOT_CONTIGUOUS: s_not_contiguous,
     Reason.NOT_ATTESTED: s_not_attested,
     Reason.TOTAL_MISMATCH: s_total_mismatch,
+    # governance and epochs (tests/protocol/gov_scenarios.py)
+    **GOV_SCENARIOS,
 }
 
 
