@@ -113,7 +113,7 @@ from mycelia.protocol.gov_bodies import (
 )
 from mycelia.protocol.reasons import NeedCertificate, Reason, Refused
 from mycelia.protocol.seals import Seal, compress, open_seals
-from mycelia.protocol.state import StateView
+from mycelia.protocol.state import StateView, own_key
 from mycelia.protocol.tally import count, passes
 
 __all__ = [
@@ -133,6 +133,8 @@ __all__ = [
     "epoch_key",
     "fact_entry",
     "proposal",
+    "voice_left",
+    "voice_period",
     "voice_spent",
 ]
 
@@ -179,15 +181,28 @@ def ballot(ctx: Context, ballot_id: bytes) -> Ballot:
     return decode_ballot(raw)
 
 
-def _period(ctx: Context) -> bytes:
-    period_ms = ctx.economy.settings.voice_period_ms
-    return codec.encode_trusted([period_ms, ctx.entry.ts_ms // period_ms])
+def voice_period(economy: Economy, ts_ms: int) -> bytes:
+    """The id of the voice-credit period holding ``ts_ms`` under
+    ``economy``'s settings: ``[voice_period_ms, ts_ms // voice_period_ms]``
+    (a changed period length starts afresh)."""
+    period_ms = economy.settings.voice_period_ms
+    return codec.encode_trusted([period_ms, ts_ms // period_ms])
+
+
+def _spent(raw: bytes | None) -> int:
+    return 0 if raw is None else schema.int_(codec.decode(raw, max_size=16), "spent", 0)
 
 
 def voice_spent(ctx: Context) -> int:
     """The entry author's voice credits spent in the period of the entry."""
-    raw = ctx.own(VOICE_OWN, _period(ctx))
-    return 0 if raw is None else schema.int_(codec.decode(raw, max_size=16), "spent", 0)
+    return _spent(ctx.own(VOICE_OWN, voice_period(ctx.economy, ctx.entry.ts_ms)))
+
+
+def voice_left(economy: Economy, view: StateView, voter: bytes, ts_ms: int) -> int:
+    """The voice credits ``voter`` has left for a quadratic vote stamped
+    ``ts_ms`` (what a wallet shows)."""
+    key = own_key(voter, VOICE_OWN, voice_period(economy, ts_ms))
+    return economy.settings.voice_credits - _spent(view.get_record(key))
 
 
 def _open(ctx: Context, p: ProposalRecord, what: str) -> None:
@@ -300,7 +315,8 @@ class GovVoteRule(Kind):
         ctx.put_fact(BALLOT_FACT, ctx.entry_id, encode_ballot(record))
         if b.n:
             spent = voice_spent(ctx) + b.n * b.n
-            ctx.put_own(VOICE_OWN, _period(ctx), codec.encode_trusted(spent))
+            period = voice_period(ctx.economy, e.ts_ms)
+            ctx.put_own(VOICE_OWN, period, codec.encode_trusted(spent))
 
     @staticmethod
     def resources(entry: Any) -> tuple[tuple[Any, ...], ...]:

@@ -31,7 +31,7 @@ from mycelia.testing.economies import World, genesis, key, validator_keys
 from mycelia.testing.governance import GovWorld
 
 STEWARD = key(10, "steward")
-MEMBERS = [key(i, "member") for i in range(6)]
+MEMBERS = [key(i, "member") for i in range(9)]
 LATE = key(20, "member")  # admitted after the proposals of the scenarios
 RAISE = PolicySet((("default_limit", 2_000),))
 
