@@ -195,13 +195,16 @@ def render() -> str:
 
 
 def main() -> int:
-    # Imported here: generate_sensors takes its seeds and timestamp from this module.
-    from tests.vectors import generate_sensors
+    # Imported here: generate_sensors and generate_gov take their seeds and
+    # timestamp from this module.
+    from tests.vectors import generate_gov, generate_sensors
 
     PATH.write_text(render())
     print(f"wrote {PATH}", file=sys.stderr)
     generate_sensors.PATH.write_text(generate_sensors.render())
     print(f"wrote {generate_sensors.PATH}", file=sys.stderr)
+    generate_gov.PATH.write_text(generate_gov.render())
+    print(f"wrote {generate_gov.PATH}", file=sys.stderr)
     return 0
 
 
