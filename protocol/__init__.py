@@ -33,6 +33,13 @@ Modules, from the bottom up:
 ``locks``          resources and the validator lock rule
 ``forks``          fork evidence (two certificates for one slot), the guilty
                    validators, and the rule after a fork
+``gov_bodies``     governance bodies, the action registry, governance records
+``electorate``     who votes on a proposal; the member count
+``tally``          counting ballots and delegations; each method's pass rule
+``seals``          validators' seals of closed proposals, the sealed union
+``governance``     the ``gov.*`` kinds' rules
+``epochs``         the next epoch from an enactment; the committee chain
+``handover``       lock snapshots and seeding a new committee's locks
 ``ledger``         ``check`` / ``apply`` and the in-memory ``Ledger``
 =================  ==========================================================
 """
@@ -41,14 +48,29 @@ from mycelia.protocol import codec, keys, merkle, sensors
 from mycelia.protocol.certificates import Certificate, Vote, assemble, vote_id
 from mycelia.protocol.economy import (
     Economy,
+    EpochRecord,
     Genesis,
+    GovSettings,
     ImpactPolicy,
     SignedGenesis,
     Validator,
     smallest_quorum,
 )
 from mycelia.protocol.entries import Entry, SignedEntry
+from mycelia.protocol.epochs import CommitteeChain
 from mycelia.protocol.forks import ForkEvidence
+from mycelia.protocol.gov_bodies import (
+    CommitteeSet,
+    GovDelegate,
+    GovEnact,
+    GovObject,
+    GovPropose,
+    GovVote,
+    Method,
+    PolicySet,
+    Tally,
+)
+from mycelia.protocol.handover import LockSnapshot
 from mycelia.protocol.impact import AttestationRecord, ClaimCursor, credits_for
 from mycelia.protocol.keys import SigningKey, did_decode, did_encode
 from mycelia.protocol.kinds import Burn, CreditSet, MemberAdmit, Mint, Transfer, entry_accounts
@@ -64,6 +86,7 @@ from mycelia.protocol.ledger import (
 from mycelia.protocol.locks import lock_decision, resources
 from mycelia.protocol.merkle import MerkleProof, MerkleTree, check_proof, merkle_root, verify_proof
 from mycelia.protocol.reasons import OK, Reason, Refused, Verdict
+from mycelia.protocol.seals import Seal
 from mycelia.protocol.sensors import (
     ED25519,
     P256,
@@ -103,6 +126,8 @@ __all__ = [
     "Certificate",
     "Changes",
     "ClaimCursor",
+    "CommitteeChain",
+    "CommitteeSet",
     "CreditSet",
     "DeviceKey",
     "DeviceRecord",
@@ -110,26 +135,38 @@ __all__ = [
     "Economy",
     "Ed25519DeviceKey",
     "Entry",
+    "EpochRecord",
     "ForkEvidence",
     "GapBuffer",
     "Genesis",
+    "GovDelegate",
+    "GovEnact",
+    "GovObject",
+    "GovPropose",
+    "GovSettings",
+    "GovVote",
     "ImpactClaim",
     "ImpactPolicy",
     "Ledger",
+    "LockSnapshot",
     "MemberAdmit",
     "MerkleProof",
     "MerkleTree",
+    "Method",
     "Metric",
     "Mint",
     "P256DeviceKey",
+    "PolicySet",
     "Reading",
     "Reason",
     "Refused",
+    "Seal",
     "SensorAttest",
     "SignedEntry",
     "SignedGenesis",
     "SignedReading",
     "SigningKey",
+    "Tally",
     "Transfer",
     "Validator",
     "Verdict",

@@ -735,3 +735,21 @@ def test_admissions_keep_their_time_and_count_once() -> None:
     records = admission_records([(A.public, 5), (A.public, 3), (B.public, 9)])
     assert records[fact_key("admission", A.public)] == b"\x03"
     assert len(records) == 3
+
+
+def test_a_sealed_enactment_of_47_ballots_fits_an_entry() -> None:
+    """docs/governance.md, "Sizes": three seals and 47 ballots at the largest
+    field values fit the 2048-byte entry; 48 do not."""
+    from mycelia.protocol import Entry
+    from mycelia.protocol.entries import MAX_ENTRY_BYTES
+    from mycelia.protocol.gov_bodies import SealRef
+    from mycelia.protocol.quorum import make_bitmap
+    from mycelia.protocol.schema import INT64_MAX
+
+    def size(n: int) -> int:
+        ballots = tuple(sorted(i.to_bytes(2, "big") + bytes(30) for i in range(n)))
+        seals = tuple(SealRef(i, make_bitmap(range(n), n), bytes(64)) for i in range(3))
+        body = GovEnact(bytes(32), 2**32, Tally(2**40, 2**40, 2**40), ballots, seals)
+        return len(Entry(bytes(32), bytes(32), 2**40, bytes(32), INT64_MAX, body).encode())
+
+    assert size(47) <= MAX_ENTRY_BYTES < size(48)
