@@ -1056,7 +1056,13 @@ class ComputeConfig:
             'the cgroup v2 directory delegated to the node; "" = the node\'s own cgroup',
         ),
     )
-    max_jobs: int = _setting(2, _Int(1, 1024), "most jobs running at once; more are refused")
+    # 1: jobs running at once share the job user, so they could see each
+    # other's files and processes (docs/compute-runner.md, "Isolation").
+    max_jobs: int = _setting(
+        1,
+        _Int(1, 1024),
+        "most jobs running at once; more are refused (jobs at once share the job user)",
+    )
     poll_interval_s: float = _setting(
         0.25,
         _Seconds(0.01, 10.0),

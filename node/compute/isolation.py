@@ -1,8 +1,11 @@
 """Who a job runs as and where: the job user, the private work directories.
 
 Why this exists: a job runs code and data a stranger sent. It must not run
-as root, must not see another job's files, and the node must not be fooled
-into reading or writing anything but the job's own files on its behalf.
+as root, must not find the files of jobs that ran before it, and the node
+must not be fooled into reading or writing anything but the job's own files
+on its behalf. (Jobs running at the same time run as the same user, so they
+could reach each other: ``compute.max_jobs`` is 1 unless the operator
+accepts that.)
 
 The job user (:func:`job_user`): ``compute.user``, resolved from the user
 database. A node running as root switches every job to it (no supplementary

@@ -168,7 +168,11 @@ async def test_leaving_the_job_block_or_cancelling_kills_everything(
 
 async def test_cancelling_the_runner_kills_every_job(tier: dict[str, object]) -> None:
     config = ComputeConfig(
-        enabled=True, user=user_config(), runtimes=(runtime("sleep", "sleep"),), **tier
+        enabled=True,
+        user=user_config(),
+        max_jobs=2,
+        runtimes=(runtime("sleep", "sleep"),),
+        **tier,
     )
     with Runner.open(config) as runner:
         pids: list[int] = []
@@ -179,12 +183,13 @@ async def test_cancelling_the_runner_kills_every_job(tier: dict[str, object]) ->
                 async def one() -> None:
                     async with runner.job("sleep", b"") as job:
                         assert job.pid is not None
-                        pids.append(job.pid)
+                        await until(lambda: len(children(job)) == 2, "the job daemonised")
+                        pids.extend([job.pid, *children(job)])
                         await trio.sleep_forever()
 
                 nursery.start_soon(one)
                 nursery.start_soon(one)
-                await until(lambda: len(pids) == 2, "two jobs started")
+                await until(lambda: len(pids) == 6, "two jobs started")
                 nursery.cancel_scope.cancel()
         assert not any(alive(p) for p in pids)
         work = runner.work.path
