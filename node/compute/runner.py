@@ -170,6 +170,14 @@ def _spawn(
     )
 
 
+def _lower(limit: int, asked: int | None, name: str) -> int:
+    if asked is None:
+        return limit
+    if type(asked) is not int or asked <= 0:
+        raise ValueError(f"{name}: expected a positive integer, got {asked!r}")
+    return min(limit, asked)
+
+
 def _reap(pid: int) -> tuple[int, float] | None:
     """The wait status and the CPU seconds (``wait4`` rusage: the process and
     everything it reaped) of the exited child ``pid``; None while it runs.
@@ -188,9 +196,12 @@ class Job:
         job_id: str,
         job_dir: Path,
         leaf: Leaf | None,
+        limits: tuple[int, int],
     ) -> None:
         self.id = job_id
         self.runtime = runtime
+        #: The limits enforced: the runtime's, or lower ones asked for the job.
+        self.max_cpu_ms, self.max_wall_ms = limits
         self._runner = runner
         self._dir = job_dir
         self._leaf = leaf
@@ -269,6 +280,7 @@ class Job:
     # -- freezing and killing ----------------------------------------------------------
 
     async def _set_frozen(self, frozen: bool) -> None:
+        what = "freeze" if frozen else "thaw"
         async with self._lock:
             if self._exited or self._kill_outcome is not None or self._frozen == frozen:
                 return
@@ -277,26 +289,22 @@ class Job:
                 with trio.move_on_after(FREEZE_TIMEOUT_S):
                     # cgroup.events signals its changes with POLLPRI, which
                     # trio does not wait for: read it again until it agrees.
-                    while self._leaf.frozen() != frozen:  # noqa: ASYNC110
+                    while not self._exited and self._leaf.frozen() != frozen:  # noqa: ASYNC110
                         await trio.sleep(0.005)
-                    self._frozen = frozen
+                    self._frozen = frozen and not self._exited
                     return
-                raise JobError(
-                    f"job {self.id}: the cgroup did not {'freeze' if frozen else 'thaw'}"
-                )
+                raise JobError(f"job {self.id}: its cgroup did not {what} in time")
             assert self._control is not None
             try:
                 await self._control.send(b"F" if frozen else b"T")
                 with trio.fail_after(FREEZE_TIMEOUT_S + 1):
                     reply = await self._replies.receive()
-            except (OSError, trio.EndOfChannel, trio.TooSlowError):
-                reply = ""
-            if self._exited:
-                return
+            except (OSError, trio.EndOfChannel):
+                return  # the shim closed the channel: the job is ending
+            except trio.TooSlowError:
+                reply = "no answer"
             if reply != ("frozen" if frozen else "thawed"):
-                raise JobError(
-                    f"job {self.id}: could not {'freeze' if frozen else 'thaw'} its processes"
-                )
+                raise JobError(f"job {self.id}: could not {what} its processes ({reply})")
             self._frozen = frozen
 
     async def _request_kill(self, outcome: Outcome) -> None:
@@ -485,12 +493,11 @@ class Job:
             self._shim_error = rest
 
     async def _watch_limits(self) -> None:
-        rt = self.runtime
         poll = self._runner.config.poll_interval_s
-        with trio.move_on_at(trio.current_time() + rt.max_wall_s):
+        with trio.move_on_at(trio.current_time() + self.max_wall_ms / 1000):
             while True:
                 await trio.sleep(poll)
-                if self.usage().cpu_ms >= rt.max_cpu_ms:
+                if self.usage().cpu_ms >= self.max_cpu_ms:
                     await self._request_kill(Outcome.CPU_LIMIT)
                     return
         await self._request_kill(Outcome.WALL_LIMIT)
@@ -720,11 +727,25 @@ class Runner:
         return rt
 
     @asynccontextmanager
-    async def job(self, runtime: str, data: bytes) -> AsyncIterator[Job]:
+    async def job(
+        self,
+        runtime: str,
+        data: bytes,
+        *,
+        max_cpu_ms: int | None = None,
+        max_wall_ms: int | None = None,
+    ) -> AsyncIterator[Job]:
         """Start a job of ``runtime`` with ``data`` as its input; the job is
         ended (killed if still running) when the block is left. Raises
-        :class:`RunnerRefused` if it does not start."""
+        :class:`RunnerRefused` if it does not start.
+
+        ``max_cpu_ms`` and ``max_wall_ms`` (the consumer's, from its ``JOB``)
+        can only lower the runtime's limits: the lower of each is enforced."""
         rt = self.admit(runtime, data)
+        limits = (
+            _lower(rt.max_cpu_ms, max_cpu_ms, "max_cpu_ms"),
+            _lower(rt.max_wall_ms, max_wall_ms, "max_wall_ms"),
+        )
         if self._nursery is None:
             raise RuntimeError("Runner.run is not running")
         self._running += 1
@@ -745,7 +766,7 @@ class Runner:
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(self.work.remove, job_dir)
                 raise
-            job = Job(self, rt, job_id, job_dir, leaf)
+            job = Job(self, rt, job_id, job_dir, leaf, limits)
             await self._nursery.start(job._run, bytes(data))
             try:
                 yield job

@@ -214,3 +214,18 @@ def test_the_default_file_shows_a_runtime_table_in_comments() -> None:
     assert "# [compute.runtimes.NAME]" in section
     for key in ("command", "max_cpu_s", "max_wall_s", "memory_mib", "input", "output_file"):
         assert f"#   {key} = " in section
+
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.parametrize("doc", ["docs/compute-runner.md", "configs/README.md"])
+def test_the_documented_compute_examples_load(tmp_path: Path, doc: str) -> None:
+    text = (REPO / doc).read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```toml")[1:]]
+    blocks = [b for b in blocks if "[compute" in b]
+    assert blocks
+    for block in blocks:
+        c = load(tmp_path, block)
+        assert c.enabled
+        assert c.runtimes

@@ -217,6 +217,25 @@ async def test_wall_limit_kills_and_says_so(open_runner: OpenRunner) -> None:
     assert not alive(int(seen["sleeper_pid"]))  # type: ignore[arg-type]
 
 
+async def test_a_job_s_own_lower_limits_are_enforced(open_runner: OpenRunner) -> None:
+    runner = await open_runner(runtime("sleep", "sleep"), runtime("spin", "spin"))
+    with trio.fail_after(BOUND):
+        async with runner.job("sleep", b"", max_wall_ms=300, max_cpu_ms=10**9) as job:
+            assert (job.max_cpu_ms, job.max_wall_ms) == (60_000, 300)  # the lower of each
+            result = await job.wait()
+    assert result.outcome is Outcome.WALL_LIMIT
+    assert result.usage.wall_ms >= 300
+    with trio.fail_after(BOUND):
+        async with runner.job("spin", b"", max_cpu_ms=300) as job:
+            result = await job.wait()
+    assert result.outcome is Outcome.CPU_LIMIT
+    assert result.usage.cpu_ms >= 300
+    with pytest.raises(ValueError, match="max_cpu_ms: expected a positive integer"):
+        async with runner.job("spin", b"", max_cpu_ms=0):
+            pass
+    assert runner.running == 0
+
+
 async def test_exit_codes_and_signals(open_runner: OpenRunner) -> None:
     runner = await open_runner(runtime("exit3", "exit", "3"), runtime("term", "signal", "SIGTERM"))
     result = await run(runner, "exit3")
