@@ -372,19 +372,17 @@ class Job:
                 _spawn, argv, env, (stdin_r, stdout_w, stderr_w, theirs.fileno())
             )
         except OSError as exc:
-            for fd in (stdin_r, stdin_w, stdout_r, stdout_w, stderr_r, stderr_w):
+            for fd in (stdin_w, stdout_r, stderr_r):  # the node's ends (the finally: theirs)
                 if fd >= 0:
                     os.close(fd)
             ours.close()
-            theirs.close()
             raise RunnerRefused(
                 RunnerReason.START_FAILED, f"cannot start the shim: {exc}"
             ) from None
         finally:
             # The shim has its copies; the node keeps only its own ends.
             for fd in (stdin_r, stdout_w, stderr_w):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+                os.close(fd)
             theirs.close()
         try:
             self._pidfd = os.pidfd_open(self._proc.pid)
@@ -394,35 +392,51 @@ class Job:
         stdout = trio.lowlevel.FdStream(stdout_r)
         stderr = trio.lowlevel.FdStream(stderr_r)
         stdin = trio.lowlevel.FdStream(stdin_w) if stdin_w >= 0 else None
-        async with stdout, stderr:
-            first = await self._first_line()
-            if not first.startswith("started "):
-                self._shim_error = first.partition(" ")[2] if first.startswith("error ") else first
-                if stdin is not None:
-                    await stdin.aclose()
-                raise RunnerRefused(RunnerReason.START_FAILED, self._describe_error(first))
-            self._t0 = time.monotonic()
-            self._meter = (
-                CgroupMeter(self._leaf) if self._leaf is not None else TreeMeter(self._proc.pid)
-            )
-            log.info("compute job %s: %s started (pid %s)", self.id, rt.name, first.split()[1])
-            task_status.started()
-            try:
-                async with trio.open_nursery() as tasks:
-                    self._tasks = tasks
-                    if stdin is not None:
-                        tasks.start_soon(self._pump, stdin, data)
-                    tasks.start_soon(self._watch_limits)
-                    async with trio.open_nursery() as readers:
-                        readers.start_soon(self._drain, stdout, self._out)
-                        readers.start_soon(self._drain, stderr, self._err)
-                        readers.start_soon(self._read_control)
-                        await self._wait_shim()
-                        readers.cancel_scope.deadline = trio.current_time() + DRAIN_TIMEOUT_S
-                    tasks.cancel_scope.cancel()
-            finally:
-                self._tasks = None  # a kill from now on is escalated by _stop
+        try:
+            await self._live(stdin, stdout, stderr, data, task_status)
+        finally:
+            for stream in (stdin, stdout, stderr):  # closing twice is harmless
+                if stream is not None:
+                    stream.close()  # not aclose: no checkpoint, even when cancelled
         await self._conclude()
+
+    async def _live(
+        self,
+        stdin: trio.lowlevel.FdStream | None,
+        stdout: trio.lowlevel.FdStream,
+        stderr: trio.lowlevel.FdStream,
+        data: bytes,
+        task_status: trio.TaskStatus[None],
+    ) -> None:
+        """From the shim's first word to its exit, the pipes drained."""
+        assert self._proc is not None
+        first = await self._first_line()
+        if not first.startswith("started "):
+            self._shim_error = first.partition(" ")[2] if first.startswith("error ") else first
+            raise RunnerRefused(RunnerReason.START_FAILED, self._describe_error(first))
+        self._t0 = time.monotonic()
+        self._meter = (
+            CgroupMeter(self._leaf) if self._leaf is not None else TreeMeter(self._proc.pid)
+        )
+        log.info(
+            "compute job %s: %s started (pid %s)", self.id, self.runtime.name, first.split()[1]
+        )
+        task_status.started()
+        try:
+            async with trio.open_nursery() as tasks:
+                self._tasks = tasks
+                if stdin is not None:
+                    tasks.start_soon(self._pump, stdin, data)
+                tasks.start_soon(self._watch_limits)
+                async with trio.open_nursery() as readers:
+                    readers.start_soon(self._drain, stdout, self._out)
+                    readers.start_soon(self._drain, stderr, self._err)
+                    readers.start_soon(self._read_control)
+                    await self._wait_shim()
+                    readers.cancel_scope.deadline = trio.current_time() + DRAIN_TIMEOUT_S
+                tasks.cancel_scope.cancel()
+        finally:
+            self._tasks = None  # a kill from now on is escalated by _stop
 
     async def _first_line(self) -> str:
         assert self._control is not None

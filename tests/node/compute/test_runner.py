@@ -404,3 +404,26 @@ async def test_jobs_run_as_the_configured_user_in_a_private_directory(
     assert cwd.parent == runner.work.path
     assert not await trio.Path(cwd).exists()  # removed after the job
     assert (await trio.Path(runner.work.path).stat()).st_mode & 0o777 == 0o711
+
+
+async def test_jobs_leave_no_descriptor_open_in_the_node(
+    open_runner: OpenRunner, broken_script: Path
+) -> None:
+    runner = await open_runner(
+        runtime("echo", "echo"),
+        runtime("sleep", "sleep"),
+        runtime("files", "reverse_file", "input", "-", input="file"),
+        RuntimeConfig(name="broken", command=(str(broken_script),)),
+    )
+    await run(runner, "echo", b"warm up")  # trio's own threads and wakeup fds
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        assert (await run(runner, "echo", b"x")).output == b"x"
+        assert (await run(runner, "files", b"ab")).output == b"ba"
+        with pytest.raises(RunnerRefused):
+            async with runner.job("broken", b""):
+                pass
+        with trio.move_on_after(0.2):
+            async with runner.job("sleep", b""):
+                await trio.sleep_forever()
+    assert len(os.listdir("/proc/self/fd")) == before
