@@ -66,6 +66,8 @@ _EVEN = int.from_bytes(b"\xff\xff\x00\x00" * (LANES_BYTES // 4), "little")
 _ODD = _EVEN << 16
 _ALL = (1 << (8 * LANES_BYTES)) - 1
 _ONES = int.from_bytes(b"\x01\x00" * (LANES_BYTES // 2), "little")
+#: Heads summed before the lane sums are reduced (below 2^16: see advance).
+_FOLD = 1 << 15
 
 
 def _add(a: int, b: int) -> int:
@@ -107,16 +109,28 @@ class HeadsSum:
     def advance(self, moves: Iterable[tuple[bytes, int, int]]) -> HeadsSum:
         """The state after each ``(author, old seq, new seq)`` move; an old
         seq of 0 is a new chain (nothing to take out)."""
-        added = removed = 0
+        # Sums of the even and of the odd lanes apart, each lane with the 16
+        # bits above it free for its carries: no masking per head, and one
+        # mask reduces every lane mod 2^16 (before 2^16 heads could fill
+        # those 16 bits).
+        sums = [0, 0, 0, 0]  # added even, added odd, removed even, removed odd
         chains = self.chains
-        for author, old, new in moves:
+        for n, (author, old, new) in enumerate(moves, 1):
             if not old < new:
                 raise ValueError(f"a head only advances, not from {old} to {new}")
-            added = _add(added, head_lanes(author, new))
+            lanes = head_lanes(author, new)
+            sums[0] += lanes & _EVEN
+            sums[1] += lanes & _ODD
             if old:
-                removed = _add(removed, head_lanes(author, old))
+                lanes = head_lanes(author, old)
+                sums[2] += lanes & _EVEN
+                sums[3] += lanes & _ODD
             else:
                 chains += 1
+            if n % _FOLD == 0:
+                sums = [x & m for x, m in zip(sums, (_EVEN, _ODD, _EVEN, _ODD), strict=True)]
+        added = (sums[0] & _EVEN) | (sums[1] & _ODD)
+        removed = (sums[2] & _EVEN) | (sums[3] & _ODD)
         state = _add(_add(int.from_bytes(self.lanes, "little"), added), _neg(removed))
         return HeadsSum(chains, state.to_bytes(LANES_BYTES, "little"))
 

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mycelia.node import wire
-from mycelia.node.store import Store
+from mycelia.node.store import Store, summary
 from mycelia.node.store.summary import (
     LANES_BYTES,
     HeadsSum,
@@ -108,6 +108,23 @@ def test_any_order_and_batching_gives_the_state_of_the_final_heads(
         state = state.advance(batch)
     assert state == HeadsSum.of(final.items())
     assert state.chains == len(final)
+
+
+@settings(max_examples=20)
+@given(histories(), st.integers(1, 4))
+def test_reducing_the_lane_sums_within_a_batch_changes_nothing(
+    history: tuple[dict[bytes, int], list[list[tuple[bytes, int, int]]]], fold: int
+) -> None:
+    """``advance`` reduces its lane sums every ``_FOLD`` (2^15) heads; at
+    any other period the result is the same."""
+    moves = [m for batch in history[1] for m in batch]
+    whole = HeadsSum().advance(moves)
+    original = summary._FOLD
+    summary._FOLD = fold
+    try:
+        assert HeadsSum().advance(moves) == whole
+    finally:
+        summary._FOLD = original
 
 
 @given(heads_sets, st.data())
