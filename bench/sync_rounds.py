@@ -76,14 +76,19 @@ def build(root: Path, authors: int) -> tuple[bytes, Path, Path, float]:
     return economy, one, two, applying / authors
 
 
-def upkeep(moves: int = 2000) -> float:
+def upkeep(moves: int = 2000, rounds: int = 5) -> float:
     """Seconds per head moved of the summary's upkeep in the apply
-    transaction (``HeadsSum.advance`` of a batch of existing chains)."""
+    transaction (``HeadsSum.advance`` of a batch of existing chains, each
+    moved by one: the worst case, one certificate per author), the best of
+    ``rounds``."""
     heads = [(i.to_bytes(32, "big"), 1) for i in range(moves)]
     state = HeadsSum.of(heads)
-    t0 = time.perf_counter()
-    state.advance((author, 1, 2) for author, _ in heads)
-    return (time.perf_counter() - t0) / moves
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        state.advance((author, 1, 2) for author, _ in heads)
+        best = min(best, time.perf_counter() - t0)
+    return best / moves
 
 
 class Peer:

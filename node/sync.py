@@ -5,10 +5,11 @@ every node also compares notes: on each new connection and every
 ``interval_s``, for every followed economy, it asks the peer for its
 summary of the economy (``summary``: certified entries, chains and a digest
 of their heads, fork slots and a digest of them — ``store/summary.py``),
-which the store keeps in O(1) per batch. When the heads parts are equal
-the two nodes hold the same chains and the round is over for that economy
-— the idle case, and by far the common one: one request of ~100 bytes
-each way, whatever the number of authors. Otherwise it asks for the
+which the store keeps up in O(1) per head a batch moves. When the heads
+parts are equal the two nodes hold the same chains and the round is over
+for that economy — the idle case, and by far the common one: a request
+of 43 bytes and an answer of at most 105, whatever the number of authors
+(``docs/sync.md``; ``bench/sync_rounds.py`` measures it). Otherwise it asks for the
 peer's heads (``author -> seq``) and fetches every chain range it lacks,
 in batches of ``batch`` certificates, over ``/mycelia/sync/1``. Fetched
 certificates go through the same path as gossip: verified in worker
