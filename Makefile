@@ -34,7 +34,7 @@ typecheck: $(STAMP)
 	mkdir -p .typecheck/mycelia
 	for p in protocol api client node cli testing; do ln -sfn ../../$$p .typecheck/mycelia/$$p; done
 	ln -sfn "$$($(BIN)/python -c 'import os, trio; print(os.path.dirname(trio.__file__))')" .typecheck/trio
-	cd .typecheck && ../$(BIN)/mypy --config-file ../pyproject.toml -p mycelia.protocol -p mycelia.api -p mycelia.client -p mycelia.node
+	cd .typecheck && ../$(BIN)/mypy --config-file ../pyproject.toml -p mycelia.protocol -p mycelia.api -p mycelia.client -p mycelia.node -p mycelia.testing
 
 test: lint typecheck
 	$(BIN)/python -m pytest
