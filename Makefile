@@ -25,7 +25,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# mypy --strict on protocol/ and node/ ([tool.mypy] in pyproject.toml). The
+# mypy --strict on protocol/, api/, client/, node/ and testing/, with no module
+# exempted ([tool.mypy] in pyproject.toml; docs/architecture.md, "Types"). The
 # editable install maps mycelia.* to top-level folders through an import hook
 # that mypy cannot follow, so .typecheck/ spells the names out in symlinks; and
 # .typecheck/trio points at trio's own annotations, ahead of the stale stubs
