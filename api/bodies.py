@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-from mycelia.api.codecs import Codec, Json, ref
+from mycelia.api.codecs import Codec, Json, Schema, ref
 from mycelia.api.encoding import (
     ParamError,
     amount_in,
@@ -52,6 +52,7 @@ __all__ = [
     "BODIES",
     "BODY",
     "KIND",
+    "Body",
     "BodyForm",
     "body_components",
     "body_in",
@@ -60,54 +61,70 @@ __all__ = [
 ]
 
 
-def _obj(required: list[str] | None, optional: dict[str, Any] | None = None, **props: Any) -> dict:
+class Body(Protocol):
+    """A protocol entry body (``protocol/kinds.py``): its class names its kind."""
+
+    kind: ClassVar[str]
+
+
+B = TypeVar("B", bound=Body)
+
+
+def _obj(
+    required: list[str] | None, optional: dict[str, Json] | None = None, **props: Json
+) -> Schema:
     """An object schema: ``props`` (all required when ``required`` is None)
     and ``optional`` ones; no other member."""
+    names: list[Json] = list(props if required is None else required)
     return {
         "type": "object",
-        "required": list(props) if required is None else required,
+        "required": names,
         "properties": {**props, **(optional or {})},
         "additionalProperties": False,
     }
 
 
 @dataclass(frozen=True, slots=True)
-class BodyForm:
+class BodyForm(Generic[B]):
     """One kind's body in JSON. ``schema`` is the body's object schema;
     ``component`` names it in the document's components (it is then
     referred to), else it is written inline in ``Body``."""
 
     kind: str
-    schema: dict[str, Any]
+    schema: Schema
     #: the members it must have, and those it may
     required: frozenset[str]
     optional: frozenset[str]
-    dump: Callable[[Any], dict[str, Json]]
+    dump: Callable[[B], dict[str, Json]]
     #: ``load(value, field)``: value is an object holding the required
     #: members and no unknown one (checked before)
-    load: Callable[[dict[str, Any], str], Any]
+    load: Callable[[dict[str, object], str], B]
     component: str | None = None
 
     @property
-    def reference(self) -> dict[str, Any]:
+    def reference(self) -> Schema:
         return ref(self.component) if self.component else self.schema
 
 
 def _form(
     kind: str,
-    schema: dict[str, Any],
-    dump: Callable[[Any], dict[str, Json]],
-    load: Callable[[dict[str, Any], str], Any],
+    schema: Schema,
+    dump: Callable[[B], dict[str, Json]],
+    load: Callable[[dict[str, object], str], B],
     component: str | None = None,
-) -> BodyForm:
-    required = frozenset(schema["required"])
-    return BodyForm(
-        kind, schema, required, frozenset(schema["properties"]) - required, dump, load, component
-    )
+) -> BodyForm[B]:
+    declared = schema["required"]
+    properties = schema["properties"]
+    # As _obj makes them: a list of names, an object of schemas.
+    assert isinstance(declared, list)
+    assert isinstance(properties, dict)
+    required = frozenset(str(name) for name in declared)
+    return BodyForm(kind, schema, required, frozenset(properties) - required, dump, load, component)
 
 
 # -- the foundation kinds ------------------------------------------------------------------
 
+P = TypeVar("P", Transfer, Mint)
 _PAYMENT = _obj(["to", "amount"], to=ref("Did"), amount=ref("Amount"), memo={"type": "string"})
 
 
@@ -115,8 +132,8 @@ def _payment_out(body: Transfer | Mint) -> dict[str, Json]:
     return {"to": did_out(body.to), "amount": amount_out(body.amount), "memo": body.memo}
 
 
-def _payment_in(cls: type[Transfer] | type[Mint]) -> Callable[[dict[str, Any], str], Any]:
-    def load(value: dict[str, Any], field: str) -> Any:
+def _payment_in(cls: type[P]) -> Callable[[dict[str, object], str], P]:
+    def load(value: dict[str, object], field: str) -> P:
         return cls(
             did_in(value["to"], f"{field}.to"),
             amount_in(value["amount"], f"{field}.amount"),
@@ -217,8 +234,8 @@ _AGGREGATE_FIELDS = {"metric", "sum", "min", "max"}
 
 
 def _fields(
-    value: Any, field: str, required: set[str], optional: frozenset[str] = frozenset()
-) -> dict[str, Any]:
+    value: object, field: str, required: set[str], optional: frozenset[str] = frozenset()
+) -> dict[str, object]:
     if type(value) is not dict:
         raise ParamError(field, "expected an object")
     for name in required - value.keys():
@@ -228,7 +245,7 @@ def _fields(
     return value
 
 
-def _list(value: Any, field: str, max_len: int) -> list[Any]:
+def _list(value: object, field: str, max_len: int) -> list[object]:
     if type(value) is not list:
         raise ParamError(field, "expected an array")
     if len(value) > max_len:
@@ -236,7 +253,7 @@ def _list(value: Any, field: str, max_len: int) -> list[Any]:
     return value
 
 
-def _device_register_in(value: dict[str, Any], field: str) -> DeviceRegister:
+def _device_register_in(value: dict[str, object], field: str) -> DeviceRegister:
     metrics = []
     for i, raw in enumerate(_list(value["metrics"], f"{field}.metrics", 16)):
         f = f"{field}.metrics[{i}]"
@@ -263,7 +280,7 @@ def _device_register_in(value: dict[str, Any], field: str) -> DeviceRegister:
     return body
 
 
-def _sensor_attest_in(value: dict[str, Any], field: str) -> SensorAttest:
+def _sensor_attest_in(value: dict[str, object], field: str) -> SensorAttest:
     rows = []
     for i, raw in enumerate(_list(value["devices"], f"{field}.devices", 16)):
         f = f"{field}.devices[{i}]"
@@ -297,7 +314,7 @@ def _sensor_attest_in(value: dict[str, Any], field: str) -> SensorAttest:
     )
 
 
-def _impact_claim_in(value: dict[str, Any], field: str) -> ImpactClaim:
+def _impact_claim_in(value: dict[str, object], field: str) -> ImpactClaim:
     attestations = _list(value["attestations"], f"{field}.attestations", 16)
     return ImpactClaim(
         hex_in(value["device"], f"{field}.device", size=32),
@@ -382,7 +399,7 @@ _IMPACT_CLAIM = _form(
 )
 
 #: kind -> its JSON form: every kind the RPC reads and writes.
-BODIES: dict[str, BodyForm] = {
+BODIES: dict[str, BodyForm[Any]] = {
     f.kind: f
     for f in (
         _TRANSFER,
@@ -397,15 +414,16 @@ BODIES: dict[str, BodyForm] = {
 }
 
 
-def body_out(body: Any) -> dict[str, Json]:
+def body_out(body: Body) -> dict[str, Json]:
     """A protocol body's JSON view."""
-    form = BODIES.get(getattr(body, "kind", None))  # type: ignore[arg-type]
+    kind = getattr(body, "kind", None)  # an entry's body is not typed (protocol.Entry)
+    form = BODIES.get(kind) if isinstance(kind, str) else None
     if form is None:
         raise TypeError(f"no JSON view for {type(body).__name__}")
     return form.dump(body)
 
 
-def body_in(kind: Any, value: Any, field: str = "body") -> Any:
+def body_in(kind: object, value: object, field: str = "body") -> Body:
     """The protocol body of ``kind`` from its JSON view."""
     if type(kind) is not str or kind not in BODIES:
         raise ParamError("kind", f"unknown kind; one of {', '.join(BODIES)}")
@@ -417,20 +435,21 @@ def body_in(kind: Any, value: Any, field: str = "body") -> Any:
     for name in value.keys() - form.required - form.optional:
         raise ParamError(f"{field}.{name}", "unknown field")
     try:
-        return form.load(value, field)
+        body: Body = form.load(value, field)  # BODIES holds every kind's form
     except Refused as exc:  # the protocol's own schema (e.g. a memo too long)
         raise ParamError(field, exc.detail or exc.reason.value) from None
+    return body
 
 
-def schemas() -> dict[str, dict[str, Any]]:
+def schemas() -> dict[str, Schema]:
     """``Kind`` and ``Body``, for the document's components (the bodies'
     own components: :func:`body_components`)."""
-    one_of: list[dict[str, Any]] = []
+    one_of: list[Json] = []
     for form in BODIES.values():
         if form.reference not in one_of:
             one_of.append(form.reference)
     return {
-        "Kind": {"enum": list(BODIES)},
+        "Kind": {"enum": [*BODIES]},
         "Body": {
             "description": "by kind: transfer/mint {to, amount, memo?}; burn {amount}; "
             "member.admit {member}; credit.set {member, limit}; device.register, "
@@ -441,21 +460,21 @@ def schemas() -> dict[str, dict[str, Any]]:
     }
 
 
-def body_components() -> dict[str, dict[str, Any]]:
+def body_components() -> dict[str, Schema]:
     """The bodies that are components of their own."""
     return {f.component: f.schema for f in BODIES.values() if f.component}
 
 
-class _Body(Codec):
+class _Body(Codec[Body]):
     """A body inside an entry view: written from the protocol body; read
     only with its kind (``EntryView`` does, through :func:`body_in`)."""
 
     __slots__ = ()
 
-    def dump(self, value: Any) -> Json:
+    def dump(self, value: Body) -> Json:
         return body_out(value)
 
-    def load(self, value: Json, field: str) -> Any:
+    def load(self, value: object, field: str) -> Body:
         raise TypeError("a body is read with its kind: body_in(kind, value)")
 
 
@@ -467,7 +486,7 @@ class _Kind(Choice):
     def __init__(self) -> None:
         Codec.__init__(self, ref("Kind"))
 
-    @property  # type: ignore[override]
+    @property
     def choices(self) -> tuple[str, ...]:
         return tuple(BODIES)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from hashlib import blake2b
+from typing import TypedDict, Unpack
 
 from mycelia.protocol import (
     Burn,
@@ -37,9 +38,10 @@ from mycelia.protocol import (
     assemble,
     smallest_quorum,
 )
-from mycelia.protocol.economy import ImpactPolicy, IssuedPolicy, MutualCreditPolicy
+from mycelia.protocol.economy import ImpactPolicy, IssuedPolicy, MutualCreditPolicy, Policy
 from mycelia.protocol.merkle import MerkleTree
 from mycelia.protocol.sensors import (
+    AttestedDevice,
     DeviceKey,
     DeviceRecord,
     DeviceRegister,
@@ -48,6 +50,7 @@ from mycelia.protocol.sensors import (
     Metric,
     P256DeviceKey,
     Reading,
+    SensorAttest,
     SignedReading,
     build_attestation,
 )
@@ -86,6 +89,7 @@ def genesis(
     total = sum(w)
     q = quorum if quorum is not None else smallest_quorum(total)
     steward_keys = tuple(s.public for s in stewards)
+    policy: Policy
     if kind == "mutual_credit":
         policy = MutualCreditPolicy(membership, steward_keys, default_limit)
     else:
@@ -154,6 +158,22 @@ def device_key(n: int, key_type: str = "ed25519") -> DeviceKey:
 
 def sign_genesis(g: Genesis, signers: Iterable[SigningKey]) -> SignedGenesis:
     return SignedGenesis.assemble(g, {k.public: g.sign(k) for k in signers})
+
+
+class RegistrationOptions(TypedDict, total=False):
+    """What :meth:`World.registration_body` takes besides the keys."""
+
+    metrics: Iterable[Metric]
+    device_kind: str
+
+
+def _row(cert: Certificate, device: bytes) -> AttestedDevice:
+    """``device``'s row in the ``sensor.attest`` that ``cert`` certifies."""
+    body = cert.entry.body
+    assert isinstance(body, SensorAttest), f"a {cert.entry.kind}, not an attestation"
+    row = body.row(device)
+    assert row is not None, "the attestation has no row for the device"
+    return row
 
 
 class World:
@@ -249,12 +269,16 @@ class World:
         return DeviceRegister.make(dev, self.id, owner.public, device_kind, host.public, metrics)
 
     def register(
-        self, owner: SigningKey, dev: DeviceKey, host: SigningKey, **kw: object
+        self,
+        owner: SigningKey,
+        dev: DeviceKey,
+        host: SigningKey,
+        **kw: Unpack[RegistrationOptions],
     ) -> Certificate:
-        return self.commit(owner, self.registration_body(owner, dev, host, **kw))  # type: ignore[arg-type]
+        return self.commit(owner, self.registration_body(owner, dev, host, **kw))
 
     def device_record(self, dev: DeviceKey) -> DeviceRecord | None:
-        raw = self.ledger.state.get_record(DeviceRecord.key(dev.device))  # type: ignore[attr-defined]
+        raw = self.ledger.state.get_record(DeviceRecord.key(dev.device))
         return None if raw is None else DeviceRecord.decode(raw)
 
     def readings(
@@ -278,12 +302,12 @@ class World:
 
     def attest_body(
         self, readings: Iterable[SignedReading]
-    ) -> tuple[object, MerkleTree, list[SignedReading]]:
+    ) -> tuple[SensorAttest, MerkleTree, list[SignedReading]]:
         """The attestation of ``readings``, naming each device's registration here."""
         batch = list(readings)
         regs = {}
         for r in batch:
-            raw = self.ledger.state.get_record(DeviceRecord.key(r.reading.device))  # type: ignore[attr-defined]
+            raw = self.ledger.state.get_record(DeviceRecord.key(r.reading.device))
             assert raw is not None, "attesting a device not registered here"
             regs[r.reading.device] = DeviceRecord.decode(raw).registration
         return build_attestation(batch, regs)
@@ -315,7 +339,7 @@ class World:
         """A claim of ``dev`` over ``attestations``; by default exactly their
         range and the sum of the economy metric in them."""
         certs = list(attestations)
-        rows = [c.entry.body.row(dev.device) for c in certs]  # type: ignore[attr-defined]
+        rows = [_row(c, dev.device) for c in certs]
         metric = self.economy.impact.metric
         computed = sum((a.sum if (a := row.aggregate(metric)) is not None else 0) for row in rows)
         return ImpactClaim(
