@@ -94,6 +94,7 @@ __all__ = [
     "MutualCreditPolicy",
     "SignedGenesis",
     "Validator",
+    "max_channel_ms",
     "smallest_quorum",
 ]
 
@@ -203,6 +204,13 @@ class ImpactPolicy:
 
 
 Policy = MutualCreditPolicy | IssuedPolicy | ImpactPolicy
+
+
+def max_channel_ms(policy: Policy) -> int:
+    """The ``max_channel_ms`` in force under ``policy``: the one written in
+    the genesis, else :data:`DEFAULT_MAX_CHANNEL_MS`."""
+    written = policy.max_channel_ms
+    return DEFAULT_MAX_CHANNEL_MS if written is None else written
 
 
 def smallest_quorum(total_weight: int) -> int:
@@ -413,8 +421,7 @@ class Economy:
     def max_channel_ms(self) -> int:
         """The longest a ``channel.open`` may lock its escrow (its expiry
         at most this far past the validator's clock), in every kind."""
-        written = self.genesis.policy.max_channel_ms
-        return DEFAULT_MAX_CHANNEL_MS if written is None else written
+        return max_channel_ms(self.genesis.policy)
 
     @property
     def default_limit(self) -> int:
