@@ -65,6 +65,7 @@ every field; amounts are 1 … 2**63-1 (``final`` may be 0), times 0 …
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -452,14 +453,18 @@ class ChannelState:
         return self.expiry_ms + REFUND_SKEW_MS
 
 
-def channel_state(records: RecordReader, channel: bytes) -> ChannelState | None:
+def channel_state(
+    records: RecordReader | Callable[[bytes], bytes | None], channel: bytes
+) -> ChannelState | None:
     """The channel opened by the entry ``channel``, or None if no open with
-    that id is applied in ``records``."""
-    raw = records.get_record(ChannelRecord.key(channel))
+    that id is applied in ``records`` (a reader, or a function from record
+    key to value such as a store's lookup in one economy)."""
+    get = records if callable(records) else records.get_record
+    raw = get(ChannelRecord.key(channel))
     if raw is None:
         return None
     rec = ChannelRecord.decode(raw)
-    settled = records.get_record(Settlement.key(channel))
+    settled = get(Settlement.key(channel))
     return ChannelState(
         channel,
         rec.consumer,
