@@ -70,11 +70,11 @@ from mycelia.protocol.channels import (
     ChannelOpen,
     ChannelRecord,
     ChannelRefund,
-    ChannelState,
     Settlement,
     channel_state,
     check_release,
     check_voucher,
+    require_unsettled,
 )
 from mycelia.protocol.context import Context, Kind
 from mycelia.protocol.reasons import NeedCertificate, Reason, Refused
@@ -90,14 +90,6 @@ def _mismatch(what: str, body: Any, held: Any) -> Refused:
     return Refused(
         Reason.CHANNEL_MISMATCH, f"the body's {what} {body!r} is not the channel's {held!r}"
     )
-
-
-def _not_settled(channel: ChannelState) -> None:
-    if channel.settlement is not None:
-        raise Refused(
-            Reason.CHANNEL_SETTLED,
-            f"channel {channel.id.hex()} was settled by {channel.settlement.entry.hex()}",
-        )
 
 
 def _settle(ctx: Context, channel: bytes, to_provider: int, to_consumer: int) -> None:
@@ -234,7 +226,7 @@ class ChannelRefundRule(Kind):
         if b.release is not None:
             check_release(e.economy, channel, b.release.signed(e.economy, b.channel))
         else:
-            _not_settled(channel)
+            require_unsettled(channel)
             now = ctx.now()
             if now <= channel.refund_after_ms:
                 raise Refused(

@@ -100,6 +100,7 @@ __all__ = [
     "channel_state",
     "check_release",
     "check_voucher",
+    "require_unsettled",
     "supersedes",
 ]
 
@@ -476,18 +477,25 @@ def channel_state(
     )
 
 
-def _open_channel(
-    economy: bytes, channel: ChannelState, economy_of: bytes, channel_of: bytes
-) -> None:
-    if economy_of != economy:
-        raise Refused(Reason.WRONG_ECONOMY, "signed for another economy")
-    if channel_of != channel.id:
-        raise Refused(Reason.WRONG_CHANNEL, f"signed for channel {channel_of.hex()}")
+def require_unsettled(channel: ChannelState) -> None:
+    """``channel_settled`` once a close or a refund of ``channel`` is applied."""
     if channel.settlement is not None:
         raise Refused(
             Reason.CHANNEL_SETTLED,
             f"channel {channel.id.hex()} was settled by {channel.settlement.entry.hex()}",
         )
+
+
+def _signed_for(
+    economy: bytes, channel: ChannelState, economy_of: bytes, channel_of: bytes
+) -> None:
+    """What a voucher or a release was signed for is this economy's ``channel``,
+    which is still open."""
+    if economy_of != economy:
+        raise Refused(Reason.WRONG_ECONOMY, "signed for another economy")
+    if channel_of != channel.id:
+        raise Refused(Reason.WRONG_CHANNEL, f"signed for channel {channel_of.hex()}")
+    require_unsettled(channel)
 
 
 def check_voucher(economy: bytes, channel: ChannelState, signed: SignedVoucher) -> None:
@@ -497,7 +505,7 @@ def check_voucher(economy: bytes, channel: ChannelState, signed: SignedVoucher) 
     (``voucher_over_escrow``), signed by the consumer (``bad_key`` /
     ``voucher_bad_sig``). ``channel.close`` runs exactly this."""
     v = signed.voucher
-    _open_channel(economy, channel, v.economy, v.channel)
+    _signed_for(economy, channel, v.economy, v.channel)
     if v.cumulative > channel.amount:
         raise Refused(
             Reason.VOUCHER_OVER_ESCROW,
@@ -512,7 +520,7 @@ def check_release(economy: bytes, channel: ChannelState, signed: SignedRelease) 
     ``release_over_escrow``, then ``bad_key`` / ``release_bad_sig`` (signed
     by the provider). ``channel.refund`` runs exactly this."""
     r = signed.release
-    _open_channel(economy, channel, r.economy, r.channel)
+    _signed_for(economy, channel, r.economy, r.channel)
     if r.final > channel.amount:
         raise Refused(
             Reason.RELEASE_OVER_ESCROW, f"release of {r.final} but the escrow is {channel.amount}"
@@ -558,7 +566,7 @@ class ChannelClose:
     voucher's cumulative) and return the rest of ``escrow`` to ``consumer``.
     Build it with :meth:`of`."""
 
-    kind: ClassVar[str] = "channel.close"
+    kind: ClassVar[str] = CLOSE
     channel: bytes
     amount: int
     voucher_sig: bytes
@@ -626,7 +634,7 @@ class ChannelRefund:
     expiry or at once with the provider's release (``release`` None: none).
     Build it with :meth:`of`."""
 
-    kind: ClassVar[str] = "channel.refund"
+    kind: ClassVar[str] = REFUND
     channel: bytes
     release: ReleaseTerms | None
     #: copies of the open's provider and amount (see the module docstring)
