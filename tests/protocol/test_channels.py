@@ -47,6 +47,8 @@ from mycelia.protocol.channels import (
 from mycelia.protocol.context import Context
 from mycelia.protocol.domains import RELEASE, VOUCHER
 from mycelia.protocol.economy import Economy, Genesis, IssuedPolicy, MutualCreditPolicy
+from mycelia.protocol.entries import MAX_ENTRY_BYTES, Entry
+from mycelia.protocol.ledger import MAX_SKEW_MS
 from mycelia.protocol.locks import resources
 from mycelia.protocol.reasons import NeedAdmission, NeedCertificate, is_final
 from mycelia.protocol.schema import INT64_MAX
@@ -299,6 +301,23 @@ def test_the_clock_decides_expiry_and_a_check_without_one_uses_the_entry_ts() ->
     assert check(w, signed) is Reason.CHANNEL_NOT_EXPIRED  # ts is before expiry
     assert check(w, signed, now_ms=expiry + REFUND_SKEW_MS) is Reason.CHANNEL_NOT_EXPIRED
     assert w.ledger.check(signed, now_ms=expiry + REFUND_SKEW_MS + 1).ok
+
+
+def test_the_refund_margin_is_the_entry_timestamp_tolerance() -> None:
+    assert REFUND_SKEW_MS == MAX_SKEW_MS  # docs/compute.md, "Clocks"
+
+
+def test_the_largest_channel_entries_fit_an_entry() -> None:
+    w = mutual()
+    top = b"\xff" * 32
+    for body in (
+        ChannelOpen(PROVIDER.public, INT64_MAX, INT64_MAX, top),
+        ChannelClose(top, INT64_MAX, bytes(64), CONSUMER.public, INT64_MAX),
+        ChannelRefund(top, ReleaseTerms(INT64_MAX, bytes(64)), PROVIDER.public, INT64_MAX),
+    ):
+        signed = w.entry(CONSUMER, body, seq=(1 << 63) - 1, prev=top, ts_ms=INT64_MAX)
+        assert len(signed.entry.encode()) <= MAX_ENTRY_BYTES
+        assert Entry.decode(signed.entry.encode()) == signed.entry
 
 
 def test_the_close_has_no_clock_and_works_after_expiry() -> None:
