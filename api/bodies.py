@@ -1,6 +1,7 @@
 """Entry bodies in JSON, one :class:`BodyForm` per entry kind: its schema,
 how a protocol body is written (``docs/rpc.md``, "Encoding"; the sensor
-kinds: ``docs/sensors.md``) and how it is read back — through the
+kinds: ``docs/sensors.md``; the channel kinds: ``docs/compute.md``) and how
+it is read back — through the
 protocol's own constructors, so a body from JSON is held to exactly the
 protocol's schema (an amount of 0 is refused there).
 
@@ -33,12 +34,16 @@ from mycelia.api.encoding import (
 from mycelia.api.scalars import Choice
 from mycelia.protocol import (
     Burn,
+    ChannelClose,
+    ChannelOpen,
+    ChannelRefund,
     CreditSet,
     MemberAdmit,
     Mint,
     Refused,
     Transfer,
 )
+from mycelia.protocol.channels import NO_OFFER, ReleaseTerms
 from mycelia.protocol.sensors import (
     Aggregate,
     AttestedDevice,
@@ -398,6 +403,138 @@ _IMPACT_CLAIM = _form(
     "ImpactClaimBody",
 )
 
+# -- the compute channel kinds (docs/compute.md) -----------------------------------------------
+
+_NATURAL_AMOUNT = {
+    "type": "string",
+    "pattern": "^(0|[1-9][0-9]{0,18})$",
+    "description": "an amount as a decimal string, may be 0",
+}
+_RELEASE_FIELDS = {"final", "signature"}
+
+
+def _channel_open_out(body: ChannelOpen) -> dict[str, Json]:
+    return {
+        "provider": did_out(body.provider),
+        "amount": amount_out(body.amount),
+        "expiry_ms": body.expiry_ms,
+        "offer": hex_out(body.offer) if body.offer else None,
+    }
+
+
+def _channel_open_in(value: dict[str, Any], field: str) -> ChannelOpen:
+    offer = value.get("offer")
+    return ChannelOpen(
+        did_in(value["provider"], f"{field}.provider"),
+        amount_in(value["amount"], f"{field}.amount"),
+        int_in(value["expiry_ms"], f"{field}.expiry_ms"),
+        NO_OFFER if offer is None else hex_in(offer, f"{field}.offer", size=32),
+    )
+
+
+def _channel_close_out(body: ChannelClose) -> dict[str, Json]:
+    return {
+        "channel": hex_out(body.channel),
+        "amount": amount_out(body.amount),
+        "voucher_sig": hex_out(body.voucher_sig),
+        "consumer": did_out(body.consumer),
+        "escrow": amount_out(body.escrow),
+    }
+
+
+def _channel_close_in(value: dict[str, Any], field: str) -> ChannelClose:
+    return ChannelClose(
+        hex_in(value["channel"], f"{field}.channel", size=32),
+        amount_in(value["amount"], f"{field}.amount"),
+        hex_in(value["voucher_sig"], f"{field}.voucher_sig", size=64),
+        did_in(value["consumer"], f"{field}.consumer"),
+        amount_in(value["escrow"], f"{field}.escrow"),
+    )
+
+
+def _channel_refund_out(body: ChannelRefund) -> dict[str, Json]:
+    release = body.release
+    return {
+        "channel": hex_out(body.channel),
+        "release": None
+        if release is None
+        else {"final": amount_out(release.final), "signature": hex_out(release.signature)},
+        "provider": did_out(body.provider),
+        "escrow": amount_out(body.escrow),
+    }
+
+
+def _channel_refund_in(value: dict[str, Any], field: str) -> ChannelRefund:
+    raw = value.get("release")
+    release = None
+    if raw is not None:
+        r = _fields(raw, f"{field}.release", _RELEASE_FIELDS)
+        final = amount_in(r["final"], f"{field}.release.final", negative=True)
+        if final < 0:
+            raise ParamError(f"{field}.release.final", "must be at least 0")
+        release = ReleaseTerms(final, hex_in(r["signature"], f"{field}.release.signature", size=64))
+    return ChannelRefund(
+        hex_in(value["channel"], f"{field}.channel", size=32),
+        release,
+        did_in(value["provider"], f"{field}.provider"),
+        amount_in(value["escrow"], f"{field}.escrow"),
+    )
+
+
+_CHANNEL_OPEN = _form(
+    ChannelOpen.kind,
+    _obj(
+        ["provider", "amount", "expiry_ms"],
+        {
+            "offer": {
+                "oneOf": [ref("Id"), {"type": "null"}],
+                "description": "the id of the provider's offer, or null",
+            }
+        },
+        provider=ref("Did"),
+        amount={**ref("Amount"), "description": "what the escrow locks"},
+        expiry_ms={"type": "integer", "minimum": 0, "description": "ms since the Unix epoch"},
+    ),
+    _channel_open_out,
+    _channel_open_in,
+    "ChannelOpenBody",
+)
+_CHANNEL_CLOSE = _form(
+    ChannelClose.kind,
+    _obj(
+        None,
+        channel={**ref("Id"), "description": "the channel.open entry's id"},
+        amount={**ref("Amount"), "description": "the voucher's cumulative amount"},
+        voucher_sig=ref("Signature"),
+        consumer={**ref("Did"), "description": "the channel's consumer (checked)"},
+        escrow={**ref("Amount"), "description": "the channel's amount (checked)"},
+    ),
+    _channel_close_out,
+    _channel_close_in,
+    "ChannelCloseBody",
+)
+_CHANNEL_REFUND = _form(
+    ChannelRefund.kind,
+    _obj(
+        ["channel", "provider", "escrow"],
+        {
+            "release": {
+                "oneOf": [
+                    _obj(None, final=_NATURAL_AMOUNT, signature=ref("Signature")),
+                    {"type": "null"},
+                ],
+                "description": "the provider's release; null: refund after expiry",
+            }
+        },
+        channel={**ref("Id"), "description": "the channel.open entry's id"},
+        provider={**ref("Did"), "description": "the channel's provider (checked)"},
+        escrow={**ref("Amount"), "description": "the channel's amount (checked)"},
+    ),
+    _channel_refund_out,
+    _channel_refund_in,
+    "ChannelRefundBody",
+)
+
 #: kind -> its JSON form: every kind the RPC reads and writes.
 BODIES: dict[str, BodyForm[Any]] = {
     f.kind: f
@@ -410,6 +547,9 @@ BODIES: dict[str, BodyForm[Any]] = {
         _DEVICE_REGISTER,
         _SENSOR_ATTEST,
         _IMPACT_CLAIM,
+        _CHANNEL_OPEN,
+        _CHANNEL_CLOSE,
+        _CHANNEL_REFUND,
     )
 }
 
@@ -454,7 +594,8 @@ def schemas() -> dict[str, Schema]:
             "description": "by kind: transfer/mint {to, amount, memo?}; burn {amount}; "
             "member.admit {member}; credit.set {member, limit}; device.register, "
             "sensor.attest, impact.claim: docs/sensors.md (counters are integers, metric "
-            "values decimal strings)",
+            "values decimal strings); channel.open, channel.close, channel.refund: "
+            "docs/compute.md",
             "oneOf": one_of,
         },
     }

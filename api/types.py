@@ -56,7 +56,13 @@ from mycelia.protocol import (
     SignedGenesis,
     did_decode,
 )
-from mycelia.protocol.economy import ImpactPolicy, IssuedPolicy, MutualCreditPolicy
+from mycelia.protocol.channels import DEFAULT_MAX_CHANNEL_MS
+from mycelia.protocol.economy import (
+    ImpactPolicy,
+    IssuedPolicy,
+    MutualCreditPolicy,
+    max_channel_ms,
+)
 from mycelia.protocol.impact import Claimable as ProtocolClaimable
 from mycelia.protocol.reasons import Need, NeedAdmission, NeedCertificate, NeedChain
 from mycelia.protocol.sensors import MAX_SIGNED_READING_BYTES
@@ -374,6 +380,12 @@ class EconomyView(Record):
     genesis: SignedGenesis = member(Decoded(SignedGenesis, HEX.schema), "the signed genesis' bytes")
     accounts: int = member(NAT, "accounts with any state on this node", default=0)
     certificates: int = member(NAT, "certified entries this node holds", default=0)
+    #: the default from nodes that predate compute channels
+    max_channel_ms: int = member(
+        integer(1),
+        "the longest a channel.open may lock its escrow, in ms (policy max_channel_ms)",
+        default=DEFAULT_MAX_CHANNEL_MS,
+    )
 
     @classmethod
     def of(cls, signed: SignedGenesis, accounts: int = 0, certificates: int = 0) -> EconomyView:
@@ -415,6 +427,7 @@ class EconomyView(Record):
             genesis=signed,
             accounts=accounts,
             certificates=certificates,
+            max_channel_ms=max_channel_ms(policy),
         )
 
 

@@ -28,8 +28,10 @@ __all__ = [
     "ID_SIZE",
     "MERKLE",
     "READING",
+    "RELEASE",
     "RESOURCE",
     "VOTE",
+    "VOUCHER",
     "Domain",
 ]
 
@@ -81,3 +83,11 @@ MERKLE = Domain("merkle", 1)
 #: Fork evidence ``["fork", 1, cert, cert]`` (``forks.py``): its id names a
 #: pair of conflicting certificates.
 FORK = Domain("fork", 1)
+
+# -- compute payment channels (channels.py, docs/compute.md) ----------------------------
+#: A consumer's voucher ``["voucher", 1, economy, channel, cumulative]``: the
+#: consumer signs its id, promising ``cumulative`` to the channel's provider.
+VOUCHER = Domain("voucher", 1)
+#: A provider's release ``["release", 1, economy, channel, final]``: the
+#: provider signs its id, letting the consumer refund at once, paying ``final``.
+RELEASE = Domain("release", 1)

@@ -10,7 +10,9 @@ to make an economy outside a steward's ``economy create``.
 A :class:`World` holds one economy with its validator keys and an
 in-memory ledger, and builds each author's next entry from the ledger's
 view of that author's chain (seq, prev), so tests read as the story they
-tell. Imports only ``mycelia.protocol``.
+tell (payments, sensors, compute channels). Its ``clock`` is the
+timestamp of the last entry it built; checks without a clock of their own
+read the entry's. Imports only ``mycelia.protocol``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from typing import TypedDict, Unpack
 from mycelia.protocol import (
     Burn,
     Certificate,
+    ChannelClose,
+    ChannelOpen,
+    ChannelRefund,
+    ChannelState,
     CreditSet,
     Economy,
     Entry,
@@ -29,13 +35,18 @@ from mycelia.protocol import (
     Ledger,
     MemberAdmit,
     Mint,
+    Release,
     SignedEntry,
     SignedGenesis,
+    SignedRelease,
+    SignedVoucher,
     SigningKey,
     Transfer,
     Validator,
     Vote,
+    Voucher,
     assemble,
+    channel_state,
     smallest_quorum,
 )
 from mycelia.protocol.economy import ImpactPolicy, IssuedPolicy, MutualCreditPolicy, Policy
@@ -349,3 +360,38 @@ class World:
             tuple(c.entry_id for c in certs),
             computed if total is None else total,
         )
+
+    # -- compute channels ------------------------------------------------------------------
+
+    def open_channel(
+        self,
+        consumer: SigningKey,
+        provider: SigningKey,
+        amount: int,
+        *,
+        lasts_ms: int = 3_600_000,
+        offer: bytes = b"",
+    ) -> Certificate:
+        """``consumer`` opens a channel to ``provider`` expiring ``lasts_ms``
+        after the entry's timestamp; the certificate's entry id is the channel id."""
+        return self.commit(
+            consumer, ChannelOpen(provider.public, amount, self.clock + 1 + lasts_ms, offer)
+        )
+
+    def channel(self, channel: bytes) -> ChannelState:
+        state = channel_state(self.ledger.state, channel)
+        assert state is not None, "no such channel here"
+        return state
+
+    def voucher(self, consumer: SigningKey, channel: bytes, cumulative: int) -> SignedVoucher:
+        return Voucher(self.id, channel, cumulative).sign(consumer)
+
+    def release(self, provider: SigningKey, channel: bytes, final: int) -> SignedRelease:
+        return Release(self.id, channel, final).sign(provider)
+
+    def close_body(self, consumer: SigningKey, channel: bytes, cumulative: int) -> ChannelClose:
+        """The provider's close of ``channel`` with ``consumer``'s voucher for ``cumulative``."""
+        return ChannelClose.of(self.channel(channel), self.voucher(consumer, channel, cumulative))
+
+    def refund_body(self, channel: bytes, release: SignedRelease | None = None) -> ChannelRefund:
+        return ChannelRefund.of(self.channel(channel), release)
