@@ -178,6 +178,10 @@ def test_consumer_refusals() -> None:
     assert decide(report(o, j, 2, mid(6), price_=right - 1)) is Reason.PRICE_MISMATCH
     assert decide(report(o, j, 2, mid(6)), escrow=right - 1) is Reason.OVER_ESCROW
     assert decide(report(o, j, 2, mid(6)), max_spend=right - 1) is Reason.OVER_MAX_SPEND
+    stop = consumer_decide(o, j, first, report(o, j, 2, mid(6)), escrow=right - 1, max_spend=right)
+    assert isinstance(stop, Stop)
+    assert stop.error() == ErrorFrame("over_escrow", stop.detail)
+    assert stop.detail == f"base 0 + price {right} > escrow {right - 1}"
     # At the bounds exactly, it pays.
     exact = consumer_decide(o, j, first, report(o, j, 2, mid(6)), escrow=right, max_spend=right)
     assert exact == Pay(right)

@@ -110,7 +110,7 @@ def test_usage_report_bytes_id_and_signature() -> None:
     assert r.id == blake2b(b"mycelia/usage/1\0" + data, digest_size=32).digest()
     assert keys.verify(PROVIDER.public, COMPUTE_USAGE, r.id, USAGE.signature)
     assert SignedUsage.decode(USAGE.encode()) == USAGE
-    assert USAGE.verify(PROVIDER.public) == r.id
+    assert USAGE.verify(PROVIDER.public) == r.id == USAGE.id
     with pytest.raises(ValueError, match="provider"):
         r.sign(keys.SigningKey(bytes(32)))
 
@@ -232,6 +232,9 @@ def test_job_refusals(data: bytes, reason: Reason) -> None:
 def test_frames_refuse_wrong_values_when_built() -> None:
     refused(Reason.MALFORMED, OfferFrame, signed_offer().offer)  # type: ignore[arg-type]
     refused(Reason.MALFORMED, JobFrame, J.to_wire())  # type: ignore[arg-type]
+    refused(Reason.MALFORMED, UsageFrame, USAGE.report)  # type: ignore[arg-type]
+    refused(Reason.MALFORMED, ResultFrame, 0, "completed", b"", FINAL.report)  # type: ignore[arg-type]
+    refused(Reason.MALFORMED, SignedUsage, USAGE.encode(), USAGE.signature)  # type: ignore[arg-type]
     refused(Reason.MALFORMED, UsageFrame, FINAL)
     refused(Reason.MALFORMED, ResultFrame, 0, "completed", b"", USAGE)
     refused(Reason.TOO_LARGE, InlineInput, b"x" * (MAX_INLINE_INPUT_BYTES + 1))
@@ -350,6 +353,20 @@ def test_an_oversize_length_is_refused_before_its_body() -> None:
     early = FrameReader(100)
     early.feed(b"\xff")  # 127 + more to come: already past 100
     refused(Reason.TOO_LARGE, early.next_frame)
+
+
+def test_a_broken_reader_stays_broken_and_bounds_are_checked() -> None:
+    reader = FrameReader(10)
+    reader.feed(b"\x0b")  # 11 > 10
+    refused(Reason.TOO_LARGE, reader.next_frame)
+    refused(Reason.TOO_LARGE, reader.next_frame)
+    refused(Reason.TOO_LARGE, reader.wanted)
+    refused(Reason.TOO_LARGE, reader.end)
+    assert reader.buffered == 0
+    with pytest.raises(ValueError, match="negative"):
+        FrameReader(-1)
+    with pytest.raises(ValueError, match="negative"):
+        uvarint(-1)
 
 
 def test_bad_prefixes() -> None:

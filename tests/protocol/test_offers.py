@@ -163,6 +163,14 @@ def test_runtime_names(name: str) -> None:
     refused(Reason.MALFORMED, Runtime, name, LIMITS, PRICES)
 
 
+def test_nested_values_must_have_their_types() -> None:
+    refused(Reason.MALFORMED, Runtime, "a", LIMITS.to_wire(), PRICES)  # type: ignore[arg-type]
+    refused(Reason.MALFORMED, Runtime, "a", LIMITS, PRICES.to_wire())  # type: ignore[arg-type]
+    refused(Reason.MALFORMED, offer, runtimes=(("a", LIMITS, PRICES),))
+    refused(Reason.MALFORMED, SignedOffer, offer().to_wire(), bytes(64))  # type: ignore[arg-type]
+    refused(Reason.MALFORMED, SignedOffer, offer(), bytes(63))
+
+
 def test_good_runtime_names() -> None:
     for name in ["a", "0", "python3.12", "wasm-small_v2", "a" * 32]:
         assert Runtime(name, LIMITS, PRICES).name == name
@@ -268,6 +276,20 @@ def test_batch_bounds() -> None:
     refused(Reason.TOO_LARGE, decode_offer_batch, b"\x93" + b"\x00" * MAX_BATCH_BYTES)
     big = codec.encode(["offers", 1, [b"\x00" * (MAX_SIGNED_OFFER_BYTES + 1)]])
     refused(Reason.TOO_LARGE, decode_offer_batch, big)
+
+
+def test_a_batch_past_the_size_bound_is_not_built() -> None:
+    lim = LIMITS
+    wide = offer(
+        runtimes=tuple(Runtime(f"runtime-{i:02}-" + "x" * 21, lim, PRICES) for i in range(16)),
+        addrs=tuple(f"/dns/{i}/" + "y" * 240 for i in range(MAX_ADDRS)),
+    ).sign(PROVIDER)
+    assert len(wide.encode()) > 3_000
+    count = MAX_BATCH_BYTES // len(wide.encode()) + 1
+    assert count <= MAX_BATCH_OFFERS
+    with pytest.raises(ValueError, match="bytes"):
+        encode_offer_batch([wide] * count)
+    assert decode_offer_batch(encode_offer_batch([wide] * (count - 1))) == [wide] * (count - 1)
 
 
 def test_batch_refusals() -> None:
