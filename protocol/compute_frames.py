@@ -434,7 +434,10 @@ class ErrorFrame(_Frame):
     def reason(self) -> Reason | None:
         """The reason, if this node knows the code (a newer peer may send
         codes this one does not)."""
-        return Reason._value2member_map_.get(self.code)  # type: ignore[return-value]
+        try:
+            return Reason(self.code)
+        except ValueError:
+            return None
 
     def to_wire(self) -> list[Any]:
         return [self.tag, 1, self.code, self.detail]

@@ -167,24 +167,29 @@ class OfferBook:
         if held is not None and held.rank >= candidate.rank:
             return False
         signed.verify()
-        if held is None:
-            self._make_room(o.provider, now_ms)
-        else:
+        self._make_room(o.provider, now_ms, held)
+        if held is not None:
             del self._by_id[held.id]
         self._slots[slot] = candidate
         self._by_id[candidate.id] = slot
         return True
 
-    def _make_room(self, provider: bytes, now_ms: int) -> None:
-        """Refuse a new slot (``buffer_full``) unless there is room for it,
-        forgetting expired offers first if the book is full."""
-        live = sum(
-            1 for (p, _), h in self._slots.items() if p == provider and not h.expired(now_ms)
-        )
-        if live >= self.max_per_provider:
-            raise Refused(
-                Reason.BUFFER_FULL, f"the book holds {self.max_per_provider} of this provider's"
+    def _make_room(self, provider: bytes, now_ms: int, replacing: _Held | None) -> None:
+        """Refuse (``buffer_full``) an offer that would give its provider
+        more than ``max_per_provider`` unexpired offers (a new slot, or one
+        that held an expired offer), or a new slot when the book is full even
+        after forgetting its expired offers."""
+        if replacing is None or replacing.expired(now_ms):
+            live = sum(
+                1 for (p, _), h in self._slots.items() if p == provider and not h.expired(now_ms)
             )
+            if live >= self.max_per_provider:
+                raise Refused(
+                    Reason.BUFFER_FULL,
+                    f"the book holds {self.max_per_provider} of this provider's offers",
+                )
+        if replacing is not None:
+            return
         self.prune(now_ms)
         if len(self._slots) >= self.max_offers:
             self._forget([s for s, h in self._slots.items() if h.expired(now_ms)])

@@ -398,6 +398,17 @@ def test_a_withdrawn_offer_does_not_come_back() -> None:
     assert book.offers(NOW) == []
 
 
+def test_reviving_an_expired_slot_counts_against_the_provider() -> None:
+    book = OfferBook(ECONOMY, max_per_provider=2)
+    assert book.add(signed_offer(seq=1, expires_ms=T0 + 2000), NOW)
+    assert book.add(signed_offer(seq=2), NOW)
+    later = T0 + 2000  # slot 1 expired, remembered
+    assert book.add(signed_offer(seq=3), later)
+    revived = signed_offer(seq=1, issued_ms=T0 + 1500, expires_ms=T0 + 100_000)
+    refused(Reason.BUFFER_FULL, book.add, revived, later)  # would be a third live offer
+    assert book.add(signed_offer(seq=2, issued_ms=T0 + 1), later)  # a live slot: replaced
+
+
 def test_a_full_book_forgets_expired_offers_first() -> None:
     book = OfferBook(ECONOMY, max_offers=2)
     assert book.add(signed_offer(seq=1, expires_ms=T0 + 2000), NOW)
