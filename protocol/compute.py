@@ -186,7 +186,7 @@ def check_usage(
     """The consumer's check of a usage report; returns it, or refuses:
 
     ``wrong_economy``; ``wrong_job`` (another provider, offer, job or
-    channel); ``bad_key`` / ``bad_signature`` (not the provider's
+    channel); ``bad_key`` / ``usage_bad_sig`` (not the provider's
     signature); ``usage_out_of_order`` (a report after the final one, or a
     seq that is not the previous one's plus one, 1 first);
     ``usage_regressed`` (a counter below the previous report's);

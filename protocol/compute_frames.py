@@ -81,7 +81,7 @@ __all__ = [
     "MAX_DETAIL_BYTES",
     "MAX_FRAME_BYTES",
     "MAX_INLINE_INPUT_BYTES",
-    "MAX_VOUCHER_BYTES",
+    "MAX_SIGNED_VOUCHER_BYTES",
     "NONCE_SIZE",
     "OUTCOMES",
     "PROTOCOL",
@@ -126,21 +126,23 @@ _CODE = re.compile(r"[a-z0-9_]+", re.ASCII)
 
 
 # -- the voucher: the one import point --------------------------------------------
-#: Bound on a voucher's bytes. Until ``protocol/channels.py`` lands, a voucher
-#: is opaque signed bytes; switching to its type changes :func:`check_voucher`
-#: and this bound only (the provider decodes and verifies with channels).
-MAX_VOUCHER_BYTES = 512
+#: Bound on the signed voucher a VOUCHER frame carries. Until
+#: ``protocol/channels.py`` is merged, the voucher is opaque signed bytes;
+#: the switch replaces this bound and the body of :func:`check_voucher` with
+#: ``channels.MAX_SIGNED_VOUCHER_BYTES`` and ``channels.SignedVoucher.decode``
+#: (the provider verifies it against the channel with channels' rules).
+MAX_SIGNED_VOUCHER_BYTES = 512
 
 
 def check_voucher(raw: Any) -> bytes:
-    """A VOUCHER frame's voucher bytes: non-empty bytes of at most
-    :data:`MAX_VOUCHER_BYTES` (``malformed``, ``too_large``)."""
+    """A VOUCHER frame's signed voucher bytes: non-empty bytes of at most
+    :data:`MAX_SIGNED_VOUCHER_BYTES` (``malformed``, ``too_large``)."""
     if type(raw) is not bytes:
         raise Refused(_M, "voucher: expected bytes")
     if not raw:
         raise Refused(_M, "voucher: empty")
-    if len(raw) > MAX_VOUCHER_BYTES:
-        raise Refused(Reason.TOO_LARGE, f"voucher of {len(raw)} bytes > {MAX_VOUCHER_BYTES}")
+    if len(raw) > MAX_SIGNED_VOUCHER_BYTES:
+        raise Refused(Reason.TOO_LARGE, f"voucher of {len(raw)} bytes > {MAX_SIGNED_VOUCHER_BYTES}")
     return raw
 
 

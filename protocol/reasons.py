@@ -208,6 +208,8 @@ class Reason(enum.StrEnum):
     USAGE_OUT_OF_ORDER = "usage_out_of_order"
     #: a usage report's price is not the offer's price of its counters.
     PRICE_MISMATCH = "price_mismatch"
+    #: a usage report's signature does not verify under the offer's provider key.
+    USAGE_BAD_SIG = "usage_bad_sig"
     #: a usage report or result names another economy's offer, another
     #: provider, offer, job or channel than the session's.
     WRONG_JOB = "wrong_job"

@@ -160,12 +160,15 @@ class SignedUsage:
 
     def verify(self, provider: bytes) -> bytes:
         """The report id if it is ``provider``'s report with its valid
-        signature; ``wrong_job`` for another provider's report, else
-        ``bad_key`` / ``bad_signature``."""
+        signature; ``wrong_job`` for another provider's report, ``bad_key``
+        if ``provider`` is not a valid Ed25519 key (checked first, as
+        everywhere), else ``usage_bad_sig``."""
         if self.report.provider != provider:
             raise Refused(Reason.WRONG_JOB, "the report is another provider's")
         id_ = self.report.id
-        keys.check_signature(provider, COMPUTE_USAGE, id_, self.signature, "provider")
+        keys.check_public_key(provider, "provider")
+        if not keys.verify(provider, COMPUTE_USAGE, id_, self.signature):
+            raise Refused(Reason.USAGE_BAD_SIG, "the usage report does not verify")
         return id_
 
     @classmethod

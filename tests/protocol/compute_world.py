@@ -184,6 +184,12 @@ def s_price_mismatch() -> tuple[None, Action]:
     return None, _decide(None, report(o, j, 1, usage, price_=price(o, "python3", usage) + 1))
 
 
+def s_usage_bad_sig() -> tuple[None, Action]:
+    o = offer()
+    j = job(o)
+    return None, _decide(None, report(o, j, 1, mid(1), signer=CONSUMER))
+
+
 def s_wrong_job() -> tuple[None, Action]:
     o = offer()
     return None, _decide(None, report(o, job(o, nonce=bytes(16)), 1, mid(1)))
@@ -210,6 +216,7 @@ COMPUTE_SCENARIOS: dict[Reason, Callable[[], tuple[None, Action]]] = {
     Reason.USAGE_REGRESSED: s_usage_regressed,
     Reason.USAGE_OUT_OF_ORDER: s_usage_out_of_order,
     Reason.PRICE_MISMATCH: s_price_mismatch,
+    Reason.USAGE_BAD_SIG: s_usage_bad_sig,
     Reason.WRONG_JOB: s_wrong_job,
     Reason.UNKNOWN_FRAME: s_unknown_frame,
     Reason.UNEXPECTED_FRAME: s_unexpected_frame,

@@ -159,7 +159,7 @@ def test_consumer_refusals() -> None:
     assert decide(report(o, j, 2, mid(6), provider=stranger.public, signer=stranger)) is (
         Reason.WRONG_JOB
     )
-    assert decide(report(o, j, 2, mid(6), signer=stranger)) is Reason.BAD_SIGNATURE
+    assert decide(report(o, j, 2, mid(6), signer=stranger)) is Reason.USAGE_BAD_SIG
     assert decide(report(o, j, 1, mid(6))) is Reason.USAGE_OUT_OF_ORDER  # replayed seq
     assert decide(report(o, j, 3, mid(6))) is Reason.USAGE_OUT_OF_ORDER  # skipped
     assert decide(report(o, j, 2, mid(6)), previous=None) is Reason.USAGE_OUT_OF_ORDER

@@ -21,7 +21,7 @@ from mycelia.protocol.compute_frames import (
     MAX_DETAIL_BYTES,
     MAX_FRAME_BYTES,
     MAX_INLINE_INPUT_BYTES,
-    MAX_VOUCHER_BYTES,
+    MAX_SIGNED_VOUCHER_BYTES,
     CancelFrame,
     ErrorFrame,
     Frame,
@@ -156,7 +156,10 @@ def test_a_report_from_another_provider_or_forged_is_refused() -> None:
     other = keys.SigningKey(bytes(32))
     refused(Reason.WRONG_JOB, USAGE.verify, other.public)
     forged = report(AN_OFFER, J, 2, mid(3), signer=other)
-    refused(Reason.BAD_SIGNATURE, forged.verify, PROVIDER.public)
+    refused(Reason.USAGE_BAD_SIG, forged.verify, PROVIDER.public)
+    small_order = bytes([1]) + bytes(31)
+    odd = report(AN_OFFER, J, 2, mid(3), provider=small_order)
+    refused(Reason.BAD_KEY, odd.verify, small_order)
 
 
 @pytest.mark.parametrize(
@@ -191,7 +194,7 @@ def test_a_report_from_another_provider_or_forged_is_refused() -> None:
         ),
         (codec.encode(["VOUCHER", 1, b""]), Reason.MALFORMED),
         (codec.encode(["VOUCHER", 1, 5]), Reason.MALFORMED),
-        (codec.encode(["VOUCHER", 1, b"v" * (MAX_VOUCHER_BYTES + 1)]), Reason.TOO_LARGE),
+        (codec.encode(["VOUCHER", 1, b"v" * (MAX_SIGNED_VOUCHER_BYTES + 1)]), Reason.TOO_LARGE),
         (codec.encode(["ERROR", 1, "Bad-Code", ""]), Reason.MALFORMED),
         (codec.encode(["ERROR", 1, "", ""]), Reason.MALFORMED),
         (codec.encode(["ERROR", 1, "x" * 65, ""]), Reason.MALFORMED),
