@@ -37,6 +37,14 @@ Modules, from the bottom up:
 ``forks``          fork evidence (two certificates for one slot), the guilty
                    validators, and the rule after a fork
 ``ledger``         ``check`` / ``apply`` and the in-memory ``Ledger``
+``framing``        the varint length prefix of stream frames, bounded
+``pricing``        integer prices of metered usage (one rounding)
+``offers``         provider-signed compute offers and their runtimes
+``usage``          provider-signed cumulative usage reports
+``compute_frames`` the ``/mycelia/compute/1`` frames (OFFER … ERROR)
+``compute``        the job check, the consumer's and provider's rules, and
+                   the two session state machines
+``offer_book``     offer gossip batches and the bounded book of offers
 =================  ==========================================================
 """
 

@@ -220,6 +220,42 @@ class Reason(enum.StrEnum):
     #: a bounded buffer (pending certificates) is full.
     BUFFER_FULL = "buffer_full"
 
+    # -- compute: offers, jobs, usage, the /mycelia/compute/1 stream ----------------
+    # (protocol/compute.py and its modules; docs/compute-protocol.md)
+    #: a JOB names an offer id that is not the provider's current offer.
+    UNKNOWN_OFFER = "unknown_offer"
+    #: the offer is past its ``expires_ms`` (a JOB against it, or a gossiped one).
+    OFFER_EXPIRED = "offer_expired"
+    #: a JOB names a runtime the offer does not list.
+    UNKNOWN_RUNTIME = "unknown_runtime"
+    #: a JOB's limits or input exceed the runtime's limits, or a usage report
+    #: or result exceeds the job's limits.
+    OVER_LIMITS = "over_limits"
+    #: a JOB's ``base`` is not the newest voucher amount the provider holds on
+    #: the channel (the two sides disagree on what was paid before the job).
+    BASE_MISMATCH = "base_mismatch"
+    #: paying would take the channel's vouchers past its escrow.
+    OVER_ESCROW = "over_escrow"
+    #: the job's price passes the most the consumer set out to spend on it.
+    OVER_MAX_SPEND = "over_max_spend"
+    #: a usage report's counters are below the previous report's.
+    USAGE_REGRESSED = "usage_regressed"
+    #: a usage report's seq is not the previous one's plus one (the first is
+    #: 1), or a report follows the final one.
+    USAGE_OUT_OF_ORDER = "usage_out_of_order"
+    #: a usage report's price is not the offer's price of its counters.
+    PRICE_MISMATCH = "price_mismatch"
+    #: a usage report's signature does not verify under the offer's provider key.
+    USAGE_BAD_SIG = "usage_bad_sig"
+    #: a usage report or result names another economy's offer, another
+    #: provider, offer, job or channel than the session's.
+    WRONG_JOB = "wrong_job"
+    #: a frame's type tag is not one of the compute protocol's frames.
+    UNKNOWN_FRAME = "unknown_frame"
+    #: a frame that may not come now: out of order in the session, in the wrong
+    #: direction, or after the session ended.
+    UNEXPECTED_FRAME = "unexpected_frame"
+
 
 #: Refusals that depend on what the checker has seen so far, not on the entry
 #: alone: they may turn into a vote once the checker applies more

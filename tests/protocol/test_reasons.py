@@ -62,6 +62,7 @@ from mycelia.testing.economies import (
     sign_genesis,
     validator_keys,
 )
+from tests.protocol.compute_world import COMPUTE_SCENARIOS
 from tests.protocol.test_channels import CHANNEL_SCENARIOS
 from tests.protocol.test_keys import BAD_SIGNER_IDS, BAD_SIGNERS
 
@@ -520,6 +521,8 @@ SCENARIOS: dict[Reason, Callable[[], Scenario]] = {
     # compute payment channels: tests/protocol/test_channels.py
     **CHANNEL_SCENARIOS,
 }
+# The compute protocol's reasons (offers, jobs, usage, frames, sessions).
+SCENARIOS.update(COMPUTE_SCENARIOS)
 
 
 @pytest.mark.parametrize("reason", list(Reason), ids=lambda r: r.value)

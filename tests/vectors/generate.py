@@ -335,13 +335,15 @@ def render() -> str:
 
 
 def main() -> int:
-    # Imported here: generate_sensors takes its seeds and timestamp from this module.
-    from tests.vectors import generate_sensors
+    # Imported here: generate_sensors and generate_compute take their seeds and
+    # timestamp from this module.
+    from tests.vectors import generate_compute, generate_sensors
 
     PATH.write_text(render())
     print(f"wrote {PATH}", file=sys.stderr)
     generate_sensors.PATH.write_text(generate_sensors.render())
     print(f"wrote {generate_sensors.PATH}", file=sys.stderr)
+    generate_compute.main()
     return 0
 
 
