@@ -70,7 +70,7 @@ from typing import Any, ClassVar
 import trio
 
 from mycelia.client import AsyncClient, ClientError, Endpoint, EntryStatus, RpcError
-from mycelia.node.keyfile import read_key
+from mycelia.client.keyfile import read_key
 from mycelia.node.p2p import peer_id_of
 from mycelia.node.store import Store
 from mycelia.protocol import Certificate, Entry, SignedEntry, SigningKey, Transfer

@@ -111,7 +111,7 @@ from mycelia.client import (
     IngestResult,
     ReadingCheck,
 )
-from mycelia.client.keyfile import KeyFileError, _read_private
+from mycelia.client.keyfile import KeyFileError, read_private
 from mycelia.protocol import (
     ED25519,
     P256,
@@ -306,7 +306,7 @@ def read_device(name: str, folder: Path | None = None) -> DeviceFile:
     if not path.exists():
         raise fail("unknown_device", f"no device named {name!r} in {path.parent}")
     try:
-        return _parse_device_doc(json.loads(_read_private(path, "device key")), name)
+        return _parse_device_doc(json.loads(read_private(path, "device key")), name)
     except KeyFileError as exc:
         raise fail("device_file", str(exc)) from None
     except (ValueError, KeyError, TypeError) as exc:

@@ -53,6 +53,7 @@ __all__ = [
     "key_info",
     "read_key",
     "read_passphrase_file",
+    "read_private",
     "write_key",
 ]
 
@@ -161,7 +162,7 @@ def write_key(path: Path | str, key: SigningKey, passphrase: bytes | None = None
     _fsync_dir(path.parent)
 
 
-def _read_private(path: Path, what: str) -> bytes:
+def read_private(path: Path, what: str) -> bytes:
     """Read a small secret file, refusing one that group or others can access."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -222,7 +223,7 @@ def _parse_prefix(path: Path, data: bytes) -> tuple[int, bytes]:
 def key_info(path: Path | str) -> KeyInfo:
     """The public key and whether the file is encrypted, without a passphrase."""
     path = Path(path)
-    kind, public = _parse_prefix(path, _read_private(path, "node key"))
+    kind, public = _parse_prefix(path, read_private(path, "node key"))
     return KeyInfo(public=public, encrypted=kind == KIND_ENCRYPTED)
 
 
@@ -232,7 +233,7 @@ def read_key(path: Path | str, passphrase: bytes | None = None) -> SigningKey:
     for an unencrypted key means the operator believes it is protected)."""
     path = Path(path)
     _check_passphrase(passphrase)
-    data = _read_private(path, "node key")
+    data = read_private(path, "node key")
     kind, public = _parse_prefix(path, data)
     if kind == KIND_PLAIN:
         if passphrase is not None:
@@ -277,7 +278,7 @@ def read_passphrase_file(path: Path | str) -> bytes:
     The file must be private (like the key it unlocks) and non-empty.
     """
     path = Path(path)
-    data = _read_private(path, "passphrase file")
+    data = read_private(path, "passphrase file")
     if len(data) > _MAX_FILE:
         raise KeyFileError(f"passphrase file {path} is too large (over {_MAX_FILE} bytes)")
     if data.endswith(b"\r\n"):

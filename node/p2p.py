@@ -1344,9 +1344,11 @@ class P2P:
         nursery = self._nursery
         if nursery is None:
             return
+        # base58 once per connection, not once per listener
+        name = peer.to_base58()
         for fn in self._on_connect:
             try:
-                nursery.start_soon(self._call_on_connect, fn, peer.to_base58())
+                nursery.start_soon(self._call_on_connect, fn, name)
             except RuntimeError:  # nursery closing: we are shutting down
                 return
 

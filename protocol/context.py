@@ -14,6 +14,12 @@ Records are written only as the entry author's own state
 (:meth:`Context.put_own`) or as a fact (:meth:`Context.put_fact`), the two
 kinds of record ``state.py`` describes, so the commutativity rule (DESIGN
 §4) is visible in every write.
+
+Clocks: a rule that depends on time (a channel's expiry) reads
+:meth:`Context.now`, which only a *check* context has — ``ledger.check``
+passes the checker's clock (or, called without one, the entry's own
+``ts_ms``). An *apply* context has none and :meth:`Context.now` raises, so
+``effects`` can never depend on when a node happens to apply a certificate.
 """
 
 from __future__ import annotations
@@ -32,14 +38,30 @@ class Context:
     """One entry being checked or applied: reads through ``changes``,
     writes into it."""
 
-    __slots__ = ("changes", "economy", "entry", "entry_id", "view")
+    __slots__ = ("_now_ms", "changes", "economy", "entry", "entry_id", "view")
 
-    def __init__(self, economy: Economy, view: StateView, entry: Any, entry_id: bytes) -> None:
+    def __init__(
+        self,
+        economy: Economy,
+        view: StateView,
+        entry: Any,
+        entry_id: bytes,
+        *,
+        now_ms: int | None = None,
+    ) -> None:
         self.economy = economy
         self.view = view
         self.entry = entry
         self.entry_id = entry_id
         self.changes = Changes()
+        self._now_ms = now_ms
+
+    def now(self) -> int:
+        """The checker's clock (ms since the Unix epoch): check contexts
+        only (see the module docstring)."""
+        if self._now_ms is None:
+            raise RuntimeError("a rule read the clock outside check: effects must not")
+        return self._now_ms
 
     def get(self, key: bytes) -> Account:
         acct = self.changes.accounts.get(key)
@@ -53,6 +75,12 @@ class Context:
     def _record(self, key: bytes) -> bytes | None:
         value = self.changes.records.get(key)
         return value if value is not None else self.view.get_record(key)
+
+    def get_record(self, key: bytes) -> bytes | None:
+        """The record ``key`` as this entry sees it (its own writes first):
+        lets readers of a ``StateView`` (``channels.channel_state``) read
+        through a context too."""
+        return self._record(key)
 
     def fact(self, name: str, id_: bytes) -> bytes | None:
         """The fact ``name``/``id_`` (any author's), or None if not (yet) known."""

@@ -20,8 +20,10 @@ with ``not_member`` plus a :class:`NeedAdmission` the submitter can satisfy.
 
 The rule context and the ``Kind`` base live in ``context.py``; the sensor
 kinds (``device.register``, ``sensor.attest``, ``impact.claim``) in
-``impact.py``, their bodies in ``sensor_bodies.py``. :data:`KINDS` here is the one
-registry of all of them.
+``impact.py``, their bodies in ``sensor_bodies.py``; the compute channel
+kinds (``channel.open``, ``channel.close``, ``channel.refund``) in
+``channel_kinds.py``, their bodies in ``channels.py``. :data:`KINDS` here is
+the one registry of all of them.
 
 The foundation kinds and their bodies:
 
@@ -53,6 +55,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mycelia.protocol import keys, schema
+from mycelia.protocol.channel_kinds import ChannelCloseRule, ChannelOpenRule, ChannelRefundRule
+from mycelia.protocol.channels import ChannelClose, ChannelOpen, ChannelRefund
 from mycelia.protocol.context import Context, Kind, replace_account
 from mycelia.protocol.economy import IMPACT, ISSUED, MEMBERSHIP_APPROVED, MUTUAL_CREDIT
 from mycelia.protocol.impact import DeviceRegisterRule, ImpactClaimRule, SensorAttestRule
@@ -63,6 +67,9 @@ __all__ = [
     "KINDS",
     "MAX_MEMO_BYTES",
     "Burn",
+    "ChannelClose",
+    "ChannelOpen",
+    "ChannelRefund",
     "Context",
     "CreditSet",
     "DeviceRegister",
@@ -349,6 +356,10 @@ KINDS: dict[str, type[Kind]] = {
         DeviceRegisterRule,
         SensorAttestRule,
         ImpactClaimRule,
+        # compute payment channels (channel_kinds.py)
+        ChannelOpenRule,
+        ChannelCloseRule,
+        ChannelRefundRule,
     )
 }
 

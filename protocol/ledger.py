@@ -23,7 +23,10 @@ voting. In order, refusing with the first reason that applies:
    next but ``prev`` is not the head → ``prev_mismatch``;
 4. timestamps: earlier than the author's previous entry → ``ts_regression``;
    more than ``max_skew_ms`` ahead of ``now_ms`` (when given) → ``clock_skew``;
-5. the kind's own rule (``kinds.py``).
+5. the kind's own rule (``kinds.py``). A rule that reads a clock (a channel's
+   expiry, ``channel_kinds.py``) gets ``now_ms``; a check called without one
+   (a wallet's or a test's) lets the entry's own ``ts_ms`` stand in for it.
+   Validators always pass their clock. ``apply`` has no clock at all.
 
 It returns a :class:`Verdict`; it never changes state. The validator's lock
 (``locks.py``) is a separate, later step so the rule stays pure.
@@ -214,7 +217,8 @@ def _check(
             Reason.CLOCK_SKEW,
             f"ts {entry.ts_ms} is ahead of {now_ms} by more than {max_skew_ms} ms",
         )
-    KINDS[entry.kind].check(Context(economy, view, entry, entry_id))
+    clock = entry.ts_ms if now_ms is None else now_ms
+    KINDS[entry.kind].check(Context(economy, view, entry, entry_id, now_ms=clock))
 
 
 def transition(economy: Economy, view: StateView, entry: Entry, entry_id: bytes) -> Changes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from mycelia.api.encoding import hex_in, hex_out
 from mycelia.api.types import CertifiedEntry
 from mycelia.cli.wallet import format_amount, wallet_dir
 from mycelia.client.keyfile import key_info, read_key
-from mycelia.protocol import Entry, SignedEntry, SigningKey
+from mycelia.protocol import Entry, SignedEntry, SigningKey, keys
 from mycelia.testing.economies import World, key
 from tests.cli.conftest import new_wallet, ok, one_line_error, run
 from tests.cli.fakenode import FakeError, FakeNode, serve
@@ -141,6 +142,35 @@ def test_send_waits_for_the_certificate(node: tuple[FakeNode, World, SigningKey]
     SignedEntry(entry, hex_in(body["params"]["signature"], "sig")).verify()
     assert all(alice.seed.hex() not in raw.decode() for raw in fake.raw)
     assert world.balance(alice) == -900
+
+
+def test_send_costs_three_calls_and_verifies_only_the_awaited_certificate(
+    node: tuple[FakeNode, World, SigningKey], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before its wait a send makes at most 3 RPC calls (no entry_get of the
+    head: account_get carries ts_ms), and the wallet verifies no signature but
+    the economy's genesis and the one certificate it waits for."""
+    fake, world, _ = node
+    wallet_checks: list[str] = []
+    real = keys.crypto_sign_open
+
+    def counting(*args: bytes) -> bytes:
+        # the fake node answers on its own threads; only the wallet's count
+        if threading.current_thread() is threading.main_thread():
+            wallet_checks.append(fake.methods()[-1])
+        return real(*args)
+
+    monkeypatch.setattr(keys, "crypto_sign_open", counting)
+    before = len(fake.methods())
+    ok(*send(world, "--to", BOB.did, "--amount", "5"))
+    calls = fake.methods()[before:]
+    waited = calls.index("entry_get")
+    assert waited <= 3, calls
+    assert calls[waited - 1] == "entry_submit"
+    genesis_sigs = len(world.vkeys)  # World's genesis is signed by all its validators
+    votes = len(fake.certs[world.id][-1].signatures)
+    assert wallet_checks.count("economy_get") == genesis_sigs
+    assert len(wallet_checks) == genesis_sigs + 1 + votes, wallet_checks
 
 
 def test_send_to_a_wallet_name(node: tuple[FakeNode, World, SigningKey], home: Path) -> None:
