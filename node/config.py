@@ -900,7 +900,7 @@ class RuntimeConfig:
         60.0, _Seconds(0.001, 30 * 86_400.0), "CPU seconds a job may use (all its processes)"
     )
     max_wall_s: float = _setting(
-        300.0, _Seconds(0.001, 30 * 86_400.0), "seconds a job may run (frozen time included)"
+        300.0, _Seconds(0.001, 30 * 86_400.0), "seconds a job may run (time frozen not counted)"
     )
     memory_mib: int = _setting(
         256, _Int(1, 1 << 20), "memory reserved for a job, in MiB (billed as MiB x wall time)"

@@ -24,10 +24,12 @@ reports. Peak memory is None: no tree-wide figure exists without a cgroup
 ``auto`` picks ``cgroup`` when a writable cgroup v2 is delegated to the
 node, else ``shim``; ``cgroup`` asked for and not available is an error.
 
-Usage (:class:`Usage`) is cumulative and never goes back: CPU in ms, wall
-time in ms since the runtime started (frozen time included), reserved
-memory in MiB (billed as MiB x wall time: ``mib_ms``, exact integers), and
-the peak in bytes or None.
+Usage (:class:`Usage`) is cumulative and never goes back: CPU in ms,
+running wall time in ms (since the runtime started, less the time it was
+frozen: ``protocol/pricing.py`` bills no frozen time), reserved memory in
+MiB (billed as MiB x running wall time: ``mib_ms``, exact integers), and
+the peak in bytes or None. :meth:`Usage.counters` gives the protocol's
+counters, which usage reports carry and prices are computed from.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from typing import Protocol
 from mycelia.node.compute import proctree
 from mycelia.node.compute.cgroup import CgroupUnavailable, Delegation, Leaf, locate
 from mycelia.node.config import ConfigError
+from mycelia.protocol import pricing
 
 __all__ = ["CgroupMeter", "Meter", "Tier", "TreeMeter", "Usage", "choose_tier"]
 
@@ -70,6 +73,10 @@ class Usage:
     def mib_ms(self) -> int:
         """Reserved memory times wall time, in MiB·ms (MiB·s is this / 1000)."""
         return self.reserved_mib * self.wall_ms
+
+    def counters(self) -> pricing.Usage:
+        """The counters a usage report carries and ``pricing.price`` reads."""
+        return pricing.Usage(cpu_ms=self.cpu_ms, wall_ms=self.wall_ms, mib_ms=self.mib_ms)
 
 
 @dataclass(frozen=True, slots=True)

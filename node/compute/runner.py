@@ -31,13 +31,14 @@ environment, the job's stdio and a control socket; ``started`` from the
 shim, then the input written, stdout and stderr drained (the first
 ``max_output_bytes`` / ``max_stderr_bytes`` kept, the rest read and
 dropped, and flagged), the usage polled every ``compute.poll_interval_s``
-against ``max_cpu_s``, the wall time bounded by ``max_wall_s`` (frozen time
-included). A breach kills the job and the result says which limit
-(:class:`Outcome`). The job ends when the runtime's first process exits
-(the shim kills whatever it left running) or when it is killed; the node
-reaps the shim with ``wait4``, reads the final usage (``metering.py``), the
-output (from the pipe, or from ``output_file``), removes the directory and
-the leaf, and the result is ready.
+against ``max_cpu_s`` and ``max_wall_s`` (wall time counts running time:
+a frozen job's clock stops, as in the usage reports). A breach kills the
+job and the result says which limit (:class:`Outcome`). The job ends when
+the runtime's first process exits (the shim kills whatever it left
+running) or when it is killed; the node reaps the shim with ``wait4``,
+reads the final usage (``metering.py``), the output (from the pipe, or
+from ``output_file``), removes the directory and the leaf, and the result
+is ready.
 
 Killing: ``cgroup.kill`` and the shim's ``K`` (which kills the tree); if the
 shim has not exited after :data:`KILL_GRACE_S`, the node kills the tree
@@ -213,7 +214,10 @@ class Job:
         self._t_end: float | None = None
         self._cpu_ms = 0
         self._peak: int | None = None
-        self._frozen = False
+        # When the job was last frozen (None: it runs), and the seconds it
+        # spent frozen before: wall time counts running time only.
+        self._frozen_since: float | None = None
+        self._frozen_s = 0.0
         self._lock = trio.Lock()
         self._replies_in, self._replies = trio.open_memory_channel[str](8)
         self._kill_outcome: Outcome | None = None
@@ -238,7 +242,7 @@ class Job:
 
     @property
     def frozen(self) -> bool:
-        return self._frozen
+        return self._frozen_since is not None
 
     @property
     def done(self) -> bool:
@@ -253,9 +257,21 @@ class Job:
             peak = self._meter.peak_bytes()
             if peak is not None:
                 self._peak = max(self._peak or 0, peak)
+        return Usage(self._cpu_ms, self._running_ms(), self.runtime.memory_mib, self._peak)
+
+    def _running_ms(self) -> int:
+        """Wall time since the runtime started, less the time it was frozen."""
         end = time.monotonic() if self._t_end is None else self._t_end
-        wall_ms = max(0, math.floor((end - self._t0) * 1000))
-        return Usage(self._cpu_ms, wall_ms, self.runtime.memory_mib, self._peak)
+        frozen = self._frozen_s + (0.0 if self._frozen_since is None else end - self._frozen_since)
+        return max(0, math.floor((end - self._t0 - frozen) * 1000))
+
+    def _mark_frozen(self, frozen: bool) -> None:
+        now = time.monotonic() if self._t_end is None else self._t_end
+        if frozen and self._frozen_since is None:
+            self._frozen_since = now
+        elif not frozen and self._frozen_since is not None:
+            self._frozen_s += now - self._frozen_since
+            self._frozen_since = None
 
     async def freeze(self) -> None:
         """Stop every process of the job; returns once none runs. No-op if
@@ -282,7 +298,7 @@ class Job:
     async def _set_frozen(self, frozen: bool) -> None:
         what = "freeze" if frozen else "thaw"
         async with self._lock:
-            if self._exited or self._kill_outcome is not None or self._frozen == frozen:
+            if self._exited or self._kill_outcome is not None or self.frozen == frozen:
                 return
             if self._leaf is not None:
                 self._leaf.freeze(frozen)
@@ -291,7 +307,8 @@ class Job:
                     # trio does not wait for: read it again until it agrees.
                     while not self._exited and self._leaf.frozen() != frozen:  # noqa: ASYNC110
                         await trio.sleep(0.005)
-                    self._frozen = frozen and not self._exited
+                    if not self._exited:
+                        self._mark_frozen(frozen)
                     return
                 raise JobError(f"job {self.id}: its cgroup did not {what} in time")
             assert self._control is not None
@@ -305,7 +322,7 @@ class Job:
                 reply = "no answer"
             if reply != ("frozen" if frozen else "thawed"):
                 raise JobError(f"job {self.id}: could not {what} its processes ({reply})")
-            self._frozen = frozen
+            self._mark_frozen(frozen)
 
     async def _request_kill(self, outcome: Outcome) -> None:
         if self._exited or self._kill_outcome is not None or self._proc is None:
@@ -507,14 +524,18 @@ class Job:
             self._shim_error = rest
 
     async def _watch_limits(self) -> None:
+        # Wall time is running time (frozen time is not counted, as in the
+        # usage reports), so both limits are read from the usage.
         poll = self._runner.config.poll_interval_s
-        with trio.move_on_at(trio.current_time() + self.max_wall_ms / 1000):
-            while True:
-                await trio.sleep(poll)
-                if self.usage().cpu_ms >= self.max_cpu_ms:
-                    await self._request_kill(Outcome.CPU_LIMIT)
-                    return
-        await self._request_kill(Outcome.WALL_LIMIT)
+        while True:
+            await trio.sleep(poll)
+            usage = self.usage()
+            if usage.cpu_ms >= self.max_cpu_ms:
+                await self._request_kill(Outcome.CPU_LIMIT)
+                return
+            if usage.wall_ms >= self.max_wall_ms:
+                await self._request_kill(Outcome.WALL_LIMIT)
+                return
 
     async def _wait_shim(self) -> None:
         assert self._proc is not None
@@ -534,7 +555,7 @@ class Job:
         self._shim_total_us = round(cpu_s * 1e6)
         self._t_end = time.monotonic()
         self._exited = True
-        self._frozen = False
+        self._mark_frozen(False)
 
     async def _conclude(self) -> None:
         """The result, once the shim is reaped and the pipes drained."""

@@ -102,3 +102,10 @@ def test_runner_open_checks_the_runtimes_and_reports_the_tier(tmp_path: Path) ->
         work = runner.work.path
         assert work.is_dir()
     assert not work.exists()
+
+
+def test_usage_gives_the_protocol_s_counters() -> None:
+    from mycelia.protocol import pricing
+
+    u = Usage(cpu_ms=1500, wall_ms=2000, reserved_mib=256, peak_memory_bytes=10)
+    assert u.counters() == pricing.Usage(cpu_ms=1500, wall_ms=2000, mib_ms=512_000)
