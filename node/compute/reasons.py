@@ -2,15 +2,19 @@
 
 Why this exists: the compute service answers a consumer's ``JOB`` with an
 ``ERROR`` frame carrying a reason code, and an operator reads the same code
-in the logs. These are the node's own reasons — a provider's policy and
-state, not a protocol rule (as the ingest's ``rate_limited``) — so they
-live here beside the runner rather than in ``protocol/reasons.py``. Codes
-never change meaning once released.
+in the logs. Two are the protocol's own codes (``unknown_runtime``,
+``over_limits``: the same refusal as the compute session's, whichever
+layer sees it first); the others are the node's own reasons — a provider's
+policy and state, not a protocol rule (as the ingest's ``rate_limited``) —
+so they live here beside the runner. Codes never change meaning once
+released.
 """
 
 from __future__ import annotations
 
 import enum
+
+from mycelia.protocol.reasons import Reason
 
 __all__ = ["RunnerReason", "RunnerRefused"]
 
@@ -20,10 +24,11 @@ class RunnerReason(enum.StrEnum):
 
     #: this node runs no jobs (``compute.enabled = false``).
     COMPUTE_DISABLED = "compute_disabled"
-    #: no runtime of that name is configured here.
-    RUNTIME_UNKNOWN = "runtime_unknown"
-    #: the input is larger than the runtime's ``max_input_bytes``.
-    INPUT_TOO_LARGE = "input_too_large"
+    #: no runtime of that name is configured here (the protocol's code).
+    UNKNOWN_RUNTIME = Reason.UNKNOWN_RUNTIME.value
+    #: the input is larger than the runtime's ``max_input_bytes`` (the
+    #: protocol's code for a JOB beyond the runtime's limits).
+    OVER_LIMITS = Reason.OVER_LIMITS.value
     #: ``compute.max_jobs`` jobs are running already; ask again later.
     RUNNER_BUSY = "runner_busy"
     #: the runtime's process could not be started (the detail names the step

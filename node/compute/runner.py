@@ -746,13 +746,13 @@ class Runner:
         rt = self.config.runtime(runtime) if isinstance(runtime, str) else None
         if rt is None:
             raise RunnerRefused(
-                RunnerReason.RUNTIME_UNKNOWN, f"no runtime {str(runtime)[:64]!r} here"
+                RunnerReason.UNKNOWN_RUNTIME, f"no runtime {str(runtime)[:64]!r} here"
             )
         if not isinstance(data, bytes | bytearray | memoryview):
-            raise RunnerRefused(RunnerReason.INPUT_TOO_LARGE, "the input must be bytes")
+            raise RunnerRefused(RunnerReason.OVER_LIMITS, "the input must be bytes")
         if len(data) > rt.max_input_bytes:
             raise RunnerRefused(
-                RunnerReason.INPUT_TOO_LARGE,
+                RunnerReason.OVER_LIMITS,
                 f"{len(data)} bytes of input, runtime {rt.name} takes at most {rt.max_input_bytes}",
             )
         if self._running >= self.config.max_jobs:

@@ -21,6 +21,7 @@ from mycelia.node.compute import proctree
 from mycelia.node.compute.reasons import RunnerReason, RunnerRefused
 from mycelia.node.compute.runner import Job, JobResult, Outcome, Runner
 from mycelia.node.config import ComputeConfig, RuntimeConfig
+from mycelia.protocol.reasons import Reason
 from tests.node.compute.conftest import (
     IS_ROOT,
     JOB_USER,
@@ -329,9 +330,9 @@ async def test_input_never_reaches_the_command_line_or_environment(
 async def test_refusals_have_reason_codes(open_runner: OpenRunner) -> None:
     runner = await open_runner(runtime("echo", "echo", max_input_bytes=10), max_jobs=1)
     cases = [
-        ("python", b"", RunnerReason.RUNTIME_UNKNOWN),
-        ("../echo", b"", RunnerReason.RUNTIME_UNKNOWN),
-        ("echo", b"x" * 11, RunnerReason.INPUT_TOO_LARGE),
+        ("python", b"", RunnerReason.UNKNOWN_RUNTIME),
+        ("../echo", b"", RunnerReason.UNKNOWN_RUNTIME),
+        ("echo", b"x" * 11, RunnerReason.OVER_LIMITS),
     ]
     for name, data, reason in cases:
         with pytest.raises(RunnerRefused) as exc:
@@ -350,6 +351,9 @@ async def test_refusals_have_reason_codes(open_runner: OpenRunner) -> None:
         await job.kill()
     assert busy.running == 0
     assert (await run(runner, "echo", b"x" * 10)).output == b"x" * 10
+    # The two refusals the compute session also makes carry its codes.
+    assert RunnerReason.UNKNOWN_RUNTIME.value == Reason.UNKNOWN_RUNTIME.value == "unknown_runtime"
+    assert RunnerReason.OVER_LIMITS.value == Reason.OVER_LIMITS.value == "over_limits"
 
 
 async def test_disabled_compute_refuses_every_job() -> None:
