@@ -1,6 +1,7 @@
 """Entry bodies in JSON, one :class:`BodyForm` per entry kind: its schema,
 how a protocol body is written (``docs/rpc.md``, "Encoding"; the sensor
-kinds: ``docs/sensors.md``) and how it is read back — through the
+kinds: ``docs/sensors.md``; the channel kinds: ``docs/compute.md``) and how
+it is read back — through the
 protocol's own constructors, so a body from JSON is held to exactly the
 protocol's schema (an amount of 0 is refused there).
 
@@ -14,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-from mycelia.api.codecs import Codec, Json, ref
+from mycelia.api.codecs import Codec, Json, Schema, ref
 from mycelia.api.encoding import (
     ParamError,
     amount_in,
@@ -33,12 +34,16 @@ from mycelia.api.encoding import (
 from mycelia.api.scalars import Choice
 from mycelia.protocol import (
     Burn,
+    ChannelClose,
+    ChannelOpen,
+    ChannelRefund,
     CreditSet,
     MemberAdmit,
     Mint,
     Refused,
     Transfer,
 )
+from mycelia.protocol.channels import NO_OFFER, ReleaseTerms
 from mycelia.protocol.economy import Validator
 from mycelia.protocol.gov_bodies import (
     ACTIONS,
@@ -66,6 +71,7 @@ __all__ = [
     "BODIES",
     "BODY",
     "KIND",
+    "Body",
     "BodyForm",
     "body_components",
     "body_in",
@@ -74,54 +80,70 @@ __all__ = [
 ]
 
 
-def _obj(required: list[str] | None, optional: dict[str, Any] | None = None, **props: Any) -> dict:
+class Body(Protocol):
+    """A protocol entry body (``protocol/kinds.py``): its class names its kind."""
+
+    kind: ClassVar[str]
+
+
+B = TypeVar("B", bound=Body)
+
+
+def _obj(
+    required: list[str] | None, optional: dict[str, Json] | None = None, **props: Json
+) -> Schema:
     """An object schema: ``props`` (all required when ``required`` is None)
     and ``optional`` ones; no other member."""
+    names: list[Json] = list(props if required is None else required)
     return {
         "type": "object",
-        "required": list(props) if required is None else required,
+        "required": names,
         "properties": {**props, **(optional or {})},
         "additionalProperties": False,
     }
 
 
 @dataclass(frozen=True, slots=True)
-class BodyForm:
+class BodyForm(Generic[B]):
     """One kind's body in JSON. ``schema`` is the body's object schema;
     ``component`` names it in the document's components (it is then
     referred to), else it is written inline in ``Body``."""
 
     kind: str
-    schema: dict[str, Any]
+    schema: Schema
     #: the members it must have, and those it may
     required: frozenset[str]
     optional: frozenset[str]
-    dump: Callable[[Any], dict[str, Json]]
+    dump: Callable[[B], dict[str, Json]]
     #: ``load(value, field)``: value is an object holding the required
     #: members and no unknown one (checked before)
-    load: Callable[[dict[str, Any], str], Any]
+    load: Callable[[dict[str, object], str], B]
     component: str | None = None
 
     @property
-    def reference(self) -> dict[str, Any]:
+    def reference(self) -> Schema:
         return ref(self.component) if self.component else self.schema
 
 
 def _form(
     kind: str,
-    schema: dict[str, Any],
-    dump: Callable[[Any], dict[str, Json]],
-    load: Callable[[dict[str, Any], str], Any],
+    schema: Schema,
+    dump: Callable[[B], dict[str, Json]],
+    load: Callable[[dict[str, object], str], B],
     component: str | None = None,
-) -> BodyForm:
-    required = frozenset(schema["required"])
-    return BodyForm(
-        kind, schema, required, frozenset(schema["properties"]) - required, dump, load, component
-    )
+) -> BodyForm[B]:
+    declared = schema["required"]
+    properties = schema["properties"]
+    # As _obj makes them: a list of names, an object of schemas.
+    assert isinstance(declared, list)
+    assert isinstance(properties, dict)
+    required = frozenset(str(name) for name in declared)
+    return BodyForm(kind, schema, required, frozenset(properties) - required, dump, load, component)
 
 
 # -- the foundation kinds ------------------------------------------------------------------
 
+P = TypeVar("P", Transfer, Mint)
 _PAYMENT = _obj(["to", "amount"], to=ref("Did"), amount=ref("Amount"), memo={"type": "string"})
 
 
@@ -129,8 +151,8 @@ def _payment_out(body: Transfer | Mint) -> dict[str, Json]:
     return {"to": did_out(body.to), "amount": amount_out(body.amount), "memo": body.memo}
 
 
-def _payment_in(cls: type[Transfer] | type[Mint]) -> Callable[[dict[str, Any], str], Any]:
-    def load(value: dict[str, Any], field: str) -> Any:
+def _payment_in(cls: type[P]) -> Callable[[dict[str, object], str], P]:
+    def load(value: dict[str, object], field: str) -> P:
         return cls(
             did_in(value["to"], f"{field}.to"),
             amount_in(value["amount"], f"{field}.amount"),
@@ -231,8 +253,8 @@ _AGGREGATE_FIELDS = {"metric", "sum", "min", "max"}
 
 
 def _fields(
-    value: Any, field: str, required: set[str], optional: frozenset[str] = frozenset()
-) -> dict[str, Any]:
+    value: object, field: str, required: set[str], optional: frozenset[str] = frozenset()
+) -> dict[str, object]:
     if type(value) is not dict:
         raise ParamError(field, "expected an object")
     for name in required - value.keys():
@@ -242,7 +264,7 @@ def _fields(
     return value
 
 
-def _list(value: Any, field: str, max_len: int) -> list[Any]:
+def _list(value: object, field: str, max_len: int) -> list[object]:
     if type(value) is not list:
         raise ParamError(field, "expected an array")
     if len(value) > max_len:
@@ -250,7 +272,7 @@ def _list(value: Any, field: str, max_len: int) -> list[Any]:
     return value
 
 
-def _device_register_in(value: dict[str, Any], field: str) -> DeviceRegister:
+def _device_register_in(value: dict[str, object], field: str) -> DeviceRegister:
     metrics = []
     for i, raw in enumerate(_list(value["metrics"], f"{field}.metrics", 16)):
         f = f"{field}.metrics[{i}]"
@@ -277,7 +299,7 @@ def _device_register_in(value: dict[str, Any], field: str) -> DeviceRegister:
     return body
 
 
-def _sensor_attest_in(value: dict[str, Any], field: str) -> SensorAttest:
+def _sensor_attest_in(value: dict[str, object], field: str) -> SensorAttest:
     rows = []
     for i, raw in enumerate(_list(value["devices"], f"{field}.devices", 16)):
         f = f"{field}.devices[{i}]"
@@ -311,7 +333,7 @@ def _sensor_attest_in(value: dict[str, Any], field: str) -> SensorAttest:
     )
 
 
-def _impact_claim_in(value: dict[str, Any], field: str) -> ImpactClaim:
+def _impact_claim_in(value: dict[str, object], field: str) -> ImpactClaim:
     attestations = _list(value["attestations"], f"{field}.attestations", 16)
     return ImpactClaim(
         hex_in(value["device"], f"{field}.device", size=32),
@@ -394,6 +416,139 @@ _IMPACT_CLAIM = _form(
     _impact_claim_in,
     "ImpactClaimBody",
 )
+
+# -- the compute channel kinds (docs/compute.md) -----------------------------------------------
+
+_NATURAL_AMOUNT = {
+    "type": "string",
+    "pattern": "^(0|[1-9][0-9]{0,18})$",
+    "description": "an amount as a decimal string, may be 0",
+}
+_RELEASE_FIELDS = {"final", "signature"}
+
+
+def _channel_open_out(body: ChannelOpen) -> dict[str, Json]:
+    return {
+        "provider": did_out(body.provider),
+        "amount": amount_out(body.amount),
+        "expiry_ms": body.expiry_ms,
+        "offer": hex_out(body.offer) if body.offer else None,
+    }
+
+
+def _channel_open_in(value: dict[str, Any], field: str) -> ChannelOpen:
+    offer = value.get("offer")
+    return ChannelOpen(
+        did_in(value["provider"], f"{field}.provider"),
+        amount_in(value["amount"], f"{field}.amount"),
+        int_in(value["expiry_ms"], f"{field}.expiry_ms"),
+        NO_OFFER if offer is None else hex_in(offer, f"{field}.offer", size=32),
+    )
+
+
+def _channel_close_out(body: ChannelClose) -> dict[str, Json]:
+    return {
+        "channel": hex_out(body.channel),
+        "amount": amount_out(body.amount),
+        "voucher_sig": hex_out(body.voucher_sig),
+        "consumer": did_out(body.consumer),
+        "escrow": amount_out(body.escrow),
+    }
+
+
+def _channel_close_in(value: dict[str, Any], field: str) -> ChannelClose:
+    return ChannelClose(
+        hex_in(value["channel"], f"{field}.channel", size=32),
+        amount_in(value["amount"], f"{field}.amount"),
+        hex_in(value["voucher_sig"], f"{field}.voucher_sig", size=64),
+        did_in(value["consumer"], f"{field}.consumer"),
+        amount_in(value["escrow"], f"{field}.escrow"),
+    )
+
+
+def _channel_refund_out(body: ChannelRefund) -> dict[str, Json]:
+    release = body.release
+    return {
+        "channel": hex_out(body.channel),
+        "release": None
+        if release is None
+        else {"final": amount_out(release.final), "signature": hex_out(release.signature)},
+        "provider": did_out(body.provider),
+        "escrow": amount_out(body.escrow),
+    }
+
+
+def _channel_refund_in(value: dict[str, Any], field: str) -> ChannelRefund:
+    raw = value.get("release")
+    release = None
+    if raw is not None:
+        r = _fields(raw, f"{field}.release", _RELEASE_FIELDS)
+        final = amount_in(r["final"], f"{field}.release.final", negative=True)
+        if final < 0:
+            raise ParamError(f"{field}.release.final", "must be at least 0")
+        release = ReleaseTerms(final, hex_in(r["signature"], f"{field}.release.signature", size=64))
+    return ChannelRefund(
+        hex_in(value["channel"], f"{field}.channel", size=32),
+        release,
+        did_in(value["provider"], f"{field}.provider"),
+        amount_in(value["escrow"], f"{field}.escrow"),
+    )
+
+
+_CHANNEL_OPEN = _form(
+    ChannelOpen.kind,
+    _obj(
+        ["provider", "amount", "expiry_ms"],
+        {
+            "offer": {
+                "oneOf": [ref("Id"), {"type": "null"}],
+                "description": "the id of the provider's offer, or null",
+            }
+        },
+        provider=ref("Did"),
+        amount={**ref("Amount"), "description": "what the escrow locks"},
+        expiry_ms={"type": "integer", "minimum": 0, "description": "ms since the Unix epoch"},
+    ),
+    _channel_open_out,
+    _channel_open_in,
+    "ChannelOpenBody",
+)
+_CHANNEL_CLOSE = _form(
+    ChannelClose.kind,
+    _obj(
+        None,
+        channel={**ref("Id"), "description": "the channel.open entry's id"},
+        amount={**ref("Amount"), "description": "the voucher's cumulative amount"},
+        voucher_sig=ref("Signature"),
+        consumer={**ref("Did"), "description": "the channel's consumer (checked)"},
+        escrow={**ref("Amount"), "description": "the channel's amount (checked)"},
+    ),
+    _channel_close_out,
+    _channel_close_in,
+    "ChannelCloseBody",
+)
+_CHANNEL_REFUND = _form(
+    ChannelRefund.kind,
+    _obj(
+        ["channel", "provider", "escrow"],
+        {
+            "release": {
+                "oneOf": [
+                    _obj(None, final=_NATURAL_AMOUNT, signature=ref("Signature")),
+                    {"type": "null"},
+                ],
+                "description": "the provider's release; null: refund after expiry",
+            }
+        },
+        channel={**ref("Id"), "description": "the channel.open entry's id"},
+        provider={**ref("Did"), "description": "the channel's provider (checked)"},
+        escrow={**ref("Amount"), "description": "the channel's amount (checked)"},
+    ),
+    _channel_refund_out,
+    _channel_refund_in,
+    "ChannelRefundBody",
+)
+
 
 # -- the governance kinds (docs/governance.md) -----------------------------------------------------
 
@@ -526,7 +681,7 @@ def _enact_in(value: dict[str, Any], field: str) -> GovEnact:
     )
 
 
-_WIRE_VALUE = {
+_WIRE_VALUE: Schema = {
     "description": "a policy value in its genesis wire form (docs/governance.md)",
     "oneOf": [
         _obj(None, int={"type": "string", "pattern": "^-?[0-9]+$"}),
@@ -643,7 +798,7 @@ _GOV_ENACT = _form(
 )
 
 #: kind -> its JSON form: every kind the RPC reads and writes.
-BODIES: dict[str, BodyForm] = {
+BODIES: dict[str, BodyForm[Any]] = {
     f.kind: f
     for f in (
         _TRANSFER,
@@ -654,6 +809,9 @@ BODIES: dict[str, BodyForm] = {
         _DEVICE_REGISTER,
         _SENSOR_ATTEST,
         _IMPACT_CLAIM,
+        _CHANNEL_OPEN,
+        _CHANNEL_CLOSE,
+        _CHANNEL_REFUND,
         # governance (docs/governance.md)
         _GOV_PROPOSE,
         _GOV_VOTE,
@@ -664,15 +822,16 @@ BODIES: dict[str, BodyForm] = {
 }
 
 
-def body_out(body: Any) -> dict[str, Json]:
+def body_out(body: Body) -> dict[str, Json]:
     """A protocol body's JSON view."""
-    form = BODIES.get(getattr(body, "kind", None))  # type: ignore[arg-type]
+    kind = getattr(body, "kind", None)  # an entry's body is not typed (protocol.Entry)
+    form = BODIES.get(kind) if isinstance(kind, str) else None
     if form is None:
         raise TypeError(f"no JSON view for {type(body).__name__}")
     return form.dump(body)
 
 
-def body_in(kind: Any, value: Any, field: str = "body") -> Any:
+def body_in(kind: object, value: object, field: str = "body") -> Body:
     """The protocol body of ``kind`` from its JSON view."""
     if type(kind) is not str or kind not in BODIES:
         raise ParamError("kind", f"unknown kind; one of {', '.join(BODIES)}")
@@ -684,47 +843,49 @@ def body_in(kind: Any, value: Any, field: str = "body") -> Any:
     for name in value.keys() - form.required - form.optional:
         raise ParamError(f"{field}.{name}", "unknown field")
     try:
-        return form.load(value, field)
+        body: Body = form.load(value, field)  # BODIES holds every kind's form
     except Refused as exc:  # the protocol's own schema (e.g. a memo too long)
         raise ParamError(field, exc.detail or exc.reason.value) from None
+    return body
 
 
-def schemas() -> dict[str, dict[str, Any]]:
+def schemas() -> dict[str, Schema]:
     """``Kind`` and ``Body``, for the document's components (the bodies'
     own components: :func:`body_components`)."""
-    one_of: list[dict[str, Any]] = []
+    one_of: list[Json] = []
     for form in BODIES.values():
         if form.reference not in one_of:
             one_of.append(form.reference)
     return {
         "WireValue": _WIRE_VALUE,
-        "Kind": {"enum": list(BODIES)},
+        "Kind": {"enum": [*BODIES]},
         "Body": {
             "description": "by kind: transfer/mint {to, amount, memo?}; burn {amount}; "
             "member.admit {member}; credit.set {member, limit}; device.register, "
             "sensor.attest, impact.claim: docs/sensors.md (counters are integers, metric "
-            "values decimal strings); gov.propose, gov.vote, gov.delegate, gov.object, "
+            "values decimal strings); channel.open, channel.close, channel.refund: "
+            "docs/compute.md; gov.propose, gov.vote, gov.delegate, gov.object, "
             "gov.enact: docs/governance.md",
             "oneOf": one_of,
         },
     }
 
 
-def body_components() -> dict[str, dict[str, Any]]:
+def body_components() -> dict[str, Schema]:
     """The bodies that are components of their own."""
     return {f.component: f.schema for f in BODIES.values() if f.component}
 
 
-class _Body(Codec):
+class _Body(Codec[Body]):
     """A body inside an entry view: written from the protocol body; read
     only with its kind (``EntryView`` does, through :func:`body_in`)."""
 
     __slots__ = ()
 
-    def dump(self, value: Any) -> Json:
+    def dump(self, value: Body) -> Json:
         return body_out(value)
 
-    def load(self, value: Json, field: str) -> Any:
+    def load(self, value: object, field: str) -> Body:
         raise TypeError("a body is read with its kind: body_in(kind, value)")
 
 
@@ -736,7 +897,7 @@ class _Kind(Choice):
     def __init__(self) -> None:
         Codec.__init__(self, ref("Kind"))
 
-    @property  # type: ignore[override]
+    @property
     def choices(self) -> tuple[str, ...]:
         return tuple(BODIES)
 

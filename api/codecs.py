@@ -30,17 +30,37 @@ How it works:
   and lenient about members it does not know, so a newer node's extra
   member does not break an older client. Writing never fails for a value
   built from valid parts.
+* Types: a ``Codec[T]`` writes a ``T`` (``dump``, to :data:`Json`) and reads
+  one back from anything (``load`` takes ``object``: what a JSON decoder
+  made, checked). :func:`member` is typed as its codec's ``T``, so mypy
+  holds each field's annotation to its codec (``id: bytes = member(ID)``;
+  an ``omit`` member's type must allow None), and a method's declaration
+  (``methods.MethodSpec[T]``) types both the node's handler and the
+  client's reading of the answer.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Self
+from collections.abc import Mapping, Sequence
+from typing import (
+    Any,
+    ClassVar,
+    Generic,
+    Literal,
+    Protocol,
+    Self,
+    TypeAlias,
+    TypeVar,
+    cast,
+    overload,
+)
 
 from mycelia.api.encoding import ParamError, hex_in, hex_out
 
 __all__ = [
     "AnyJson",
+    "Canonical",
     "Codec",
     "Const",
     "Decoded",
@@ -50,15 +70,40 @@ __all__ = [
     "Nullable",
     "Record",
     "RecordCodec",
+    "RecordField",
+    "Schema",
     "join",
     "member",
     "ref",
 ]
 
-Json = Any
+#: A JSON value as the ``json`` module writes it: what a codec dumps. (What a
+#: codec loads is typed ``object``: anything a decoder produced, checked.)
+#: An object is any Mapping (covariant: a dict of schemas is JSON); an array
+#: is a list, not any Sequence, which bytes (never JSON) would be.
+Json: TypeAlias = "bool | int | float | str | list[Json] | Mapping[str, Json] | None"
+#: A JSON schema (an object).
+Schema: TypeAlias = dict[str, Json]
+
+T = TypeVar("T")
+R = TypeVar("R", bound="Record")
 
 
-def ref(name: str) -> dict[str, Any]:
+class Canonical(Protocol):
+    """A protocol object that keeps a canonical encoding (``Certificate``,
+    ``SignedGenesis``, ``Entry``, ``ForkEvidence``…)."""
+
+    def encode(self) -> bytes: ...
+
+    @classmethod
+    def decode(cls, data: bytes) -> Self: ...
+
+
+C = TypeVar("C", bound=Canonical)
+J = TypeVar("J", bound="Json")
+
+
+def ref(name: str) -> Schema:
     """A ``$ref`` to a component of the OpenRPC document."""
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -70,86 +115,88 @@ def join(path: str, name: str | int) -> str:
     return f"{path}.{name}" if path else name
 
 
-class Codec:
-    """One JSON shape: its schema, and how a value is written and read."""
+class Codec(Generic[T]):
+    """One JSON shape: its schema, and how a value of ``T`` is written and read."""
 
     __slots__ = ("schema",)
 
-    def __init__(self, schema: dict[str, Any]) -> None:
+    def __init__(self, schema: Schema) -> None:
         self.schema = schema
 
-    def dump(self, value: Any) -> Json:
+    def dump(self, value: T) -> Json:
         raise NotImplementedError
 
-    def load(self, value: Json, field: str) -> Any:
+    def load(self, value: object, field: str) -> T:
         raise NotImplementedError
 
 
-class AnyJson(Codec):
+class AnyJson(Codec[Json]):
     """Any JSON, as is (the OpenRPC document, a registry's ad-hoc result)."""
 
     __slots__ = ()
 
-    def dump(self, value: Any) -> Json:
+    def dump(self, value: Json) -> Json:
         return value
 
-    def load(self, value: Json, field: str) -> Any:
-        return value
+    def load(self, value: object, field: str) -> Json:
+        # The one codec that checks nothing: what it is given is what a JSON
+        # decoder made.
+        return cast("Json", value)
 
 
-class Const(Codec):
+class Const(Codec[J]):
     """Always the same value (``unsubscribe``'s ``true``)."""
 
     __slots__ = ("value",)
 
-    def __init__(self, value: Any) -> None:
+    def __init__(self, value: J) -> None:
         super().__init__({"const": value})
         self.value = value
 
-    def dump(self, value: Any) -> Json:
+    def dump(self, value: J) -> Json:
         return self.value
 
-    def load(self, value: Json, field: str) -> Any:
+    def load(self, value: object, field: str) -> J:
         if type(value) is not type(self.value) or value != self.value:
             raise ParamError(field, f"expected {self.value!r}")
-        return value
+        return self.value
 
 
-class Nullable(Codec):
+class Nullable(Codec[T | None]):
     """``inner`` or null (None)."""
 
     __slots__ = ("inner",)
 
-    def __init__(self, inner: Codec) -> None:
+    def __init__(self, inner: Codec[T]) -> None:
         schema = inner.schema
         if set(schema) == {"type"} and isinstance(schema["type"], str):
-            nullable: dict[str, Any] = {"type": [schema["type"], "null"]}
+            nullable: Schema = {"type": [schema["type"], "null"]}
         else:
             nullable = {"oneOf": [schema, {"type": "null"}]}
         super().__init__(nullable)
         self.inner = inner
 
-    def dump(self, value: Any) -> Json:
+    def dump(self, value: T | None) -> Json:
         return None if value is None else self.inner.dump(value)
 
-    def load(self, value: Json, field: str) -> Any:
+    def load(self, value: object, field: str) -> T | None:
         return None if value is None else self.inner.load(value, field)
 
 
-class ListOf(Codec):
-    """An array of ``inner`` (a tuple in Python)."""
+class ListOf(Codec[tuple[T, ...]]):
+    """An array of ``inner`` (a tuple in Python; any sequence is written)."""
 
     __slots__ = ("inner", "max_items", "min_items")
 
     def __init__(
         self,
-        inner: Codec,
+        inner: Codec[T],
         *,
         min_items: int | None = None,
         max_items: int | None = None,
-        schema: dict[str, Any] | None = None,
+        schema: Schema | None = None,
     ) -> None:
-        out: dict[str, Any] = {"type": "array", "items": inner.schema}
+        out: Schema = {"type": "array", "items": inner.schema}
         if min_items is not None:
             out["minItems"] = min_items
         if max_items is not None:
@@ -159,10 +206,10 @@ class ListOf(Codec):
         self.min_items = min_items
         self.max_items = max_items
 
-    def dump(self, value: Any) -> Json:
+    def dump(self, value: Sequence[T]) -> Json:
         return [self.inner.dump(v) for v in value]
 
-    def load(self, value: Json, field: str) -> tuple[Any, ...]:
+    def load(self, value: object, field: str) -> tuple[T, ...]:
         if type(value) is not list:
             raise ParamError(field or "result", "expected an array")
         if self.min_items is not None and len(value) < self.min_items:
@@ -172,21 +219,21 @@ class ListOf(Codec):
         return tuple(self.inner.load(v, join(field, i)) for i, v in enumerate(value))
 
 
-class Decoded(Codec):
-    """A protocol object (``cls`` with ``decode`` and ``encode``) as the
-    0x-hex of its canonical bytes; at most ``max_size`` bytes."""
+class Decoded(Codec[C]):
+    """A protocol object (``cls``, :class:`Canonical`) as the 0x-hex of its
+    canonical bytes; at most ``max_size`` bytes."""
 
     __slots__ = ("cls", "max_size")
 
-    def __init__(self, cls: Any, schema: dict[str, Any], max_size: int = 1 << 20) -> None:
+    def __init__(self, cls: type[C], schema: Schema, max_size: int = 1 << 20) -> None:
         super().__init__(schema)
         self.cls = cls
         self.max_size = max_size
 
-    def dump(self, value: Any) -> Json:
+    def dump(self, value: C) -> Json:
         return hex_out(value.encode())
 
-    def load(self, value: Json, field: str) -> Any:
+    def load(self, value: object, field: str) -> C:
         data = hex_in(value, field, max_size=self.max_size)
         try:
             return self.cls.decode(data)
@@ -199,7 +246,8 @@ class Decoded(Codec):
 class Member:
     """How one field of a :class:`Record` appears in JSON."""
 
-    codec: Codec
+    # A record's fields hold values of different types: each its own codec.
+    codec: Codec[Any]
     description: str | None = None
     #: the member's name in JSON, when it is not the field's
     json: str | None = None
@@ -207,22 +255,42 @@ class Member:
     omit: bool = False
 
     @property
-    def schema(self) -> dict[str, Any]:
+    def schema(self) -> Schema:
         if self.description is None:
             return self.codec.schema
         return {**self.codec.schema, "description": self.description}
 
 
+@overload
 def member(
-    codec: Codec,
+    codec: Codec[T],
+    description: str | None = None,
+    *,
+    json: str | None = None,
+    omit: Literal[False] = False,
+    default: T = ...,
+) -> T: ...
+@overload
+def member(
+    codec: Codec[T],
+    description: str | None = None,
+    *,
+    json: str | None = None,
+    omit: Literal[True],
+    default: T | None = ...,
+) -> T | None: ...
+def member(
+    codec: Codec[Any],
     description: str | None = None,
     *,
     json: str | None = None,
     omit: bool = False,
-    default: Any = dataclasses.MISSING,
+    default: object = dataclasses.MISSING,
 ) -> Any:
     """A :class:`Record` field (a ``dataclasses.field`` carrying its
-    :class:`Member`). An ``omit`` member defaults to None."""
+    :class:`Member`), typed as the value its ``codec`` reads, so a field
+    declared with another type than its codec's does not type-check. An
+    ``omit`` member defaults to None (its field type must allow None)."""
     if omit and default is dataclasses.MISSING:
         default = None
     return dataclasses.field(
@@ -231,14 +299,17 @@ def member(
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Field:
+class RecordField:
+    """One field of a :class:`Record`: its Python name, its JSON name, how
+    it is written, and whether it may be absent."""
+
     name: str
     json: str
     member: Member
     has_default: bool
 
 
-_FIELDS: dict[type, tuple[_Field, ...]] = {}
+_FIELDS: dict[type, tuple[RecordField, ...]] = {}
 
 
 class Record:
@@ -247,13 +318,16 @@ class Record:
     __slots__ = ()
     #: the schema's name in the OpenRPC document's components (None: inline)
     COMPONENT: ClassVar[str | None] = None
+    # Every subclass is a dataclass (the module docstring); declared here so
+    # that ``dataclasses.fields`` takes the class.
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     @classmethod
-    def fields(cls) -> tuple[_Field, ...]:
+    def fields(cls) -> tuple[RecordField, ...]:
         found = _FIELDS.get(cls)
         if found is None:
             out = []
-            for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            for f in dataclasses.fields(cls):
                 m = f.metadata.get("api")
                 if m is None:
                     raise TypeError(f"{cls.__name__}.{f.name} is not declared with member()")
@@ -261,12 +335,12 @@ class Record:
                     f.default is not dataclasses.MISSING
                     or f.default_factory is not dataclasses.MISSING
                 )
-                out.append(_Field(f.name, m.json or f.name, m, has_default))
+                out.append(RecordField(f.name, m.json or f.name, m, has_default))
             found = _FIELDS[cls] = tuple(out)
         return found
 
     @classmethod
-    def schema(cls) -> dict[str, Any]:
+    def schema(cls) -> Schema:
         """The record's JSON schema (an object, no other members)."""
         fields = cls.fields()
         return {
@@ -277,7 +351,7 @@ class Record:
         }
 
     @classmethod
-    def codec(cls) -> RecordCodec:
+    def codec(cls) -> RecordCodec[Self]:
         return RecordCodec(cls)
 
     def to_json(self) -> dict[str, Json]:
@@ -290,12 +364,12 @@ class Record:
         return out
 
     @classmethod
-    def from_json(cls, value: Json, field: str = "") -> Self:
+    def from_json(cls, value: object, field: str = "") -> Self:
         """The record from its JSON object; :class:`ParamError` names what
         is wrong (``field`` is the object's own path)."""
         if type(value) is not dict:
             raise ParamError(field or "result", "expected an object")
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, object] = {}
         for f in cls.fields():
             raw = value.get(f.json)
             if f.json not in value or (raw is None and f.member.omit):
@@ -306,24 +380,24 @@ class Record:
         return cls(**kwargs)
 
     @classmethod
-    def _load(cls, f: _Field, raw: Json, path: str, loaded: dict[str, Any]) -> Any:
+    def _load(cls, f: RecordField, raw: object, path: str, loaded: dict[str, object]) -> object:
         """One member's value (``loaded``: the members read before it). A
         record whose member depends on another overrides this."""
         return f.member.codec.load(raw, path)
 
 
-class RecordCodec(Codec):
+class RecordCodec(Codec[R]):
     """A :class:`Record` inside another value: a ``$ref`` to its component,
     or its schema inline."""
 
     __slots__ = ("cls",)
 
-    def __init__(self, cls: type[Record]) -> None:
+    def __init__(self, cls: type[R]) -> None:
         super().__init__(ref(cls.COMPONENT) if cls.COMPONENT else cls.schema())
         self.cls = cls
 
-    def dump(self, value: Any) -> Json:
+    def dump(self, value: R) -> Json:
         return value.to_json()
 
-    def load(self, value: Json, field: str) -> Any:
+    def load(self, value: object, field: str) -> R:
         return self.cls.from_json(value, field)

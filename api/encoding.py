@@ -26,7 +26,6 @@ exactly the protocol's schema (an amount of 0 is refused there).
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from mycelia.protocol import (
     Refused,
@@ -60,7 +59,7 @@ def hex_out(data: bytes) -> str:
     return "0x" + data.hex()
 
 
-def hex_in(value: Any, field: str, *, size: int | None = None, max_size: int = 1 << 20) -> bytes:
+def hex_in(value: object, field: str, *, size: int | None = None, max_size: int = 1 << 20) -> bytes:
     if type(value) is not str or not _HEX.fullmatch(value):
         raise ParamError(field, "expected 0x-prefixed hex")
     if len(value) > 2 + 2 * max_size:
@@ -75,7 +74,7 @@ def amount_out(value: int) -> str:
     return str(value)
 
 
-def amount_in(value: Any, field: str, *, negative: bool = False) -> int:
+def amount_in(value: object, field: str, *, negative: bool = False) -> int:
     """A decimal string; positive (≥ 1) unless ``negative`` allows any sign."""
     if type(value) is not str:
         raise ParamError(field, 'amounts are decimal strings (e.g. "25"), not JSON numbers')
@@ -89,7 +88,7 @@ def amount_in(value: Any, field: str, *, negative: bool = False) -> int:
     return n
 
 
-def int_in(value: Any, field: str, *, low: int = 0, high: int = (1 << 63) - 1) -> int:
+def int_in(value: object, field: str, *, low: int = 0, high: int = (1 << 63) - 1) -> int:
     if type(value) is not int:
         raise ParamError(field, "expected an integer")
     if not low <= value <= high:
@@ -97,7 +96,7 @@ def int_in(value: Any, field: str, *, low: int = 0, high: int = (1 << 63) - 1) -
     return value
 
 
-def int64_in(value: Any, field: str) -> int:
+def int64_in(value: object, field: str) -> int:
     """A signed 64-bit value as a decimal string (a metric's value, bound or sum)."""
     if type(value) is not str:
         raise ParamError(field, 'a decimal string (e.g. "-25"), not a JSON number')
@@ -109,7 +108,7 @@ def int64_in(value: Any, field: str) -> int:
     return n
 
 
-def str_in(value: Any, field: str, *, max_bytes: int = 256) -> str:
+def str_in(value: object, field: str, *, max_bytes: int = 256) -> str:
     if type(value) is not str:
         raise ParamError(field, "expected a string")
     try:
@@ -125,7 +124,7 @@ def did_out(public: bytes) -> str:
     return did_encode(public)
 
 
-def did_in(value: Any, field: str) -> bytes:
+def did_in(value: object, field: str) -> bytes:
     try:
         return did_decode(value)
     except Refused as exc:
@@ -138,18 +137,18 @@ def did_in(value: Any, field: str) -> bytes:
 UINT64_MAX = (1 << 64) - 1
 
 
-def did_str_in(value: Any, field: str) -> str:
+def did_str_in(value: object, field: str) -> str:
     """A did:key kept as its (checked) string."""
     did_in(value, field)
     return str(value)
 
 
-def bool_in(value: Any, field: str) -> bool:
+def bool_in(value: object, field: str) -> bool:
     if type(value) is not bool:
         raise ParamError(field, "expected a boolean")
     return value
 
 
-def counter_in(value: Any, field: str) -> int:
+def counter_in(value: object, field: str) -> int:
     """A device counter (unsigned 64-bit)."""
     return int_in(value, field, high=UINT64_MAX)

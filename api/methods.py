@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from mycelia.api import bodies, scalars, types
-from mycelia.api.codecs import AnyJson, Codec, Const, ListOf, Record, ref
+from mycelia.api.codecs import AnyJson, Codec, Const, Json, ListOf, Record, Schema, ref
 from mycelia.api.contract import (
     INVALID_PARAMS,
     LIMIT,
@@ -43,10 +43,30 @@ from mycelia.protocol.economy import MAX_GENESIS_BYTES, MAX_SIGNED_GENESIS_BYTES
 from mycelia.protocol.entries import MAX_ENTRY_BYTES
 
 __all__ = [
+    "ACCOUNT_GET",
+    "ACCOUNT_HISTORY",
     "COMPONENTS",
+    "ECONOMY_CREATE",
+    "ECONOMY_FOLLOW",
+    "ECONOMY_FORKS",
+    "ECONOMY_GET",
+    "ECONOMY_LIST",
+    "ECONOMY_SIGN_GENESIS",
+    "ENTRY_GET",
+    "ENTRY_PREPARE",
+    "ENTRY_SUBMIT",
     "MAX_CLAIMABLE",
     "MAX_READINGS_PAGE",
     "METHODS",
+    "NODE_INFO",
+    "NODE_PEERS",
+    "RPC_DISCOVER",
+    "SENSOR_CLAIMABLE",
+    "SENSOR_DEVICES",
+    "SENSOR_GET_ATTESTATION",
+    "SENSOR_GET_READINGS",
+    "SUBSCRIBE",
+    "UNSUBSCRIBE",
     "MethodSpec",
     "Param",
     "Parser",
@@ -54,14 +74,18 @@ __all__ = [
     "openrpc_document",
 ]
 
-Parser = Callable[[Any, str], Any]
+#: ``parse(value, field)``: the handler's argument from the param's JSON
+#: value (anything a JSON decoder made), or ``ParamError``.
+Parser = Callable[[object, str], object]
+T = TypeVar("T")
+RecordT = TypeVar("RecordT", bound=Record)
 #: Most readings one sensor_getReadings answer holds (also the audit protocol's limit).
 MAX_READINGS_PAGE = 1000
 #: Most attestations one sensor_claimable answer lists (a claim names at most 16).
 MAX_CLAIMABLE = 1024
 
 
-def _as_is(value: Any, field: str) -> Any:
+def _as_is(value: object, field: str) -> object:
     return value
 
 
@@ -71,29 +95,31 @@ class Param:
     (``parse(value, field_name)``, raising ``ParamError``)."""
 
     name: str
-    schema: dict[str, Any]
+    schema: Schema
     description: str
     parse: Parser = _as_is
     required: bool = True
 
 
 @dataclass(frozen=True, slots=True)
-class MethodSpec:
-    """A method as the contract declares it (no handler: that is the server's)."""
+class MethodSpec(Generic[T]):
+    """A method as the contract declares it (no handler: that is the
+    server's), typed by its result: a handler bound to it returns a ``T``,
+    a client reading its answer gets a ``T``."""
 
     name: str
     summary: str
     params: tuple[Param, ...]
     #: how the result is written and read; its schema is the document's
-    result: Codec
+    result: Codec[T]
     result_name: str = "result"
     description: str = ""
     #: application error codes this method may answer, besides the standard ones
     errors: tuple[int, ...] = ()
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, Json]:
         """The OpenRPC method object."""
-        out: dict[str, Any] = {
+        out: dict[str, Json] = {
             "name": self.name,
             "summary": self.summary,
             "paramStructure": "either",
@@ -117,8 +143,8 @@ class MethodSpec:
 
 
 def openrpc(
-    info: dict[str, Any], methods: Iterable[MethodSpec], schemas: dict[str, dict[str, Any]]
-) -> dict[str, Any]:
+    info: dict[str, Json], methods: Iterable[MethodSpec[Any]], schemas: dict[str, Schema]
+) -> dict[str, Json]:
     """An OpenRPC 1.2.6 document describing ``methods``; ``schemas`` are the
     components their schemas refer to."""
     methods = list(methods)
@@ -150,7 +176,7 @@ RECORDS: tuple[type[Record], ...] = (
     types.NodeInfo,
 )
 
-COMPONENTS: dict[str, dict[str, Any]] = {
+COMPONENTS: dict[str, Schema] = {
     **scalars.SCHEMAS,
     **bodies.schemas(),
     **scalars.LATE_SCHEMAS,
@@ -162,23 +188,23 @@ COMPONENTS: dict[str, dict[str, Any]] = {
 # -- param parsers ---------------------------------------------------------------------------
 
 
-def _id_in(value: Any, field: str) -> bytes:
+def _id_in(value: object, field: str) -> bytes:
     return hex_in(value, field, size=32)
 
 
-def _cursor_in(value: Any, field: str) -> int:
+def _cursor_in(value: object, field: str) -> int:
     text = str_in(value, field, max_bytes=19)
     if not text.isascii() or not text.isdigit() or text.startswith("0"):
         raise ParamError(field, "expected a cursor from a previous page (a decimal string)")
     return int(text)
 
 
-def _fork_cursor_in(value: Any, field: str) -> bytes:
+def _fork_cursor_in(value: object, field: str) -> bytes:
     return hex_in(value, field, size=40)
 
 
 def _choice(*choices: str) -> Parser:
-    def parse(value: Any, field: str) -> str:
+    def parse(value: object, field: str) -> str:
         if value not in choices or type(value) is not str:
             raise ParamError(field, f"one of {', '.join(choices)}")
         return value
@@ -212,19 +238,41 @@ def _limit_param(description: str, default: int) -> Param:
 
 # -- the methods ---------------------------------------------------------------------------------
 
-METHODS: dict[str, MethodSpec] = {}
+#: Every method by name (the server's dispatch; each is also a constant
+#: below, typed by its result).
+METHODS: dict[str, MethodSpec[Any]] = {}
 
 
+@overload
 def _declare(
     name: str,
     summary: str,
     *params: Param,
-    result: Codec | type[Record],
+    result: type[RecordT],
+    result_name: str = ...,
+    description: str = ...,
+    errors: tuple[int, ...] = ...,
+) -> MethodSpec[RecordT]: ...
+@overload
+def _declare(
+    name: str,
+    summary: str,
+    *params: Param,
+    result: Codec[T],
+    result_name: str = ...,
+    description: str = ...,
+    errors: tuple[int, ...] = ...,
+) -> MethodSpec[T]: ...
+def _declare(
+    name: str,
+    summary: str,
+    *params: Param,
+    result: Codec[Any] | type[Record],
     result_name: str = "result",
     description: str = "",
     errors: tuple[int, ...] = (),
-) -> MethodSpec:
-    codec = result.codec() if isinstance(result, type) else result
+) -> MethodSpec[Any]:
+    codec: Codec[Any] = result.codec() if isinstance(result, type) else result
     spec = MethodSpec(name, summary, params, codec, result_name, description, errors)
     if name in METHODS:
         raise ValueError(f"method {name} declared twice")
@@ -232,29 +280,29 @@ def _declare(
     return spec
 
 
-_declare(
+NODE_INFO = _declare(
     "node_info",
     "This node: its key, peer id, every address it listens on, and load.",
     result=types.NodeInfo,
 )
-_declare(
+NODE_PEERS = _declare(
     "node_peers",
     "The libp2p peers this node is connected to.",
     result=ListOf(types.Peer.codec()),
 )
-_declare(
+ECONOMY_LIST = _declare(
     "economy_list",
     "The economies this node holds a genesis for.",
     result=ListOf(types.EconomySummary.codec()),
 )
-_declare(
+ECONOMY_GET = _declare(
     "economy_get",
     "One economy: its genesis, policy, validators and size on this node.",
     _economy_param(),
     result=types.EconomyView,
     errors=(NOT_FOUND,),
 )
-_declare(
+ECONOMY_SIGN_GENESIS = _declare(
     "economy_signGenesis",
     "Sign an unsigned genesis with this node's key, if it names it as a validator.",
     Param(
@@ -268,7 +316,7 @@ _declare(
     "of the genesis; a genesis that breaks the protocol's rules is refused (-32001).",
     errors=(REFUSED, UNAVAILABLE),
 )
-_declare(
+ECONOMY_CREATE = _declare(
     "economy_create",
     "Store, follow and serve a signed genesis (idempotent).",
     Param(
@@ -281,13 +329,13 @@ _declare(
     description="A genesis without a quorum of valid signatures is refused (bad_genesis).",
     errors=(REFUSED,),
 )
-_declare(
+ECONOMY_FOLLOW = _declare(
     "economy_follow",
     "Follow an economy by id; its genesis is fetched from peers if unknown.",
     _economy_param(),
     result=types.Followed,
 )
-_declare(
+ECONOMY_FORKS = _declare(
     "economy_forks",
     "Forks in an economy: two certificates for one chain slot, and who signed both.",
     _economy_param(),
@@ -308,7 +356,7 @@ _declare(
     "topic forks for new ones.",
     errors=(NOT_FOUND, LIMIT),
 )
-_declare(
+ACCOUNT_GET = _declare(
     "account_get",
     "An account's state in an economy.",
     _economy_param(),
@@ -316,7 +364,7 @@ _declare(
     result=types.AccountInfo,
     errors=(NOT_FOUND,),
 )
-_declare(
+ACCOUNT_HISTORY = _declare(
     "account_history",
     "Certified entries that changed an account, newest first, a page at a time.",
     _economy_param(),
@@ -332,7 +380,7 @@ _declare(
     result=types.AccountHistory,
     errors=(NOT_FOUND, LIMIT),
 )
-_declare(
+ENTRY_PREPARE = _declare(
     "entry_prepare",
     "Build an unsigned entry: its id, canonical bytes and the message to sign.",
     _economy_param(),
@@ -357,7 +405,7 @@ _declare(
     result=types.Prepared,
     errors=(REFUSED, NOT_FOUND),
 )
-_declare(
+ENTRY_SUBMIT = _declare(
     "entry_submit",
     "Submit a signed entry for certification; returns once it is durable.",
     Param(
@@ -378,7 +426,7 @@ _declare(
     "follow; everything else is the validators' to decide.",
     errors=(REFUSED,),
 )
-_declare(
+ENTRY_GET = _declare(
     "entry_get",
     "An entry's status: pending, certified (with its certificate) or refused.",
     Param("id", ref("Id"), "the entry id", _id_in),
@@ -387,7 +435,7 @@ _declare(
 )
 #: Subscription topics and the params each takes (besides ``topic``).
 TOPICS = {"account": ("economy", "account"), "entry": ("id",), "forks": ("economy",)}
-_declare(
+SUBSCRIBE = _declare(
     "subscribe",
     "Subscribe to an account's certified entries, an entry's status or an economy's forks "
     "(WebSocket only).",
@@ -410,7 +458,7 @@ _declare(
     "id] or [topic, economy].",
     errors=(NOT_FOUND, LIMIT),
 )
-_declare(
+UNSUBSCRIBE = _declare(
     "unsubscribe",
     "End a subscription of this WebSocket.",
     Param("subscription", {"type": "string"}, "the subscription id", str_in),
@@ -419,7 +467,7 @@ _declare(
 
 # -- sensors (docs/sensors.md, "Node interfaces") ----------------------------------------------
 
-_declare(
+SENSOR_GET_READINGS = _declare(
     "sensor_getReadings",
     "A device's readings, each with its attestation and Merkle proof once attested.",
     _economy_param(),
@@ -438,7 +486,7 @@ _declare(
     "(-32002), host_unreachable (-32004).",
     errors=(NOT_FOUND, LIMIT, UNAVAILABLE),
 )
-_declare(
+SENSOR_GET_ATTESTATION = _declare(
     "sensor_getAttestation",
     "A certified sensor.attest: its certificate and entry view.",
     Param("id", ref("Id"), "the attestation's entry id", _id_in),
@@ -447,7 +495,7 @@ _declare(
     "unknown_attestation (-32002) if nobody has it or it is not a sensor.attest.",
     errors=(NOT_FOUND,),
 )
-_declare(
+SENSOR_CLAIMABLE = _declare(
     "sensor_claimable",
     "A device's certified attestations after its owner's claim cursor: what to claim next.",
     _economy_param(),
@@ -457,14 +505,14 @@ _declare(
     "them from the first, in order, with total = the sum of their totals.",
     errors=(NOT_FOUND, REFUSED),
 )
-_declare(
+SENSOR_DEVICES = _declare(
     "sensor_devices",
     "The devices this node hosts in an economy, with its ingest state of each.",
     _economy_param(),
     result=ListOf(types.HostedDevice.codec()),
     errors=(NOT_FOUND,),
 )
-_declare(
+RPC_DISCOVER = _declare(
     "rpc.discover",
     "This API's OpenRPC 1.2.6 document.",
     result=AnyJson({"type": "object", "description": "an OpenRPC 1.2.6 document"}),
@@ -472,7 +520,7 @@ _declare(
 )
 
 
-def openrpc_document(version: str) -> dict[str, Any]:
+def openrpc_document(version: str) -> dict[str, Json]:
     """The document ``rpc.discover`` returns (``version``: the node's)."""
     return openrpc(
         {

@@ -6,9 +6,7 @@ and text. The parsing rules themselves are ``encoding.py``'s."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from mycelia.api.codecs import Codec, Json, ref
+from mycelia.api.codecs import Codec, Json, Schema, ref
 from mycelia.api.encoding import (
     MAX_AMOUNT,
     UINT64_MAX,
@@ -48,7 +46,7 @@ __all__ = [
 ]
 
 #: Components: the scalars' schemas, referred to as ``{"$ref": ...}``.
-SCHEMAS: dict[str, dict[str, Any]] = {
+SCHEMAS: dict[str, Schema] = {
     "Hex": {
         "type": "string",
         "pattern": "^0x([0-9a-fA-F]{2})*$",
@@ -77,7 +75,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
 }
 #: After the body schemas in the document (``bodies.py`` adds Kind and Body).
-LATE_SCHEMAS: dict[str, dict[str, Any]] = {
+LATE_SCHEMAS: dict[str, Schema] = {
     "Counter": {"type": "integer", "minimum": 0, "maximum": UINT64_MAX},
     "Int64": {
         "type": "string",
@@ -87,38 +85,38 @@ LATE_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
-class Integer(Codec):
+class Integer(Codec[int]):
     """A JSON integer in ``low…high``."""
 
     __slots__ = ("high", "low")
 
-    def __init__(self, low: int, high: int, schema: dict[str, Any]) -> None:
+    def __init__(self, low: int, high: int, schema: Schema) -> None:
         super().__init__(schema)
         self.low = low
         self.high = high
 
-    def dump(self, value: Any) -> Json:
+    def dump(self, value: int) -> Json:
         return value
 
-    def load(self, value: Json, field: str) -> int:
+    def load(self, value: object, field: str) -> int:
         return int_in(value, field, low=self.low, high=self.high)
 
 
-class DecimalString(Codec):
+class DecimalString(Codec[int]):
     """An integer in ``low…high`` written as a decimal string (amounts,
     balances, metric values: JSON numbers cannot hold 64 bits exactly)."""
 
     __slots__ = ("high", "low")
 
-    def __init__(self, low: int, high: int, schema: dict[str, Any]) -> None:
+    def __init__(self, low: int, high: int, schema: Schema) -> None:
         super().__init__(schema)
         self.low = low
         self.high = high
 
-    def dump(self, value: Any) -> Json:
+    def dump(self, value: int) -> Json:
         return str(value)
 
-    def load(self, value: Json, field: str) -> int:
+    def load(self, value: object, field: str) -> int:
         if self.low >= 1:
             return amount_in(value, field)
         if self.high == MAX_AMOUNT and self.low == -MAX_AMOUNT:
@@ -126,76 +124,80 @@ class DecimalString(Codec):
         return int64_in(value, field)
 
 
-class HexBytes(Codec):
+class HexBytes(Codec[bytes]):
     """Bytes as 0x-hex: ``size`` bytes, or at most ``max_size``."""
 
     __slots__ = ("max_size", "size")
 
-    def __init__(self, schema: dict[str, Any], size: int | None, max_size: int = 1 << 20) -> None:
+    def __init__(self, schema: Schema, size: int | None, max_size: int = 1 << 20) -> None:
         super().__init__(schema)
         self.size = size
         self.max_size = max_size
 
-    def dump(self, value: Any) -> Json:
+    def dump(self, value: bytes) -> Json:
         return hex_out(value)
 
-    def load(self, value: Json, field: str) -> bytes:
+    def load(self, value: object, field: str) -> bytes:
         return hex_in(value, field, size=self.size, max_size=self.max_size)
 
 
-class Text(Codec):
+class Text(Codec[str]):
     """A string of at most ``max_bytes`` bytes of UTF-8."""
 
     __slots__ = ("max_bytes",)
 
-    def __init__(self, max_bytes: int, schema: dict[str, Any] | None = None) -> None:
+    def __init__(self, max_bytes: int, schema: Schema | None = None) -> None:
         super().__init__({"type": "string"} if schema is None else schema)
         self.max_bytes = max_bytes
 
-    def dump(self, value: Any) -> Json:
+    def dump(self, value: str) -> Json:
         return value
 
-    def load(self, value: Json, field: str) -> str:
+    def load(self, value: object, field: str) -> str:
         return str_in(value, field, max_bytes=self.max_bytes)
 
 
-class Choice(Codec):
+class Choice(Codec[str]):
     """One of a few strings (an enum)."""
 
-    __slots__ = ("choices",)
+    __slots__ = ("_choices",)
 
-    def __init__(self, *choices: str, schema: dict[str, Any] | None = None) -> None:
-        super().__init__({"enum": list(choices)} if schema is None else schema)
-        self.choices = choices
+    def __init__(self, *choices: str, schema: Schema | None = None) -> None:
+        super().__init__({"enum": [*choices]} if schema is None else schema)
+        self._choices = choices
 
-    def dump(self, value: Any) -> Json:
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return self._choices
+
+    def dump(self, value: str) -> Json:
         return value
 
-    def load(self, value: Json, field: str) -> str:
+    def load(self, value: object, field: str) -> str:
         if type(value) is not str or value not in self.choices:
             raise ParamError(field or "result", f"one of {', '.join(self.choices)}")
         return value
 
 
-class Boolean(Codec):
+class Boolean(Codec[bool]):
     __slots__ = ()
 
-    def dump(self, value: Any) -> Json:
+    def dump(self, value: bool) -> Json:
         return value
 
-    def load(self, value: Json, field: str) -> bool:
+    def load(self, value: object, field: str) -> bool:
         return bool_in(value, field)
 
 
-class DidKey(Codec):
+class DidKey(Codec[str]):
     """An Ed25519 did:key, kept as its (checked) string."""
 
     __slots__ = ()
 
-    def dump(self, value: Any) -> Json:
+    def dump(self, value: str) -> Json:
         return value
 
-    def load(self, value: Json, field: str) -> str:
+    def load(self, value: object, field: str) -> str:
         return did_str_in(value, field)
 
 
@@ -204,7 +206,7 @@ def hex_bytes(*, size: int | None = None, max_size: int = 1 << 20) -> HexBytes:
     return HexBytes(ref("Hex"), size, max_size)
 
 
-def integer(low: int = 0, high: int = (1 << 63) - 1, **schema: Any) -> Integer:
+def integer(low: int = 0, high: int = (1 << 63) - 1, **schema: Json) -> Integer:
     """A JSON integer in ``low…high``; ``schema`` is the whole JSON schema
     (default: ``{"type": "integer", "minimum": low}``)."""
     return Integer(low, high, schema or {"type": "integer", "minimum": low})

@@ -18,15 +18,16 @@ canonical bytes, which they keep).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
-from mycelia.api.bodies import BODY, KIND, body_in
+from mycelia.api.bodies import BODY, KIND, Body, body_in
 from mycelia.api.codecs import (
     Decoded,
     Json,
     ListOf,
     Nullable,
     Record,
+    RecordField,
     member,
 )
 from mycelia.api.encoding import did_out, hex_out
@@ -55,7 +56,13 @@ from mycelia.protocol import (
     SignedGenesis,
     did_decode,
 )
-from mycelia.protocol.economy import ImpactPolicy, IssuedPolicy, MutualCreditPolicy
+from mycelia.protocol.channels import DEFAULT_MAX_CHANNEL_MS
+from mycelia.protocol.economy import (
+    ImpactPolicy,
+    IssuedPolicy,
+    MutualCreditPolicy,
+    max_channel_ms,
+)
 from mycelia.protocol.impact import Claimable as ProtocolClaimable
 from mycelia.protocol.reasons import Need, NeedAdmission, NeedCertificate, NeedChain
 from mycelia.protocol.sensors import MAX_SIGNED_READING_BYTES
@@ -119,6 +126,19 @@ _CERTIFICATE = Decoded(Certificate, HEX.schema)
 # -- entries ------------------------------------------------------------------------------
 
 
+class EntryFields(TypedDict):
+    """An :class:`EntryView`'s fields, as keyword arguments."""
+
+    id: bytes
+    economy: bytes
+    author: str
+    seq: int
+    prev: bytes
+    ts_ms: int
+    kind: str
+    body: Body
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EntryView(Record):
     """An entry as the RPC shows it: its fields, the body in the JSON of
@@ -133,16 +153,16 @@ class EntryView(Record):
     prev: bytes = member(ID)
     ts_ms: int = member(NAT)
     kind: str = member(KIND)
-    body: Any = member(BODY)
+    body: Body = member(BODY)
 
     @classmethod
-    def _load(cls, f: Any, raw: Json, path: str, loaded: dict[str, Any]) -> Any:
+    def _load(cls, f: RecordField, raw: object, path: str, loaded: dict[str, object]) -> object:
         if f.name == "body":  # read with the kind read before it
             return body_in(loaded["kind"], raw, path)
         return f.member.codec.load(raw, path)
 
     @staticmethod
-    def fields_of(entry: Entry, entry_id: bytes | None = None) -> dict[str, Any]:
+    def fields_of(entry: Entry, entry_id: bytes | None = None) -> EntryFields:
         return {
             "id": entry.id if entry_id is None else entry_id,
             "economy": entry.economy,
@@ -360,6 +380,12 @@ class EconomyView(Record):
     genesis: SignedGenesis = member(Decoded(SignedGenesis, HEX.schema), "the signed genesis' bytes")
     accounts: int = member(NAT, "accounts with any state on this node", default=0)
     certificates: int = member(NAT, "certified entries this node holds", default=0)
+    #: the default from nodes that predate compute channels
+    max_channel_ms: int = member(
+        integer(1),
+        "the longest a channel.open may lock its escrow, in ms (policy max_channel_ms)",
+        default=DEFAULT_MAX_CHANNEL_MS,
+    )
 
     @classmethod
     def of(cls, signed: SignedGenesis, accounts: int = 0, certificates: int = 0) -> EconomyView:
@@ -401,6 +427,7 @@ class EconomyView(Record):
             genesis=signed,
             accounts=accounts,
             certificates=certificates,
+            max_channel_ms=max_channel_ms(policy),
         )
 
 
@@ -648,14 +675,14 @@ class ReadingResult(Record):
     def accepted(self) -> bool:
         return self.status == ACCEPTED
 
-    def to_msgpack(self) -> dict[str, Any]:
-        out = self.to_json()
+    def to_msgpack(self) -> dict[str, Json | bytes]:
+        out: dict[str, Json | bytes] = {**self.to_json()}
         if self.id is not None:
             out["id"] = self.id
         return out
 
     @classmethod
-    def from_msgpack(cls, value: Any, field: str = "") -> ReadingResult:
+    def from_msgpack(cls, value: object, field: str = "") -> ReadingResult:
         if type(value) is dict and type(value.get("id")) is bytes:
             value = {**value, "id": "0x" + value["id"].hex()}
         return cls.from_json(value, field)

@@ -28,6 +28,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
+from mycelia.api import methods as declared
 from mycelia.api.encoding import hex_out
 from mycelia.cli.economy import economies_table
 from mycelia.cli.main import connect, json_option, rpc_options
@@ -48,9 +49,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     for result in results:
         if isinstance(result, RpcError):
             raise result
-    info = parse_result("node_info", results[0])
+    info = parse_result(declared.NODE_INFO, results[0])
     peers = peer_ids(results[1])
-    economies = list(parse_result("economy_list", results[2]))
+    economies = list(parse_result(declared.ECONOMY_LIST, results[2]))
     with connect(ctx) as client:
         hosted = {e.id: client.sensor_devices(e.id) for e in economies if e.kind == "impact"}
         forks = {e.id: client.economy_forks(e.id) for e in economies if e.forks}

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import urlsplit
 
 import httpx
 
+from mycelia.api import methods as declared
+from mycelia.api.bodies import Body
+from mycelia.api.codecs import Json
 from mycelia.api.encoding import hex_in, hex_out
 from mycelia.client.core import (
     Flow,
@@ -60,6 +63,14 @@ from mycelia.protocol import (
     SigningKey,
 )
 
+if TYPE_CHECKING:  # trio is imported where a subscription needs it
+    from trio_websocket import WebSocketConnection
+
+#: What a subscription yields, by topic: an :class:`EntryStatus` (``entry``),
+#: a verified :class:`Certificate` (``account``), a verified
+#: :class:`ForkInfo` (``forks``), the raw JSON (any other topic).
+Payload: TypeAlias = "EntryStatus | Certificate | ForkInfo | Json"
+
 # -- the async client ----------------------------------------------------------------------
 
 
@@ -88,50 +99,53 @@ class AsyncClient(_Core):
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _post(self, body: Any) -> Any:
+    async def _post(self, body: Mapping[str, Json] | Sequence[Mapping[str, Json]]) -> Json:
+        """POST a request or a batch; the answer's JSON."""
         try:
             response = await self._http.post("/", json=body)
         except httpx.TransportError as exc:
             raise _transport_error(self.endpoint, exc) from None
         return self._decode_http(response.status_code, response.content)
 
-    async def call(self, method: str, **params: Any) -> Any:
+    async def call(self, method: str, **params: Json) -> Json:
         req = self._request(method, params)
         return self._outcome(await self._post(req), req["id"])
 
-    async def batch(self, calls: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Any]:
+    async def batch(self, calls: Sequence[tuple[str, Mapping[str, Json]]]) -> list[Json | RpcError]:
         requests = [self._request(m, p) for m, p in calls]
         return self._results(requests, await self._post(requests))
 
     async def _drive(self, flow: Flow[T]) -> T:
         import anyio
 
-        send: Any = None
+        send: Json = None
         error: BaseException | None = None
         while True:
             try:
                 step = flow.throw(error) if error is not None else flow.send(send)
             except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
+                result: T = stop.value  # what the flow returned (a Flow[T])
+                return result
             send, error = None, None
             if isinstance(step, _Sleep):
                 await anyio.sleep(step.seconds)
                 continue
             try:
-                send = await self.call(step.method, **step.params)
+                send = await self.call(step.method.name, **step.params)
             except RpcError as exc:
                 error = exc
 
     # -- typed methods: as Client's ------------------------------------------------------------
 
     async def node_info(self) -> NodeInfo:
-        return parse_result("node_info", await self.call("node_info"))
+        return parse_result(declared.NODE_INFO, await self.call("node_info"))
 
     async def node_peers(self) -> list[str]:
         return peer_ids(await self.call("node_peers"))
 
     async def economy_list(self) -> list[EconomySummary]:
-        return list(parse_result("economy_list", await self.call("economy_list")))
+        economies = parse_result(declared.ECONOMY_LIST, await self.call("economy_list"))
+        return list(economies)
 
     async def economy_get(self, economy: bytes) -> EconomyInfo:
         return await self._drive(self._economy_get_flow(economy))
@@ -160,7 +174,7 @@ class AsyncClient(_Core):
         return await self._drive(self._history_flow(economy, account, cursor, limit))
 
     async def entry_prepare(
-        self, economy: bytes, author: str, kind: str, body: Any, **opt: Any
+        self, economy: bytes, author: str, kind: str, body: Json, **opt: Json
     ) -> Prepared:
         params = _params(economy=hex_out(economy), author=author, kind=kind, body=body, **opt)
         return await self._drive(self._prepare_flow(params))
@@ -174,11 +188,11 @@ class AsyncClient(_Core):
     async def entry_get(self, entry_id: bytes) -> EntryStatus:
         return await self._drive(self._entry_get_flow(entry_id))
 
-    async def discover(self) -> Any:
+    async def discover(self) -> Json:
         return await self.call("rpc.discover")
 
     async def submit(
-        self, key: SigningKey, economy: bytes, body: Any, *, ts_ms: int | None = None
+        self, key: SigningKey, economy: bytes, body: Body, *, ts_ms: int | None = None
     ) -> bytes:
         return await self._drive(self._submit_flow(key, economy, body, ts_ms))
 
@@ -251,8 +265,9 @@ class AsyncClient(_Core):
         with trio.move_on_after(timeout):
             async with self.subscribe("entry", id=hex_out(entry_id)) as sub:
                 async for status in sub:
-                    if status.final:
-                        return status  # type: ignore[no-any-return]
+                    # An entry subscription's payloads are statuses.
+                    if isinstance(status, EntryStatus) and status.final:
+                        return status
             raise RpcUnavailable(
                 "connection_closed", "the subscription ended before a final status"
             )
@@ -261,7 +276,7 @@ class AsyncClient(_Core):
     # -- subscriptions ---------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def subscribe(self, topic: str, **params: Any) -> AsyncIterator[Subscription]:
+    async def subscribe(self, topic: str, **params: Json) -> AsyncIterator[Subscription]:
         """Subscribe over the WebSocket ``/ws``; iterate the result for the
         payloads: :class:`EntryStatus` for ``entry`` (``id``), a verified
         :class:`Certificate` for ``account`` (``economy``, ``account``), a
@@ -331,16 +346,18 @@ def _unwrap(group: BaseExceptionGroup, endpoint: Endpoint) -> BaseException:
 class Subscription:
     """An open subscription; ``async for payload in sub``."""
 
-    def __init__(self, client: AsyncClient, ws: Any, topic: str, params: dict[str, Any]) -> None:
+    def __init__(
+        self, client: AsyncClient, ws: WebSocketConnection, topic: str, params: dict[str, Json]
+    ) -> None:
         self._client = client
         self._ws = ws
         self.topic = topic
         self._params = params
         self.id: str | None = None
-        self._early: list[Any] = []  # notifications that overtook the subscribe response
+        self._early: list[Json] = []  # notifications that overtook the subscribe response
         self._economy: Economy | None = None
 
-    async def _receive(self) -> Any:
+    async def _receive(self) -> Json:
         import trio_websocket as tw
 
         try:
@@ -348,9 +365,10 @@ class Subscription:
         except tw.ConnectionClosed:
             raise RpcUnavailable("connection_closed", "the node closed the subscription") from None
         try:
-            return json.loads(text)
+            message: Json = json.loads(text)
         except ValueError:
             raise _bad_response("a WebSocket message that is not JSON") from None
+        return message
 
     async def _open(self) -> None:
         if self.topic in ("account", "forks"):
@@ -383,7 +401,7 @@ class Subscription:
     def __aiter__(self) -> Subscription:
         return self
 
-    async def __anext__(self) -> Any:
+    async def __anext__(self) -> Payload:
         while True:
             message = self._early.pop(0) if self._early else await self._receive()
             if not isinstance(message, dict) or message.get("method") != "subscription":
@@ -393,7 +411,7 @@ class Subscription:
                 continue
             return await self._payload(params.get("result"))
 
-    async def _payload(self, result: Any) -> Any:
+    async def _payload(self, result: Json) -> Payload:
         if self.topic == "entry":
             entry_id = hex_in(self._params.get("id"), "id", size=32)
             return await self._client._drive(self._client._entry_status_flow(entry_id, result))

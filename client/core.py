@@ -7,10 +7,13 @@ import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
+from mycelia.api import methods as declared
+from mycelia.api.bodies import Body
+from mycelia.api.codecs import Json
 from mycelia.api.encoding import ParamError, hex_out
-from mycelia.api.methods import METHODS
+from mycelia.api.methods import MethodSpec
 from mycelia.api.types import CertifiedEntry, EconomyView, EntryView
 from mycelia.client.endpoint import Endpoint
 from mycelia.client.errors import (
@@ -82,8 +85,8 @@ from mycelia.protocol.sensors import MAX_CLAIM_ATTESTATIONS
 
 @dataclass(frozen=True, slots=True)
 class _Call:
-    method: str
-    params: dict[str, Any]
+    method: MethodSpec[Any]
+    params: dict[str, Json]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,15 +94,18 @@ class _Sleep:
     seconds: float
 
 
-Flow = Generator[_Call | _Sleep, Any, T]
+#: A flow yields calls (and sleeps) and is sent each call's JSON result.
+Flow = Generator[_Call | _Sleep, Json, T]
+B = TypeVar("B", bound=Body)
 
 
-def parse_result(method: str, raw: Any) -> Any:
+def parse_result(method: MethodSpec[T], raw: object) -> T:
     """``method``'s result from its JSON, as its declaration says
-    (``mycelia.api.methods``); ``bad_response`` naming the method if it is
-    not what the contract says."""
-    with _parsing(method):
-        return METHODS[method].result.load(raw, "")
+    (``mycelia.api.methods``: ``parse_result(declared.NODE_INFO, raw)`` is a
+    ``NodeInfo``); ``bad_response`` naming the method if it is not what the
+    contract says."""
+    with _parsing(method.name):
+        return method.result.load(raw, "")
 
 
 def _entry_from_view(view: EntryView, entry_id: bytes, what: str) -> Entry:
@@ -136,21 +142,21 @@ class _Core:
 
     # -- JSON-RPC framing -------------------------------------------------------------
 
-    def _request(self, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    def _request(self, method: str, params: Mapping[str, Json] | None) -> dict[str, Json]:
         self._next_id += 1
-        req: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": self._next_id}
+        req: dict[str, Json] = {"jsonrpc": "2.0", "method": method, "id": self._next_id}
         if params:
             req["params"] = dict(params)
         return req
 
-    def _decode_http(self, status: int, content: bytes) -> Any:
+    def _decode_http(self, status: int, content: bytes) -> Json:
         """The JSON payload of an HTTP response, or the error it means."""
         if status == 401:
             raise _unauthorized(self.endpoint)
         if status == 204:
             return None
         try:
-            payload = json.loads(content)
+            payload: Json = json.loads(content)
         except ValueError:
             raise _bad_response(f"HTTP {status} from {self.endpoint.where}, not JSON") from None
         if status != 200 and not (isinstance(payload, dict) and "error" in payload):
@@ -158,7 +164,7 @@ class _Core:
         return payload
 
     @staticmethod
-    def _outcome(response: Any, expected_id: Any) -> Any:
+    def _outcome(response: Json, expected_id: Json) -> Json:
         """The result of one response, or its error raised as RpcError."""
         if not isinstance(response, dict) or response.get("jsonrpc") != "2.0":
             raise _bad_response("not a JSON-RPC 2.0 response")
@@ -170,16 +176,17 @@ class _Core:
             raise RpcError(error["code"], str(error.get("message", "")), error.get("data"))
         if response.get("id") != expected_id or "result" not in response:
             raise _bad_response("response does not answer the request")
-        return response["result"]
+        result: Json = response["result"]
+        return result
 
-    def _results(self, requests: list[dict[str, Any]], payload: Any) -> list[Any]:
+    def _results(self, requests: list[dict[str, Json]], payload: Json) -> list[Json | RpcError]:
         """A batch's results in request order; an error is an RpcError value."""
         if isinstance(payload, dict) and "error" in payload:
             self._outcome(payload, None)  # the whole batch was refused: raises
         if not isinstance(payload, list):
             raise _bad_response("a batch was not answered with an array")
         by_id = {r.get("id"): r for r in payload if isinstance(r, dict)}
-        out: list[Any] = []
+        out: list[Json | RpcError] = []
         for req in requests:
             response = by_id.get(req["id"])
             if response is None:
@@ -192,8 +199,8 @@ class _Core:
 
     # -- verification ---------------------------------------------------------------------
 
-    def _economy_info(self, economy_id: bytes, raw: Any) -> EconomyInfo:
-        view = parse_result("economy_get", raw)
+    def _economy_info(self, economy_id: bytes, raw: Json) -> EconomyInfo:
+        view = parse_result(declared.ECONOMY_GET, raw)
         signed = view.genesis
         if signed.genesis.id != economy_id:
             raise VerifyError(
@@ -241,7 +248,7 @@ class _Core:
     # -- flows ------------------------------------------------------------------------------
 
     def _economy_get_flow(self, economy_id: bytes) -> Flow[EconomyInfo]:
-        raw = yield _Call("economy_get", {"economy": hex_out(economy_id)})
+        raw = yield _Call(declared.ECONOMY_GET, {"economy": hex_out(economy_id)})
         return self._economy_info(economy_id, raw)
 
     def _economy_flow(self, economy_id: bytes) -> Flow[Economy]:
@@ -251,10 +258,10 @@ class _Core:
         info = yield from self._economy_get_flow(economy_id)
         return info.economy
 
-    def _entry_status_flow(self, entry_id: bytes, raw: Any) -> Flow[EntryStatus]:
+    def _entry_status_flow(self, entry_id: bytes, raw: Json) -> Flow[EntryStatus]:
         what = f"entry {hex_out(entry_id)}"
         with _parsing(what):
-            status: EntryStatus = METHODS["entry_get"].result.load(raw, "")
+            status = declared.ENTRY_GET.result.load(raw, "")
             if status.id != entry_id:
                 raise ParamError("id", "not the entry asked for")
         certificate = status.certificate
@@ -271,11 +278,11 @@ class _Core:
         return status
 
     def _entry_get_flow(self, entry_id: bytes) -> Flow[EntryStatus]:
-        raw = yield _Call("entry_get", {"id": hex_out(entry_id)})
+        raw = yield _Call(declared.ENTRY_GET, {"id": hex_out(entry_id)})
         return (yield from self._entry_status_flow(entry_id, raw))
 
     def _account_certificate(
-        self, economy: Economy, account: str, item: CertifiedEntry | Any
+        self, economy: Economy, account: str, item: CertifiedEntry | Json
     ) -> Certificate:
         """One ``account`` history item or notification (its JSON), verified."""
         what = f"history of {account}"
@@ -291,18 +298,18 @@ class _Core:
         self, economy_id: bytes, account: str, cursor: str | None, limit: int | None
     ) -> Flow[HistoryPage]:
         _account_key(account)
-        params: dict[str, Any] = {"economy": hex_out(economy_id), "account": account}
+        params: dict[str, Json] = {"economy": hex_out(economy_id), "account": account}
         if cursor is not None:
             params["cursor"] = cursor
         if limit is not None:
             params["limit"] = limit
-        raw = yield _Call("account_history", params)
+        raw = yield _Call(declared.ACCOUNT_HISTORY, params)
         economy = yield from self._economy_flow(economy_id)
-        page = parse_result("account_history", raw)
+        page = parse_result(declared.ACCOUNT_HISTORY, raw)
         certs = tuple(self._account_certificate(economy, account, item) for item in page.entries)
         return HistoryPage(certs, page.next_cursor)
 
-    def _fork(self, economy: Economy, shown: ForkInfo | Any, what: str) -> ForkInfo:
+    def _fork(self, economy: Economy, shown: ForkInfo | Json, what: str) -> ForkInfo:
         """One fork the node shows (or its JSON), verified from its evidence alone."""
         if not isinstance(shown, ForkInfo):
             with _parsing(what):
@@ -327,11 +334,11 @@ class _Core:
         out: list[ForkInfo] = []
         cursor = None
         while True:
-            params: dict[str, Any] = {"economy": hex_out(economy_id)}
+            params: dict[str, Json] = {"economy": hex_out(economy_id)}
             if cursor is not None:
                 params["cursor"] = cursor
-            raw = yield _Call("economy_forks", params)
-            page = parse_result("economy_forks", raw)
+            raw = yield _Call(declared.ECONOMY_FORKS, params)
+            page = parse_result(declared.ECONOMY_FORKS, raw)
             cursor = page.next_cursor
             out.extend(self._fork(economy, item, "economy_forks") for item in page.forks)
             if cursor is None or not page.forks:
@@ -339,15 +346,17 @@ class _Core:
 
     def _account_flow(self, economy_id: bytes, account: str) -> Flow[AccountInfo]:
         _account_key(account)
-        raw = yield _Call("account_get", {"economy": hex_out(economy_id), "account": account})
-        info: AccountInfo = parse_result("account_get", raw)
+        raw = yield _Call(
+            declared.ACCOUNT_GET, {"economy": hex_out(economy_id), "account": account}
+        )
+        info: AccountInfo = parse_result(declared.ACCOUNT_GET, raw)
         if info.account != account:
             raise _bad_response(f"account_get answered for {info.account}, not {account}")
         return info
 
-    def _prepare_flow(self, params: dict[str, Any]) -> Flow[Prepared]:
-        raw = yield _Call("entry_prepare", params)
-        prepared: Prepared = parse_result("entry_prepare", raw)
+    def _prepare_flow(self, params: dict[str, Json]) -> Flow[Prepared]:
+        raw = yield _Call(declared.ENTRY_PREPARE, params)
+        prepared: Prepared = parse_result(declared.ENTRY_PREPARE, raw)
         entry_id = prepared.id
         if prepared.entry.id != entry_id or prepared.signing_message != ENTRY.message(entry_id):
             raise VerifyError("malformed", "entry_prepare: the id or message is not the entry's")
@@ -356,8 +365,8 @@ class _Core:
         return prepared
 
     def _sign_genesis_flow(self, genesis_bytes: bytes) -> Flow[GenesisSignature]:
-        raw = yield _Call("economy_signGenesis", {"genesis": hex_out(genesis_bytes)})
-        answer: GenesisSignature = parse_result("economy_signGenesis", raw)
+        raw = yield _Call(declared.ECONOMY_SIGN_GENESIS, {"genesis": hex_out(genesis_bytes)})
+        answer: GenesisSignature = parse_result(declared.ECONOMY_SIGN_GENESIS, raw)
         with _parsing("economy_signGenesis"):
             genesis_id = Genesis.decode(genesis_bytes).id
         if not verify_signature(
@@ -369,7 +378,7 @@ class _Core:
         return answer
 
     def _submit_flow(
-        self, key: SigningKey, economy_id: bytes, body: Any, ts_ms: int | None
+        self, key: SigningKey, economy_id: bytes, body: Body, ts_ms: int | None
     ) -> Flow[bytes]:
         """Build the author's next entry, sign it here, submit it; its id."""
         acct = yield from self._account_flow(economy_id, key.did)
@@ -382,9 +391,10 @@ class _Core:
             raise _refused(exc) from None
         signature = entry.sign(key).signature
         raw = yield _Call(
-            "entry_submit", {"entry": hex_out(entry.encode()), "signature": hex_out(signature)}
+            declared.ENTRY_SUBMIT,
+            {"entry": hex_out(entry.encode()), "signature": hex_out(signature)},
         )
-        if parse_result("entry_submit", raw).id != entry.id:
+        if parse_result(declared.ENTRY_SUBMIT, raw).id != entry.id:
             raise VerifyError("malformed", "entry_submit returned another entry's id")
         return entry.id
 
@@ -421,8 +431,8 @@ class _Core:
         params = _params(
             economy=hex_out(economy_id), device=hex_out(device), first=first, last=last, limit=limit
         )
-        raw = yield _Call("sensor_getReadings", params)
-        page: ReadingsPage = parse_result("sensor_getReadings", raw)
+        raw = yield _Call(declared.SENSOR_GET_READINGS, params)
+        page: ReadingsPage = parse_result(declared.SENSOR_GET_READINGS, raw)
         return page
 
     def _attestation_flow(
@@ -430,8 +440,8 @@ class _Core:
     ) -> Flow[Certificate]:
         """A certified ``sensor.attest``, verified against its economy's genesis."""
         what = f"attestation {hex_out(attestation_id)}"
-        raw = yield _Call("sensor_getAttestation", {"id": hex_out(attestation_id)})
-        shown = parse_result("sensor_getAttestation", raw)
+        raw = yield _Call(declared.SENSOR_GET_ATTESTATION, {"id": hex_out(attestation_id)})
+        shown = parse_result(declared.SENSOR_GET_ATTESTATION, raw)
         cert, view = shown.certificate, shown.view
         if cert.entry_id != attestation_id:
             raise VerifyError("malformed", f"{what}: the certificate is for another entry")
@@ -457,14 +467,15 @@ class _Core:
 
     def _claimable_flow(self, economy_id: bytes, device: bytes) -> Flow[Claimable]:
         raw = yield _Call(
-            "sensor_claimable", {"economy": hex_out(economy_id), "device": hex_out(device)}
+            declared.SENSOR_CLAIMABLE, {"economy": hex_out(economy_id), "device": hex_out(device)}
         )
-        claimable: Claimable = parse_result("sensor_claimable", raw)
+        claimable: Claimable = parse_result(declared.SENSOR_CLAIMABLE, raw)
         return claimable
 
     def _devices_flow(self, economy_id: bytes) -> Flow[list[HostedDevice]]:
-        raw = yield _Call("sensor_devices", {"economy": hex_out(economy_id)})
-        return list(parse_result("sensor_devices", raw))
+        raw = yield _Call(declared.SENSOR_DEVICES, {"economy": hex_out(economy_id)})
+        devices = parse_result(declared.SENSOR_DEVICES, raw)
+        return list(devices)
 
     def _claim_flow(self, economy_id: bytes, device: bytes) -> Flow[ClaimPlan | None]:
         """The claim of every certified attestation of ``device`` after the
@@ -658,34 +669,34 @@ def _timeout(entry_id: bytes, timeout: float) -> ClientError:
     )
 
 
-def _params(**params: Any) -> dict[str, Any]:
+def _params(**params: Json) -> dict[str, Json]:
     return {k: v for k, v in params.items() if v is not None}
 
 
-def _body(make: Callable[[], Any]) -> Any:
+def _body(make: Callable[[], B]) -> B:
     try:
         return make()
     except Refused as exc:
         raise _refused(exc) from None
 
 
-def _transfer_body(to: str, amount: int, memo: str) -> Any:
+def _transfer_body(to: str, amount: int, memo: str) -> Transfer:
     return _body(lambda: Transfer(did_decode(to), amount, memo))
 
 
-def _mint_body(to: str, amount: int, memo: str) -> Any:
+def _mint_body(to: str, amount: int, memo: str) -> Mint:
     return _body(lambda: Mint(did_decode(to), amount, memo))
 
 
-def _burn_body(amount: int) -> Any:
+def _burn_body(amount: int) -> Burn:
     return _body(lambda: Burn(amount))
 
 
-def _admit_body(member: str) -> Any:
+def _admit_body(member: str) -> MemberAdmit:
     return _body(lambda: MemberAdmit(did_decode(member)))
 
 
-def _credit_body(member: str, limit: int) -> Any:
+def _credit_body(member: str, limit: int) -> CreditSet:
     return _body(lambda: CreditSet(did_decode(member), limit))
 
 
@@ -696,7 +707,7 @@ def _register_body(
     device_kind: str,
     host: str,
     metrics: Sequence[Metric],
-) -> Any:
+) -> DeviceRegister:
     return _body(
         lambda: DeviceRegister.make(
             device_key, economy, key.public, device_kind, did_decode(host), metrics
@@ -704,26 +715,26 @@ def _register_body(
     )
 
 
-def peer_ids(result: Any) -> list[str]:
+def peer_ids(result: Json) -> list[str]:
     """The peer ids in a ``node_peers`` result."""
-    return [p.peer_id for p in parse_result("node_peers", result)]
+    return [p.peer_id for p in parse_result(declared.NODE_PEERS, result)]
 
 
-def _created(signed: SignedGenesis, result: Any) -> bytes:
-    economy_id: bytes = parse_result("economy_create", result).id
+def _created(signed: SignedGenesis, result: Json) -> bytes:
+    economy_id: bytes = parse_result(declared.ECONOMY_CREATE, result).id
     if economy_id != signed.genesis.id:
         raise VerifyError("wrong_economy", "economy_create returned another economy's id")
     return economy_id
 
 
-def _followed(economy: bytes, result: Any) -> Followed:
-    followed: Followed = parse_result("economy_follow", result)
+def _followed(economy: bytes, result: Json) -> Followed:
+    followed: Followed = parse_result(declared.ECONOMY_FOLLOW, result)
     if followed.id != economy:
         raise _bad_response("economy_follow: id: not the economy asked for")
     return followed
 
 
-def _submitted(entry: Entry, result: Any) -> bytes:
-    if parse_result("entry_submit", result).id != entry.id:
+def _submitted(entry: Entry, result: Json) -> bytes:
+    if parse_result(declared.ENTRY_SUBMIT, result).id != entry.id:
         raise _bad_response("entry_submit: id: not the submitted entry's id")
     return entry.id

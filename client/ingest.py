@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -25,7 +24,7 @@ from mycelia.protocol import (
 IngestResult = ReadingResult
 
 
-def _result(value: Any) -> IngestResult:
+def _result(value: object) -> IngestResult:
     """One answer, msgpack (the id as bin) or JSON (the id as 0x hex)."""
     with _parsing("POST /v1/readings"):
         return ReadingResult.from_msgpack(value)
@@ -42,7 +41,8 @@ def ingest_url(url: str) -> str:
     return url
 
 
-def _ingest_payload(response: httpx.Response, url: str) -> Any:
+def _ingest_payload(response: httpx.Response, url: str) -> object:
+    """The answer decoded as its content type says: JSON, else msgpack."""
     kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         if kind == JSON:

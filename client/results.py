@@ -209,7 +209,8 @@ class AuditReport:
 
     @property
     def failures(self) -> list[AttestationCheck | ReadingCheck]:
-        return [c for c in (*self.attestations, *self.readings) if c.status == FAILED]
+        checks: tuple[AttestationCheck | ReadingCheck, ...] = (*self.attestations, *self.readings)
+        return [c for c in checks if c.status == FAILED]
 
     @property
     def ok(self) -> bool:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TypedDict
 
 import httpx
 
+from mycelia.api import methods as declared
+from mycelia.api.bodies import Body
+from mycelia.api.codecs import Json
 from mycelia.api.encoding import hex_out
 from mycelia.client.core import (
     Flow,
@@ -68,10 +71,21 @@ def _transport_error(endpoint: Endpoint, exc: httpx.TransportError) -> ClientErr
     return RpcUnavailable("connection_failed", f"{endpoint.where}: {exc}")
 
 
-def _http_options(endpoint: Endpoint, timeout: float) -> dict[str, Any]:
+class _HttpOptions(TypedDict):
+    """The keyword arguments both clients give httpx."""
+
+    base_url: str
+    headers: dict[str, str]
+    timeout: float
+    trust_env: bool
+
+
+def _http_options(endpoint: Endpoint, timeout: float) -> _HttpOptions:
     auth = endpoint.authorization
+    base_url = endpoint.http if endpoint.unix is None else "http://localhost"
+    assert base_url is not None  # an endpoint has a URL or a socket (Endpoint.__post_init__)
     return {
-        "base_url": endpoint.http if endpoint.unix is None else "http://localhost",
+        "base_url": base_url,
         "headers": {} if auth is None else {"Authorization": auth},
         "timeout": timeout,
         # Never route the local RPC through an HTTP(S)_PROXY from the environment.
@@ -106,52 +120,55 @@ class Client(_Core):
 
     # -- transport and driver ------------------------------------------------------------
 
-    def _post(self, body: Any) -> Any:
+    def _post(self, body: Mapping[str, Json] | Sequence[Mapping[str, Json]]) -> Json:
+        """POST a request or a batch; the answer's JSON."""
         try:
             response = self._http.post("/", json=body)
         except httpx.TransportError as exc:
             raise _transport_error(self.endpoint, exc) from None
         return self._decode_http(response.status_code, response.content)
 
-    def call(self, method: str, **params: Any) -> Any:
+    def call(self, method: str, **params: Json) -> Json:
         """One JSON-RPC call; its raw JSON result (params by name)."""
         req = self._request(method, params)
         return self._outcome(self._post(req), req["id"])
 
-    def batch(self, calls: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Any]:
+    def batch(self, calls: Sequence[tuple[str, Mapping[str, Json]]]) -> list[Json | RpcError]:
         """Several calls in one request; results in order, where a call that
         failed has its :class:`RpcError` (returned, not raised)."""
         requests = [self._request(m, p) for m, p in calls]
         return self._results(requests, self._post(requests))
 
     def _drive(self, flow: Flow[T]) -> T:
-        send: Any = None
+        send: Json = None
         error: BaseException | None = None
         while True:
             try:
                 step = flow.throw(error) if error is not None else flow.send(send)
             except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
+                result: T = stop.value  # what the flow returned (a Flow[T])
+                return result
             send, error = None, None
             if isinstance(step, _Sleep):
                 time.sleep(step.seconds)
                 continue
             try:
-                send = self.call(step.method, **step.params)
+                send = self.call(step.method.name, **step.params)
             except RpcError as exc:
                 error = exc
 
     # -- typed methods (docs/rpc.md) ---------------------------------------------------------
 
     def node_info(self) -> NodeInfo:
-        return parse_result("node_info", self.call("node_info"))
+        return parse_result(declared.NODE_INFO, self.call("node_info"))
 
     def node_peers(self) -> list[str]:
         """The connected peers' ids."""
         return peer_ids(self.call("node_peers"))
 
     def economy_list(self) -> list[EconomySummary]:
-        return list(parse_result("economy_list", self.call("economy_list")))
+        economies = parse_result(declared.ECONOMY_LIST, self.call("economy_list"))
+        return list(economies)
 
     def economy_get(self, economy: bytes) -> EconomyInfo:
         """The economy, its genesis verified against ``economy`` (the id)."""
@@ -185,7 +202,7 @@ class Client(_Core):
         return self._drive(self._history_flow(economy, account, cursor, limit))
 
     def entry_prepare(
-        self, economy: bytes, author: str, kind: str, body: Any, **opt: Any
+        self, economy: bytes, author: str, kind: str, body: Json, **opt: Json
     ) -> Prepared:
         """``opt``: ``seq``, ``prev`` (0x), ``ts_ms``."""
         params = _params(economy=hex_out(economy), author=author, kind=kind, body=body, **opt)
@@ -200,14 +217,14 @@ class Client(_Core):
     def entry_get(self, entry_id: bytes) -> EntryStatus:
         return self._drive(self._entry_get_flow(entry_id))
 
-    def discover(self) -> Any:
+    def discover(self) -> Json:
         """The OpenRPC document (``rpc.discover``)."""
         return self.call("rpc.discover")
 
     # -- wallet-side signing --------------------------------------------------------------------
 
     def submit(
-        self, key: SigningKey, economy: bytes, body: Any, *, ts_ms: int | None = None
+        self, key: SigningKey, economy: bytes, body: Body, *, ts_ms: int | None = None
     ) -> bytes:
         """Build ``key``'s next entry with ``body``, sign it locally, submit
         it; returns its id (the entry is durable on the node, not yet final)."""

@@ -40,16 +40,16 @@ import socket
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import trio
 from hypercorn.config import Config as HyperConfig
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
-from hypercorn.typing import ConnectionState
+from hypercorn.typing import AppWrapper, ASGIFramework, ConnectionState
 from hypercorn.utils import wrap_app
 from starlette.requests import Request
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mycelia.node.config import ConfigError
 
@@ -298,8 +298,21 @@ class _Connection(TCPServer):
     :func:`hyper_config`) is sent that answer before the connection closes,
     instead of nothing."""
 
-    def __init__(self, *args: Any, timeout_answer: bytes | None = None) -> None:
-        super().__init__(*args)
+    def __init__(
+        self,
+        app: AppWrapper,
+        config: HyperConfig,
+        context: WorkerContext,
+        state: ConnectionState,
+        stream: Stream,
+        *,
+        timeout_answer: bytes | None = None,
+    ) -> None:
+        # Hypercorn annotates its stream as a TLS one, and uses only what
+        # every trio stream has (and ``socket``, which ours keeps).
+        super().__init__(
+            app, config, context, state, cast("trio.SSLStream[trio.SocketStream]", stream)
+        )
         self._timeout_answer = timeout_answer
 
     async def _idle_timeout(self) -> None:
@@ -329,7 +342,9 @@ async def serve_asgi(
     sent to a client whose request head is late (default: none, the
     connection just closes)."""
     context = WorkerContext(None)
-    asgi = wrap_app(app, config.wsgi_max_body_size, "asgi")
+    # The same ASGI 3 callable, declared twice: starlette types a scope as a
+    # mapping, hypercorn as TypedDicts, and neither type is the other's.
+    asgi = wrap_app(cast("ASGIFramework", app), config.wsgi_max_body_size, "asgi")
 
     async def connection(stream: Stream) -> None:
         try:
@@ -431,7 +446,7 @@ class _HeadLimit:
         self.app = app
         self.limit = limit
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
             size += sum(len(k) + len(v) + 4 for k, v in scope["headers"]) + 16

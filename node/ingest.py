@@ -70,9 +70,9 @@ import json
 import logging
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import msgpack
 import trio
@@ -81,6 +81,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mycelia.api.codecs import Json
 from mycelia.api.contract import (
     INGEST_ENDPOINT_FILE,
     INGEST_HEALTH_PATH,
@@ -175,7 +176,12 @@ _JSON_FIELDS = frozenset(
 JSON_MAX_INT = (1 << 53) - 1
 
 
-def _json_int(value: Any, field: str, *, low: int = 0) -> int:
+#: A request's readings: each signed reading's bytes (msgpack), or each
+#: decoded JSON value (JSON; one not a reading object is refused alone).
+Items = list[bytes] | list[object]
+
+
+def _json_int(value: object, field: str, *, low: int = 0) -> int:
     if type(value) is int and not -JSON_MAX_INT <= value <= JSON_MAX_INT:
         detail = f"{value} is beyond ±(2**53 - 1), not exact in JSON: send it as msgpack"
         raise ParamError(field, detail)
@@ -197,19 +203,22 @@ class _BodyError(Exception):
         self.result = Result(reason=reason, detail=detail)
 
 
-def _refused(exc: Refused) -> Result:
+def _refused(exc: Refused) -> ReadingResult:
     return Result(reason=exc.reason.value, detail=exc.detail)
 
 
-class _Buckets:
+K = TypeVar("K", bound=Hashable)
+
+
+class _Buckets(Generic[K]):
     """Token buckets by key: ``rate`` tokens a second, holding ``burst``."""
 
     def __init__(self, rate: float, burst: float) -> None:
         self.rate = rate
         self.burst = burst
-        self._state: OrderedDict[Any, tuple[float, float]] = OrderedDict()
+        self._state: OrderedDict[K, tuple[float, float]] = OrderedDict()
 
-    def take(self, key: Any, now: float) -> bool:
+    def take(self, key: K, now: float) -> bool:
         tokens, then = self._state.pop(key, (self.burst, now))
         tokens = min(self.burst, tokens + (now - then) * self.rate)
         ok = tokens >= 1.0
@@ -253,7 +262,7 @@ def split_msgpack(body: bytes, max_batch: int) -> list[bytes]:
     return items
 
 
-def split_json(body: bytes, max_batch: int) -> list[Any]:
+def split_json(body: bytes, max_batch: int) -> list[object]:
     """The reading objects of a JSON body (an object or a list of them)."""
     try:
         value = loads(body)
@@ -268,7 +277,7 @@ def split_json(body: bytes, max_batch: int) -> list[Any]:
     return value
 
 
-def reading_from_json(value: Any) -> SignedReading:
+def reading_from_json(value: object) -> SignedReading:
     """A signed reading from its JSON object; ``malformed`` if it is not one."""
     try:
         if not isinstance(value, dict):
@@ -329,8 +338,12 @@ class Ingest:
         self._clock = clock
         self._wall_ms = wall_ms
         burst = float(config.max_batch)
-        self._by_device = _Buckets(config.rate_per_device, max(burst, config.rate_per_device))
-        self._by_address = _Buckets(config.rate_per_address, max(burst, config.rate_per_address))
+        self._by_device = _Buckets[bytes](
+            config.rate_per_device, max(burst, config.rate_per_device)
+        )
+        self._by_address = _Buckets[str](
+            config.rate_per_address, max(burst, config.rate_per_address)
+        )
         self._check_lock = trio.Lock()
         #: device -> last accepted counter, including readings not yet committed
         self._last: dict[bytes, int] = {}
@@ -438,8 +451,8 @@ class Ingest:
         return None if state is None else state.last_accepted
 
     def _check_all(
-        self, items: list[bytes | Any], address: str, economies: dict[bytes, Economy]
-    ) -> tuple[list[Result], list[Accepted], dict[bytes, int]]:
+        self, items: Items, address: str, economies: dict[bytes, Economy]
+    ) -> tuple[list[ReadingResult], list[Accepted], dict[bytes, int]]:
         """Every check of a request's readings (run under the check lock,
         perhaps in a worker thread). Returns the results, what to store and
         the devices' new last counters."""
@@ -448,7 +461,7 @@ class Ingest:
         host = self.node.key.public
         skew_ms = self.config.max_clock_skew_s * 1000
         lasts: dict[bytes, int | None] = {}
-        results: list[Result] = []
+        results: list[ReadingResult] = []
         accepted: list[Accepted] = []
         for item in items:
             if not self._by_address.take(address, now):
@@ -493,7 +506,7 @@ class Ingest:
             results.append(Result(id=reading_id))
         return results, accepted, {d: c for d, c in lasts.items() if c is not None}
 
-    async def ingest(self, items: list[bytes | Any], address: str) -> list[Result]:
+    async def ingest(self, items: Items, address: str) -> list[ReadingResult]:
         """Check ``items`` (signed-reading bytes or JSON objects) sent from
         ``address``, store the accepted ones durably, return the results."""
         economies = dict(self.node.applier.economies)  # a snapshot for the worker thread
@@ -511,8 +524,8 @@ class Ingest:
         self._count(results)
         return results
 
-    def _count(self, results: list[Result]) -> None:
-        reasons = Counter(r.reason for r in results if not r.accepted)
+    def _count(self, results: list[ReadingResult]) -> None:
+        reasons = Counter(r.reason or "" for r in results if not r.accepted)
         n = len(results) - sum(reasons.values())
         self.accepted += n
         self.refused.update(reasons)
@@ -545,7 +558,7 @@ class Ingest:
                 limit = self.config.max_body_bytes
                 raise _BodyError(413, "too_large", f"body over {limit} bytes")
             max_batch = self.config.max_batch
-            items: list[bytes | Any]
+            items: Items
             if as_msgpack:
                 items = list(split_msgpack(body, max_batch))
             else:
@@ -564,21 +577,30 @@ class Ingest:
         finally:
             if self.metrics is not None:
                 self.metrics.sensor_ingest_seconds.observe(time.perf_counter() - started)
-        if as_msgpack:
-            return self._respond([r.to_msgpack() for r in results], True)
-        return self._respond([r.to_json() for r in results], False)
+        return self._respond(results, as_msgpack)
 
     def _error(self, exc: _BodyError, as_msgpack: bool) -> Response:
-        result = exc.result.to_msgpack() if as_msgpack else exc.result.to_json()
-        response = self._respond(result, as_msgpack, exc.status)
+        response = self._respond(exc.result, as_msgpack, exc.status)
         if exc.status == 408:  # the rest of the body is not waited for
             response.headers["connection"] = "close"
         return response
 
     @staticmethod
-    def _respond(value: Any, as_msgpack: bool, status: int = 200) -> Response:
+    def _respond(
+        answer: list[ReadingResult] | ReadingResult, as_msgpack: bool, status: int = 200
+    ) -> Response:
+        """The results of a request (a list), or the one result of a request
+        refused whole, in the request's content type."""
         if as_msgpack:
-            return Response(msgpack.packb(value, use_bin_type=True), status, media_type=MSGPACK)
+            packed = (
+                [r.to_msgpack() for r in answer]
+                if isinstance(answer, list)
+                else answer.to_msgpack()
+            )
+            return Response(msgpack.packb(packed, use_bin_type=True), status, media_type=MSGPACK)
+        value: Json = (
+            [r.to_json() for r in answer] if isinstance(answer, list) else answer.to_json()
+        )
         return Response(encode(value), status, media_type=JSON)
 
 

@@ -57,10 +57,10 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, NoReturn, TypeAlias, TypeGuard, TypeVar
 
 from mycelia.api import contract
-from mycelia.api.codecs import AnyJson, Codec
+from mycelia.api.codecs import AnyJson, Codec, Json, Schema
 from mycelia.api.contract import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -109,7 +109,7 @@ class RpcError(Exception):
     """An error response: ``code``, the standard ``message`` for it, and
     ``data = {"reason", "detail", **extra}``."""
 
-    def __init__(self, code: int, reason: str, detail: str = "", **extra: Any) -> None:
+    def __init__(self, code: int, reason: str, detail: str = "", **extra: Json) -> None:
         super().__init__(f"{code} {reason}: {detail}")
         self.code = code
         self.reason = reason
@@ -120,16 +120,16 @@ class RpcError(Exception):
     def invalid_params(cls, field: str, detail: str) -> RpcError:
         return cls(INVALID_PARAMS, "invalid_params", detail, field=field)
 
-    def to_json(self) -> dict[str, Any]:
-        data = {"reason": self.reason, "detail": self.detail, **self.extra}
+    def to_json(self) -> dict[str, Json]:
+        data: dict[str, Json] = {"reason": self.reason, "detail": self.detail, **self.extra}
         return {"code": self.code, "message": MESSAGES.get(self.code, "Error"), "data": data}
 
 
-def error_response(error: RpcError, request_id: Any = None) -> dict[str, Any]:
+def error_response(error: RpcError, request_id: Json = None) -> dict[str, Json]:
     return {"jsonrpc": "2.0", "error": error.to_json(), "id": request_id}
 
 
-def encode(message: Any) -> str:
+def encode(message: Json) -> str:
     """Compact JSON; NaN and infinities cannot occur (nothing here makes floats).
 
     Always text that encodes as UTF-8: should a lone surrogate reach an
@@ -151,12 +151,12 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _MAYBE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 
 
-def _no_constants(name: str) -> Any:
+def _no_constants(name: str) -> NoReturn:
     # json accepts NaN/Infinity by default; they are not JSON.
     raise ValueError(f"{name} is not JSON")
 
 
-def loads(data: bytes | str) -> Any:
+def loads(data: bytes | str) -> object:
     """Strict JSON: UTF-8 (when bytes), no NaN or infinities. Raises
     ``ValueError`` (``UnicodeDecodeError`` for bytes that are not UTF-8) or
     ``RecursionError`` (nesting too deep). Strings in the value may still
@@ -171,7 +171,11 @@ def may_hold_surrogates(text: str) -> bool:
     return _MAYBE_SURROGATE.search(text) is not None
 
 
-def lone_surrogate(value: Any, path: str = "") -> tuple[str, bool] | None:
+#: A path to a value, as the steps from the root: (parent's chain, step) or None.
+_Chain: TypeAlias = "tuple[_Chain, str | int] | None"
+
+
+def lone_surrogate(value: object, path: str = "") -> tuple[str, bool] | None:
     """Where the first string in the decoded JSON ``value`` that cannot be
     encoded as UTF-8 is: ``(path, False)`` for a value, ``(path of its
     object, True)`` for a member name, None if there is none. Paths read as
@@ -181,7 +185,7 @@ def lone_surrogate(value: Any, path: str = "") -> tuple[str, bool] | None:
     a recursive walk could follow from inside a request handler."""
     # (value, its path as a (parent, step) chain): paths are spelled out only
     # for the one string refused, not for every value walked.
-    stack: list[tuple[Any, Any]] = [(value, None)]
+    stack: list[tuple[object, _Chain]] = [(value, None)]
     while stack:
         item, chain = stack.pop()
         if type(item) is str:
@@ -197,7 +201,7 @@ def lone_surrogate(value: Any, path: str = "") -> tuple[str, bool] | None:
     return None
 
 
-def _spell(path: str, chain: Any) -> str:
+def _spell(path: str, chain: _Chain) -> str:
     steps: list[str | int] = []
     while chain is not None:
         chain, step = chain
@@ -213,15 +217,19 @@ def _spell(path: str, chain: Any) -> str:
 
 # -- declarations ---------------------------------------------------------------------
 
-Handler = Callable[..., Awaitable[Any]]
+R = TypeVar("R")
+#: A method's handler: called with the dispatcher's context, the session and
+#: the parsed params by name; returns what the declaration's codec writes.
+Handler: TypeAlias = Callable[..., Awaitable[R]]
 
 
 @dataclass(frozen=True, slots=True)
-class Method:
-    """A declared method (``mycelia.api.methods``) and its handler."""
+class Method(Generic[R]):
+    """A declared method (``mycelia.api.methods``) and its handler, which
+    returns what the declaration's result codec takes."""
 
-    spec: MethodSpec
-    handler: Handler
+    spec: MethodSpec[R]
+    handler: Handler[R]
 
     @property
     def name(self) -> str:
@@ -232,12 +240,12 @@ class Method:
         return self.spec.params
 
     @property
-    def result(self) -> dict[str, Any]:
+    def result(self) -> Schema:
         """The result's JSON schema."""
         return self.spec.result.schema
 
     @property
-    def codec(self) -> Codec:
+    def codec(self) -> Codec[R]:
         return self.spec.result
 
 
@@ -246,10 +254,11 @@ class Registry:
     """The methods a server offers, and the shared JSON schemas they refer
     to as ``{"$ref": "#/components/schemas/<name>"}``."""
 
-    schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
-    methods: dict[str, Method] = field(default_factory=dict)
+    schemas: dict[str, Schema] = field(default_factory=dict)
+    #: each method's own result type
+    methods: dict[str, Method[Any]] = field(default_factory=dict)
 
-    def add(self, method: Method) -> None:
+    def add(self, method: Method[Any]) -> None:
         if method.name in self.methods:
             raise ValueError(f"method {method.name} registered twice")
         names = [p.name for p in method.params]
@@ -257,12 +266,12 @@ class Registry:
             raise ValueError(f"{method.name}: duplicate param names")
         self.methods[method.name] = method
 
-    def implement(self, spec: MethodSpec) -> Callable[[Handler], Handler]:
+    def implement(self, spec: MethodSpec[R]) -> Callable[[Handler[R]], Handler[R]]:
         """Decorator: ``handler`` answers the declared method ``spec``; it
         returns the result as the declaration's codec takes it (an API
         value), which writes it."""
 
-        def register(handler: Handler) -> Handler:
+        def register(handler: Handler[R]) -> Handler[R]:
             self.add(Method(spec, handler))
             return handler
 
@@ -273,22 +282,22 @@ class Registry:
         name: str,
         summary: str,
         *params: Param,
-        result: dict[str, Any],
+        result: Schema,
         result_name: str = "result",
         description: str = "",
         errors: tuple[int, ...] = (),
-    ) -> Callable[[Handler], Handler]:
+    ) -> Callable[[Handler[Json]], Handler[Json]]:
         """Decorator: a method declared here, its result any JSON the
         handler returns, described by the schema ``result``."""
         spec = MethodSpec(name, summary, params, AnyJson(result), result_name, description, errors)
         return self.implement(spec)
 
-    def bind(self, method: Method, params: Any) -> dict[str, Any]:
+    def bind(self, method: Method[Any], params: object) -> dict[str, object]:
         """The handler's keyword arguments from the request's ``params``
         (already known to be absent, a list or a dict)."""
         declared = method.params
         if params is None:
-            given: dict[str, Any] = {}
+            given: dict[str, object] = {}
         elif isinstance(params, list):
             if len(params) > len(declared):
                 raise RpcError.invalid_params(
@@ -296,12 +305,13 @@ class Registry:
                 )
             given = {p.name: v for p, v in zip(declared, params, strict=False)}
         else:
+            assert isinstance(params, dict)
             known = {p.name for p in declared}
             for name in params:
                 if name not in known:
                     raise RpcError.invalid_params(name, "unknown parameter")
             given = params
-        out: dict[str, Any] = {}
+        out: dict[str, object] = {}
         for p in declared:
             value = given.get(p.name)
             if value is None and not p.required:
@@ -311,7 +321,7 @@ class Registry:
             out[p.name] = p.parse(value, p.name)
         return out
 
-    def openrpc(self, info: dict[str, Any]) -> dict[str, Any]:
+    def openrpc(self, info: dict[str, Json]) -> dict[str, Json]:
         """An OpenRPC 1.2.6 document describing every registered method."""
         return openrpc(info, (m.spec for m in self.methods.values()), self.schemas)
 
@@ -322,7 +332,8 @@ _MEMBERS = frozenset({"jsonrpc", "method", "params", "id"})
 _NO_ID = object()
 
 
-def _valid_id(value: Any) -> bool:
+def _valid_id(value: object) -> TypeGuard[int | str | None]:
+    """Whether ``value`` is a request id (not ``_NO_ID``, the absence of one)."""
     return (
         value is None
         or type(value) is int
@@ -348,11 +359,11 @@ class Dispatcher:
     maps application exceptions to :class:`RpcError` (or returns None)."""
 
     registry: Registry
-    context: Any
+    context: object
     max_batch: int
     translate: Callable[[Exception], RpcError | None] = lambda exc: None
 
-    async def handle(self, message: bytes | str, session: Any) -> str | None:
+    async def handle(self, message: bytes | str, session: object) -> str | None:
         """The response text for ``message``, or None when there is none
         (notifications). ``session`` reaches the handler as its second
         argument (the connection: None over HTTP)."""
@@ -362,7 +373,7 @@ class Dispatcher:
             log.exception("rpc message failed")
             return encode(error_response(_internal()))
 
-    async def _handle(self, message: bytes | str, session: Any) -> str | None:
+    async def _handle(self, message: bytes | str, session: object) -> str | None:
         try:
             text = message.decode("utf-8") if isinstance(message, bytes) else message
             payload = loads(text)
@@ -382,7 +393,7 @@ class Dispatcher:
                     limit=self.max_batch,
                 )
                 return encode(error_response(error))
-            responses = []
+            responses: list[Json] = []
             for item in payload:
                 response = await self._one(item, session, suspect)
                 if response is not None:
@@ -391,28 +402,29 @@ class Dispatcher:
         response = await self._one(payload, session, suspect)
         return None if response is None else encode(response)
 
-    async def _one(self, request: Any, session: Any, suspect: bool) -> dict[str, Any] | None:
+    async def _one(self, request: object, session: object, suspect: bool) -> dict[str, Json] | None:
         if not isinstance(request, dict):
             error = RpcError(INVALID_REQUEST, "invalid_request", "a request is a JSON object")
             return error_response(error)
-        request_id = request.get("id", _NO_ID)
+        request_id: object = request.get("id", _NO_ID)
         problem = self._invalid(request, suspect)
         if problem is not None:
             # Echo the id when it is one; else null, as JSON-RPC 2.0 says.
-            echo = request_id if request_id is not _NO_ID and _valid_id(request_id) else None
+            echo = request_id if _valid_id(request_id) else None
             return error_response(RpcError(INVALID_REQUEST, "invalid_request", problem), echo)
         try:
-            result = await self._call(request, session, suspect)
+            # Valid: the method is a string, params absent, an object or an array.
+            result = await self._call(request["method"], request.get("params"), session, suspect)
         except RpcError as exc:
             error = exc
         else:
-            if request_id is _NO_ID:
-                return None
-            return {"jsonrpc": "2.0", "result": result, "id": request_id}
-        return None if request_id is _NO_ID else error_response(error, request_id)
+            if _valid_id(request_id):
+                return {"jsonrpc": "2.0", "result": result, "id": request_id}
+            return None  # a notification (no id: a bad one was refused above)
+        return error_response(error, request_id) if _valid_id(request_id) else None
 
     @staticmethod
-    def _invalid(request: dict[str, Any], suspect: bool) -> str | None:
+    def _invalid(request: dict[str, object], suspect: bool) -> str | None:
         """Why ``request`` is not a JSON-RPC 2.0 request object, or None
         (``params`` aside: they are the method's to refuse)."""
         if suspect:
@@ -433,12 +445,10 @@ class Dispatcher:
             return "id must be a string, an integer or null"
         return None
 
-    async def _call(self, request: dict[str, Any], session: Any, suspect: bool) -> Any:
-        name = request["method"]
+    async def _call(self, name: str, params: object, session: object, suspect: bool) -> Json:
         method = self.registry.methods.get(name)
         if method is None:
             raise RpcError(METHOD_NOT_FOUND, "method_not_found", f"no method {name!r}")
-        params = request.get("params")
         if suspect:
             _check_unicode(method, params)
         try:
@@ -460,7 +470,7 @@ def _internal() -> RpcError:
     return RpcError(INTERNAL_ERROR, "internal_error", "see the node's log")
 
 
-def _check_unicode(method: Method, params: Any) -> None:
+def _check_unicode(method: Method[Any], params: object) -> None:
     """Refuse params holding a string that is not Unicode text (-32602),
     naming the param as :meth:`Registry.bind` would, by name or position."""
     if isinstance(params, dict):

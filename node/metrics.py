@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
 
 import trio
 from prometheus_client import (
@@ -50,6 +49,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from starlette.types import Receive, Scope, Send
 
 from mycelia.node.http import serve_http
 from mycelia.protocol.reasons import Reason
@@ -260,7 +260,11 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def _plain(status: int, text: str, *extra: tuple[bytes, bytes]) -> tuple[int, list, bytes]:
+#: An ASGI answer's headers.
+_Headers = list[tuple[bytes, bytes]]
+
+
+def _plain(status: int, text: str, *extra: tuple[bytes, bytes]) -> tuple[int, _Headers, bytes]:
     body = text.encode()
     return status, [(b"content-type", b"text/plain; charset=utf-8"), *extra], body
 
@@ -275,7 +279,7 @@ class MetricsApp:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # no lifespan, no WebSocket
         method = scope["method"]

@@ -2,22 +2,39 @@
 
 Gossip is best-effort (a node may be offline, a message may be dropped), so
 every node also compares notes: on each new connection and every
-``interval_s``, for every followed economy, it asks the peer for its heads
-(``author -> seq``) and fetches every chain range it lacks, in batches of
-``batch`` certificates, over ``/mycelia/sync/1``. Fetched certificates go
-through the same path as gossip: verified in worker threads, applied by the
-one writer. An economy we follow but have no genesis for is fetched first
-(and its signatures checked like any genesis).
+``interval_s``, for every followed economy, it asks the peer for its
+summary of the economy (``summary``: certified entries, chains and a digest
+of their heads, fork slots and a digest of them — ``store/summary.py``),
+which the store keeps up in O(1) per head a batch moves. When the heads
+parts are equal the two nodes hold the same chains and the round is over
+for that economy — the idle case, and by far the common one: a request
+of 43 bytes and an answer of at most 105, whatever the number of authors
+(``docs/sync.md``; ``bench/sync_rounds.py`` measures it). Otherwise it asks for the
+peer's heads (``author -> seq``) and fetches every chain range it lacks,
+in batches of ``batch`` certificates, over ``/mycelia/sync/1``. Fetched
+certificates go through the same path as gossip: verified in worker
+threads, applied by the one writer. An economy we follow but have no
+genesis for is fetched first (and its signatures checked like any
+genesis).
 
-Serving: the same protocol answers heads from the account table, ranges
-and ids straight from stored certificate bytes, and the genesis. Every
-request is bounded (``wire``); a bad request gets an ``error`` answer and
-the node keeps serving.
+Peers that predate ``summary``: such a peer answers it with ``error`` (an
+unknown request), so the round falls back to ``heads`` and ``forks`` as
+before, and the peer is not asked for summaries again until it
+reconnects (it may have been upgraded meanwhile). Any other failure of the
+request (a timeout, an unreachable peer) fails the economy's round, as a
+failed ``heads`` did.
 
-Forks (``forks.py``): each round also asks the peer which slots it holds
-fork evidence for (``forks``) and fetches the evidence of those this node
-lacks (``fork``), verified whole before anything is applied; a peer that
-predates these requests answers ``error`` and is simply not asked further.
+Serving: the same protocol answers summaries from the store's two records
+per economy, heads from the account table, ranges and ids straight from
+stored certificate bytes, and the genesis. Every request is bounded
+(``wire``); a bad request gets an ``error`` answer and the node keeps
+serving.
+
+Forks (``forks.py``): unless the summaries' fork parts are equal, a round
+also asks the peer which slots it holds fork evidence for (``forks``) and
+fetches the evidence of those this node lacks (``fork``), verified whole
+before anything is applied; a peer that predates these requests answers
+``error`` and is simply not asked further.
 A forked author's chain is not fetched at or past its fork (the ledger
 would refuse it: ``forked``), and it does not count as lag.
 
@@ -27,7 +44,8 @@ that waits on an unresponsive peer until the request timeout; a peer
 kicked while its round runs gets one more round after it.
 
 Lag (``mycelia_sync_lag_certificates``): how many certificates the last
-round of heads showed peers having that we did not.
+round of heads showed peers having that we did not (none for a peer whose
+summary equals ours).
 """
 
 from __future__ import annotations
@@ -43,6 +61,7 @@ from mycelia.node.applier import Applier
 from mycelia.node.config import DEFAULTS
 from mycelia.node.forks import add_evidence
 from mycelia.node.store import Store
+from mycelia.node.store.summary import Summary
 from mycelia.protocol import Economy, Reason, Refused
 from mycelia.protocol.forks import forked
 
@@ -58,7 +77,15 @@ class Requester(Protocol):
 
     def peers(self) -> list[str]: ...
 
-    async def request(self, peer_id: str, protocol: str, payload: bytes, /) -> bytes: ...
+    async def request(
+        self,
+        peer_id: str,
+        protocol: str,
+        payload: bytes,
+        /,
+        *,
+        max_response_bytes: int | None = None,
+    ) -> bytes: ...
 
 
 class Sync:
@@ -86,6 +113,9 @@ class Sync:
         self._peers_to_sync: set[str] = set()
         self._syncing: set[str] = set()  # a round with the peer runs
         self._again: set[str] = set()  # ... and it was kicked meanwhile
+        #: connected peers that answered ``summary`` with an error (older
+        #: nodes): synced through heads until they reconnect
+        self.no_summary: set[str] = set()
 
     # -- serving -------------------------------------------------------------------
 
@@ -97,6 +127,8 @@ class Sync:
         return await trio.to_thread.run_sync(self._serve, op, args)
 
     def _serve(self, op: str, args: list[Any]) -> bytes:
+        if op == "summary":
+            return wire.encode_summary(self.store.summary_of(args[0]))
         if op == "heads":
             return wire.encode_heads(self.store.heads(args[0]))
         if op == "range":
@@ -117,6 +149,7 @@ class Sync:
 
     def peer_connected(self, peer_id: str) -> None:
         self._peers_to_sync.add(peer_id)
+        self.no_summary.discard(peer_id)  # it may run newer code now
         self._kick.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -129,6 +162,7 @@ class Sync:
                 peers, self._peers_to_sync = self._peers_to_sync, set()
                 if not peers:  # the periodic round: everyone
                     peers = set(self.p2p.peers())
+                    self.no_summary &= peers  # forget who left
                 for peer in peers:
                     if peer in self._syncing:
                         self._again.add(peer)
@@ -164,8 +198,37 @@ class Sync:
         self.lag = lag
         return applied
 
-    async def _request(self, peer: str, op: str, *args: object) -> bytes:
-        return await self.p2p.request(peer, wire.SYNC_PROTOCOL, wire.encode_sync_request(op, *args))
+    async def _request(
+        self, peer: str, op: str, *args: object, max_response_bytes: int | None = None
+    ) -> bytes:
+        request = wire.encode_sync_request(op, *args)
+        return await self.p2p.request(
+            peer, wire.SYNC_PROTOCOL, request, max_response_bytes=max_response_bytes
+        )
+
+    async def _summary(self, peer: str, economy_id: bytes) -> Summary | None:
+        """The peer's summary of the economy, or None if it cannot give one
+        (it predates ``summary``, or answered something else than one)."""
+        if peer in self.no_summary:
+            return None
+        answer = await self._request(
+            peer, "summary", economy_id, max_response_bytes=wire.MAX_SUMMARY_RESPONSE_BYTES
+        )
+        try:
+            return wire.decode_summary(answer)
+        except Refused as exc:
+            log.info("%s gives no summary (%s): syncing through heads", peer, exc)
+            self.no_summary.add(peer)
+            return None
+
+    async def _differs(self, peer: str, economy_id: bytes) -> tuple[bool, bool]:
+        """Whether the peer's heads, and its fork slots, may differ from
+        ours: compared by summary, or (a peer without) assumed to."""
+        theirs = await self._summary(peer, economy_id)
+        if theirs is None:
+            return True, True
+        ours = self.store.summary_of(economy_id)
+        return not theirs.same_heads(ours), not theirs.same_forks(ours)
 
     async def _economy(self, peer: str, economy_id: bytes) -> tuple[int, int]:
         if economy_id not in self.applier.economies:
@@ -175,6 +238,11 @@ class Sync:
             economy = await self.applier.add_economy(signed)
             if self.on_economy is not None:
                 await self.on_economy(economy)
+        need_heads, need_forks = await self._differs(peer, economy_id)
+        if not need_heads:
+            if need_forks:
+                await self._forks(peer, economy_id)
+            return 0, 0
         theirs = wire.decode_heads(await self._request(peer, "heads", economy_id))
         ours = self.store.heads(economy_id)
         behind = {
@@ -208,7 +276,8 @@ class Sync:
                     break
                 applied += len(result.applied)
                 first += len(certs)
-        await self._forks(peer, economy_id)
+        if need_forks:
+            await self._forks(peer, economy_id)
         return applied, max(0, total_behind - applied)
 
     async def _forks(self, peer: str, economy_id: bytes) -> int:

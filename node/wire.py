@@ -31,6 +31,8 @@ milliseconds per message whatever its size):
 
 * ``/mycelia/sync/1``::
 
+      ["summary", economy]                      -> ["summary", [certified, chains, heads_digest,
+                                                                fork_slots, forks_digest]]
       ["heads", economy]                        -> ["heads", [[author, seq], ...]]
       ["range", economy, author, first, limit]  -> ["certs", [cert_bytes, ...]]
       ["by-id", [id, ...]]                      -> ["certs", [cert_bytes, ...]]
@@ -38,6 +40,17 @@ milliseconds per message whatever its size):
       ["forks", economy]                        -> ["forks", [[author, seq], ...]]
       ["fork", economy, author, seq]            -> ["fork", evidence | b""]
       anything refused                          -> ["error", reason, detail]
+
+  ``summary`` is what a round asks first (``node/store/summary.py``; the
+  exact bytes in ``docs/sync.md``): the certified entries applied, the
+  chains and a 32-byte digest of their heads, the fork slots held and a
+  digest of them. Equal heads parts mean equal heads, so the round skips
+  ``heads`` (O(authors) on both sides); equal fork parts skip ``forks``.
+  It was added after the others: a peer that predates it answers
+  ``["error", "malformed", ...]`` (an unknown request), and is synced
+  through ``heads`` and ``forks`` as before. Its answer is at most 105
+  bytes; the requester reads at most :data:`MAX_SUMMARY_RESPONSE_BYTES`
+  (room for an ``error`` answer, whose detail is at most 500 characters).
 
   ``forks`` lists the slots the peer holds fork evidence for (at most
   :data:`MAX_FORK_SLOTS`, in (author, seq) order); ``fork`` fetches one
@@ -69,6 +82,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mycelia.node.store.summary import Summary
 from mycelia.protocol import Certificate, Reason, Refused, SignedEntry, SignedGenesis, Vote, codec
 from mycelia.protocol import schema as s
 from mycelia.protocol.certificates import MAX_CERT_BYTES
@@ -83,6 +97,7 @@ __all__ = [
     "MAX_AUDIT_READINGS",
     "MAX_BATCH",
     "MAX_FORK_SLOTS",
+    "MAX_SUMMARY_RESPONSE_BYTES",
     "SYNC_PROTOCOL",
     "VOTE_PROTOCOL",
     "AuditItem",
@@ -106,6 +121,10 @@ MAX_HEADS = 100_000
 #: Most slots one ``forks`` answer lists (a fork is rare; this bounds what a
 #: peer can make us hold, ~45 bytes a slot).
 MAX_FORK_SLOTS = 4096
+#: Most bytes read for a ``summary`` answer: the answer itself is at most
+#: 105 bytes, an ``error`` answer (detail up to 500 characters of UTF-8)
+#: at most ~2 KB.
+MAX_SUMMARY_RESPONSE_BYTES = 4096
 #: Bound on any one message; the p2p layer bounds frames too.
 MAX_MESSAGE_BYTES = 4 << 20
 
@@ -256,7 +275,7 @@ def decode_sync_request(data: bytes) -> tuple[str, list[Any]]:
     f = s.list_(_decode(data), "sync request", min_len=1, max_len=5)
     op = s.str_(f[0], "op", max_bytes=16)
     args = f[1:]
-    if op == "heads" and len(args) == 1:
+    if op in ("summary", "heads") and len(args) == 1:
         return op, [_id(args[0], "economy")]
     if op == "range" and len(args) == 4:
         return op, [
@@ -282,6 +301,29 @@ def decode_sync_request(data: bytes) -> tuple[str, list[Any]]:
 
 def encode_cert_response(blobs: list[bytes]) -> bytes:
     return codec.encode_trusted(["certs", blobs])
+
+
+def encode_summary(summary: Summary) -> bytes:
+    x = summary
+    return codec.encode_trusted(
+        ["summary", [x.certified, x.chains, x.heads, x.forks, x.fork_digest]]
+    )
+
+
+def decode_summary(data: bytes) -> Summary:
+    """A peer's summary of one economy (bounded, strict); :class:`Refused`
+    if it answered ``error`` — as a peer that predates ``summary`` does."""
+    raw = codec.decode(data, max_size=MAX_SUMMARY_RESPONSE_BYTES)
+    f = s.list_(raw, "summary response", min_len=2, max_len=3)
+    _expect_ok(f, "summary")
+    x = s.list_(f[1], "summary", min_len=5, max_len=5)
+    return Summary(
+        s.int_(x[0], "certified", 0, s.UINT64_MAX),
+        s.int_(x[1], "chains", 0, s.UINT64_MAX),
+        _id(x[2], "heads digest"),
+        s.int_(x[3], "fork slots", 0, s.UINT64_MAX),
+        _id(x[4], "forks digest"),
+    )
 
 
 def encode_heads(heads: dict[bytes, int]) -> bytes:

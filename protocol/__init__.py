@@ -27,6 +27,9 @@ Modules, from the bottom up:
 ``economy``        genesis documents and the derived ``Economy``
 ``context``        the rule ``Context`` and the ``Kind`` base
 ``impact``         the sensor kinds' rules and records
+``channels``       compute payment channels: vouchers, releases, the channel
+                   bodies and records, the provider's and consumer's checks
+``channel_kinds``  the ``channel.open`` / ``close`` / ``refund`` rules
 ``kinds``          each entry kind's body schema and rules; the registry
 ``entries``        entries and signed entries
 ``certificates``   votes and certificates
@@ -41,11 +44,30 @@ Modules, from the bottom up:
 ``epochs``         the next epoch from an enactment; the committee chain
 ``handover``       lock snapshots and seeding a new committee's locks
 ``ledger``         ``check`` / ``apply`` and the in-memory ``Ledger``
+``framing``        the varint length prefix of stream frames, bounded
+``pricing``        integer prices of metered usage (one rounding)
+``offers``         provider-signed compute offers and their runtimes
+``usage``          provider-signed cumulative usage reports
+``compute_frames`` the ``/mycelia/compute/1`` frames (OFFER … ERROR)
+``compute``        the job check, the consumer's and provider's rules, and
+                   the two session state machines
+``offer_book``     offer gossip batches and the bounded book of offers
 =================  ==========================================================
 """
 
-from mycelia.protocol import codec, keys, merkle, sensors
+from mycelia.protocol import channels, codec, keys, merkle, sensors
 from mycelia.protocol.certificates import Certificate, Vote, assemble, vote_id
+from mycelia.protocol.channels import (
+    ChannelClose,
+    ChannelOpen,
+    ChannelRefund,
+    ChannelState,
+    Release,
+    SignedRelease,
+    SignedVoucher,
+    Voucher,
+    channel_state,
+)
 from mycelia.protocol.economy import (
     Economy,
     EpochRecord,
@@ -125,6 +147,10 @@ __all__ = [
     "Burn",
     "Certificate",
     "Changes",
+    "ChannelClose",
+    "ChannelOpen",
+    "ChannelRefund",
+    "ChannelState",
     "ClaimCursor",
     "CommitteeChain",
     "CommitteeSet",
@@ -160,21 +186,27 @@ __all__ = [
     "Reading",
     "Reason",
     "Refused",
+    "Release",
     "Seal",
     "SensorAttest",
     "SignedEntry",
     "SignedGenesis",
     "SignedReading",
+    "SignedRelease",
+    "SignedVoucher",
     "SigningKey",
     "Tally",
     "Transfer",
     "Validator",
     "Verdict",
     "Vote",
+    "Voucher",
     "apply",
     "assemble",
     "build_attestation",
     "build_attestations",
+    "channel_state",
+    "channels",
     "check",
     "check_device_key",
     "check_proof",

@@ -20,6 +20,10 @@ from dataclasses import dataclass, field
 from hashlib import blake2b
 
 __all__ = [
+    "COMPUTE_JOB",
+    "COMPUTE_JOB_INPUT",
+    "COMPUTE_OFFER",
+    "COMPUTE_USAGE",
     "DEVICE",
     "DEVICE_ID",
     "ENTRY",
@@ -29,9 +33,11 @@ __all__ = [
     "LOCK_SNAPSHOT",
     "MERKLE",
     "READING",
+    "RELEASE",
     "RESOURCE",
     "SEAL",
     "VOTE",
+    "VOUCHER",
     "Domain",
 ]
 
@@ -84,6 +90,26 @@ MERKLE = Domain("merkle", 1)
 #: pair of conflicting certificates.
 FORK = Domain("fork", 1)
 
+# -- compute payment channels (channels.py, docs/compute.md) ----------------------------
+#: A consumer's voucher ``["voucher", 1, economy, channel, cumulative]``: the
+#: consumer signs its id, promising ``cumulative`` to the channel's provider.
+VOUCHER = Domain("voucher", 1)
+#: A provider's release ``["release", 1, economy, channel, final]``: the
+#: provider signs its id, letting the consumer refund at once, paying ``final``.
+RELEASE = Domain("release", 1)
+
+# -- compute: offers, jobs, usage reports (protocol/offers.py, usage.py,
+# compute_frames.py; docs/compute-protocol.md) ------------------------------
+#: A provider's offer ``["offer", 1, economy, provider, ...]``: its id names
+#: the offer (a JOB names the offer it accepts), the provider signs the id.
+COMPUTE_OFFER = Domain("offer", 1)
+#: A provider's usage report ``["usage", 1, economy, provider, offer, job, ...]``.
+COMPUTE_USAGE = Domain("usage", 1)
+#: A job request ``["job", 1, economy, offer, channel, ...]``: not signed (the
+#: channel pays), its id is what usage reports and results name.
+COMPUTE_JOB = Domain("job", 1)
+#: The content hash of a job input passed by hash (raw bytes, not msgpack).
+COMPUTE_JOB_INPUT = Domain("job-input", 1)
 # -- governance and epochs ------------------------------------------------------------
 #: A validator's seal of a closed proposal ``["seal", 1, economy, epoch,
 #: proposal, ballot ids]`` (``seals.py``): the ballots it voted for.

@@ -12,10 +12,13 @@ Wire form (canonical arrays, DESIGN §3)::
     genesis        = ["genesis", 1, name, symbol, decimals, kind, policy,
                       validators, quorum, ts_ms, nonce]
     validators     = [[key32, weight], ...]          # genesis order = index
-    policy         = [membership, stewards, default_limit]  # mutual_credit
-                   | [membership, stewards, issuers]        # issued
+    policy         = [membership, stewards, default_limit, ?max_channel_ms]
+                                                            # mutual_credit
+                   | [membership, stewards, issuers, ?max_channel_ms]
+                                                            # issued
                    | [membership, stewards, metric, exponent,
-                      units_per_credit, device_kinds]       # impact
+                      units_per_credit, device_kinds, ?max_channel_ms]
+                                                            # impact
     issuers        = [[key32, cap], ...]
     signed-genesis = ["signed-genesis", 1, genesis, bitmap, signatures]
 
@@ -23,7 +26,16 @@ Rules, checked by :func:`Genesis.from_wire` and :meth:`Economy.from_genesis`:
 
 * ``name`` 1–64 bytes, ``symbol`` 1–12 bytes, ``decimals`` 0–18.
 * ``kind`` is ``mutual_credit``, ``issued`` or ``impact``; the policy has
-  the fields of its kind (3, 3 and 6).
+  the fields of its kind (3, 3 and 6), optionally followed by
+  ``max_channel_ms``.
+* ``max_channel_ms`` (every kind: compute channels work in any economy,
+  ``docs/compute.md``): the longest a ``channel.open`` may lock its escrow,
+  from the validator's clock to the channel's expiry, 1 ms …
+  :data:`~mycelia.protocol.channels.MAX_CHANNEL_MS_BOUND` (366 days).
+  Absent, the policy has :data:`~mycelia.protocol.channels.DEFAULT_MAX_CHANNEL_MS`
+  (7 days): a genesis written before channels existed keeps its bytes and
+  id. A genesis that names the default explicitly is a different document
+  (another id) with the same rules, as one with another ``nonce`` is.
 * ``membership`` is ``open`` (anyone transacts) or ``approved`` (stewards
   admit members with ``member.admit``; needs at least one steward). Stewards
   and issuers are members by definition.
@@ -67,6 +79,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mycelia.protocol import codec, keys, schema
+from mycelia.protocol.channels import DEFAULT_MAX_CHANNEL_MS, MAX_CHANNEL_MS_BOUND
 from mycelia.protocol.domains import GENESIS
 from mycelia.protocol.quorum import make_bitmap, verify_quorum
 from mycelia.protocol.reasons import Reason, Refused
@@ -95,6 +108,7 @@ __all__ = [
     "SignedGenesis",
     "Validator",
     "byzantine_bound",
+    "max_channel_ms",
     "smallest_quorum",
 ]
 
@@ -121,14 +135,36 @@ class Validator:
     weight: int
 
 
+def _max_channel_ms(value: Any) -> int | None:
+    """A policy's ``max_channel_ms``: None (not written: the default) or
+    1 … :data:`MAX_CHANNEL_MS_BOUND`; ``malformed`` otherwise."""
+    if value is None:
+        return None
+    return schema.int_(value, "max_channel_ms", 1, MAX_CHANNEL_MS_BOUND)
+
+
+def _channel_tail(max_channel_ms: int | None) -> list[Any]:
+    return [] if max_channel_ms is None else [max_channel_ms]
+
+
 @dataclass(frozen=True, slots=True)
 class MutualCreditPolicy:
     membership: str
     stewards: tuple[bytes, ...]
     default_limit: int
+    #: None: not written in the genesis, :data:`DEFAULT_MAX_CHANNEL_MS` applies.
+    max_channel_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        _max_channel_ms(self.max_channel_ms)
 
     def to_wire(self) -> list[Any]:
-        return [self.membership, list(self.stewards), self.default_limit]
+        return [
+            self.membership,
+            list(self.stewards),
+            self.default_limit,
+            *_channel_tail(self.max_channel_ms),
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +172,19 @@ class IssuedPolicy:
     membership: str
     stewards: tuple[bytes, ...]
     issuers: tuple[tuple[bytes, int], ...]
+    #: None: not written in the genesis, :data:`DEFAULT_MAX_CHANNEL_MS` applies.
+    max_channel_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        _max_channel_ms(self.max_channel_ms)
 
     def to_wire(self) -> list[Any]:
-        return [self.membership, list(self.stewards), [[k, c] for k, c in self.issuers]]
+        return [
+            self.membership,
+            list(self.stewards),
+            [[k, c] for k, c in self.issuers],
+            *_channel_tail(self.max_channel_ms),
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +199,11 @@ class ImpactPolicy:
     units_per_credit: int
     #: The eligible ``device_kind`` values of ``device.register``.
     device_kinds: tuple[str, ...]
+    #: None: not written in the genesis, :data:`DEFAULT_MAX_CHANNEL_MS` applies.
+    max_channel_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        _max_channel_ms(self.max_channel_ms)
 
     def to_wire(self) -> list[Any]:
         return [
@@ -162,10 +213,18 @@ class ImpactPolicy:
             self.exponent,
             self.units_per_credit,
             list(self.device_kinds),
+            *_channel_tail(self.max_channel_ms),
         ]
 
 
 Policy = MutualCreditPolicy | IssuedPolicy | ImpactPolicy
+
+
+def max_channel_ms(policy: Policy) -> int:
+    """The ``max_channel_ms`` in force under ``policy``: the one written in
+    the genesis, else :data:`DEFAULT_MAX_CHANNEL_MS`."""
+    written = policy.max_channel_ms
+    return DEFAULT_MAX_CHANNEL_MS if written is None else written
 
 
 def smallest_quorum(total_weight: int) -> int:
@@ -194,7 +253,9 @@ def _distinct_keys(raw: list[Any], what: str) -> tuple[bytes, ...]:
     return out
 
 
-def _impact_policy(membership: str, stewards: tuple[bytes, ...], p: list[Any]) -> ImpactPolicy:
+def _impact_policy(
+    membership: str, stewards: tuple[bytes, ...], p: list[Any], max_channel_ms: int | None
+) -> ImpactPolicy:
     metric = schema.str_(p[2], "metric", min_bytes=1, max_bytes=MAX_METRIC_BYTES)
     exponent = schema.int_(p[3], "exponent", MIN_EXPONENT, MAX_EXPONENT)
     units = schema.int_(p[4], "units_per_credit", 1, schema.INT64_MAX)
@@ -204,7 +265,7 @@ def _impact_policy(membership: str, stewards: tuple[bytes, ...], p: list[Any]) -
     )
     if len(set(kinds)) != len(kinds):
         raise _bad("device_kinds: duplicate kind")
-    return ImpactPolicy(membership, stewards, metric, exponent, units, kinds)
+    return ImpactPolicy(membership, stewards, metric, exponent, units, kinds, max_channel_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +323,8 @@ class Genesis:
         if kind not in KINDS:
             raise _bad(f"kind {kind!r} is not one of {', '.join(KINDS)}")
         fields = 6 if kind == IMPACT else 3
-        p = schema.list_(f[6], "policy", min_len=fields, max_len=fields)
+        p = schema.list_(f[6], "policy", min_len=fields, max_len=fields + 1)
+        max_channel_ms = _max_channel_ms(p[fields]) if len(p) > fields else None
         membership = schema.str_(p[0], "membership", max_bytes=16)
         if membership not in (MEMBERSHIP_OPEN, MEMBERSHIP_APPROVED):
             raise _bad(f"membership {membership!r} is not 'open' or 'approved'")
@@ -272,9 +334,9 @@ class Genesis:
         policy: Policy
         if kind == MUTUAL_CREDIT:
             limit = schema.int_(p[2], "default_limit", 0, schema.INT64_MAX)
-            policy = MutualCreditPolicy(membership, stewards, limit)
+            policy = MutualCreditPolicy(membership, stewards, limit, max_channel_ms)
         elif kind == IMPACT:
-            policy = _impact_policy(membership, stewards, p)
+            policy = _impact_policy(membership, stewards, p, max_channel_ms)
         else:
             raw = schema.list_(p[2], "issuers", min_len=1, max_len=MAX_ISSUERS)
             pairs = [schema.list_(x, "issuer", min_len=2, max_len=2) for x in raw]
@@ -282,7 +344,9 @@ class Genesis:
             caps = [schema.int_(x[1], "issuer cap", 1, schema.INT64_MAX) for x in pairs]
             if sum(caps) > schema.INT64_MAX:
                 raise _bad("issuer caps sum past 2**63 - 1")
-            policy = IssuedPolicy(membership, stewards, tuple(zip(issuer_keys, caps, strict=True)))
+            policy = IssuedPolicy(
+                membership, stewards, tuple(zip(issuer_keys, caps, strict=True)), max_channel_ms
+            )
         raw_validators = schema.list_(f[7], "validators", min_len=1, max_len=MAX_VALIDATORS)
         vpairs = [schema.list_(x, "validator", min_len=2, max_len=2) for x in raw_validators]
         vkeys = _distinct_keys([x[0] for x in vpairs], "validator")
@@ -494,6 +558,12 @@ class Economy:
         if not isinstance(policy, ImpactPolicy):
             raise Refused(Reason.NOT_ALLOWED, f"a {self.kind} economy has no impact policy")
         return policy
+
+    @property
+    def max_channel_ms(self) -> int:
+        """The longest a ``channel.open`` may lock its escrow (its expiry
+        at most this far past the validator's clock), in every kind."""
+        return max_channel_ms(self.current.policy)
 
     @property
     def default_limit(self) -> int:

@@ -181,7 +181,7 @@ def did_encode(public: bytes) -> str:
     return _DID_PREFIX + _b58encode(_MULTICODEC_ED25519_PUB + public)
 
 
-def did_decode(did: str, *, check: bool = True) -> bytes:
+def did_decode(did: object, *, check: bool = True) -> bytes:
     """The public key of an Ed25519 ``did:key``; ``Refused(bad_key)`` for
     anything else (another method or multicodec, bad base58, wrong length, or
     — with ``check`` — an invalid point)."""

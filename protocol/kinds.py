@@ -20,7 +20,9 @@ with ``not_member`` plus a :class:`NeedAdmission` the submitter can satisfy.
 
 The rule context and the ``Kind`` base live in ``context.py``; the sensor
 kinds (``device.register``, ``sensor.attest``, ``impact.claim``) in
-``impact.py``, their bodies in ``sensor_bodies.py``; the governance kinds
+``impact.py``, their bodies in ``sensor_bodies.py``; the compute channel
+kinds (``channel.open``, ``channel.close``, ``channel.refund``) in
+``channel_kinds.py``, their bodies in ``channels.py``; the governance kinds
 (``gov.propose``, ``gov.vote``, ``gov.delegate``, ``gov.object``,
 ``gov.enact``) in ``governance.py``, their bodies in ``gov_bodies.py``.
 :data:`KINDS` here is the one registry of all of them.
@@ -55,6 +57,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mycelia.protocol import keys, schema
+from mycelia.protocol.channel_kinds import ChannelCloseRule, ChannelOpenRule, ChannelRefundRule
+from mycelia.protocol.channels import ChannelClose, ChannelOpen, ChannelRefund
 from mycelia.protocol.context import Context, Kind, replace_account
 from mycelia.protocol.economy import IMPACT, ISSUED, MEMBERSHIP_APPROVED, MUTUAL_CREDIT
 from mycelia.protocol.electorate import note_admission
@@ -74,6 +78,9 @@ __all__ = [
     "KINDS",
     "MAX_MEMO_BYTES",
     "Burn",
+    "ChannelClose",
+    "ChannelOpen",
+    "ChannelRefund",
     "Context",
     "CreditSet",
     "DeviceRegister",
@@ -366,6 +373,10 @@ KINDS: dict[str, type[Kind]] = {
         DeviceRegisterRule,
         SensorAttestRule,
         ImpactClaimRule,
+        # compute payment channels (channel_kinds.py)
+        ChannelOpenRule,
+        ChannelCloseRule,
+        ChannelRefundRule,
         # governance and epochs (governance.py)
         GovProposeRule,
         GovVoteRule,

@@ -174,6 +174,43 @@ class Reason(enum.StrEnum):
     #: a claim's ``total`` is not the sum the named attestations give.
     TOTAL_MISMATCH = "total_mismatch"
 
+    # -- compute payment channels (channels.py, channel_kinds.py) -----------------
+    #: no ``channel.open`` with this id is known: a refund (the consumer's own
+    #: open is in its own chain, so absent means none) or a channel lookup.
+    #: A close answers ``missing`` instead (another author's open, maybe not
+    #: applied here yet).
+    CHANNEL_UNKNOWN = "channel_unknown"
+    #: a ``channel.close`` whose author is not the channel's provider.
+    NOT_PROVIDER = "not_provider"
+    #: a ``channel.refund`` whose author is not the channel's consumer.
+    NOT_CONSUMER = "not_consumer"
+    #: a close or refund names another counterparty or escrow than the
+    #: channel's ``channel.open`` (the copies its body carries, ``docs/compute.md``).
+    CHANNEL_MISMATCH = "channel_mismatch"
+    #: a voucher (or a close's ``voucher_sig``) does not verify under the
+    #: channel consumer's key.
+    VOUCHER_BAD_SIG = "voucher_bad_sig"
+    #: a voucher's cumulative amount (a close's ``amount``) is more than the
+    #: channel's escrow.
+    VOUCHER_OVER_ESCROW = "voucher_over_escrow"
+    #: a release does not verify under the channel provider's key.
+    RELEASE_BAD_SIG = "release_bad_sig"
+    #: a release's ``final`` is more than the channel's escrow.
+    RELEASE_OVER_ESCROW = "release_over_escrow"
+    #: a refund without a release, before the checker's clock is past the
+    #: channel's ``expiry_ms + REFUND_SKEW_MS``. Not final: the clock advances.
+    CHANNEL_NOT_EXPIRED = "channel_not_expired"
+    #: the channel was already closed or refunded.
+    CHANNEL_SETTLED = "channel_settled"
+    #: a ``channel.open`` whose ``expiry_ms`` is more than the economy's
+    #: ``max_channel_ms`` past the checker's clock. Not final: a checker whose
+    #: clock is behind may accept it later.
+    EXPIRY_TOO_FAR = "expiry_too_far"
+    #: a ``channel.open`` whose ``expiry_ms`` is not after the checker's clock.
+    EXPIRY_PAST = "expiry_past"
+    #: a voucher or release presented for another channel than its own.
+    WRONG_CHANNEL = "wrong_channel"
+
     # -- validators --------------------------------------------------------------
     #: a resource the entry consumes is locked to a different entry.
     RESOURCE_LOCKED = "resource_locked"
@@ -183,6 +220,41 @@ class Reason(enum.StrEnum):
     #: a bounded buffer (pending certificates) is full.
     BUFFER_FULL = "buffer_full"
 
+    # -- compute: offers, jobs, usage, the /mycelia/compute/1 stream ----------------
+    # (protocol/compute.py and its modules; docs/compute-protocol.md)
+    #: a JOB names an offer id that is not the provider's current offer.
+    UNKNOWN_OFFER = "unknown_offer"
+    #: the offer is past its ``expires_ms`` (a JOB against it, or a gossiped one).
+    OFFER_EXPIRED = "offer_expired"
+    #: a JOB names a runtime the offer does not list.
+    UNKNOWN_RUNTIME = "unknown_runtime"
+    #: a JOB's limits or input exceed the runtime's limits, or a usage report
+    #: or result exceeds the job's limits.
+    OVER_LIMITS = "over_limits"
+    #: a JOB's ``base`` is not the newest voucher amount the provider holds on
+    #: the channel (the two sides disagree on what was paid before the job).
+    BASE_MISMATCH = "base_mismatch"
+    #: paying would take the channel's vouchers past its escrow.
+    OVER_ESCROW = "over_escrow"
+    #: the job's price passes the most the consumer set out to spend on it.
+    OVER_MAX_SPEND = "over_max_spend"
+    #: a usage report's counters are below the previous report's.
+    USAGE_REGRESSED = "usage_regressed"
+    #: a usage report's seq is not the previous one's plus one (the first is
+    #: 1), or a report follows the final one.
+    USAGE_OUT_OF_ORDER = "usage_out_of_order"
+    #: a usage report's price is not the offer's price of its counters.
+    PRICE_MISMATCH = "price_mismatch"
+    #: a usage report's signature does not verify under the offer's provider key.
+    USAGE_BAD_SIG = "usage_bad_sig"
+    #: a usage report or result names another economy's offer, another
+    #: provider, offer, job or channel than the session's.
+    WRONG_JOB = "wrong_job"
+    #: a frame's type tag is not one of the compute protocol's frames.
+    UNKNOWN_FRAME = "unknown_frame"
+    #: a frame that may not come now: out of order in the session, in the wrong
+    #: direction, or after the session ended.
+    UNEXPECTED_FRAME = "unexpected_frame"
     # -- governance and epochs (governance.py, seals.py, epochs.py, handover.py) --
     #: a ballot or objection after the proposal's close (by the checker's
     #: clock, or by the entry's own timestamp).
@@ -229,7 +301,8 @@ class Reason(enum.StrEnum):
 #: certificates (credits, an admission, the author's previous entry, an
 #: attestation named by a claim — all reported as ``missing``) or its clock
 #: advances, so they are not final. The sensors rules answer ``missing`` for
-#: facts not seen yet, so their other reasons are final.
+#: facts not seen yet, so their other reasons are final; so do the channel
+#: rules, whose two clock refusals are listed here.
 STALE_STATE: frozenset[Reason] = frozenset(
     {
         Reason.MISSING,
@@ -237,6 +310,9 @@ STALE_STATE: frozenset[Reason] = frozenset(
         Reason.NOT_MEMBER,
         Reason.CLOCK_SKEW,
         Reason.BUFFER_FULL,
+        # compute payment channels: they wait on the checker's clock
+        Reason.CHANNEL_NOT_EXPIRED,
+        Reason.EXPIRY_TOO_FAR,
         # governance: the checker's clock has not reached the close yet
         Reason.VOTING_OPEN,
     }

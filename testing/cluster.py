@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import trio
@@ -81,15 +81,13 @@ class Cluster:
         bootstrap: Iterable[str] = (),
         follow: Iterable[bytes] = (),
     ) -> Node:
-        settings = NodeSettings(
-            **{**_fields(self.settings), "bootstrap": tuple(bootstrap), "follow": frozenset(follow)}
-        )
+        settings = replace(self.settings, bootstrap=tuple(bootstrap), follow=frozenset(follow))
         node = Node(k, self.root / name, settings)
         await self.nursery.start(self._run, node)
         self.names[node] = name
         return node
 
-    async def _run(self, node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+    async def _run(self, node: Node, *, task_status: trio.TaskStatus[Node]) -> None:
         self.finished[node] = trio.Event()
         try:
             with trio.CancelScope() as scope:
@@ -126,10 +124,6 @@ class Cluster:
         for i, a in enumerate(nodes):
             for b in nodes[i + 1 :]:
                 await a.p2p.connect(b.addresses[0])
-
-
-def _fields(s: NodeSettings) -> dict:  # type: ignore[type-arg]
-    return {f: getattr(s, f) for f in s.__dataclass_fields__}
 
 
 @asynccontextmanager

@@ -10,17 +10,24 @@ to make an economy outside a steward's ``economy create``.
 A :class:`World` holds one economy with its validator keys and an
 in-memory ledger, and builds each author's next entry from the ledger's
 view of that author's chain (seq, prev), so tests read as the story they
-tell. Imports only ``mycelia.protocol``.
+tell (payments, sensors, compute channels). Its ``clock`` is the
+timestamp of the last entry it built; checks without a clock of their own
+read the entry's. Imports only ``mycelia.protocol``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from hashlib import blake2b
+from typing import TypedDict, Unpack
 
 from mycelia.protocol import (
     Burn,
     Certificate,
+    ChannelClose,
+    ChannelOpen,
+    ChannelRefund,
+    ChannelState,
     CreditSet,
     Economy,
     Entry,
@@ -28,18 +35,24 @@ from mycelia.protocol import (
     Ledger,
     MemberAdmit,
     Mint,
+    Release,
     SignedEntry,
     SignedGenesis,
+    SignedRelease,
+    SignedVoucher,
     SigningKey,
     Transfer,
     Validator,
     Vote,
+    Voucher,
     assemble,
+    channel_state,
     smallest_quorum,
 )
-from mycelia.protocol.economy import ImpactPolicy, IssuedPolicy, MutualCreditPolicy
+from mycelia.protocol.economy import ImpactPolicy, IssuedPolicy, MutualCreditPolicy, Policy
 from mycelia.protocol.merkle import MerkleTree
 from mycelia.protocol.sensors import (
+    AttestedDevice,
     DeviceKey,
     DeviceRecord,
     DeviceRegister,
@@ -48,6 +61,7 @@ from mycelia.protocol.sensors import (
     Metric,
     P256DeviceKey,
     Reading,
+    SensorAttest,
     SignedReading,
     build_attestation,
 )
@@ -86,6 +100,7 @@ def genesis(
     total = sum(w)
     q = quorum if quorum is not None else smallest_quorum(total)
     steward_keys = tuple(s.public for s in stewards)
+    policy: Policy
     if kind == "mutual_credit":
         policy = MutualCreditPolicy(membership, steward_keys, default_limit)
     else:
@@ -154,6 +169,22 @@ def device_key(n: int, key_type: str = "ed25519") -> DeviceKey:
 
 def sign_genesis(g: Genesis, signers: Iterable[SigningKey]) -> SignedGenesis:
     return SignedGenesis.assemble(g, {k.public: g.sign(k) for k in signers})
+
+
+class RegistrationOptions(TypedDict, total=False):
+    """What :meth:`World.registration_body` takes besides the keys."""
+
+    metrics: Iterable[Metric]
+    device_kind: str
+
+
+def _row(cert: Certificate, device: bytes) -> AttestedDevice:
+    """``device``'s row in the ``sensor.attest`` that ``cert`` certifies."""
+    body = cert.entry.body
+    assert isinstance(body, SensorAttest), f"a {cert.entry.kind}, not an attestation"
+    row = body.row(device)
+    assert row is not None, "the attestation has no row for the device"
+    return row
 
 
 class World:
@@ -253,12 +284,16 @@ class World:
         return DeviceRegister.make(dev, self.id, owner.public, device_kind, host.public, metrics)
 
     def register(
-        self, owner: SigningKey, dev: DeviceKey, host: SigningKey, **kw: object
+        self,
+        owner: SigningKey,
+        dev: DeviceKey,
+        host: SigningKey,
+        **kw: Unpack[RegistrationOptions],
     ) -> Certificate:
-        return self.commit(owner, self.registration_body(owner, dev, host, **kw))  # type: ignore[arg-type]
+        return self.commit(owner, self.registration_body(owner, dev, host, **kw))
 
     def device_record(self, dev: DeviceKey) -> DeviceRecord | None:
-        raw = self.ledger.state.get_record(DeviceRecord.key(dev.device))  # type: ignore[attr-defined]
+        raw = self.ledger.state.get_record(DeviceRecord.key(dev.device))
         return None if raw is None else DeviceRecord.decode(raw)
 
     def readings(
@@ -282,12 +317,12 @@ class World:
 
     def attest_body(
         self, readings: Iterable[SignedReading]
-    ) -> tuple[object, MerkleTree, list[SignedReading]]:
+    ) -> tuple[SensorAttest, MerkleTree, list[SignedReading]]:
         """The attestation of ``readings``, naming each device's registration here."""
         batch = list(readings)
         regs = {}
         for r in batch:
-            raw = self.ledger.state.get_record(DeviceRecord.key(r.reading.device))  # type: ignore[attr-defined]
+            raw = self.ledger.state.get_record(DeviceRecord.key(r.reading.device))
             assert raw is not None, "attesting a device not registered here"
             regs[r.reading.device] = DeviceRecord.decode(raw).registration
         return build_attestation(batch, regs)
@@ -319,7 +354,7 @@ class World:
         """A claim of ``dev`` over ``attestations``; by default exactly their
         range and the sum of the economy metric in them."""
         certs = list(attestations)
-        rows = [c.entry.body.row(dev.device) for c in certs]  # type: ignore[attr-defined]
+        rows = [_row(c, dev.device) for c in certs]
         metric = self.economy.impact.metric
         computed = sum((a.sum if (a := row.aggregate(metric)) is not None else 0) for row in rows)
         return ImpactClaim(
@@ -329,3 +364,38 @@ class World:
             tuple(c.entry_id for c in certs),
             computed if total is None else total,
         )
+
+    # -- compute channels ------------------------------------------------------------------
+
+    def open_channel(
+        self,
+        consumer: SigningKey,
+        provider: SigningKey,
+        amount: int,
+        *,
+        lasts_ms: int = 3_600_000,
+        offer: bytes = b"",
+    ) -> Certificate:
+        """``consumer`` opens a channel to ``provider`` expiring ``lasts_ms``
+        after the entry's timestamp; the certificate's entry id is the channel id."""
+        return self.commit(
+            consumer, ChannelOpen(provider.public, amount, self.clock + 1 + lasts_ms, offer)
+        )
+
+    def channel(self, channel: bytes) -> ChannelState:
+        state = channel_state(self.ledger.state, channel)
+        assert state is not None, "no such channel here"
+        return state
+
+    def voucher(self, consumer: SigningKey, channel: bytes, cumulative: int) -> SignedVoucher:
+        return Voucher(self.id, channel, cumulative).sign(consumer)
+
+    def release(self, provider: SigningKey, channel: bytes, final: int) -> SignedRelease:
+        return Release(self.id, channel, final).sign(provider)
+
+    def close_body(self, consumer: SigningKey, channel: bytes, cumulative: int) -> ChannelClose:
+        """The provider's close of ``channel`` with ``consumer``'s voucher for ``cumulative``."""
+        return ChannelClose.of(self.channel(channel), self.voucher(consumer, channel, cumulative))
+
+    def refund_body(self, channel: bytes, release: SignedRelease | None = None) -> ChannelRefund:
+        return ChannelRefund.of(self.channel(channel), release)

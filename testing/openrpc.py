@@ -23,8 +23,8 @@ very end (as in JSON Schema, unlike Python's ``re``).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from functools import cache
-from typing import Any
 
 __all__ = ["SchemaError", "method_result", "problems", "result_problems"]
 
@@ -49,7 +49,7 @@ _KEYWORDS = frozenset(
     }
 )
 
-_TYPES: dict[str, Any] = {
+_TYPES: dict[str, Callable[[object], bool]] = {
     "null": lambda v: v is None,
     "boolean": lambda v: type(v) is bool,
     "integer": lambda v: type(v) is int,
@@ -70,7 +70,7 @@ def _pattern(text: str) -> re.Pattern[str]:
     return re.compile(re.sub(r"(?<!\\)\$$", r"\\Z", text))
 
 
-def _same(a: Any, b: Any) -> bool:
+def _same(a: object, b: object) -> bool:
     """JSON equality: true is not 1, and 1 is not "1"."""
     if type(a) is bool or type(b) is bool:
         return type(a) is type(b) and a == b
@@ -83,19 +83,20 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def _resolve(document: dict[str, Any], ref: str) -> dict[str, Any]:
-    if not ref.startswith("#/"):
+def _resolve(document: Mapping[str, object], ref: object) -> object:
+    """What a ``$ref`` names in ``document`` (a schema, checked where used)."""
+    if not isinstance(ref, str) or not ref.startswith("#/"):
         raise SchemaError(f"only local references are understood, not {ref!r}")
-    node: Any = document
+    node: object = document
     for part in ref[2:].split("/"):
-        if not isinstance(node, dict) or part not in node:
+        if not isinstance(node, Mapping) or part not in node:
             raise SchemaError(f"{ref!r} names nothing in the document")
         node = node[part]
-    return node  # type: ignore[no-any-return]
+    return node
 
 
 def problems(
-    schema: dict[str, Any], value: Any, document: dict[str, Any], path: str = "result"
+    schema: object, value: object, document: Mapping[str, object], path: str = "result"
 ) -> list[str]:
     """Why ``value`` does not conform to ``schema`` (whose ``$ref``\\ s point
     into ``document``): one line per problem, naming where it is; empty if
@@ -157,14 +158,17 @@ def problems(
     return out
 
 
-def method_result(document: dict[str, Any], method: str) -> dict[str, Any]:
+def method_result(document: Mapping[str, object], method: str) -> object:
     """The result schema ``document`` declares for ``method``."""
-    for m in document["methods"]:
+    methods = document["methods"]
+    if not isinstance(methods, list):
+        raise SchemaError("the document's methods are not an array")
+    for m in methods:
         if m["name"] == method:
-            return m["result"]["schema"]  # type: ignore[no-any-return]
+            return m["result"]["schema"]
     raise KeyError(f"the document declares no method {method!r}")
 
 
-def result_problems(document: dict[str, Any], method: str, value: Any) -> list[str]:
+def result_problems(document: Mapping[str, object], method: str, value: object) -> list[str]:
     """Why ``value`` is not a result ``method`` may give, per ``document``."""
     return problems(method_result(document, method), value, document, f"{method} result")

@@ -27,6 +27,7 @@ become ready is stopped before the error is raised.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import signal
 import subprocess
@@ -108,12 +109,13 @@ class Proc:
         for s in overrides:
             argv += ["--set", s]
         argv += ["node", "run"]
-        session = {"stdin": subprocess.DEVNULL, "start_new_session": True} if detach else {}
+        # Detached: no terminal's stdin, and its own session (no terminal's signals).
+        stdin = subprocess.DEVNULL if detach else None
         self._more = threading.Condition()
         self._ended = False
         if log_file is None:
             self.popen: subprocess.Popen[str] = subprocess.Popen(
-                argv, stderr=subprocess.PIPE, text=True, **session
+                argv, stdin=stdin, stderr=subprocess.PIPE, text=True, start_new_session=detach
             )
             self._reader = threading.Thread(target=self._drain, daemon=True)
             self._reader.start()
@@ -122,7 +124,9 @@ class Proc:
             self._partial = ""
             log = open(log_file, "ab")  # noqa: SIM115 - handed to the child
             try:
-                self.popen = subprocess.Popen(argv, stdout=log, stderr=log, text=True, **session)
+                self.popen = subprocess.Popen(
+                    argv, stdin=stdin, stdout=log, stderr=log, text=True, start_new_session=detach
+                )
             finally:
                 log.close()
         patterns = {"p2p": _P2P, "metrics": _METRICS, "rpc": _RPC}
@@ -173,6 +177,10 @@ class Proc:
             self._partial = ""
         return exited
 
+    def _grown(self, n: int) -> bool:
+        """Whether the log holds more than ``n`` lines, or the process ended."""
+        return len(self.log) > n or self._ended
+
     def _wait_for(self, patterns: dict[str, re.Pattern[str]], timeout: float) -> dict[str, str]:
         found: dict[str, str] = {}
         seen = 0
@@ -181,7 +189,7 @@ class Proc:
             if self.log_file is None:
                 with self._more:
                     self._more.wait_for(
-                        lambda n=seen: len(self.log) > n or self._ended,
+                        functools.partial(self._grown, seen),
                         timeout=max(0.0, deadline - time.monotonic()),
                     )
                     ended, lines = self._ended, self.log[seen:]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
 from mycelia.api import types
+from mycelia.api.codecs import Json
 from mycelia.node.jsonrpc import (
     encode,
 )
@@ -102,7 +103,7 @@ class Session:
         self.touch()  # the idle time counts from the last subscription's end
 
     # -- the outbox
-    def notify(self, sub_id: str, result: Any) -> None:
+    def notify(self, sub_id: str, result: Json) -> None:
         if self.overflowed:
             return
         text = encode(
@@ -223,7 +224,7 @@ class Hub:
             return
         try:
             for cert in certs:
-                view: dict[str, Any] | None = None
+                view: dict[str, Json] | None = None
                 for account in entry_accounts(cert.entry):
                     for sub in list(by_account.get(account, ())):
                         view = view or types.CertifiedEntry.of_certificate(cert).to_json()

@@ -17,13 +17,14 @@ from __future__ import annotations
 import importlib.metadata
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mycelia.api import contract, types
+from mycelia.api import methods as declared
 from mycelia.api.bodies import body_in
+from mycelia.api.codecs import Json
 from mycelia.api.encoding import ParamError, did_out, hex_out
 from mycelia.api.methods import COMPONENTS, MAX_CLAIMABLE, METHODS
-from mycelia.api.methods import openrpc_document as declared_document
 from mycelia.node import wire
 from mycelia.node.config import RpcConfig
 from mycelia.node.jsonrpc import (
@@ -32,7 +33,6 @@ from mycelia.node.jsonrpc import (
     NOT_FOUND,
     REFUSED,
     UNAVAILABLE,
-    Handler,
     Registry,
     RpcError,
 )
@@ -60,8 +60,6 @@ from mycelia.protocol import (
 from mycelia.protocol.domains import ENTRY
 
 if TYPE_CHECKING:  # the daemon imports the RPC
-    from collections.abc import Callable
-
     from mycelia.node.daemon import Node
     from mycelia.node.rpc.hub import Hub, Session
 
@@ -73,10 +71,9 @@ except importlib.metadata.PackageNotFoundError:  # running from a source tree
     VERSION = "0+unknown"
 
 REGISTRY = Registry(schemas=COMPONENTS)
-
-
-def implement(name: str) -> Callable[[Handler], Handler]:
-    return REGISTRY.implement(METHODS[name])
+#: ``@implement(declared.NAME)``: the handler of a declared method, which
+#: must return the declaration's result type.
+implement = REGISTRY.implement
 
 
 @dataclass(slots=True)
@@ -86,7 +83,7 @@ class Api:
     node: Node
     config: RpcConfig
     hub: Hub
-    openrpc: dict[str, Any] = field(default_factory=dict)
+    openrpc: dict[str, Json] = field(default_factory=dict)
 
     def economy(self, economy_id: bytes) -> Economy:
         economy = self.node.applier.economies.get(economy_id)
@@ -119,7 +116,7 @@ def _ws_only(session: Session | None, name: str) -> Session:
 # -- the node ---------------------------------------------------------------------------
 
 
-@implement("node_info")
+@implement(declared.NODE_INFO)
 async def node_info(api: Api, session: Session | None) -> types.NodeInfo:
     node = api.node
     listening = node.listening
@@ -139,16 +136,16 @@ async def node_info(api: Api, session: Session | None) -> types.NodeInfo:
     )
 
 
-@implement("node_peers")
-async def node_peers(api: Api, session: Session | None) -> list[types.Peer]:
-    return [types.Peer(peer_id=peer) for peer in api.node.p2p.peers()]
+@implement(declared.NODE_PEERS)
+async def node_peers(api: Api, session: Session | None) -> tuple[types.Peer, ...]:
+    return tuple(types.Peer(peer_id=peer) for peer in api.node.p2p.peers())
 
 
 # -- economies ---------------------------------------------------------------------------
 
 
-@implement("economy_list")
-async def economy_list(api: Api, session: Session | None) -> list[types.EconomySummary]:
+@implement(declared.ECONOMY_LIST)
+async def economy_list(api: Api, session: Session | None) -> tuple[types.EconomySummary, ...]:
     out = []
     for economy in api.node.applier.economies.values():
         g = economy.genesis
@@ -165,10 +162,10 @@ async def economy_list(api: Api, session: Session | None) -> list[types.EconomyS
                 forks=api.node.forks.count(economy.id),
             )
         )
-    return out
+    return tuple(out)
 
 
-@implement("economy_get")
+@implement(declared.ECONOMY_GET)
 async def economy_get(api: Api, session: Session | None, economy: bytes) -> types.EconomyView:
     api.economy(economy)
     signed = api.node.store.economy(economy)
@@ -178,7 +175,7 @@ async def economy_get(api: Api, session: Session | None, economy: bytes) -> type
     return types.EconomyView.of(signed, accounts, certificates)
 
 
-@implement("economy_signGenesis")
+@implement(declared.ECONOMY_SIGN_GENESIS)
 async def economy_sign_genesis(
     api: Api, session: Session | None, genesis: bytes
 ) -> types.GenesisSignature:
@@ -190,20 +187,20 @@ async def economy_sign_genesis(
     return types.GenesisSignature(validator=key.did, signature=g.sign(key))
 
 
-@implement("economy_create")
+@implement(declared.ECONOMY_CREATE)
 async def economy_create(api: Api, session: Session | None, genesis: bytes) -> types.Created:
     economy = await api.node.add_economy(SignedGenesis.decode(genesis))
     return types.Created(id=economy.id)
 
 
-@implement("economy_follow")
+@implement(declared.ECONOMY_FOLLOW)
 async def economy_follow(api: Api, session: Session | None, economy: bytes) -> types.Followed:
     known = economy in api.node.applier.economies
     await api.node.follow_economy(economy)
     return types.Followed(id=economy, known=known)
 
 
-@implement("economy_forks")
+@implement(declared.ECONOMY_FORKS)
 async def economy_forks(
     api: Api,
     session: Session | None,
@@ -234,7 +231,7 @@ async def economy_forks(
 # -- accounts ----------------------------------------------------------------------------
 
 
-@implement("account_get")
+@implement(declared.ACCOUNT_GET)
 async def account_get(
     api: Api, session: Session | None, economy: bytes, account: bytes
 ) -> types.AccountInfo:
@@ -242,7 +239,7 @@ async def account_get(
     return types.AccountInfo.of(econ, account, api.node.store.account(economy, account))
 
 
-@implement("account_history")
+@implement(declared.ACCOUNT_HISTORY)
 async def account_history(
     api: Api,
     session: Session | None,
@@ -265,14 +262,14 @@ async def account_history(
 # -- entries -----------------------------------------------------------------------------
 
 
-@implement("entry_prepare")
+@implement(declared.ENTRY_PREPARE)
 async def entry_prepare(
     api: Api,
     session: Session | None,
     economy: bytes,
     author: bytes,
     kind: str,
-    body: Any,
+    body: object,
     seq: int | None = None,
     prev: bytes | None = None,
     ts_ms: int | None = None,
@@ -311,7 +308,7 @@ def _prepared(entry: Entry) -> types.Prepared:
     )
 
 
-@implement("entry_submit")
+@implement(declared.ENTRY_SUBMIT)
 async def entry_submit(
     api: Api, session: Session | None, entry: bytes, signature: bytes
 ) -> types.Submitted:
@@ -327,7 +324,7 @@ def _known_status(api: Api, entry_id: bytes) -> Status:
     return status
 
 
-@implement("entry_get")
+@implement(declared.ENTRY_GET)
 async def entry_get(api: Api, session: Session | None, id: bytes) -> types.EntryStatus:
     return status_view(_known_status(api, id))
 
@@ -335,7 +332,7 @@ async def entry_get(api: Api, session: Session | None, id: bytes) -> types.Entry
 # -- subscriptions -----------------------------------------------------------------------
 
 
-@implement("subscribe")
+@implement(declared.SUBSCRIBE)
 async def subscribe(
     api: Api,
     session: Session | None,
@@ -380,7 +377,7 @@ async def subscribe(
     return sub.id
 
 
-@implement("unsubscribe")
+@implement(declared.UNSUBSCRIBE)
 async def unsubscribe(api: Api, session: Session | None, subscription: str) -> bool:
     ws = _ws_only(session, "unsubscribe")
     if not ws.issued(subscription):
@@ -402,7 +399,7 @@ def _registration(api: Api, economy: bytes, device: bytes) -> DeviceRecord:
     return DeviceRecord.decode(raw)
 
 
-@implement("sensor_getReadings")
+@implement(declared.SENSOR_GET_READINGS)
 async def sensor_get_readings(
     api: Api,
     session: Session | None,
@@ -443,7 +440,7 @@ async def sensor_get_readings(
     )
 
 
-@implement("sensor_getAttestation")
+@implement(declared.SENSOR_GET_ATTESTATION)
 async def sensor_get_attestation(api: Api, session: Session | None, id: bytes) -> types.Attestation:
     data = api.node.store.certificate_bytes(id)
     cert = Certificate.decode(data) if data is not None else None
@@ -455,7 +452,7 @@ async def sensor_get_attestation(api: Api, session: Session | None, id: bytes) -
     return types.Attestation.of(cert)
 
 
-@implement("sensor_claimable")
+@implement(declared.SENSOR_CLAIMABLE)
 async def sensor_claimable(
     api: Api, session: Session | None, economy: bytes, device: bytes
 ) -> types.Claimable:
@@ -470,10 +467,10 @@ async def sensor_claimable(
     return types.Claimable.of(impact.claimable(econ, view, device, candidates))
 
 
-@implement("sensor_devices")
+@implement(declared.SENSOR_DEVICES)
 async def sensor_devices(
     api: Api, session: Session | None, economy: bytes
-) -> list[types.HostedDevice]:
+) -> tuple[types.HostedDevice, ...]:
     api.economy(economy)
     store = api.node.store
     me = api.node.key.public
@@ -495,19 +492,21 @@ async def sensor_devices(
                 readings=0 if state is None else state.readings,
             )
         )
-    return out
+    return tuple(out)
 
 
-@implement("rpc.discover")
-async def rpc_discover(api: Api, session: Session | None) -> dict[str, Any]:
+@implement(declared.RPC_DISCOVER)
+async def rpc_discover(api: Api, session: Session | None) -> Json:
     return api.openrpc
 
 
-def openrpc_document() -> dict[str, Any]:
+def openrpc_document() -> dict[str, Json]:
     """The document ``rpc.discover`` returns: made from the registry, which
     holds exactly the declared methods."""
-    document = declared_document(VERSION)
-    assert document == REGISTRY.openrpc(document["info"])
+    document = declared.openrpc_document(VERSION)
+    info = document["info"]
+    assert isinstance(info, dict)
+    assert document == REGISTRY.openrpc(info)
     return document
 
 
@@ -517,7 +516,9 @@ def openrpc_document() -> dict[str, Any]:
 def translate(exc: Exception) -> RpcError | None:
     """A protocol refusal is -32001 with its reason (and needs)."""
     if isinstance(exc, Refused):
-        extra = {"needs": [types.need_json(n) for n in exc.needs]} if exc.needs else {}
+        extra: dict[str, Json] = (
+            {"needs": [types.need_json(n) for n in exc.needs]} if exc.needs else {}
+        )
         return RpcError(REFUSED, exc.reason.value, exc.detail, **extra)
     return None
 

@@ -12,7 +12,7 @@ import secrets
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 from starlette.applications import Starlette
@@ -23,6 +23,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from mycelia.api.codecs import Json
 from mycelia.api.contract import (
     COOKIE_FILE,
     COOKIE_USER,
@@ -78,7 +79,7 @@ _MAX_UNIX_PATH = 107
 # -- HTTP and WebSocket ------------------------------------------------------------------
 
 
-def _json_response(message: Any, status_code: int = 200, *, close: bool = False) -> Response:
+def _json_response(message: Json, status_code: int = 200, *, close: bool = False) -> Response:
     headers = {"connection": "close"} if close else None
     return Response(
         encode(message), status_code=status_code, headers=headers, media_type="application/json"

@@ -16,13 +16,16 @@ the rules they keep:
 module           databases                                     what and why
 ===============  ============================================  ===================================
 ``ledger``       economies, certs, chains, history, accounts,  certified ledger state, the same on
-                 records, parked, attests, forks               every node; one transaction a batch
+                 records, parked, attests, forks, sizes,       every node; one transaction a batch
+                 summary
 ``votes``        locks, votes                                  this validator's locks and votes,
                                                                durable before a vote leaves
 ``submissions``  pending, refusals                             this gateway's submissions and its
                                                                final answers, across restarts
 ``readings``     readings, ingest, unattested, inflight,       this host's sensor readings and
                  batches, received                             their way into attestations
+``summary``      (the values of ledger's ``summary``)          the per-economy summary sync compares
+                                                               before it asks for heads
 ``migrations``   meta                                          the schema version and the
                                                                migrations between versions
 ``env``          (the environment)                             the one writer, readers, map growth
@@ -188,6 +191,7 @@ class Store:
     records = _Via("_ledger", LedgerTables.records)
     heads = _Via("_ledger", LedgerTables.heads)
     sizes_of = _Via("_ledger", LedgerTables.sizes_of)
+    summary_of = _Via("_ledger", LedgerTables.summary_of)
     certificate_bytes = _Via("_ledger", LedgerTables.certificate_bytes)
     certificate = _Via("_ledger", LedgerTables.certificate)
     unknown = _Via("_ledger", LedgerTables.unknown)

@@ -21,12 +21,22 @@ attests       economy (32) + device (32) + last counter (8)    ``sensor.attest``
 forks         economy (32) + author (32) + seq (8, big end.)   :class:`ForkEvidence` bytes
 sizes         economy (32)                                     ``["sizes", 1, accounts,
                                                                certified entries]``
+summary       economy (32)                                     ``["summary", 1, chains,
+                                                               lanes (2048)]``
 ============  ===============================================  ==========================
 
 Sizes: ``sizes`` counts, per economy, the accounts with state and the
 certified entries applied, updated in the same transaction as the batch, so
 ``economy_get`` / ``economy_list`` answer in one read instead of scanning
 every account (``sizes_of``).
+
+Summary: ``summary`` holds, per economy, the number of chains and the
+LtHash16 lanes of the set of their heads (``summary.py``), updated in the
+same transaction as the batch: each author whose head the batch moved
+from ``s`` to ``s'`` costs one subtraction and one addition, whatever the
+number of authors. With ``sizes`` (the certified entries) and the fork
+slots it makes the :class:`~mycelia.node.store.summary.Summary` that sync
+compares before it asks a peer for its heads (``summary_of``).
 
 Consistency: a batch of certificates is applied in ONE write transaction —
 certificate bytes, chain index and every changed account and record
@@ -67,6 +77,7 @@ from dataclasses import dataclass
 import lmdb
 
 from mycelia.node.store.env import _LAST, _SEQ, Environment, Tables, _counter, _stored
+from mycelia.node.store.summary import HeadsSum, Summary
 from mycelia.protocol import (
     Account,
     Certificate,
@@ -114,6 +125,7 @@ class _TxnState:
         "_touched",
         "_txn",
         "claims",
+        "moves",
         "new_accounts",
     )
 
@@ -132,6 +144,9 @@ class _TxnState:
         self.claims: list[int] = []
         #: accounts this transaction gave their first state (``sizes``)
         self.new_accounts = 0
+        #: author -> [head seq before the transaction, head seq now] of every
+        #: chain it advanced (``summary``)
+        self.moves: dict[bytes, list[int]] = {}
 
     def account(self, key: bytes) -> Account:
         raw = self._txn.get(self._econ + key, db=self._accounts)
@@ -170,6 +185,9 @@ class _TxnState:
         e = cert.entry
         self._txn.put(chain_key(self._econ, e.author, e.seq), cert.entry_id, db=self._chains)
         self._txn.put(cert.entry_id, cert.encode(), db=self._certs)
+        # The ledger records a chain's entries in seq order, gap-free.
+        move = self.moves.setdefault(e.author, [e.seq - 1, e.seq])
+        move[1] = e.seq
         touched = set(self._touched)
         touched.add(e.author)
         self._touched = ()
@@ -198,6 +216,20 @@ def _first_fork(txn: lmdb.Transaction[bytes], db: lmdb._Database, prefix: bytes)
     if cur.set_range(prefix) and cur.key()[:64] == prefix:
         return _counter(cur.key())
     return None
+
+
+def _fork_slots(
+    txn: lmdb.Transaction[bytes], db: lmdb._Database, economy_id: bytes
+) -> list[tuple[bytes, int]]:
+    """``(author, seq)`` of the economy's slots with evidence, in key order."""
+    cur = txn.cursor(db=db)
+    out = []
+    if cur.set_range(economy_id):
+        for k in cur.iternext(keys=True, values=False):
+            if k[:32] != economy_id:
+                break
+            out.append((bytes(k[32:64]), _counter(k)))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +263,7 @@ class LedgerTables(Tables):
         "attests",
         "forks",
         "sizes",
+        "summary",
     )
 
     def __init__(self, env: Environment) -> None:
@@ -288,6 +321,12 @@ class LedgerTables(Tables):
                     encode_sizes(accounts + states[0].new_accounts, certified + len(applied)),
                     db=self._db["sizes"],
                 )
+            moves = states[0].moves
+            if moves:
+                heads = self._heads_sum(txn, economy.id).advance(
+                    (author, old, new) for author, (old, new) in moves.items()
+                )
+                txn.put(economy.id, heads.encode(), db=self._db["summary"])
             return ApplyResult(
                 tuple(applied),
                 tuple(refused),
@@ -313,12 +352,26 @@ class LedgerTables(Tables):
         raw = txn.get(economy_id, db=self._db["sizes"])
         return (0, 0) if raw is None else decode_sizes(raw)
 
+    def _heads_sum(self, txn: lmdb.Transaction[bytes], economy_id: bytes) -> HeadsSum:
+        raw = txn.get(economy_id, db=self._db["summary"])
+        return HeadsSum() if raw is None else HeadsSum.decode(raw)
+
     # -- readers ---------------------------------------------------------------
 
     def sizes_of(self, economy_id: bytes) -> tuple[int, int]:
         """``(accounts with state, certified entries applied)`` of the economy."""
         with self._read() as txn:
             return self._sizes(txn, economy_id)
+
+    def summary_of(self, economy_id: bytes) -> Summary:
+        """What sync compares with a peer before the heads (``summary.py``):
+        certified entries, chains and their heads' digest, fork slots; from
+        two records and the fork slots (usually none), in one read."""
+        with self._read() as txn:
+            _, certified = self._sizes(txn, economy_id)
+            heads = self._heads_sum(txn, economy_id)
+            slots = _fork_slots(txn, self._db["forks"], economy_id)
+        return Summary.of(certified, heads, slots)
 
     def economies(self) -> list[SignedGenesis]:
         with self._read() as txn:
@@ -473,14 +526,7 @@ class LedgerTables(Tables):
     def fork_slots(self, economy_id: bytes) -> list[tuple[bytes, int]]:
         """``(author, seq)`` of every slot of the economy with evidence."""
         with self._read() as txn:
-            cur = txn.cursor(db=self._db["forks"])
-            out = []
-            if cur.set_range(economy_id):
-                for k in cur.iternext(keys=True, values=False):
-                    if k[:32] != economy_id:
-                        break
-                    out.append((k[32:64], _counter(k)))
-            return out
+            return _fork_slots(txn, self._db["forks"], economy_id)
 
     def fork(self, economy_id: bytes, author: bytes, seq: int) -> bytes | None:
         """The evidence bytes kept for one slot, or None."""

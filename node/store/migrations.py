@@ -29,6 +29,10 @@ schema      change
             from the config); fills ``sizes`` (per economy: accounts
             and certified entries, counted from ``accounts``); checks
             that every lock and vote reads back
+5 -> 6      fills ``summary`` (per economy: its chains and the LtHash16
+            lanes of their heads, ``summary.py``, computed from the
+            ``seq`` of every account in ``accounts``: one SHAKE-256 per
+            chain); every other table keeps its layout and contents
 ==========  =============================================================
 """
 
@@ -41,13 +45,14 @@ import lmdb
 
 from mycelia.node.store.env import Environment, StoreError
 from mycelia.node.store.ledger import encode_sizes
+from mycelia.node.store.summary import HeadsSum
 from mycelia.protocol import Account, Vote
 from mycelia.protocol.domains import ID_SIZE
 from mycelia.protocol.reasons import Refused
 
 __all__ = ["OLDEST_SCHEMA", "SCHEMA_VERSION", "open_and_migrate"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: The oldest schema this code migrates from.
 OLDEST_SCHEMA = 4
 log = logging.getLogger("mycelia.store")
@@ -150,5 +155,21 @@ def _v4_to_v5(env: Environment, txn: lmdb.Transaction[bytes]) -> None:
         txn.put(economy_id, encode_sizes(accounts, certified), db=env.db("sizes"))
 
 
+def _v5_to_v6(env: Environment, txn: lmdb.Transaction[bytes]) -> None:
+    """``summary`` was created empty when the store opened: fill it from the
+    chain heads schema 5 holds (an account's ``seq``; 0 for an account that
+    never authored an entry, which is no chain)."""
+    heads: dict[bytes, list[tuple[bytes, int]]] = {}
+    for key, raw in txn.cursor(db=env.db("accounts")):
+        seq = Account.decode(raw).seq
+        if seq:
+            heads.setdefault(bytes(key[:32]), []).append((bytes(key[32:]), seq))
+    for economy_id, chains in heads.items():
+        txn.put(economy_id, HeadsSum.of(chains).encode(), db=env.db("summary"))
+
+
 #: ``N -> migration to N+1`` (see the module docstring).
-_MIGRATIONS: dict[int, Callable[[Environment, lmdb.Transaction[bytes]], None]] = {4: _v4_to_v5}
+_MIGRATIONS: dict[int, Callable[[Environment, lmdb.Transaction[bytes]], None]] = {
+    4: _v4_to_v5,
+    5: _v5_to_v6,
+}

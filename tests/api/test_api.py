@@ -40,6 +40,13 @@ from mycelia.protocol import (
     assemble,
     smallest_quorum,
 )
+from mycelia.protocol.channels import (
+    ChannelClose,
+    ChannelOpen,
+    ChannelRefund,
+    Release,
+    ReleaseTerms,
+)
 from mycelia.protocol.context import Kind
 from mycelia.protocol.economy import MutualCreditPolicy
 from mycelia.protocol.gov_bodies import (
@@ -106,6 +113,18 @@ def _sensor_bodies() -> list[Any]:
     return [register, attest, claim]
 
 
+def _channel_bodies() -> list[Any]:
+    channel = b"\x03" * 32
+    release = Release(ECONOMY.id, channel, 0).sign(BOB)
+    return [
+        ChannelOpen(BOB.public, 500, T0 + 60_000, b"\x04" * 32),
+        ChannelClose(channel, 20, b"\x05" * 64, ALICE.public, 500),
+        ChannelRefund(channel, ReleaseTerms(0, release.signature), BOB.public, 500),
+        ChannelOpen(BOB.public, 1, T0),  # no offer: null in JSON
+        ChannelRefund(channel, None, BOB.public, 500),  # no release: null
+    ]
+
+
 def _gov_bodies() -> list[Any]:
     policy = PolicySet(
         (
@@ -137,6 +156,7 @@ BODIES = [
     MemberAdmit(BOB.public),
     CreditSet(BOB.public, 0),
     *_sensor_bodies(),
+    *_channel_bodies(),
     *_gov_bodies(),
 ]
 CERTIFICATES = [_certify(b) for b in BODIES[:3]]
@@ -321,6 +341,9 @@ def test_views_are_built_from_the_protocol() -> None:
     assert economy.id == ECONOMY.id
     assert economy.genesis == SIGNED
     assert economy.stewards == (ALICE.did,)
+    assert economy.max_channel_ms == ECONOMY.max_channel_ms == 7 * 86_400_000  # the default
+    older = {k: v for k, v in economy.to_json().items() if k != "max_channel_ms"}
+    assert types.EconomyView.from_json(older) == economy
     fork = types.Fork.of(ECONOMY, FORK)
     assert fork.guilty == (VALIDATORS[1].did, VALIDATORS[2].did)
     assert types.Fork.from_json(fork.to_json()) == fork
@@ -366,6 +389,29 @@ def test_an_entry_view_reads_its_body_with_its_kind() -> None:
     assert isinstance(BODIES[5], DeviceRegister)
     assert isinstance(BODIES[6], SensorAttest)
     assert isinstance(BODIES[6].devices[0], AttestedDevice)
+
+
+def test_channel_bodies_in_json() -> None:
+    opening, close, refund, plain, expired = _channel_bodies()
+    assert bodies.body_out(plain)["offer"] is None
+    assert bodies.body_out(expired)["release"] is None
+    assert bodies.body_in("channel.open", {**bodies.body_out(plain), "offer": None}) == plain
+    without = {k: v for k, v in bodies.body_out(expired).items() if k != "release"}
+    assert bodies.body_in("channel.refund", without) == expired
+    good = bodies.body_out(refund)
+    release = good["release"]
+    for kind, value, field in [
+        ("channel.refund", {**good, "release": {**release, "final": "-1"}}, "body.release.final"),
+        ("channel.refund", {**good, "release": {**release, "x": 1}}, "body.release.x"),
+        ("channel.refund", {**good, "release": {"final": "0"}}, "body.release.signature"),
+        ("channel.open", {**bodies.body_out(opening), "offer": "0x12"}, "body.offer"),
+        ("channel.open", {**bodies.body_out(opening), "expiry_ms": "5"}, "body.expiry_ms"),
+        ("channel.close", {**bodies.body_out(close), "amount": 20}, "body.amount"),
+        ("channel.close", {**bodies.body_out(close), "voucher_sig": "0x00"}, "body.voucher_sig"),
+    ]:
+        with pytest.raises(ParamError) as info:
+            bodies.body_in(kind, value)
+        assert info.value.field == field, (value, info.value)
 
 
 # -- a new kind: the protocol's body and rule, and one BodyForm -------------------------------

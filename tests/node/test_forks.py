@@ -421,7 +421,9 @@ class _Peer:
     def peers(self) -> list[str]:
         return ["peer"]
 
-    async def request(self, peer: str, protocol: str, data: bytes) -> bytes:
+    async def request(
+        self, peer: str, protocol: str, data: bytes, *, max_response_bytes: int | None = None
+    ) -> bytes:
         op, _ = wire.decode_sync_request(data)
         self.asked.append(op)
         return self.answers[op]

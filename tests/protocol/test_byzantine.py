@@ -35,6 +35,9 @@ from hypothesis import strategies as st
 
 from mycelia.protocol import (
     Certificate,
+    ChannelClose,
+    ChannelOpen,
+    ChannelRefund,
     Ledger,
     Reason,
     Refused,
@@ -42,8 +45,11 @@ from mycelia.protocol import (
     SigningKey,
     Transfer,
     Vote,
+    Voucher,
     assemble,
+    channel_state,
 )
+from mycelia.protocol.channels import Release
 from mycelia.protocol.locks import lock_decision, resources
 from mycelia.testing.economies import World, genesis, key, validator_keys
 
@@ -206,9 +212,9 @@ SPENDS = st.tuples(st.sampled_from([B, C]), st.integers(1, 400))
 HISTORY = st.lists(st.integers(1, 100), max_size=2)
 
 
-def deliveries(data: st.DataObject, n: int) -> list[tuple[int, int]]:
+def deliveries(data: st.DataObject, n: int, entries: int = 2) -> list[tuple[int, int]]:
     """Every (validator, entry) pair in some order, with a few repeated."""
-    pairs = [(i, e) for i in range(n) for e in (0, 1)]
+    pairs = [(i, e) for i in range(n) for e in range(entries)]
     order = list(data.draw(st.permutations(pairs), label="order"))
     repeats = data.draw(
         st.lists(st.tuples(st.integers(0, len(order)), st.sampled_from(pairs)), max_size=4),
@@ -345,3 +351,84 @@ def test_bound_is_by_weight_not_count() -> None:
     2q - T = 4) forks the economy, though three light ones cannot."""
     assert forks([5, 1, 1, 1], {0})
     assert not forks([5, 1, 1, 1], {1, 2, 3})
+
+
+# -- payment channels: close xor refund ------------------------------------------------------
+
+ESCROW = 300
+#: The settlements of one channel A opened to B: closes by B with an older
+#: and a newer voucher (both at B's next seq), refunds by A with B's release
+#: and after expiry (both at A's next seq).
+SETTLEMENTS = ("close-old", "close-new", "refund-release", "refund-expired")
+
+
+def open_channel(net: Network) -> bytes:
+    w = net.world
+    signed = w.entry(A, ChannelOpen(B.public, ESCROW, w.clock + 1 + 3_600_000))
+    votes = [v for n in net.nodes if (v := n.deliver(signed)) is not None]
+    cert = assemble(net.economy, signed, votes)
+    for ledger in (w.ledger, *(h.ledger for h in net.honest)):
+        assert ledger.apply(cert) == [signed.id]
+    return cert.entry_id
+
+
+def settlement(net: Network, channel: bytes, which: str) -> SignedEntry:
+    w = net.world
+    state = channel_state(w.ledger.state, channel)
+    assert state is not None
+    if which.startswith("close"):
+        cumulative = 100 if which == "close-old" else 250
+        body = ChannelClose.of(state, Voucher(w.id, channel, cumulative).sign(A))
+        return w.entry(B, body)
+    if which == "refund-release":
+        return w.entry(A, ChannelRefund.of(state, Release(w.id, channel, 40).sign(B)))
+    return w.entry(A, ChannelRefund.of(state), ts_ms=state.refund_after_ms + 1)
+
+
+@given(data=st.data())
+def test_a_channel_is_settled_at_most_once_with_one_byzantine_of_four(
+    data: st.DataObject,
+) -> None:
+    byz = data.draw(st.integers(0, 3), label="byzantine")
+    net = Network([1, 1, 1, 1], {byz})
+    channel = open_channel(net)
+    kinds = data.draw(st.lists(st.sampled_from(SETTLEMENTS), min_size=2, max_size=4, unique=True))
+    entries = [settlement(net, channel, k) for k in kinds]
+    for h in net.honest:  # each is valid on its own
+        for signed in entries:
+            assert h.ledger.check(signed).ok
+    certs = run(net, entries, deliveries(data, 4, len(entries)))
+    assert len(certs) <= 1
+    if len(entries) == 2:
+        # three honest validators split 2-1 or 3-0 between the two
+        assert len(certs) == 1
+    for h in net.honest:  # each honest validator voted for one settlement at most
+        assert len({s.id for s in entries} & h.votes.keys()) <= 1
+    if not certs:
+        return
+    ((winner, cert),) = certs.items()
+    before = {k: net.world.ledger.account(k.public).balance for k in (A, B)}
+    for ledger in (net.world.ledger, *(h.ledger for h in net.honest)):
+        assert ledger.apply(cert) == [cert.entry_id]
+    after = {k: net.world.ledger.account(k.public).balance for k in (A, B)}
+    paid = (after[A] - before[A]) + (after[B] - before[B])
+    assert paid == ESCROW  # exactly the escrow, split between the two
+    state = channel_state(net.world.ledger.state, channel)
+    assert state is not None
+    assert state.settled_by == cert.entry_id
+    for i, loser in enumerate(entries):
+        if i != winner:
+            for h in net.honest:
+                assert h.ledger.check(loser).reason in (Reason.SEQ_REUSED, Reason.CHANNEL_SETTLED)
+    # No later close, with any voucher, is certified: every honest validator
+    # refuses it (settled, and the channel is locked), the Byzantine one alone
+    # is no quorum.
+    for cumulative in (50, 299):
+        later = net.world.entry(
+            B, ChannelClose.of(state, Voucher(net.world.id, channel, cumulative).sign(A))
+        )
+        votes = [v for n in net.nodes if (v := n.deliver(later)) is not None]
+        assert net.weight(votes) == 1
+        with pytest.raises(Refused) as info:
+            assemble(net.economy, later, votes)
+        assert info.value.reason is Reason.QUORUM_NOT_REACHED

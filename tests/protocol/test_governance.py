@@ -753,3 +753,20 @@ def test_a_sealed_enactment_of_47_ballots_fits_an_entry() -> None:
         return len(Entry(bytes(32), bytes(32), 2**40, bytes(32), INT64_MAX, body).encode())
 
     assert size(47) <= MAX_ENTRY_BYTES < size(48)
+
+
+def test_policy_set_sets_the_channel_limit_an_economy_did_not_write() -> None:
+    """``max_channel_ms`` (compute channels, docs/compute.md) is an optional
+    trailing policy field: absent from the genesis, set by appending it."""
+    from mycelia.protocol.channels import DEFAULT_MAX_CHANNEL_MS, MAX_CHANNEL_MS_BOUND
+
+    w = council()
+    assert w.economy.max_channel_ms == DEFAULT_MAX_CHANNEL_MS
+    assert propose_refusal(
+        w, "policy.set", PolicySet((("max_channel_ms", MAX_CHANNEL_MS_BOUND + 1),))
+    ) is (Reason.BAD_PAYLOAD)
+    enact_consent(w, PolicySet((("max_channel_ms", DAY_MS),)))
+    assert w.economy.max_channel_ms == DAY_MS
+    assert w.economy.at(0).max_channel_ms == DEFAULT_MAX_CHANNEL_MS
+    enact_consent(w, PolicySet((("default_limit", 9), ("max_channel_ms", 2 * DAY_MS))))
+    assert (w.economy.default_limit, w.economy.max_channel_ms) == (9, 2 * DAY_MS)

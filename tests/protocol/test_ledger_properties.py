@@ -21,7 +21,14 @@ validator says it needs, and forms certificates at quorum. Then:
 * in an impact economy (sensors: registrations, attestations, claims,
   payments and burns), any permutation of the certificates gives the same
   accounts and records, and each owner's minted credits times the rate plus
-  its devices' carried remainders is exactly what it claimed.
+  its devices' carried remainders is exactly what it claimed;
+* compute channels (opens, closes with good and bad vouchers, refunds with
+  and without releases, time passing) in the same random histories: the
+  sums above hold with the escrow of unsettled channels counted, each
+  channel is settled by at most one certificate (close xor refund, so no
+  close with an older voucher after a newer one), which pays out exactly
+  its escrow, and certificates applied in any order — a close before its
+  open — give the same state.
 """
 
 from __future__ import annotations
@@ -35,6 +42,9 @@ from hypothesis import strategies as st
 from mycelia.protocol import (
     Burn,
     Certificate,
+    ChannelClose,
+    ChannelOpen,
+    ChannelRefund,
     ClaimCursor,
     CreditSet,
     ImpactClaim,
@@ -47,10 +57,13 @@ from mycelia.protocol import (
     SigningKey,
     Transfer,
     Vote,
+    Voucher,
     assemble,
+    channel_state,
     entry_accounts,
     transition,
 )
+from mycelia.protocol.channels import Release, ReleaseTerms
 from mycelia.protocol.locks import lock_decision, resources
 from mycelia.protocol.sensors import DeviceKey
 from mycelia.protocol.state import ZERO_ID, own_key
@@ -67,12 +80,15 @@ ACCOUNTS = [key(i) for i in range(6)]
 STEWARD = key(10, "steward")
 ISSUERS = [(key(11, "issuer"), 5_000), (key(12, "issuer"), 3_000)]
 PEOPLE = [*ACCOUNTS, STEWARD, *(k for k, _ in ISSUERS)]
-ECONOMIES = ("mutual_open", "mutual_approved", "issued")
+BY_PUBLIC = {k.public: k for k in PEOPLE}
+#: "mutual_channels": an open mutual-credit economy whose history is mostly
+#: compute channels (every economy's history has some).
+ECONOMIES = ("mutual_open", "mutual_approved", "issued", "mutual_channels")
 
 
 def make_world(economy: str) -> World:
     vk = validator_keys(4)
-    if economy == "mutual_open":
+    if economy in ("mutual_open", "mutual_channels"):
         g = genesis(validators=vk, default_limit=500, stewards=[STEWARD])
     elif economy == "mutual_approved":
         g = genesis(validators=vk, membership="approved", stewards=[STEWARD], default_limit=500)
@@ -122,10 +138,13 @@ people = st.integers(0, len(PEOPLE) - 1)
 amounts = st.one_of(st.integers(1, 300), st.integers(1, 6_000))
 #: Per economy, the entry kinds drawn, mostly the ones the economy allows and
 #: a few it refuses (so refusals under staleness are exercised too).
+#: Compute channels in every economy: opens, closes, refunds, and time passing.
+CHANNEL_OPS = ["open"] * 2 + ["close"] * 2 + ["refund"] * 2 + ["wait"]
 KIND_MIX = {
-    "mutual_open": ["transfer"] * 8 + ["credit"] * 2 + ["mint", "burn", "admit"],
-    "mutual_approved": ["transfer"] * 8 + ["credit"] * 2 + ["admit"] * 2 + ["mint"],
-    "issued": ["transfer"] * 7 + ["mint"] * 3 + ["burn"] * 2 + ["credit"],
+    "mutual_open": ["transfer"] * 8 + ["credit"] * 2 + ["mint", "burn", "admit"] + CHANNEL_OPS,
+    "mutual_approved": ["transfer"] * 8 + ["credit"] * 2 + ["admit"] * 2 + ["mint"] + CHANNEL_OPS,
+    "issued": ["transfer"] * 7 + ["mint"] * 3 + ["burn"] * 2 + ["credit"] + CHANNEL_OPS,
+    "mutual_channels": ["transfer"] * 3 + ["credit"] + CHANNEL_OPS * 3,
 }
 
 
@@ -159,6 +178,57 @@ def body_for(op: tuple[str, int, int, int]) -> object:
     return CreditSet(to, n % 900)
 
 
+def channel_entry(
+    world: World, op: tuple[str, int, int, int], channels: list[bytes]
+) -> tuple[SigningKey, object, int | None] | None:
+    """``(author, body, ts_ms)`` of a channel op (None: nothing to submit).
+    Mostly the right party with a good voucher or release; sometimes another
+    author, a voucher over the escrow, a signature by the wrong key, a refund
+    before expiry, or a second settlement of a channel already settled."""
+    name, a, b, n = op
+    if name == "wait":
+        world.clock += 50_000 * (1 + n % 8)
+        return None
+    if name == "open":
+        provider = PEOPLE[b] if b != a or n % 5 == 0 else PEOPLE[(a + 1) % len(PEOPLE)]
+        amount = n if n % 7 == 0 else 1 + n % 300  # mostly affordable
+        return PEOPLE[a], ChannelOpen(provider.public, amount, world.clock + 1 + 100 * n), None
+    if not channels:
+        return None
+    channel = channels[b % len(channels)]
+    state = channel_state(world.ledger.state, channel)
+    assert state is not None
+    consumer, provider = BY_PUBLIC[state.consumer], BY_PUBLIC[state.provider]
+    if name == "close":
+        author = provider if a % 4 else PEOPLE[a]
+        signer = consumer if a % 5 else provider
+        cumulative = 1 + n % (state.amount + state.amount // 8 + 1)
+        voucher = Voucher(world.id, channel, cumulative).sign(signer)
+        return (
+            author,
+            ChannelClose(channel, cumulative, voucher.signature, state.consumer, state.amount),
+            None,
+        )
+    author = consumer if a % 4 else PEOPLE[a]
+    terms = None
+    if n % 2:
+        final = n % (state.amount + 20)
+        signer = consumer if a % 7 == 0 else provider
+        terms = ReleaseTerms(final, Release(world.id, channel, final).sign(signer).signature)
+    return author, ChannelRefund(channel, terms, state.provider, state.amount), None
+
+
+def escrow_held(world: World) -> int:
+    """What unsettled channels hold (money in no account)."""
+    total = 0
+    for record in list(world.ledger.state.records):
+        if record.startswith(b"fact/channel/"):
+            state = channel_state(world.ledger.state, record[len(b"fact/channel/") :])
+            assert state is not None
+            total += state.escrow
+    return total
+
+
 def limit_of(world: World, k: bytes) -> int:
     acct = world.ledger.account(k)
     if world.economy.kind != "mutual_credit":
@@ -168,7 +238,7 @@ def limit_of(world: World, k: bytes) -> int:
 
 def check_sums(world: World) -> None:
     accounts = world.ledger.state.accounts
-    total = sum(a.balance for a in accounts.values())
+    total = sum(a.balance for a in accounts.values()) + escrow_held(world)
     if world.economy.kind == "mutual_credit":
         assert total == 0
     else:
@@ -223,15 +293,25 @@ def test_random_histories_keep_every_invariant(
         history = [("mint", issuer_at[i], to, n) for i, to, n in funding] + history
     certs: list[Certificate] = []
     lowered: set[bytes] = set()
+    channels: list[bytes] = []
+    settled: dict[bytes, bytes] = {}
 
     for op in history:
-        author = author_of(op)
         try:
-            signed = world.entry(author, body_for(op))
+            if op[0] in CHANNEL_OPS:
+                made = channel_entry(world, op, channels)
+                if made is None:
+                    continue
+                author, body, ts_ms = made
+            else:
+                author, body, ts_ms = author_of(op), body_for(op), None
+            signed = world.entry(author, body, ts_ms=ts_ms)
         except Refused as exc:  # e.g. a body that no wallet could build
             assert exc.reason in (Reason.MALFORMED_BODY, Reason.AMOUNT_OUT_OF_RANGE)
             continue
         truth = world.ledger.check(signed)
+        if op[0] in CHANNEL_OPS:
+            event(f"{signed.entry.kind}: {truth.reason or 'valid'}")
         limit_before = limit_of(world, author.public)
         order = list(validators)
         rnd.shuffle(order)
@@ -261,8 +341,19 @@ def test_random_histories_keep_every_invariant(
         body = cert.entry.body
         if isinstance(body, CreditSet):
             lowered.add(body.member)  # conservatively: any steward setting
+        if isinstance(body, ChannelOpen):
+            channels.append(cert.entry_id)
+        if isinstance(body, ChannelClose | ChannelRefund):
+            # close xor refund, once: the channel lock, whatever the staleness
+            assert body.channel not in settled, "a channel settled twice"
+            settled[body.channel] = cert.entry_id
+            state = channel_state(world.ledger.state, body.channel)
+            assert state is not None
+            assert state.settlement is not None
+            assert state.settlement.entry == cert.entry_id
+            assert state.settlement.to_provider + state.settlement.to_consumer == state.amount
         check_sums(world)
-        if isinstance(body, Transfer | Burn) and truth.ok:
+        if isinstance(body, Transfer | Burn | ChannelOpen) and truth.ok:
             assert world.ledger.account(author.public).balance >= -limit_before
 
     # No balance below its limit, unless that limit was lowered by a steward.
@@ -271,6 +362,7 @@ def test_random_histories_keep_every_invariant(
             assert acct.balance >= -limit_of(world, k)
 
     event(f"certs {min(len(certs) // 5 * 5, 30)}+ {economy} byz={byzantine >= 0}")
+    event(f"channels settled {min(len(settled), 3)}{'+' if len(settled) >= 3 else ''}")
     check_chains(certs)
     expected = world.ledger.state.snapshot()
     for v in validators:

@@ -62,7 +62,9 @@ from mycelia.testing.economies import (
     sign_genesis,
     validator_keys,
 )
+from tests.protocol.compute_world import COMPUTE_SCENARIOS
 from tests.protocol.gov_scenarios import GOV_SCENARIOS
+from tests.protocol.test_channels import CHANNEL_SCENARIOS
 from tests.protocol.test_keys import BAD_SIGNER_IDS, BAD_SIGNERS
 
 A, B, C = key(1), key(2), key(3)
@@ -517,9 +519,13 @@ SCENARIOS: dict[Reason, Callable[[], Scenario]] = {
     Reason.NOT_CONTIGUOUS: s_not_contiguous,
     Reason.NOT_ATTESTED: s_not_attested,
     Reason.TOTAL_MISMATCH: s_total_mismatch,
+    # compute payment channels: tests/protocol/test_channels.py
+    **CHANNEL_SCENARIOS,
     # governance and epochs (tests/protocol/gov_scenarios.py)
     **GOV_SCENARIOS,
 }
+# The compute protocol's reasons (offers, jobs, usage, frames, sessions).
+SCENARIOS.update(COMPUTE_SCENARIOS)
 
 
 @pytest.mark.parametrize("reason", list(Reason), ids=lambda r: r.value)
