@@ -26,8 +26,11 @@ validator of an impact economy, hosting ``--devices`` Ed25519 and
 Limits raised so that they are not what is measured: ``rate_per_device``
 and ``rate_per_address`` 10⁹ readings/s (every connection comes from
 127.0.0.1), ``max_connections_per_address`` 64; the batch and body limits
-are the defaults (256 readings, 256 KiB). The attester's interval is an
-hour, so no attestation runs during the timed phases. Every reading is
+are the defaults (256 readings, 256 KiB). The attester keeps its
+production setting (a round as soon as 4,096 readings wait): attesting is
+part of what a host does per reading, so it runs during the timed phases
+(its interval timer is set to an hour, so only the count starts a
+round). Every reading is
 signed before the clock starts; each connection owns a disjoint set of
 devices, so concurrent requests never race for a counter, and the bench
 checks that every reading it sent was accepted.
@@ -322,15 +325,16 @@ async def main(args: argparse.Namespace) -> None:
         host, port = await nursery.start(ingest.serve)
 
         def signed_bodies(
-            keys: list[DeviceKey], n: int, encode: Callable[[list[Any]], bytes]
+            keys: list[DeviceKey], n: int, encode: Callable[[list[Any]], bytes], parts: int = conns
         ) -> list[list[bytes]]:
             return [
-                [encode(b) for b in devices.batches(own, n, size)] for own in split(keys, conns)
+                [encode(b) for b in devices.batches(own, n, size)] for own in split(keys, parts)
             ]
 
         print("signing readings ...", flush=True)
         n = args.batches
         warm = signed_bodies(ed_keys, 2, as_msgpack)
+        one_conn = signed_bodies(ed_keys, n, as_msgpack, parts=1)
         mp = signed_bodies(ed_keys, n, as_msgpack)
         js = signed_bodies(ed_keys, max(1, n // 4), as_json)
         internal = [
@@ -342,50 +346,87 @@ async def main(args: argparse.Namespace) -> None:
         def sent(bodies: list[list[Any]]) -> int:
             return sum(len(b) for b in bodies) * size
 
+        async def phase(
+            name: str, run: Any, bodies: list[list[Any]], one: float, every: float, what: str
+        ) -> float:
+            """Run one phase; print its rate against the verification rates
+            ``one`` (one core) and ``every`` (all cores) of ``what``, and the
+            node process's CPU per reading against the verification it needs
+            (the HTTP client's CPU is its own process's, not counted)."""
+            print(f"{name} ...", flush=True)
+            cpu0 = time.process_time()
+            elapsed, accepted, refused = await run
+            cpu = (time.process_time() - cpu0) / max(1, accepted)
+            rate = accepted / elapsed
+            limits = (
+                f"ratio {rate / one:.2f} of one core's {what} rate, "
+                f"{rate / every:.2f} of {CORES} cores'"
+            )
+            report(name, elapsed, accepted, refused, sent(bodies), limits)
+            verify_s = 1 / one
+            print(
+                f"    node CPU per reading {cpu * 1e6:,.0f} µs; its verification alone "
+                f"{verify_s * 1e6:,.0f} µs; ratio {verify_s / cpu:.2f}"
+            )
+            return rate
+
         await http_phase(host, port, MSGPACK, warm)
-        limits = (
-            f"ratio {{r:.2f}} of one core's Ed25519 rate, {{rn:.2f}} of {CORES} cores' "
-            "(targets ≥ {target:,}/s, ≥ 0.40 of all cores)"
-        )
-
-        def ed_ratio(rate: float, target: int) -> str:
-            return limits.format(r=rate / ed1, rn=rate / edn, target=target)
-
-        print(f"HTTP msgpack, {conns} connections, batches of {size} ...", flush=True)
-        e, a, ref = await http_phase(host, port, MSGPACK, mp)
-        http_rate = a / e
-        report("HTTP msgpack", e, a, ref, sent(mp), ed_ratio(http_rate, 12_000))
-        print(f"HTTP JSON, {conns} connections, batches of {size} ...", flush=True)
-        e, a, ref = await http_phase(host, port, JSON, js)
-        json_rate = a / e
-        report("HTTP JSON", e, a, ref, sent(js), ed_ratio(json_rate, 2_000))
-        print(f"internal (Ingest.ingest), {conns} callers, batches of {size} ...", flush=True)
-        e, a, ref = await internal_phase(ingest, internal)
-        internal_rate = a / e
-        report("internal", e, a, ref, sent(internal), ed_ratio(internal_rate, 12_000))
-        print("HTTP msgpack, P-256 devices ...", flush=True)
-        e, a, ref = await http_phase(host, port, MSGPACK, pp)
-        p_rate = a / e
-        report(
-            "HTTP msgpack P-256",
-            e,
-            a,
-            ref,
-            sent(pp),
-            f"ratio {p_rate / p1:.2f} of one core's P-256 rate, "
-            f"{p_rate / pn:.2f} of {CORES} cores'",
+        batches = f"batches of {size}"
+        rates = {
+            "msgpack1": await phase(
+                f"HTTP msgpack, 1 connection, {batches}",
+                http_phase(host, port, MSGPACK, one_conn),
+                one_conn,
+                ed1,
+                edn,
+                "Ed25519",
+            ),
+            "msgpack": await phase(
+                f"HTTP msgpack, {conns} connections, {batches}",
+                http_phase(host, port, MSGPACK, mp),
+                mp,
+                ed1,
+                edn,
+                "Ed25519",
+            ),
+            "json": await phase(
+                f"HTTP JSON, {conns} connections, {batches}",
+                http_phase(host, port, JSON, js),
+                js,
+                ed1,
+                edn,
+                "Ed25519",
+            ),
+            "internal": await phase(
+                f"internal (Ingest.ingest), {conns} callers, {batches}",
+                internal_phase(ingest, internal),
+                internal,
+                ed1,
+                edn,
+                "Ed25519",
+            ),
+        }
+        p_rate = await phase(
+            f"HTTP msgpack P-256, {conns} connections, {batches}",
+            http_phase(host, port, MSGPACK, pp),
+            pp,
+            p1,
+            pn,
+            "P-256",
         )
         nursery.cancel_scope.cancel()
 
     print()
     print(f"Ed25519 verifications/s (libsodium): one thread {ed1:,.0f}, {CORES} threads {edn:,.0f}")
     print(f"P-256 verifications/s (OpenSSL):     one thread {p1:,.0f}, {CORES} threads {pn:,.0f}")
+    http_rate, json_rate = rates["msgpack"], rates["json"]
     met = http_rate >= 12_000 and http_rate >= 0.4 * edn
     print(
         f"HTTP msgpack {http_rate:,.0f}/s: {'met' if met else 'NOT met'} "
-        f"(≥ 12,000/s and ≥ {0.4 * edn:,.0f}/s = 0.4 × {CORES} cores); "
+        f"(≥ 12,000/s and ≥ {0.4 * edn:,.0f}/s = 0.4 × {CORES} cores; one connection "
+        f"{rates['msgpack1']:,.0f}/s); "
         f"JSON {json_rate:,.0f}/s: {'met' if json_rate >= 2_000 else 'NOT met'} (≥ 2,000/s); "
-        f"internal {internal_rate:,.0f}/s; P-256 {p_rate:,.0f}/s"
+        f"internal {rates['internal']:,.0f}/s; P-256 {p_rate:,.0f}/s"
     )
     print(f"load average at the end: {os.getloadavg()}")
 

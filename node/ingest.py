@@ -241,13 +241,18 @@ class _Buckets(Generic[K]):
         self._state: OrderedDict[K, tuple[float, float]] = OrderedDict()
 
     def take(self, key: K, now: float) -> bool:
+        return self.take_many(key, now, 1) == 1
+
+    def take_many(self, key: K, now: float, n: int) -> int:
+        """Up to ``n`` tokens at once: how many were granted (the same as
+        ``n`` calls of :meth:`take` at one ``now``, in one dictionary update)."""
         tokens, then = self._state.pop(key, (self.burst, now))
         tokens = min(self.burst, tokens + (now - then) * self.rate)
-        ok = tokens >= 1.0
-        self._state[key] = (tokens - 1.0 if ok else tokens, now)
+        granted = min(n, int(tokens)) if tokens >= 1.0 else 0
+        self._state[key] = (tokens - granted, now)
         if len(self._state) > MAX_BUCKETS:
             self._state.popitem(last=False)
-        return ok
+        return granted
 
 
 # -- parsing bodies (sans-IO) -------------------------------------------------------------
@@ -514,8 +519,9 @@ class Ingest:
         every reading whose real last counter turned out otherwise."""
         plan = _Plan(self._clock(), self._wall_ms(), len(items))
         guess: dict[bytes, int | None] = {}
+        allowed = self._by_address.take_many(address, plan.now, len(items))
         for i, item in enumerate(items):
-            if not self._by_address.take(address, plan.now):
+            if i >= allowed:
                 plan.results[i] = Result(reason=RATE_LIMITED, detail="too many readings from here")
                 continue
             try:

@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mycelia.node import ingest as ingest_mod
+from mycelia.node.ingest import _Buckets
 from mycelia.protocol import DeviceKey, DeviceRecord, Refused, SignedReading, check_reading
 from mycelia.protocol.sensors import P256_N
 from tests.node.test_sensors import (
@@ -154,3 +157,26 @@ async def test_a_mixed_batch_gets_the_serial_verdicts_in_order(
             "clock_skew",
             "unknown_device",
         }
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rate=st.floats(0.5, 1e4),
+    burst=st.integers(1, 300),
+    steps=st.lists(st.tuples(st.floats(0, 5), st.integers(0, 400)), min_size=1, max_size=8),
+)
+def test_taking_many_tokens_is_taking_them_one_by_one(
+    rate: float, burst: int, steps: list[tuple[float, int]]
+) -> None:
+    """The sender's bucket is spent per request (``take_many``): granted
+    and left exactly as that many single takes at one instant."""
+    many = _Buckets[str](rate, float(burst))
+    one = _Buckets[str](rate, float(burst))
+    now = 0.0
+    for dt, n in steps:
+        now += dt
+        granted = many.take_many("a", now, n)
+        singles = [one.take("a", now) for _ in range(n)]
+        assert granted == sum(singles)
+        assert singles == [True] * granted + [False] * (n - granted)
+    assert many.take_many("a", now, 1 << 20) == sum(one.take("a", now) for _ in range(burst + 1))
