@@ -206,16 +206,19 @@ if [ "$DO_PIP" -eq 1 ]; then
     fi
     "$PREFIX/bin/pip" install -q --upgrade pip
     # Everything but mycelia itself must come as a wheel in this dry run.
+    resolve_log=$(mktemp)
     if "$PREFIX/bin/pip" install -q --dry-run --only-binary=:all: --no-binary=mycelia \
-        "${SOURCE}[node]" >/dev/null 2>&1; then
+        "${SOURCE}[node]" >"$resolve_log" 2>&1; then
         say "every dependency has a wheel for $arch: nothing to compile"
     else
-        say "a dependency has no wheel for $arch: it will be compiled"
+        missing=$(sed -n 's/.*satisfies the requirement \([^ ]*\).*/\1/p' "$resolve_log" | head -n 1)
+        say "no wheel for $arch of ${missing:-a dependency}: it will be compiled"
         if [ "$DO_APT" -eq 1 ]; then
             # fastecdsa (a py-libp2p pin) needs gmp; the others a C compiler.
             apt_install build-essential python3-dev libgmp-dev libffi-dev libssl-dev
         fi
     fi
+    rm -f "$resolve_log"
     "$PREFIX/bin/pip" install -q --upgrade "${SOURCE}[node]"
 fi
 [ -x "$MYCELIA" ] || die "$MYCELIA is missing (run without --no-pip)"
