@@ -71,6 +71,7 @@ SCHEMA_NEWER = "backup_schema_newer"
 STORE_EXISTS = "store_exists"
 LOSES_VOTES = "restore_loses_votes"
 KEY_MISMATCH = "key_mismatch"
+STORE_UNREADABLE = "store_unreadable"
 
 
 def refuse(code: str, detail: str) -> CliError:
@@ -93,9 +94,12 @@ class StoreFacts:
 
 def _open(path: Path, *, lock: bool) -> lmdb.Environment:
     # Read-only; lock=True registers as a reader beside a running node.
-    return lmdb.open(
-        str(path), readonly=True, lock=lock, max_dbs=_MAX_DBS, subdir=True, readahead=False
-    )
+    try:
+        return lmdb.open(
+            str(path), readonly=True, lock=lock, max_dbs=_MAX_DBS, subdir=True, readahead=False
+        )
+    except lmdb.Error as exc:
+        raise refuse(STORE_UNREADABLE, f"{path} cannot be opened as a store: {exc}") from None
 
 
 def read_store_facts(env: lmdb.Environment) -> StoreFacts:
