@@ -29,10 +29,11 @@ from ipaddress import ip_address
 from urllib.parse import urlsplit
 
 import click
+import lmdb
 from rich.text import Text
 
 from mycelia.cli.backup import store_facts
-from mycelia.cli.main import connect, json_option, load, rpc_options
+from mycelia.cli.main import CliError, connect, json_option, load, rpc_options
 from mycelia.cli.wallet import stdout
 from mycelia.client import ClientError
 from mycelia.client.keyfile import KeyFileError, key_info
@@ -88,8 +89,9 @@ def check_store(config: Config) -> list[Check]:
         return [Check("store_schema", WARN, f"no store at {store} yet", advice)]
     try:
         facts = store_facts(store)
-    except Exception as exc:  # any lmdb error: the store is not readable as one
-        return [Check("store_schema", FAIL, f"{store} cannot be read: {exc}", "restore a backup")]
+    except (CliError, lmdb.Error) as exc:
+        detail = exc.format_message() if isinstance(exc, CliError) else f"{store}: {exc}"
+        return [Check("store_schema", FAIL, detail, "restore a backup (mycelia restore)")]
     checks = []
     if facts.schema is None:
         checks.append(Check("store_schema", FAIL, f"{store} has no schema version", ""))
@@ -251,8 +253,11 @@ def check_cgroup(config: Config) -> Check:
     wanted = config.compute.enabled
     try:
         base, _ = locate() if config.compute.cgroup is None else (config.compute.cgroup, None)
-        usable = (base / "cgroup.procs").is_file() and os.access(base, os.W_OK)
-        why = f"{base} is {'delegated and writable' if usable else 'not writable by this user'}"
+        if not (base / "cgroup.procs").is_file():
+            usable, why = False, f"{base} is not a cgroup v2 directory"
+        else:
+            usable = os.access(base, os.W_OK)
+            why = f"{base} is {'delegated and writable' if usable else 'not writable by this user'}"
     except CgroupUnavailable as exc:
         usable, why = False, str(exc)
     if usable:

@@ -19,8 +19,9 @@ import pytest
 from click.testing import Result
 
 from mycelia.cli.backup import store_facts
-from mycelia.cli.doctor import FAIL, OK, WARN, check_time_sync
+from mycelia.cli.doctor import FAIL, OK, WARN, check_cgroup, check_time_sync
 from mycelia.client.keyfile import key_info, read_key
+from mycelia.node.config import load_config
 from mycelia.node.store import SCHEMA_VERSION, Store
 from mycelia.testing.processes import mycelia
 from tests.cli.conftest import ok, one_line_error, run
@@ -373,3 +374,32 @@ def test_doctor_time_sync(answers: dict[str, str], verdict: str, words: str) -> 
     check = check_time_sync(lambda argv: answers.get(argv[0]))
     assert check.verdict == verdict
     assert words in check.detail
+
+
+def test_doctor_fails_a_store_lmdb_cannot_open(node: Path) -> None:
+    (node / "store" / "data.mdb").write_bytes(b"not an lmdb file" * 512)
+    (node / "store" / "lock.mdb").unlink()
+    result, checks = doctor()
+    assert checks["store_schema"]["verdict"] == FAIL
+    assert "store_unreadable" in checks["store_schema"]["detail"]
+    assert result.exit_code == 2
+
+
+@pytest.mark.parametrize(("metering", "verdict"), [("auto", WARN), ("cgroup", FAIL)])
+def test_doctor_cgroup_without_delegation(tmp_path: Path, metering: str, verdict: str) -> None:
+    overrides = {
+        "compute.enabled": "true",
+        "compute.cgroup": str(tmp_path / "not-a-cgroup"),
+        "compute.metering": metering,
+    }
+    check = check_cgroup(load_config(None, overrides=overrides, env={}))
+    assert check.verdict == verdict
+    assert "not a cgroup v2 directory" in check.detail
+    assert "Delegate=yes" in check.advice
+
+
+def test_doctor_cgroup_is_fine_with_compute_off(tmp_path: Path) -> None:
+    overrides = {"compute.cgroup": str(tmp_path / "not-a-cgroup")}
+    check = check_cgroup(load_config(None, overrides=overrides, env={}))
+    assert check.verdict == OK
+    assert check.detail.startswith("compute off")
