@@ -201,8 +201,13 @@ SVC_GROUP=$(id -gn "$SVC_USER")
 # platform (fastecdsa on aarch64, most packages on armv7) needs a compiler,
 # so the compiler is installed only when a binary-only resolve fails.
 if [ "$DO_PIP" -eq 1 ]; then
+    # A virtualenv whose python no longer runs (the system's python3 moved
+    # to a new minor version, Debian 12 -> 13) is made again, empty.
     if [ ! -x "$PREFIX/bin/python" ]; then
         "$PYTHON" -m venv "$PREFIX"
+    elif ! "$PREFIX/bin/python" -c '' 2>/dev/null; then
+        say "the virtualenv's python does not run: recreating $PREFIX"
+        "$PYTHON" -m venv --clear "$PREFIX"
     fi
     "$PREFIX/bin/pip" install -q --upgrade pip
     # Everything but mycelia itself must come as a wheel in this dry run.
