@@ -26,9 +26,10 @@ current store holds (an older backup over a newer store) is refused with
 ``restore_loses_votes`` unless ``--i-know``; a restore over no store cannot
 be compared, so the command says the rule instead: do not let the node vote
 (``validator.enabled = false``) until it has synced past the backup's time.
-The store a restore replaces is moved aside (``store.before-restore-<ms>``),
-never deleted. Every refusal is ``error: <code>: <detail>`` and changes
-nothing.
+A node that still answers on the datadir's RPC is refused
+(``node_running``): it holds the store open. The store a restore replaces
+is moved aside (``store.before-restore-<ms>``), never deleted. Every
+refusal is ``error: <code>: <detail>`` and changes nothing.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ import click
 import lmdb
 from rich.text import Text
 
-from mycelia.cli.main import CliError, load
+from mycelia.cli.main import CliError, connect, load
 from mycelia.cli.wallet import stdout
+from mycelia.client import ClientError
 from mycelia.client.keyfile import KeyFileError, key_info, read_private
 from mycelia.node.store import SCHEMA_VERSION
 
@@ -72,6 +74,7 @@ STORE_EXISTS = "store_exists"
 LOSES_VOTES = "restore_loses_votes"
 KEY_MISMATCH = "key_mismatch"
 STORE_UNREADABLE = "store_unreadable"
+NODE_RUNNING = "node_running"
 
 
 def refuse(code: str, detail: str) -> CliError:
@@ -288,6 +291,17 @@ def read_manifest(source: Path) -> dict[str, Any]:
     return manifest
 
 
+def _refuse_if_running(ctx: click.Context) -> None:
+    """A node that answers on this datadir's RPC still has the store open:
+    moving it aside under the node would lose what it writes next."""
+    try:
+        with connect(ctx) as client:
+            did = client.node_info().did
+    except ClientError:
+        return
+    raise refuse(NODE_RUNNING, f"node {did} is running on this datadir; stop it first")
+
+
 def _lost(current: dict[bytes, bytes], restored: dict[bytes, bytes]) -> int:
     return sum(1 for key, value in current.items() if restored.get(key) != value)
 
@@ -308,12 +322,13 @@ def _lost(current: dict[bytes, bytes], restored: dict[bytes, bytes]) -> int:
 def restore(ctx: click.Context, source: Path, force: bool, i_know: bool) -> None:
     """Restore a backup made by `mycelia backup` into the node's datadir.
 
-    Stop the node first. Refuses to replace a store unless --force, a backup
-    of a newer schema, and (without --i-know) one that would forget a
-    validator's locks or votes.
+    Stop the node first (refused while it answers). Refuses to replace a
+    store unless --force, a backup of a newer schema, and (without
+    --i-know) one that would forget a validator's locks or votes.
     """
     config = load(ctx)
     manifest = read_manifest(source)
+    _refuse_if_running(ctx)
     datadir = config.node.datadir
     store = datadir / "store"
     key_file = config.node.key_file

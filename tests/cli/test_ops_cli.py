@@ -171,6 +171,14 @@ def test_restore_refuses_to_forget_votes_unless_told(node: Path, home: Path) -> 
     assert store_facts(node / "store").locks == {b"r" * 32: b"e" * 32}
 
 
+def test_restore_refuses_while_the_node_runs(node: Path, home: Path) -> None:
+    ok("backup", str(home / "bk"))
+    with serve(FakeNode(), node):
+        before = tree(node)
+        one_line_error(run("restore", str(home / "bk"), "--force"), "node_running")
+        assert tree(node) == before
+
+
 def test_restore_refuses_a_newer_schema(node: Path, home: Path) -> None:
     ok("backup", str(home / "bk"))
     manifest_path = home / "bk" / "manifest.json"
