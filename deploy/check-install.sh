@@ -9,12 +9,14 @@
 # never in the test suite (it downloads a Debian root and every dependency).
 #
 #   sudo deploy/check-install.sh [amd64] [arm64]     (default: both)
+#   sudo SUITE=trixie deploy/check-install.sh amd64  (Debian 13; default bookworm)
 #
 # Needs debootstrap, and for a foreign architecture qemu-user-static with
 # binfmt_misc registered (apt-get install debootstrap qemu-user-static
-# binfmt-support). Debian roots are cached in $CHECK_DIR/<arch>-base
+# binfmt-support). Debian roots are cached in $CHECK_DIR/<suite>-<arch>-base
 # (default /var/tmp/mycelia-check); each run starts from a fresh copy.
-# Writes $CHECK_DIR/<arch>.log and prints a summary line per architecture.
+# Writes $CHECK_DIR/<suite>-<arch>.log and prints a summary line per
+# architecture.
 set -eu
 
 CHECK_DIR=${CHECK_DIR:-/var/tmp/mycelia-check}
@@ -50,9 +52,9 @@ trap cleanup EXIT
 
 check_arch() {
     arch=$1
-    base=$CHECK_DIR/$arch-base
-    root=$CHECK_DIR/$arch-run
-    log=$CHECK_DIR/$arch.log
+    base=$CHECK_DIR/$SUITE-$arch-base
+    root=$CHECK_DIR/$SUITE-$arch-run
+    log=$CHECK_DIR/$SUITE-$arch.log
     mkdir -p "$CHECK_DIR"
     : >"$log"
     if [ ! -x "$base/usr/bin/apt-get" ]; then
@@ -60,7 +62,16 @@ check_arch() {
         rm -rf "$base"
         debootstrap --variant=minbase --arch="$arch" "$SUITE" "$base" "$MIRROR" >>"$log" 2>&1
     fi
-    rm -rf "$root"
+    # A run killed before its cleanup leaves /proc, /sys and /dev bound in
+    # the old root: unbind them, and never rm -rf through a mount.
+    for fs in proc sys dev; do
+        umount -l "$root/$fs" 2>/dev/null || true
+        if mountpoint -q "$root/$fs" 2>/dev/null; then
+            echo "error: $root/$fs is still mounted; unmount it first" >&2
+            return 1
+        fi
+    done
+    rm -rf --one-file-system "$root"
     cp -a "$base" "$root"
     cp /etc/resolv.conf "$root/etc/resolv.conf"
     # Trust what the host trusts (a site's own or a proxy's CA): the root's
@@ -92,7 +103,7 @@ check_arch() {
     upgrade_s=$(($(date +%s) - start))
     key_after=$(sha256sum "$root/var/lib/mycelia/node.key" | cut -d' ' -f1)
     [ "$key_before" = "$key_after" ] || {
-        echo "FAIL $arch: the second run changed the node key" | tee -a "$log"
+        echo "FAIL $SUITE $arch: the second run changed the node key" | tee -a "$log"
         return 1
     }
 
@@ -124,10 +135,10 @@ check_arch() {
     cleanup
     mounted=""
     if [ "$answered" -ne 1 ]; then
-        echo "FAIL $arch: the node did not answer mycelia status (see $log)" | tee -a "$log"
+        echo "FAIL $SUITE $arch: the node did not answer mycelia status (see $log)" | tee -a "$log"
         return 1
     fi
-    echo "OK $arch: install ${install_s}s, upgrade ${upgrade_s}s, node answered in" \
+    echo "OK $SUITE $arch: install ${install_s}s, upgrade ${upgrade_s}s, node answered in" \
         "${status_s}s; compiled: ${compiled:-nothing}" | tee -a "$log"
 }
 
