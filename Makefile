@@ -57,10 +57,11 @@ vectors: $(STAMP)
 # `sudo make check-install`: deploy/install.sh in fresh Debian roots (amd64,
 # and arm64 through qemu-user-static), then the node it installed must start
 # and answer `mycelia status`. By hand, not in the suite (docs/install.md).
-# ARCHS="amd64" to check one.
+# ARCHS="amd64" to check one, SUITE=trixie for Debian 13.
 ARCHS ?= amd64 arm64
+SUITE ?= bookworm
 check-install:
-	deploy/check-install.sh $(ARCHS)
+	SUITE=$(SUITE) deploy/check-install.sh $(ARCHS)
 
 clean:
 	rm -rf $(VENV) .devnet .pytest_cache .ruff_cache .hypothesis .typecheck build *.egg-info

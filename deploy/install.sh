@@ -214,7 +214,7 @@ if [ "$DO_PIP" -eq 1 ]; then
     resolve_log=$(mktemp)
     if "$PREFIX/bin/pip" install -q --dry-run --only-binary=:all: --no-binary=mycelia \
         "${SOURCE}[node]" >"$resolve_log" 2>&1; then
-        say "every dependency has a wheel for $arch: nothing to compile"
+        say "every dependency has a wheel for $arch (on the index or in pip's cache): nothing to compile"
     else
         missing=$(sed -n 's/.*satisfies the requirement \([^ ]*\).*/\1/p' "$resolve_log" | head -n 1)
         say "no wheel for $arch of ${missing:-a dependency}: it will be compiled"
