@@ -113,6 +113,7 @@ as_user() {
     if [ "$(id -un)" = "$SVC_USER" ]; then
         "$@"
     else
+        need_root "running mycelia as $SVC_USER"
         runuser -u "$SVC_USER" -- "$@"
     fi
 }
