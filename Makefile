@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv run test lint typecheck format bench bench-devnet vectors clean
+.PHONY: all venv run test lint typecheck format bench bench-devnet vectors check-install clean
 
 all: test
 
@@ -53,6 +53,15 @@ bench-devnet: $(STAMP)
 # Regenerate tests/vectors/ — only when an encoding change is intended.
 vectors: $(STAMP)
 	$(BIN)/python -m tests.vectors.generate
+
+# `sudo make check-install`: deploy/install.sh in fresh Debian roots (amd64,
+# and arm64 through qemu-user-static), then the node it installed must start
+# and answer `mycelia status`. By hand, not in the suite (docs/install.md).
+# ARCHS="amd64" to check one, SUITE=trixie for Debian 13.
+ARCHS ?= amd64 arm64
+SUITE ?= bookworm
+check-install:
+	SUITE=$(SUITE) deploy/check-install.sh $(ARCHS)
 
 clean:
 	rm -rf $(VENV) .devnet .pytest_cache .ruff_cache .hypothesis .typecheck build *.egg-info

@@ -113,8 +113,12 @@ class _Group(click.Group):
 #: Commands in their own modules, imported when first used: they import this
 #: module (for CliError, load, connect), so this one must not import them.
 _COMMANDS = {
+    "backup": "mycelia.cli.backup:backup",
     "devnet": "mycelia.cli.devnet:devnet",
+    "doctor": "mycelia.cli.doctor:doctor",
     "economy": "mycelia.cli.economy:economy",
+    "key": "mycelia.cli.keys:key",
+    "restore": "mycelia.cli.backup:restore",
     "sensor": "mycelia.cli.sensor:sensor",
     "status": "mycelia.cli.status:status",
     "wallet": "mycelia.cli.wallet:wallet",
