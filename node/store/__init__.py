@@ -185,6 +185,7 @@ class Store:
     apply_sync = _Via("_ledger", LedgerTables.apply_sync)
     economies = _Via("_ledger", LedgerTables.economies)
     economy = _Via("_ledger", LedgerTables.economy)
+    economy_in_force = _Via("_ledger", LedgerTables.economy_in_force)
     account = _Via("_ledger", LedgerTables.account)
     accounts = _Via("_ledger", LedgerTables.accounts)
     record = _Via("_ledger", LedgerTables.record)
