@@ -170,7 +170,7 @@ class Node:
             redial_max_backoff_s=s.redial_max_backoff_s,
         )
         self.applier = Applier(self.store)
-        self.validator = ValidatorService(key, self.store, self.applier)
+        self.validator = ValidatorService(key, self.store, self.applier, self._ask_validator)
         self.gossip = Gossip(
             self.p2p,
             self.applier,
@@ -250,6 +250,17 @@ class Node:
             p2p_mod.peer_id_of(validator), wire.VOTE_PROTOCOL, request
         )
         return wire.decode_vote_response(response, len(items))
+
+    async def _ask_validator(
+        self, validator: bytes, request: bytes, max_response_bytes: int
+    ) -> bytes:
+        """A seal or snapshot request to another validator (``handover.py``)."""
+        return await self.p2p.request(
+            p2p_mod.peer_id_of(validator),
+            wire.VOTE_PROTOCOL,
+            request,
+            max_response_bytes=max_response_bytes,
+        )
 
     async def _on_connect(self, peer: str) -> None:
         self.sync.peer_connected(peer)
