@@ -52,6 +52,7 @@ from mycelia.node.submitter import CERTIFIED, Status, Submitter
 from mycelia.node.sync import Sync
 from mycelia.node.validator import ValidatorService
 from mycelia.protocol import Economy, SignedEntry, SignedGenesis, SigningKey
+from mycelia.protocol.seals import Seal
 
 __all__ = ["Listening", "Node", "NodeSettings"]
 
@@ -261,6 +262,34 @@ class Node:
             request,
             max_response_bytes=max_response_bytes,
         )
+
+    async def gather_seals(self, economy: Economy, proposal: bytes) -> list[Seal]:
+        """The seals of ``proposal`` by ``economy``'s committee in force that
+        answer (concurrently, each within the request timeout): this node's
+        own when it is one of them, the others' by ``seal-req``. Refusals
+        and unreachable validators are left out; every seal is verified."""
+        out: list[Seal] = []
+
+        async def one(validator: bytes) -> None:
+            try:
+                if validator == self.key.public:
+                    got = await self.validator.handover.seal(economy.id, proposal)
+                else:
+                    request = wire.encode_seal_request(economy.id, proposal)
+                    response = await self._ask_validator(
+                        validator, request, wire.MAX_SEAL_RESPONSE_BYTES
+                    )
+                    got = wire.decode_seal(response)
+                if got.proposal == proposal and got.epoch == economy.epoch:
+                    got.verify(economy)
+                    out.append(got)
+            except Exception as exc:  # refused, unreachable, timed out: left out
+                log.info("no seal from %s: %s", validator.hex()[:12], exc)
+
+        async with trio.open_nursery() as nursery:
+            for validator in economy.validators:
+                nursery.start_soon(one, validator)
+        return sorted(out, key=lambda s: economy.index[s.validator])
 
     async def _on_connect(self, peer: str) -> None:
         self.sync.peer_connected(peer)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import trio
 
+from mycelia.api.types import EconomyView
 from mycelia.node import wire
 from mycelia.node.daemon import Node
 from mycelia.node.submitter import CERTIFIED
@@ -153,12 +154,14 @@ async def test_a_policy_set_passes_majority_and_every_node_applies_it_in_epoch_1
             await steward.commit(entry, economy, GovVote(p.entry_id, "yes", 0))
             await until_closed(p)
             await converge(c.nodes, economy)
-            seals = [await v.validator.handover.seal(economy, p.entry_id) for v in c.validators]
+            e0 = entry.applier.economies[economy]
+            # gov_seals: this node's own seal and three by seal-req over p2p
+            seals = await entry.gather_seals(e0, p.entry_id)
+            assert [s.validator for s in seals] == list(e0.validators)
             assert all(len(s.ballots) == 1 for s in seals)  # the one vote, in every seal
             # Sealing again in the same epoch gives the same seal.
             again = await entry.validator.handover.seal(economy, p.entry_id)
             assert again == seals[0]
-            e0 = entry.applier.economies[economy]
             body = enactment(e0, StoreView(entry.store, economy), p.entry_id, seals=seals[:3])
             assert body.tally == Tally(1, 0, 0)
             await steward.commit(entry, economy, body)
@@ -166,6 +169,13 @@ async def test_a_policy_set_passes_majority_and_every_node_applies_it_in_epoch_1
             for n in c.nodes:
                 assert n.applier.economies[economy].default_limit == 2_000
                 assert n.applier.economies[economy].at(0).default_limit == 1_000
+            # economy_get shows the epoch in force, its policy and the history
+            signed = entry.store.economy(economy)
+            assert signed is not None
+            view = EconomyView.of(signed, 0, 0, entry.applier.economies[economy])
+            assert (view.epoch, view.default_limit) == (1, 2_000)
+            assert [(h.epoch, h.proposal) for h in view.history] == [(1, p.entry_id)]
+            assert EconomyView.of(signed).default_limit == 1_000
             # The same transfer is certified now, in epoch 1, by validators
             # that seeded their locks from the snapshots of epoch 0.
             cert = await alice.commit(
