@@ -222,7 +222,12 @@ class ValidatorService:
                     continue
                 vote = Vote.make(self.key, economy.id, economy.epoch, entry_id)
                 grant = VoteGrant(
-                    entry_id, resources(e), vote.encode(), held=held, economy=economy.id
+                    entry_id,
+                    resources(e),
+                    vote.encode(),
+                    held=held,
+                    economy=economy.id,
+                    epoch=economy.epoch,
                 )
                 out.append((wire.VoteResult(vote=vote), grant))
             return out

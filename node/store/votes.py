@@ -70,8 +70,10 @@ class VoteGrant:
     vote: bytes
     #: the ballot this vote makes us hold (a ``gov.vote``/``gov.delegate``)
     held: Held | None = None
-    #: the economy of the vote (for ``held``)
+    #: the economy and epoch of the vote: refused once this validator
+    #: snapshotted that epoch (``handover.py``); b"" for none
     economy: bytes = b""
+    epoch: int = 0
 
 
 def _held_key(economy: bytes, ballot: bytes) -> bytes:
@@ -109,9 +111,8 @@ class VoteTables(Tables):
                 ):
                     out.append(False)  # we sealed its proposal: never again
                     continue
-                vote = Vote.decode(g.vote)
-                part0 = vote.economy + _U64.pack(vote.epoch) + _U64.pack(0)
-                if txn.get(part0, db=self._db["snapshots"]) is not None:
+                part0 = g.economy + _U64.pack(g.epoch) + _U64.pack(0)
+                if g.economy and txn.get(part0, db=self._db["snapshots"]) is not None:
                     out.append(False)  # that epoch ended here: we snapshotted it
                     continue
                 try:

@@ -120,7 +120,9 @@ def _grant(w: GovWorld, signed: SignedEntry, epoch: int = 0) -> VoteGrant:
     vote = Vote.make(w.vkeys[0], w.id, epoch, signed.id)
     body = signed.entry.body
     held = Held.of(signed.id, signed.entry) if isinstance(body, GovVote) else None
-    return VoteGrant(signed.id, resources(signed.entry), vote.encode(), held=held, economy=w.id)
+    return VoteGrant(
+        signed.id, resources(signed.entry), vote.encode(), held=held, economy=w.id, epoch=epoch
+    )
 
 
 def test_a_sealed_proposal_gets_no_more_ballot_votes_and_the_seal_lists_held_ballots(
