@@ -300,6 +300,19 @@ ECONOMY_GET = _declare(
     "One economy: its genesis, policy, validators and size on this node.",
     _economy_param(),
     result=types.EconomyView,
+    description="The policy, validators and quorum are those of the epoch in force on this "
+    "node (epoch), history lists every epoch after the genesis's (docs/governance.md).",
+    errors=(NOT_FOUND,),
+)
+GOV_SEALS = _declare(
+    "gov_seals",
+    "The seals of a closed proposal by the committee in force, gathered from its validators.",
+    _economy_param(),
+    Param("proposal", ref("Id"), "the gov.propose entry id", _id_in),
+    result=types.SealsView,
+    description="Each validator of the epoch in force this node reaches signs its seal "
+    "(after the close by its clock); a client builds gov.enact from a quorum of them "
+    "(docs/governance.md, Seals). Validators that refuse or cannot be reached are left out.",
     errors=(NOT_FOUND,),
 )
 ECONOMY_SIGN_GENESIS = _declare(

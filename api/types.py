@@ -355,6 +355,29 @@ class ValidatorWeight(Record):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class EpochView(Record):
+    """One epoch after the genesis's (``docs/governance.md``, Epochs): its
+    committee and the enactment and proposal that created it."""
+
+    epoch: int = member(NAT)
+    validators: tuple[ValidatorWeight, ...] = member(ListOf(ValidatorWeight.codec()))
+    quorum: int = member(NAT)
+    enact: bytes = member(ID, "the gov.enact entry that created the epoch")
+    proposal: bytes = member(ID, "the gov.propose entry it enacted")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SealsView(Record):
+    """``gov_seals``: the committee's seals of a proposal that this node
+    could gather, each a ``signed-seal`` (``docs/governance.md``, Seals)."""
+
+    epoch: int = member(NAT, "the epoch the seals are of")
+    seals: tuple[bytes, ...] = member(ListOf(HEX), "the signed seals' canonical bytes")
+    weight: int = member(NAT, "the committee weight of their sealers")
+    quorum: int = member(NAT, "the quorum of that epoch")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EconomyView(Record):
     """``economy_get``: the genesis and what it says, and the economy's size
     on the node (``accounts``, ``certificates``: 0 when a node omits them)."""
@@ -386,12 +409,28 @@ class EconomyView(Record):
         "the longest a channel.open may lock its escrow, in ms (policy max_channel_ms)",
         default=DEFAULT_MAX_CHANNEL_MS,
     )
+    epoch: int = member(
+        NAT, "the epoch in force on this node; policy and validators are its", default=0
+    )
+    history: tuple[EpochView, ...] = member(
+        ListOf(EpochView.codec()), "every epoch after the genesis's, in order", default=()
+    )
 
     @classmethod
-    def of(cls, signed: SignedGenesis, accounts: int = 0, certificates: int = 0) -> EconomyView:
-        """What the signed genesis says, and the node's counts."""
+    def of(
+        cls,
+        signed: SignedGenesis,
+        accounts: int = 0,
+        certificates: int = 0,
+        economy: Economy | None = None,
+    ) -> EconomyView:
+        """What the signed genesis says — with the policy and committee of
+        ``economy``'s epoch in force when given —, and the node's counts."""
         g = signed.genesis
-        policy = g.policy
+        now = None if economy is None else economy.current
+        policy = g.policy if now is None else now.policy
+        committee = g.validators if now is None else now.validators
+        history = () if economy is None else economy.epochs[1:]
         return EconomyView(
             id=g.id,
             name=g.name,
@@ -419,15 +458,28 @@ class EconomyView(Record):
                 else None
             ),
             validators=tuple(
-                ValidatorWeight(did=did_out(v.key), weight=v.weight) for v in g.validators
+                ValidatorWeight(did=did_out(v.key), weight=v.weight) for v in committee
             ),
-            quorum=g.quorum,
+            quorum=g.quorum if now is None else now.quorum,
             ts_ms=g.ts_ms,
             nonce=g.nonce,
             genesis=signed,
             accounts=accounts,
             certificates=certificates,
             max_channel_ms=max_channel_ms(policy),
+            epoch=0 if now is None else now.number,
+            history=tuple(
+                EpochView(
+                    epoch=r.number,
+                    validators=tuple(
+                        ValidatorWeight(did=did_out(v.key), weight=v.weight) for v in r.validators
+                    ),
+                    quorum=r.quorum,
+                    enact=r.enact,
+                    proposal=r.proposal,
+                )
+                for r in history
+            ),
         )
 
 

@@ -25,6 +25,16 @@ fork, whichever path brought the certificate. A certificate that arrives
 ahead of its chain is *parked*: durable in the store, not applied yet
 (``store.py``); the gap buffers are reloaded from the store at start, so
 nothing parked is lost by a restart.
+
+Epochs: :attr:`Applier.economies` holds each economy *in force* — every
+epoch its applied enactments reached (``store.economy_in_force`` at start,
+each batch's ``ApplyResult.economy`` after), so whoever verifies against
+it (gossip, sync, the submitter, the validator) checks a certificate of
+any epoch against that epoch's committee. A certificate of an epoch the
+node has not reached is refused ``wrong_epoch``; one that arrived in the
+same call as the enactment that reaches its epoch is verified again once
+that batch is applied (:meth:`Applier.apply`), so sync and gossip batches
+that straddle a boundary apply whole.
 """
 
 from __future__ import annotations
@@ -40,7 +50,7 @@ from typing import TypeVar
 import trio
 
 from mycelia.node.store import ApplyResult, Store
-from mycelia.protocol import Certificate, Economy, Refused, SignedGenesis
+from mycelia.protocol import Certificate, Economy, Reason, Refused, SignedGenesis
 from mycelia.protocol.ledger import GapBuffer
 
 __all__ = ["Applier", "ready_group", "signature_work", "verify_many"]
@@ -155,7 +165,8 @@ class Applier:
             self._register(Economy.from_signed(signed))
 
     def _register(self, economy: Economy) -> None:
-        self.economies[economy.id] = economy
+        if economy.id not in self.economies:  # add_economy is idempotent
+            self.economies[economy.id] = self.store.economy_in_force(economy)
         if economy.id not in self.buffers:
             # The gap buffer caches the store's parked certificates, which
             # were verified before they were parked.
@@ -199,7 +210,23 @@ class Applier:
         if req.error is not None:
             raise req.error
         assert req.result is not None
-        return dataclasses.replace(req.result, refused=req.result.refused + tuple(bad))
+        result = req.result
+        later = [c for c, exc in bad if exc.reason is Reason.WRONG_EPOCH]
+        if later and self.economies[economy_id].epoch > economy.epoch:
+            # This batch reached a later epoch: what waited for it verifies
+            # now (each round needs a new epoch, so this ends).
+            bad = [(c, exc) for c, exc in bad if exc.reason is not Reason.WRONG_EPOCH]
+            again = await self.apply(economy_id, later)
+            result = dataclasses.replace(
+                result,
+                applied=result.applied + again.applied,
+                refused=result.refused + again.refused,
+                parked=result.parked + again.parked,
+                forks=result.forks + again.forks,
+                suspects=result.suspects + again.suspects,
+                economy=again.economy or result.economy,
+            )
+        return dataclasses.replace(result, refused=result.refused + tuple(bad))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -235,6 +262,10 @@ class Applier:
                     r.done.set()
                 continue
             self.applied_total += len(result.applied)
+            after = result.economy
+            if after is not None and after.epoch > self.economies[economy_id].epoch:
+                log.info("economy %s is at epoch %d", economy_id.hex()[:12], after.epoch)
+                self.economies[economy_id] = after
             for r in reqs:
                 r.result = result
                 r.done.set()

@@ -52,6 +52,7 @@ from mycelia.node.submitter import CERTIFIED, Status, Submitter
 from mycelia.node.sync import Sync
 from mycelia.node.validator import ValidatorService
 from mycelia.protocol import Economy, SignedEntry, SignedGenesis, SigningKey
+from mycelia.protocol.seals import Seal
 
 __all__ = ["Listening", "Node", "NodeSettings"]
 
@@ -170,7 +171,7 @@ class Node:
             redial_max_backoff_s=s.redial_max_backoff_s,
         )
         self.applier = Applier(self.store)
-        self.validator = ValidatorService(key, self.store, self.applier)
+        self.validator = ValidatorService(key, self.store, self.applier, self._ask_validator)
         self.gossip = Gossip(
             self.p2p,
             self.applier,
@@ -250,6 +251,45 @@ class Node:
             p2p_mod.peer_id_of(validator), wire.VOTE_PROTOCOL, request
         )
         return wire.decode_vote_response(response, len(items))
+
+    async def _ask_validator(
+        self, validator: bytes, request: bytes, max_response_bytes: int
+    ) -> bytes:
+        """A seal or snapshot request to another validator (``handover.py``)."""
+        return await self.p2p.request(
+            p2p_mod.peer_id_of(validator),
+            wire.VOTE_PROTOCOL,
+            request,
+            max_response_bytes=max_response_bytes,
+        )
+
+    async def gather_seals(self, economy: Economy, proposal: bytes) -> list[Seal]:
+        """The seals of ``proposal`` by ``economy``'s committee in force that
+        answer (concurrently, each within the request timeout): this node's
+        own when it is one of them, the others' by ``seal-req``. Refusals
+        and unreachable validators are left out; every seal is verified."""
+        out: list[Seal] = []
+
+        async def one(validator: bytes) -> None:
+            try:
+                if validator == self.key.public:
+                    got = await self.validator.handover.seal(economy.id, proposal)
+                else:
+                    request = wire.encode_seal_request(economy.id, proposal)
+                    response = await self._ask_validator(
+                        validator, request, wire.MAX_SEAL_RESPONSE_BYTES
+                    )
+                    got = wire.decode_seal(response)
+                if got.proposal == proposal and got.epoch == economy.epoch:
+                    got.verify(economy)
+                    out.append(got)
+            except Exception as exc:  # refused, unreachable, timed out: left out
+                log.info("no seal from %s: %s", validator.hex()[:12], exc)
+
+        async with trio.open_nursery() as nursery:
+            for validator in economy.validators:
+                nursery.start_soon(one, validator)
+        return sorted(out, key=lambda s: economy.index[s.validator])
 
     async def _on_connect(self, peer: str) -> None:
         self.sync.peer_connected(peer)

@@ -69,7 +69,7 @@ import trio
 from mycelia.node import wire
 from mycelia.node.applier import Applier, signature_work
 from mycelia.node.config import DEFAULTS
-from mycelia.node.store import Refusal, Store
+from mycelia.node.store import ApplyResult, Refusal, Store
 from mycelia.protocol import (
     Certificate,
     Economy,
@@ -174,6 +174,8 @@ class Submitter:
         #: per lane: set when its validator's node connects (ends a backoff)
         self._reachable: dict[tuple[bytes, int], trio.Event] = {}
         self._lane_economies: set[bytes] = set()
+        #: the epoch whose committee the economy's lanes ask
+        self._lane_epochs: dict[bytes, int] = {}
         self._new_economies: list[Economy] = []
         self._forget: list[bytes] = []
         self._refusals: list[tuple[bytes, Refusal]] = []
@@ -184,6 +186,33 @@ class Submitter:
         self._certified_at: dict[tuple[bytes, bytes], float] = {}
         self._to_persist: list[tuple[bytes, list[object], trio.Event]] = []
         applier.on_applied(self._on_applied)
+        applier.on_result(self._on_result)
+
+    def _on_result(self, economy_id: bytes, result: ApplyResult) -> None:
+        """A new epoch (``handover.py``): entries whose votes of the ended
+        epoch did not reach its quorum start again in the new one — votes
+        of an ended epoch never certify with votes of another, and the old
+        committee stopped voting — asked of the new committee's lanes."""
+        economy = result.economy
+        if economy is None or economy_id not in self._lane_economies:
+            return
+        started = False
+        now = time.monotonic()
+        for job in list(self._jobs.values()):
+            if job.economy.id != economy_id or job.economy.epoch >= economy.epoch:
+                continue
+            if job.certifying:
+                continue  # a quorum of the ended epoch: its certificate stands
+            self._jobs[job.id] = _Job(
+                job.signed, economy, job.submitted, now + self._retry_deadline
+            )
+            started = True
+        if economy.epoch > self._lane_epochs.get(economy_id, 0):
+            self._lane_epochs[economy_id] = economy.epoch
+            self._new_economies.append(economy)
+            started = True
+        if started:
+            self._poke()
 
     # -- the node-internal API --------------------------------------------------
 
@@ -325,6 +354,7 @@ class Submitter:
         self._jobs[signed.id] = _Job(signed, economy, now, now + self._retry_deadline)
         if economy.id not in self._lane_economies:
             self._lane_economies.add(economy.id)
+            self._lane_epochs[economy.id] = economy.epoch
             self._new_economies.append(economy)
         self._poke()
 
@@ -340,7 +370,7 @@ class Submitter:
         lowest: dict[bytes, _Job] = {}
         for job in self._jobs.values():
             e = job.signed.entry
-            if e.economy != economy.id:
+            if e.economy != economy.id or job.economy.epoch != economy.epoch:
                 continue
             held = lowest.get(e.author)
             if held is None or e.seq < held.signed.entry.seq:
@@ -363,6 +393,8 @@ class Submitter:
         lane = (economy.id, index)
         backoff = 0.0
         while True:
+            if self._lane_epochs.get(economy.id, economy.epoch) != economy.epoch:
+                return  # the new epoch's lanes ask its committee
             jobs, next_retry = self._eligible(economy, index)
             if not jobs:
                 self._lanes[lane] = trio.Event()
@@ -420,6 +452,8 @@ class Submitter:
         valid = await signature_work(valid_votes, len(jobs))
         now = time.monotonic()
         for job, result, ok in zip(jobs, results, valid, strict=True):
+            if self._jobs.get(job.id) is not job:
+                continue  # started again in a new epoch meanwhile
             job.unreachable.discard(index)
             job.retry_at.pop(index, None)
             if result.vote is not None:
@@ -488,8 +522,8 @@ class Submitter:
         and refuse those whose quorum the final refusals block."""
         ready: list[tuple[_Job, Certificate]] = []
         for job in jobs:
-            if job.id not in self._jobs:
-                continue
+            if self._jobs.get(job.id) is not job:
+                continue  # done, or started again in a new epoch
             if economy.weight(job.votes) >= economy.quorum:
                 if job.certifying:
                     continue

@@ -43,6 +43,14 @@ after a cut, when it matters most) is synced at once, not after a round
 that waits on an unresponsive peer until the request timeout; a peer
 kicked while its round runs gets one more round after it.
 
+Epochs: a chain whose next certificates are of an epoch this node has not
+reached (``wrong_epoch``: the enactment is on another author's chain) waits
+while the round fetches the other chains, and is fetched again after them;
+passes repeat while one applies something. The same protocol serves the
+economy's committee chain (``chain``: one link per epoch, the enactment's
+and the proposal's certificates), which verifies from the genesis alone
+(:meth:`Sync.committee_chain`).
+
 Lag (``mycelia_sync_lag_certificates``): how many certificates the last
 round of heads showed peers having that we did not (none for a peer whose
 summary equals ours).
@@ -63,6 +71,7 @@ from mycelia.node.forks import add_evidence
 from mycelia.node.store import Store
 from mycelia.node.store.summary import Summary
 from mycelia.protocol import Economy, Reason, Refused
+from mycelia.protocol.epochs import MAX_CHAIN_LINKS, CommitteeChain
 from mycelia.protocol.forks import forked
 
 __all__ = ["Requester", "Sync"]
@@ -143,7 +152,22 @@ class Sync:
             return wire.encode_fork_slots(self.store.fork_slots(args[0]))
         if op == "fork":
             return wire.encode_fork(self.store.fork(*args))
+        if op == "chain":
+            return self._serve_chain(*args)
         return wire.encode_error(Reason.MALFORMED, f"unknown op {op}")  # pragma: no cover
+
+    def _serve_chain(self, economy_id: bytes, first_epoch: int) -> bytes:
+        economy = self.applier.economies.get(economy_id)
+        if economy is None:
+            return wire.encode_error(Reason.WRONG_ECONOMY, "this node does not follow it")
+        if first_epoch > economy.epoch + 1:
+            return wire.encode_error(Reason.WRONG_EPOCH, f"this node is at epoch {economy.epoch}")
+        last = min(economy.epoch, first_epoch + MAX_CHAIN_LINKS - 1)
+        try:
+            chain = CommitteeChain.build(economy.at(last), self.store.certificate, first_epoch)
+        except Refused as exc:
+            return wire.encode_error(exc.reason, exc.detail)
+        return wire.encode_chain(chain)
 
     # -- fetching -------------------------------------------------------------------
 
@@ -253,32 +277,69 @@ class Sync:
         }
         total_behind = sum(behind.values())
         applied = 0
-        for author in behind:
-            first = ours.get(author, 0) + 1
-            while first <= theirs[author]:
-                limit = min(self.batch, theirs[author] - first + 1)
-                certs = wire.decode_cert_response(
-                    await self._request(peer, "range", economy_id, author, first, limit)
-                )
-                if not certs:
-                    break
-                if any(c.entry.author != author or c.entry.economy != economy_id for c in certs):
-                    raise Refused(Reason.MALFORMED, "peer sent certificates of another chain")
-                result = await self.applier.apply(economy_id, certs)
-                if result.refused:
-                    _cert, exc = result.refused[0]
-                    if exc.reason in (Reason.CONFLICT, Reason.FORKED):
-                        # The peer is on another branch of a fork: the fork
-                        # monitor reports it; nothing more to fetch here.
-                        log.info("peer %s holds another branch of a fork: %s", peer, exc)
-                    else:
-                        log.warning("peer %s sent a bad certificate: %s", peer, exc)
-                    break
-                applied += len(result.applied)
-                first += len(certs)
+        # Chains whose next certificates are of an epoch not reached here
+        # wait for the others (one of them holds the enactment): passes
+        # repeat while one makes progress.
+        waiting = list(behind)
+        progress = True
+        while waiting and progress:
+            progress = False
+            later = []
+            for author in waiting:
+                got, epoch_ahead = await self._chain(peer, economy_id, author, theirs[author])
+                applied += got
+                progress = progress or got > 0
+                if epoch_ahead:
+                    later.append(author)
+            waiting = later
         if need_forks:
             await self._forks(peer, economy_id)
         return applied, max(0, total_behind - applied)
+
+    async def _chain(
+        self, peer: str, economy_id: bytes, author: bytes, through: int
+    ) -> tuple[int, bool]:
+        """Fetch ``author``'s chain from the peer up to ``through``: the
+        certificates applied, and whether it stopped at certificates of an
+        epoch this node has not reached yet."""
+        applied = 0
+        first = self.store.account(economy_id, author).seq + 1
+        while first <= through:
+            limit = min(self.batch, through - first + 1)
+            certs = wire.decode_cert_response(
+                await self._request(peer, "range", economy_id, author, first, limit)
+            )
+            if not certs:
+                break
+            if any(c.entry.author != author or c.entry.economy != economy_id for c in certs):
+                raise Refused(Reason.MALFORMED, "peer sent certificates of another chain")
+            result = await self.applier.apply(economy_id, certs)
+            applied += len(result.applied)
+            if result.refused:
+                _cert, exc = result.refused[0]
+                if exc.reason is Reason.WRONG_EPOCH:
+                    return applied, True
+                if exc.reason in (Reason.CONFLICT, Reason.FORKED):
+                    # The peer is on another branch of a fork: the fork
+                    # monitor reports it; nothing more to fetch here.
+                    log.info("peer %s holds another branch of a fork: %s", peer, exc)
+                else:
+                    log.warning("peer %s sent a bad certificate: %s", peer, exc)
+                break
+            first += len(certs)
+        return applied, False
+
+    async def committee_chain(self, peer: str, economy_id: bytes) -> Economy:
+        """The peer's committee chain of the economy from the genesis,
+        verified from the genesis alone (``epochs.CommitteeChain``): the
+        economy at the epoch it reaches. Raises :class:`Refused`."""
+        signed = self.store.economy(economy_id)
+        if signed is None:
+            raise Refused(Reason.WRONG_ECONOMY, "no genesis of that economy here")
+        answer = await self._request(
+            peer, "chain", economy_id, 1, max_response_bytes=wire.MAX_CHAIN_RESPONSE_BYTES
+        )
+        return wire.decode_chain(answer).verify(Economy.from_signed(signed))
 
     async def _forks(self, peer: str, economy_id: bytes) -> int:
         """Fetch the fork evidence ``peer`` holds and this node lacks;

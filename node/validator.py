@@ -28,6 +28,14 @@ Likewise an entry this node holds as certified at its slot gets a vote (and
 the lock) even though a fresh check says ``seq_reused``: it is final, so no
 other entry can take that slot, and the submitter asking has not got its
 certificate yet.
+
+Epochs (``handover.py``): votes are always in the epoch in force here; a
+validator not in its committee answers ``not_validator``, one that has not
+seeded that epoch's locks yet answers ``missing`` (the submitter asks
+again). A vote for a ``gov.vote`` or ``gov.delegate`` also records the
+ballot it holds; a ``gov.vote`` of a proposal this validator sealed is
+refused ``voting_closed``. The same protocol serves seals and snapshot
+parts (``seal-req``, ``snapshot-req``: ``wire.py``).
 """
 
 from __future__ import annotations
@@ -40,10 +48,13 @@ import trio
 
 from mycelia.node import wire
 from mycelia.node.applier import Applier, ready_group, signature_work
+from mycelia.node.handover import Ask, Handover
 from mycelia.node.store import Store, VoteGrant
 from mycelia.protocol import OK, Economy, Reason, Refused, SignedEntry, SigningKey, Vote, check
 from mycelia.protocol.forks import forked
+from mycelia.protocol.gov_bodies import GovDelegate, GovVote
 from mycelia.protocol.locks import resources
+from mycelia.protocol.seals import Held
 from mycelia.protocol.state import Account
 
 __all__ = ["StoreView", "ValidatorService"]
@@ -75,6 +86,11 @@ def _signed_by_author(signed: SignedEntry) -> bool:
     return True
 
 
+_SEALED = wire.VoteResult(
+    reason=Reason.VOTING_CLOSED, detail="this validator has sealed the proposal"
+)
+
+
 @dataclass
 class _Pending:
     grants: list[VoteGrant]
@@ -84,10 +100,13 @@ class _Pending:
 
 
 class ValidatorService:
-    def __init__(self, key: SigningKey, store: Store, applier: Applier) -> None:
+    def __init__(
+        self, key: SigningKey, store: Store, applier: Applier, ask: Ask | None = None
+    ) -> None:
         self.key = key
         self.store = store
         self.applier = applier
+        self.handover = Handover(key, store, applier, ask)
         self._send, self._recv = trio.open_memory_channel[_Pending](1024)
         #: counters the daemon exports as metrics and logs at the end
         self.votes_cast = 0
@@ -99,9 +118,11 @@ class ValidatorService:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The group-commit loop."""
-        task_status.started()
         try:
-            await self._group_commit()
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.handover.run)
+                task_status.started()
+                await self._group_commit()
         finally:
             if self.requests:
                 log.info(
@@ -134,9 +155,14 @@ class ValidatorService:
     async def handle(self, peer_id: str, data: bytes) -> bytes:
         """The ``/mycelia/vote/1`` handler: request bytes in, response bytes out."""
         try:
-            economy_id, items = wire.decode_vote_request(data)
+            request = wire.decode_validator_request(data)
         except Refused as exc:
             return wire.encode_error(exc.reason, exc.detail)
+        if isinstance(request, wire.SealRequest):
+            return await self.handover.serve_seal(request)
+        if isinstance(request, wire.SnapshotRequest):
+            return self.handover.serve_snapshot(request)
+        economy_id, items = request
         return wire.encode_vote_response(await self.vote(economy_id, items))
 
     async def vote(self, economy_id: bytes, items: list[wire.VoteItem]) -> list[wire.VoteResult]:
@@ -145,7 +171,12 @@ class ValidatorService:
         economy = self.applier.economies.get(economy_id)
         if economy is None or not self.validates(economy):
             why = "this node does not validate that economy"
+            if economy is not None:
+                why += f" in epoch {economy.epoch}"
             return [wire.VoteResult(reason=Reason.NOT_VALIDATOR, detail=why) for _ in items]
+        if not self.handover.ready(economy):
+            why = f"this validator has not seeded the locks of epoch {economy.epoch} yet"
+            return [wire.VoteResult(reason=Reason.MISSING, detail=why) for _ in items]
         attached = [c for item in items for c in item.attached]
         if attached:
             # Predecessors the submitter attached: verified and applied
@@ -184,8 +215,20 @@ class ValidatorService:
                     )
                     out.append((result, None))
                     continue
+                body = e.body
+                held = Held.of(entry_id, e) if isinstance(body, GovVote | GovDelegate) else None
+                if held is not None and held.vote and self.store.sealed(held.scope) is not None:
+                    out.append((_SEALED, None))
+                    continue
                 vote = Vote.make(self.key, economy.id, economy.epoch, entry_id)
-                grant = VoteGrant(entry_id, resources(item.signed.entry), vote.encode())
+                grant = VoteGrant(
+                    entry_id,
+                    resources(e),
+                    vote.encode(),
+                    held=held,
+                    economy=economy.id,
+                    epoch=economy.epoch,
+                )
                 out.append((wire.VoteResult(vote=vote), grant))
             return out
 
@@ -208,11 +251,14 @@ class ValidatorService:
             elif next(it):
                 self.votes_cast += 1
                 results.append(result)  # the vote, now that its lock is durable
+            elif grant.held is not None and self.store.sealed(grant.held.scope) is not None:
+                results.append(_SEALED)
             else:
                 results.append(
                     wire.VoteResult(
                         reason=Reason.RESOURCE_LOCKED,
-                        detail="this validator voted for another entry in that slot",
+                        detail="this validator voted for another entry in that slot, "
+                        "or its epoch ended here",
                     )
                 )
         return results

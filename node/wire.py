@@ -29,6 +29,20 @@ milliseconds per message whatever its size):
   The certificates beside an entry are what its submitter attached after a
   ``missing`` answer (predecessors, an admission).
 
+  Governance (``docs/governance.md``) adds two requests on the same
+  protocol, answered by a validator::
+
+      ["seal-req", 1, economy, proposal]              -> ["seal", 1, signed_seal]
+      ["snapshot-req", 1, economy, epoch, part]       -> ["snapshot", 1, signed_lock_snapshot]
+      anything refused                                -> ["error", reason, detail]
+
+  A seal is the validator's seal of the proposal in its current epoch
+  (``voting_open`` before the close by its clock, ``missing`` for a
+  proposal it has not applied); a snapshot part is one part of its lock
+  snapshot at the end of ``epoch`` (``missing`` until it has applied the
+  enactment that ends it). Responses are bounded by ``MAX_SEAL_BYTES`` and
+  ``MAX_PART_BYTES`` plus :data:`GOV_RESPONSE_SLACK`.
+
 * ``/mycelia/sync/1``::
 
       ["summary", economy]                      -> ["summary", [certified, chains, heads_digest,
@@ -39,6 +53,7 @@ milliseconds per message whatever its size):
       ["genesis", economy]                      -> ["genesis", signed_genesis | b""]
       ["forks", economy]                        -> ["forks", [[author, seq], ...]]
       ["fork", economy, author, seq]            -> ["fork", evidence | b""]
+      ["chain", economy, first_epoch]           -> ["chain", committee_chain]
       anything refused                          -> ["error", reason, detail]
 
   ``summary`` is what a round asks first (``node/store/summary.py``; the
@@ -51,6 +66,12 @@ milliseconds per message whatever its size):
   through ``heads`` and ``forks`` as before. Its answer is at most 105
   bytes; the requester reads at most :data:`MAX_SUMMARY_RESPONSE_BYTES`
   (room for an ``error`` answer, whose detail is at most 500 characters).
+
+  ``chain`` is the committee chain (``docs/governance.md``) from
+  ``first_epoch`` (≥ 1) to the peer's epoch, at most ``MAX_CHAIN_LINKS``
+  links (ask again from the next epoch for more); ``wrong_epoch`` for a
+  first epoch past the peer's next one. It verifies from the economy at
+  ``first_epoch - 1`` (the genesis for 1), whoever serves it.
 
   ``forks`` lists the slots the peer holds fork evidence for (at most
   :data:`MAX_FORK_SLOTS`, in (author, seq) order); ``fork`` fetches one
@@ -87,21 +108,29 @@ from mycelia.protocol import Certificate, Reason, Refused, SignedEntry, SignedGe
 from mycelia.protocol import schema as s
 from mycelia.protocol.certificates import MAX_CERT_BYTES
 from mycelia.protocol.domains import ID_SIZE
+from mycelia.protocol.epochs import MAX_CHAIN_BYTES, CommitteeChain
 from mycelia.protocol.forks import MAX_EVIDENCE_BYTES, ForkEvidence
+from mycelia.protocol.handover import MAX_PART_BYTES, MAX_PARTS, LockSnapshot
 from mycelia.protocol.merkle import MAX_PROOF_BYTES
 from mycelia.protocol.reasons import Need, NeedAdmission, NeedCertificate, NeedChain
+from mycelia.protocol.seals import MAX_SEAL_BYTES, Seal
 from mycelia.protocol.sensors import MAX_SIGNED_READING_BYTES
 
 __all__ = [
     "AUDIT_PROTOCOL",
     "MAX_AUDIT_READINGS",
     "MAX_BATCH",
+    "MAX_CHAIN_RESPONSE_BYTES",
     "MAX_FORK_SLOTS",
+    "MAX_SEAL_RESPONSE_BYTES",
+    "MAX_SNAPSHOT_RESPONSE_BYTES",
     "MAX_SUMMARY_RESPONSE_BYTES",
     "SYNC_PROTOCOL",
     "VOTE_PROTOCOL",
     "AuditItem",
     "AuditRequest",
+    "SealRequest",
+    "SnapshotRequest",
     "VoteItem",
     "VoteResult",
     "certs_topic",
@@ -264,6 +293,79 @@ def decode_vote_response(data: bytes, expected: int) -> list[VoteResult]:
     return out
 
 
+# -- governance requests on the vote protocol ----------------------------------------
+
+#: Room beyond a seal or a part for the envelope or an ``error`` answer.
+GOV_RESPONSE_SLACK = 4096
+MAX_SEAL_RESPONSE_BYTES = MAX_SEAL_BYTES + GOV_RESPONSE_SLACK
+MAX_SNAPSHOT_RESPONSE_BYTES = MAX_PART_BYTES + GOV_RESPONSE_SLACK
+
+
+@dataclass(frozen=True, slots=True)
+class SealRequest:
+    economy: bytes
+    proposal: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRequest:
+    economy: bytes
+    epoch: int
+    part: int
+
+
+def encode_seal_request(economy: bytes, proposal: bytes) -> bytes:
+    return codec.encode_trusted(["seal-req", 1, economy, proposal])
+
+
+def encode_snapshot_request(economy: bytes, epoch: int, part: int) -> bytes:
+    return codec.encode_trusted(["snapshot-req", 1, economy, epoch, part])
+
+
+def decode_validator_request(
+    data: bytes,
+) -> tuple[bytes, list[VoteItem]] | SealRequest | SnapshotRequest:
+    """A ``/mycelia/vote/1`` request: entries to vote on, or a seal or a
+    snapshot part to serve."""
+    value = _decode(data)
+    tag = value[0] if isinstance(value, list) and value else None
+    if tag == "seal-req":
+        f = s.array(value, "seal-req", 1, 4, "seal request")
+        return SealRequest(_id(f[2], "economy"), _id(f[3], "proposal"))
+    if tag == "snapshot-req":
+        f = s.array(value, "snapshot-req", 1, 5, "snapshot request")
+        return SnapshotRequest(
+            _id(f[2], "economy"),
+            s.int_(f[3], "epoch", 0, s.UINT64_MAX),
+            s.int_(f[4], "part", 0, MAX_PARTS - 1),
+        )
+    return decode_vote_request(data)
+
+
+def encode_seal(seal: Seal) -> bytes:
+    return codec.encode_trusted(["seal", 1, seal.encode()])
+
+
+def _gov_response(data: bytes, tag: str) -> bytes:
+    f = s.list_(_decode(data), f"{tag} response", min_len=3, max_len=3)
+    if f[0] == "error":
+        _expect_ok(f, tag)
+    s.array(f, tag, 1, 3, f"{tag} response")
+    return s.bytes_(f[2], tag, max_size=max(MAX_SEAL_BYTES, MAX_PART_BYTES))
+
+
+def decode_seal(data: bytes) -> Seal:
+    return Seal.decode(_gov_response(data, "seal"))
+
+
+def encode_snapshot(part: bytes) -> bytes:
+    return codec.encode_trusted(["snapshot", 1, part])
+
+
+def decode_snapshot(data: bytes) -> LockSnapshot:
+    return LockSnapshot.decode(_gov_response(data, "snapshot"))
+
+
 # -- sync protocol ------------------------------------------------------------------
 
 
@@ -290,6 +392,8 @@ def decode_sync_request(data: bytes) -> tuple[str, list[Any]]:
         return op, [_id(args[0], "economy")]
     if op == "forks" and len(args) == 1:
         return op, [_id(args[0], "economy")]
+    if op == "chain" and len(args) == 2:
+        return op, [_id(args[0], "economy"), s.int_(args[1], "first_epoch", 1, s.UINT64_MAX)]
     if op == "fork" and len(args) == 3:
         return op, [
             _id(args[0], "economy"),
@@ -344,6 +448,19 @@ def decode_cert_response(data: bytes) -> list[Certificate]:
     f = s.list_(_decode(data), "certs response", min_len=2, max_len=3)
     _expect_ok(f, "certs")
     return _certs(f[1])
+
+
+MAX_CHAIN_RESPONSE_BYTES = MAX_CHAIN_BYTES + GOV_RESPONSE_SLACK
+
+
+def encode_chain(chain: CommitteeChain) -> bytes:
+    return codec.encode_trusted(["chain", chain.encode()])
+
+
+def decode_chain(data: bytes) -> CommitteeChain:
+    f = s.list_(_decode(data), "chain response", min_len=2, max_len=3)
+    _expect_ok(f, "chain")
+    return CommitteeChain.decode(s.bytes_(f[1], "chain", max_size=MAX_CHAIN_BYTES))
 
 
 def encode_genesis(signed: SignedGenesis | None) -> bytes:

@@ -58,6 +58,8 @@ from mycelia.protocol import (
     schema,
 )
 from mycelia.protocol.domains import ENTRY
+from mycelia.protocol.governance import PROPOSAL_FACT
+from mycelia.protocol.state import fact_key
 
 if TYPE_CHECKING:  # the daemon imports the RPC
     from mycelia.node.daemon import Node
@@ -172,7 +174,23 @@ async def economy_get(api: Api, session: Session | None, economy: bytes) -> type
     if signed is None:  # known to the applier, so stored; a race with nothing
         raise RpcError(NOT_FOUND, contract.UNKNOWN_ECONOMY, "no stored genesis")
     accounts, certificates = api.certificates(economy)
-    return types.EconomyView.of(signed, accounts, certificates)
+    return types.EconomyView.of(signed, accounts, certificates, api.economy(economy))
+
+
+@implement(declared.GOV_SEALS)
+async def gov_seals(
+    api: Api, session: Session | None, economy: bytes, proposal: bytes
+) -> types.SealsView:
+    econ = api.economy(economy)
+    if api.node.store.record(economy, fact_key(PROPOSAL_FACT, proposal)) is None:
+        raise RpcError(NOT_FOUND, contract.UNKNOWN_ENTRY, "no certified proposal of that id here")
+    seals = await api.node.gather_seals(econ, proposal)
+    return types.SealsView(
+        epoch=econ.epoch,
+        seals=tuple(s.encode() for s in seals),
+        weight=econ.weight(econ.index[s.validator] for s in seals),
+        quorum=econ.quorum,
+    )
 
 
 @implement(declared.ECONOMY_SIGN_GENESIS)

@@ -18,8 +18,9 @@ module           databases                                     what and why
 ``ledger``       economies, certs, chains, history, accounts,  certified ledger state, the same on
                  records, parked, attests, forks, sizes,       every node; one transaction a batch
                  summary
-``votes``        locks, votes                                  this validator's locks and votes,
-                                                               durable before a vote leaves
+``votes``        locks, votes, held, inherited, sealed,        this validator's locks and votes,
+                 snapshots, seeded                             durable before a vote leaves;
+                                                               its ballots, seals, snapshots
 ``submissions``  pending, refusals                             this gateway's submissions and its
                                                                final answers, across restarts
 ``readings``     readings, ingest, unattested, inflight,       this host's sensor readings and
@@ -185,6 +186,7 @@ class Store:
     apply_sync = _Via("_ledger", LedgerTables.apply_sync)
     economies = _Via("_ledger", LedgerTables.economies)
     economy = _Via("_ledger", LedgerTables.economy)
+    economy_in_force = _Via("_ledger", LedgerTables.economy_in_force)
     account = _Via("_ledger", LedgerTables.account)
     accounts = _Via("_ledger", LedgerTables.accounts)
     record = _Via("_ledger", LedgerTables.record)
@@ -213,6 +215,13 @@ class Store:
     grant_votes_sync = _Via("_votes", VoteTables.grant_votes_sync)
     lock = _Via("_votes", VoteTables.lock)
     vote = _Via("_votes", VoteTables.vote)
+    held = _Via("_votes", VoteTables.held)
+    sealed = _Via("_votes", VoteTables.sealed)
+    seal_sync = _Via("_votes", VoteTables.seal_sync)
+    snapshot_sync = _Via("_votes", VoteTables.snapshot_sync)
+    snapshot_part = _Via("_votes", VoteTables.snapshot_part)
+    seeded_epoch = _Via("_votes", VoteTables.seeded_epoch)
+    seed_sync = _Via("_votes", VoteTables.seed_sync)
 
     # -- submissions.py ----------------------------------------------------------
 

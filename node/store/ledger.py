@@ -63,6 +63,18 @@ Sensors: ``attests`` is ledger data, a secondary index over the certified
 ``sensor_claimable`` finds a device's attestations without a scan. (The
 readings themselves are the host's own: ``readings.py``.)
 
+Epochs: the economy's epoch history is ledger records too — the
+``epoch/<n>`` facts (enactment and proposal of epoch ``n``) and the
+``gov.proposal/<id>`` facts, written by the certificates' effects in the
+batch's transaction — and the certificates they name are in ``certs``. So
+the store keeps every epoch's committee and policy without a table of its
+own: :meth:`LedgerTables.economy_in_force` derives them with the
+protocol's ``epochs.follow`` (the one rule), the node's ``Applier`` holds
+the result and each batch returns the economy it left in force
+(``ApplyResult.economy``), which is how certificates of every epoch verify
+against their own epoch's committee on gossip, sync and submit; the
+committee chain is built from ``certs`` (``epochs.CommitteeChain.build``).
+
 Forks: ``forks`` is ledger data too, written by the ledger in the apply
 transaction that found the conflict (``_TxnState.record_fork``), so a fork
 is never applied past even across a crash: the first evidence per slot is
@@ -87,6 +99,7 @@ from mycelia.protocol import (
     codec,
     schema,
 )
+from mycelia.protocol.epochs import follow
 from mycelia.protocol.forks import ForkEvidence
 from mycelia.protocol.ledger import GapBuffer
 from mycelia.protocol.reasons import Refused
@@ -246,6 +259,10 @@ class ApplyResult:
     #: Certified entries the batch showed to exist on another branch
     #: (``Ledger.suspects``): fetching them proves a fork.
     suspects: tuple[bytes, ...] = ()
+    #: The economy in force after the batch (later than the one passed in
+    #: when the batch applied an enactment and its proposal); None when
+    #: nothing was written.
+    economy: Economy | None = None
 
 
 class LedgerTables(Tables):
@@ -333,6 +350,7 @@ class LedgerTables(Tables):
                 parked,
                 tuple(ledger.forks),
                 tuple(ledger.suspects),
+                ledger.economy,
             )
 
         try:
@@ -357,6 +375,12 @@ class LedgerTables(Tables):
         return HeadsSum() if raw is None else HeadsSum.decode(raw)
 
     # -- readers ---------------------------------------------------------------
+
+    def economy_in_force(self, economy: Economy) -> Economy:
+        """``economy`` advanced over every later epoch whose enactment and
+        proposal this store applied (module docstring: Epochs)."""
+        with self._read() as txn:
+            return follow(economy, _TxnState(self, txn, economy.id))
 
     def sizes_of(self, economy_id: bytes) -> tuple[int, int]:
         """``(accounts with state, certified entries applied)`` of the economy."""

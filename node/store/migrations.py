@@ -33,6 +33,20 @@ schema      change
             lanes of their heads, ``summary.py``, computed from the
             ``seq`` of every account in ``accounts``: one SHAKE-256 per
             chain); every other table keeps its layout and contents
+6 -> 7      writes the electorate's records of admissions applied before
+            governance existed (``protocol/electorate.py``): per economy,
+            fact ``admission/<member>`` = the earliest ``ts_ms`` of the
+            member's certified ``member.admit`` entries and counter
+            ``members`` = the number of distinct admitted members,
+            computed by ``electorate.admission_records`` from the
+            certificates in ``certs`` (the applied ones; parked ones are
+            applied later, by code that writes the records). Stores whose
+            code already wrote them get the same values back. Epoch
+            history needs no table: the ``epoch/<n>`` and
+            ``gov.proposal/<id>`` facts are ledger records, and the
+            certificates they name are in ``certs``
+            (``LedgerTables.economy_in_force``). Self-contained
+            (``_v6_to_v7``), so it can be renumbered
 ==========  =============================================================
 """
 
@@ -46,13 +60,14 @@ import lmdb
 from mycelia.node.store.env import Environment, StoreError
 from mycelia.node.store.ledger import encode_sizes
 from mycelia.node.store.summary import HeadsSum
-from mycelia.protocol import Account, Vote
+from mycelia.protocol import Account, Certificate, MemberAdmit, Vote
 from mycelia.protocol.domains import ID_SIZE
+from mycelia.protocol.electorate import admission_records
 from mycelia.protocol.reasons import Refused
 
 __all__ = ["OLDEST_SCHEMA", "SCHEMA_VERSION", "open_and_migrate"]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 #: The oldest schema this code migrates from.
 OLDEST_SCHEMA = 4
 log = logging.getLogger("mycelia.store")
@@ -168,8 +183,24 @@ def _v5_to_v6(env: Environment, txn: lmdb.Transaction[bytes]) -> None:
         txn.put(economy_id, HeadsSum.of(chains).encode(), db=env.db("summary"))
 
 
+def _v6_to_v7(env: Environment, txn: lmdb.Transaction[bytes]) -> None:
+    """The admission records from the certified ``member.admit`` entries
+    (module docstring); written whole, so a store that already holds them
+    gets the same bytes."""
+    admissions: dict[bytes, list[tuple[bytes, int]]] = {}
+    for _, raw in txn.cursor(db=env.db("certs")):
+        entry = Certificate.decode(bytes(raw)).entry
+        if isinstance(entry.body, MemberAdmit):
+            admissions.setdefault(entry.economy, []).append((entry.body.member, entry.ts_ms))
+    records = env.db("records")
+    for economy_id, admitted in admissions.items():
+        for key, value in admission_records(admitted).items():
+            txn.put(economy_id + key, value, db=records)
+
+
 #: ``N -> migration to N+1`` (see the module docstring).
 _MIGRATIONS: dict[int, Callable[[Environment, lmdb.Transaction[bytes]], None]] = {
     4: _v4_to_v5,
     5: _v5_to_v6,
+    6: _v6_to_v7,
 }

@@ -337,6 +337,12 @@ class FakeNode:
             "certificates": len(self.certs[world.id]),
         }
 
+    def m_gov_seals(self, economy: bytes, proposal: bytes) -> Any:
+        # The fake holds no proposals (the node's own tests gather real
+        # seals: tests/node/test_gov_cluster.py).
+        self._world(economy)
+        raise RpcError(NOT_FOUND, "unknown_entry", "no certified proposal of that id here")
+
     def m_economy_signGenesis(self, genesis: bytes) -> Any:
         g = Genesis.decode(genesis)
         if all(v.key != self.key.public for v in g.validators):

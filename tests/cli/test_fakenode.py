@@ -191,6 +191,7 @@ async def test_the_fake_and_a_real_node_answer_alike(tmp_path: Path) -> None:
         await same("economy_list")
         await same("economy_get", economy=eid)
         await same("economy_forks", economy=eid)
+        await same("gov_seals", economy=eid, proposal="0x" + "11" * 32)  # unknown_entry
         await same("account_get", economy=eid, account=ALICE.did)
         await same("economy_get", economy="0x" + "00" * 32)  # unknown_economy
 

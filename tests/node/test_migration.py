@@ -1,10 +1,11 @@
 """Store schema migrations: a store of an older schema (checked-in
-fixtures, ``fixtures/store-v4.tar.gz`` and ``store-v5.tar.gz``, written by
-schema-4 and schema-5 code) opens in place with every certificate, chain,
-validator lock and vote, pending submission and reading kept — and its
-validator still refuses to vote for an entry that conflicts with one it
-locked before the upgrade. Schema 6's ``summary`` records are computed
-from what was stored and equal the ones a store that applied the same
+fixtures, ``fixtures/store-v4.tar.gz``, ``store-v5.tar.gz`` and
+``store-v6.tar.gz``, written by schema-4, -5 and -6 code) opens in place
+with every certificate, chain, validator lock and vote, pending submission
+and reading kept — and its validator still refuses to vote for an entry
+that conflicts with one it locked before the upgrade. Schema 6's
+``summary`` records and schema 7's admission records are computed from
+what was stored and equal the ones a store that applied the same
 certificates keeps. A store this code cannot read is refused with nothing
 changed."""
 
@@ -26,15 +27,18 @@ from mycelia.node.store import SCHEMA_VERSION, Store, StoreError, reading_key
 from mycelia.node.store.summary import HeadsSum, Summary
 from mycelia.node.submitter import CERTIFIED, Submitter
 from mycelia.node.validator import ValidatorService
-from mycelia.protocol import Certificate, Economy, Reason, SignedEntry, Vote
+from mycelia.protocol import Certificate, Economy, Reason, SignedEntry, Vote, codec
+from mycelia.protocol.electorate import MEMBERS_COUNTER
 from mycelia.protocol.ledger import GapBuffer
 from mycelia.protocol.locks import resources
+from mycelia.protocol.state import counter_key, decode_count
 from mycelia.testing.economies import validator_keys
 
 FIXTURES = Path(__file__).parent / "fixtures"
-MANIFESTS = {v: json.loads((FIXTURES / f"store-v{v}.json").read_text()) for v in (4, 5)}
+MANIFESTS = {v: json.loads((FIXTURES / f"store-v{v}.json").read_text()) for v in (4, 5, 6)}
 MANIFEST = MANIFESTS[4]
 V5 = MANIFESTS[5]
+V6 = MANIFESTS[6]
 #: The fixture stores, each of an older schema than this code writes.
 OLDER = pytest.mark.parametrize("schema", sorted(MANIFESTS))
 
@@ -110,7 +114,7 @@ def test_v4_store_migrates_in_place_and_keeps_everything(tmp_path: Path) -> None
     path = unpack_v4(tmp_path)
     store = Store(path)
     try:
-        assert SCHEMA_VERSION == 6
+        assert SCHEMA_VERSION == 7
         assert_kept(store, MANIFEST)
         econ = bytes.fromhex(MANIFEST["economies"][0])
         # The tables schema 5 added exist and are empty.
@@ -193,6 +197,48 @@ def test_v5_store_migrates_in_place_and_its_summary_is_computed(tmp_path: Path) 
     assert schema_of(path) == str(SCHEMA_VERSION).encode()
 
 
+def test_v6_store_migrates_and_its_admission_records_are_computed(tmp_path: Path) -> None:
+    """Schema 6 -> 7: everything kept, and the admissions applied before
+    governance existed get their records: the earliest admission time of
+    each member (of two stewards' admissions, the earlier) and the
+    member count — byte for byte what applying the same certificates
+    writes on a fresh store. Opening the migrated store again writes
+    nothing."""
+    path = unpack(tmp_path, 6)
+    store = Store(path)
+    fresh = Store(tmp_path / "fresh", sync=False)
+    try:
+        assert_kept(store, V6)
+        [(economy_hex, admissions)] = V6["admissions"].items()
+        economy = bytes.fromhex(economy_hex)
+        migrated = store.records(economy, b"fact/admission/")
+        assert {
+            k.removeprefix(b"fact/admission/").hex(): codec.decode(v) for k, v in migrated.items()
+        } == admissions
+        members = store.record(economy, counter_key(MEMBERS_COUNTER))
+        assert members is not None
+        assert decode_count(members) == V6["members"][economy_hex] == 2
+        # Economies without admissions get no records.
+        for other in V6["economies"]:
+            if other != economy_hex:
+                assert store.records(bytes.fromhex(other), b"fact/admission/") == {}
+                assert store.record(bytes.fromhex(other), counter_key(MEMBERS_COUNTER)) is None
+        signed = store.economy(economy)
+        assert signed is not None
+        fresh.add_economy_sync(signed)
+        certs = _fixture_certificates(V6, economy)
+        fresh.apply_sync(Economy.from_signed(signed), GapBuffer(), certs)
+        assert fresh.records(economy, b"fact/admission/") == migrated
+        assert fresh.record(economy, counter_key(MEMBERS_COUNTER)) == members
+    finally:
+        store.close()
+        fresh.close()
+    assert schema_of(path) == str(SCHEMA_VERSION).encode()
+    before = digest(path)
+    Store(path).close()
+    assert digest(path) == before
+
+
 @OLDER
 async def test_locks_hold_across_the_migration(tmp_path: Path, schema: int) -> None:
     """The double spend the fixture's validator 0 locked against before the
@@ -263,7 +309,7 @@ def test_newer_schema_is_refused_and_nothing_changes(tmp_path: Path) -> None:
         txn.put(b"schema", b"99", db=meta)
     env.close()
     before = digest(tmp_path)
-    with pytest.raises(StoreError, match=r"schema version 99; this mycelia reads 4 to 6"):
+    with pytest.raises(StoreError, match=r"schema version 99; this mycelia reads 4 to 7"):
         Store(tmp_path)
     assert digest(tmp_path) == before
 

@@ -1166,7 +1166,8 @@ async def test_openrpc_document(tmp_path: Path) -> None:
                 node = node[part]
         expected = {
             "node_info", "node_peers", "economy_list", "economy_get", "economy_signGenesis",
-            "economy_create", "economy_follow", "economy_forks", "account_get", "account_history",
+            "economy_create", "economy_follow", "economy_forks", "gov_seals", "account_get",
+            "account_history",
             "entry_prepare", "entry_submit", "entry_get", "subscribe", "unsubscribe",
             "sensor_getReadings", "sensor_getAttestation", "sensor_claimable", "sensor_devices",
             "rpc.discover",
