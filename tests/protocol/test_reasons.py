@@ -521,7 +521,7 @@ SCENARIOS: dict[Reason, Callable[[], Scenario]] = {
     # compute payment channels: tests/protocol/test_channels.py
     **CHANNEL_SCENARIOS,
 }
-# The compute protocol's reasons (offers, jobs, usage, frames, sessions).
+# The compute protocol's reasons (offers, jobs, channels, usage, frames, requests).
 SCENARIOS.update(COMPUTE_SCENARIOS)
 
 
