@@ -33,6 +33,11 @@ schema      change
             lanes of their heads, ``summary.py``, computed from the
             ``seq`` of every account in ``accounts``: one SHAKE-256 per
             chain); every other table keeps its layout and contents
+6 -> 7      adds ``vouchers`` (``compute.py``: the newest voucher this
+            node holds as a compute provider per channel; empty — schema
+            6 ran no provider, so it held none); every other table keeps
+            its layout and contents (the channel records of schema 6 are
+            ledger records and stay as they were)
 ==========  =============================================================
 """
 
@@ -52,7 +57,7 @@ from mycelia.protocol.reasons import Refused
 
 __all__ = ["OLDEST_SCHEMA", "SCHEMA_VERSION", "open_and_migrate"]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 #: The oldest schema this code migrates from.
 OLDEST_SCHEMA = 4
 log = logging.getLogger("mycelia.store")
@@ -168,8 +173,14 @@ def _v5_to_v6(env: Environment, txn: lmdb.Transaction[bytes]) -> None:
         txn.put(economy_id, HeadsSum.of(chains).encode(), db=env.db("summary"))
 
 
+def _v6_to_v7(env: Environment, txn: lmdb.Transaction[bytes]) -> None:
+    """``vouchers`` was created empty when the store opened, which is what a
+    store that never ran a provider holds; nothing else changes."""
+
+
 #: ``N -> migration to N+1`` (see the module docstring).
 _MIGRATIONS: dict[int, Callable[[Environment, lmdb.Transaction[bytes]], None]] = {
     4: _v4_to_v5,
     5: _v5_to_v6,
+    6: _v6_to_v7,
 }

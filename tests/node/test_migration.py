@@ -1,12 +1,14 @@
 """Store schema migrations: a store of an older schema (checked-in
-fixtures, ``fixtures/store-v4.tar.gz`` and ``store-v5.tar.gz``, written by
-schema-4 and schema-5 code) opens in place with every certificate, chain,
-validator lock and vote, pending submission and reading kept — and its
-validator still refuses to vote for an entry that conflicts with one it
-locked before the upgrade. Schema 6's ``summary`` records are computed
-from what was stored and equal the ones a store that applied the same
-certificates keeps. A store this code cannot read is refused with nothing
-changed."""
+fixtures, ``fixtures/store-v4.tar.gz``, ``store-v5.tar.gz`` and
+``store-v6.tar.gz``, written by schema-4, 5 and 6 code) opens in place
+with every certificate, chain, validator lock and vote, pending
+submission and reading kept — and its validator still refuses to vote
+for an entry that conflicts with one it locked before the upgrade.
+Schema 6's ``summary`` records are computed from what was stored and
+equal the ones a store that applied the same certificates keeps. Schema
+7's ``vouchers`` (a compute provider's) starts empty beside the channel
+records schema 6 kept, and holds vouchers from then on. A store this
+code cannot read is refused with nothing changed."""
 
 from __future__ import annotations
 
@@ -26,15 +28,16 @@ from mycelia.node.store import SCHEMA_VERSION, Store, StoreError, reading_key
 from mycelia.node.store.summary import HeadsSum, Summary
 from mycelia.node.submitter import CERTIFIED, Submitter
 from mycelia.node.validator import ValidatorService
-from mycelia.protocol import Certificate, Economy, Reason, SignedEntry, Vote
+from mycelia.protocol import Certificate, Economy, Reason, SignedEntry, Vote, Voucher, channel_state
 from mycelia.protocol.ledger import GapBuffer
 from mycelia.protocol.locks import resources
-from mycelia.testing.economies import validator_keys
+from mycelia.testing.economies import key, validator_keys
 
 FIXTURES = Path(__file__).parent / "fixtures"
-MANIFESTS = {v: json.loads((FIXTURES / f"store-v{v}.json").read_text()) for v in (4, 5)}
+MANIFESTS = {v: json.loads((FIXTURES / f"store-v{v}.json").read_text()) for v in (4, 5, 6)}
 MANIFEST = MANIFESTS[4]
 V5 = MANIFESTS[5]
+V6 = MANIFESTS[6]
 #: The fixture stores, each of an older schema than this code writes.
 OLDER = pytest.mark.parametrize("schema", sorted(MANIFESTS))
 
@@ -110,7 +113,7 @@ def test_v4_store_migrates_in_place_and_keeps_everything(tmp_path: Path) -> None
     path = unpack_v4(tmp_path)
     store = Store(path)
     try:
-        assert SCHEMA_VERSION == 6
+        assert SCHEMA_VERSION == 7
         assert_kept(store, MANIFEST)
         econ = bytes.fromhex(MANIFEST["economies"][0])
         # The tables schema 5 added exist and are empty.
@@ -193,6 +196,38 @@ def test_v5_store_migrates_in_place_and_its_summary_is_computed(tmp_path: Path) 
     assert schema_of(path) == str(SCHEMA_VERSION).encode()
 
 
+def test_v6_store_migrates_in_place_and_keeps_its_channels(tmp_path: Path) -> None:
+    """Schema 6 -> 7: everything kept — the channel records too — and the
+    provider's voucher table is there, empty, and holds the newest voucher
+    from then on."""
+    path = unpack(tmp_path, 6)
+    store = Store(path)
+    try:
+        assert_kept(store, V6)
+        econ = bytes.fromhex(V6["economies"][0])
+        for channel_hex, records in V6["channels"].items():
+            channel = bytes.fromhex(channel_hex)
+            for key_hex, value_hex in records.items():
+                assert store.record(econ, bytes.fromhex(key_hex)) == bytes.fromhex(value_hex)
+            state = channel_state(lambda k: store.record(econ, k), channel)
+            assert state is not None
+        for economy_hex, sizes in V6["sizes"].items():
+            assert list(store.sizes_of(bytes.fromhex(economy_hex))) == sizes
+        assert store.summary_of(econ) == from_scratch(store, econ)
+        assert store.held_vouchers() == {}
+        [open_hex] = [c for c, r in V6["channels"].items() if len(r) == 1]  # not settled
+        consumer = key(3)  # carol opened it
+        channel = bytes.fromhex(open_hex)
+        newer, older = (Voucher(econ, channel, n).sign(consumer) for n in (30, 20))
+        assert store.hold_vouchers_sync([(econ, newer), (econ, older)]) == [True, False]
+        held = store.held_voucher(channel)
+        assert held is not None
+        assert (held.economy, held.voucher, held.closing) == (econ, newer, b"")
+    finally:
+        store.close()
+    assert schema_of(path) == str(SCHEMA_VERSION).encode()
+
+
 @OLDER
 async def test_locks_hold_across_the_migration(tmp_path: Path, schema: int) -> None:
     """The double spend the fixture's validator 0 locked against before the
@@ -263,7 +298,7 @@ def test_newer_schema_is_refused_and_nothing_changes(tmp_path: Path) -> None:
         txn.put(b"schema", b"99", db=meta)
     env.close()
     before = digest(tmp_path)
-    with pytest.raises(StoreError, match=r"schema version 99; this mycelia reads 4 to 6"):
+    with pytest.raises(StoreError, match=r"schema version 99; this mycelia reads 4 to 7"):
         Store(tmp_path)
     assert digest(tmp_path) == before
 

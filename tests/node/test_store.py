@@ -150,7 +150,7 @@ def test_schema_mismatch_is_a_clear_error(tmp_path: Path) -> None:
     with env.begin(write=True) as txn:
         txn.put(b"schema", b"99", db=meta)
     env.close()
-    with pytest.raises(StoreError, match=r"schema version 99; this mycelia reads 4 to 6"):
+    with pytest.raises(StoreError, match=r"schema version 99; this mycelia reads 4 to 7"):
         Store(tmp_path)
 
 
