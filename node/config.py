@@ -65,6 +65,7 @@ __all__ = [
     "CONFIG_FILE_NAME",
     "DEFAULTS",
     "DEFAULT_DATADIR",
+    "ComputeConfig",
     "Config",
     "ConfigError",
     "EconomiesConfig",
@@ -72,6 +73,7 @@ __all__ = [
     "NodeConfig",
     "P2PConfig",
     "RpcConfig",
+    "RuntimeConfig",
     "SensorsConfig",
     "StoreConfig",
     "SubmitConfig",
@@ -121,12 +123,29 @@ class ConfigError(Exception):
 
 
 class _Bad(Exception):
-    """A value did not parse; ``got`` (if set) is the offending part."""
+    """A value did not parse; ``got`` (if set) is the offending part.
 
-    def __init__(self, got: object = MISSING, expected: str | None = None) -> None:
+    A table-valued setting (``compute.runtimes``) names the part inside it in
+    ``at`` (``".py.command"``), so the error names the whole key; ``unknown``
+    (a did-you-mean hint, possibly empty) says ``at`` is a key that does not
+    exist, and ``missing`` that a required key is absent.
+    """
+
+    def __init__(
+        self,
+        got: object = MISSING,
+        expected: str | None = None,
+        *,
+        at: str = "",
+        unknown: str | None = None,
+        missing: bool = False,
+    ) -> None:
         super().__init__()
         self.got = got
         self.expected = expected
+        self.at = at
+        self.unknown = unknown
+        self.missing = missing
 
 
 class _Kind:
@@ -767,6 +786,322 @@ class SensorsConfig:
     )
 
 
+# -- [compute]: the job runner (node/compute/, docs/compute-runner.md) ------------------------
+#
+# A runtime is a table of its own ([compute.runtimes.NAME]), so the setting
+# ``compute.runtimes`` is a table of tables: _Runtimes parses each runtime's
+# keys with the kinds declared on RuntimeConfig's fields, naming the key
+# inside the table in errors (``compute.runtimes.py.command: ...``).
+
+_RUNTIME_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_FILE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_USER_RE = re.compile(r"^([a-z_][a-z0-9_-]{0,31}\$?|[0-9]{1,10})$")
+
+
+class _Argv(_Kind):
+    """A command as an argv list whose first item is an absolute path: never
+    a shell string (nothing is ever parsed by a shell), and no PATH lookup
+    (the operator names exactly which program runs)."""
+
+    expected = 'an argv list such as ["/usr/bin/python3", "-I", "job.py"] (never a shell string)'
+
+    def from_toml(self, value: object) -> tuple[str, ...]:
+        if not isinstance(value, list | tuple) or not value:
+            raise _Bad
+        for v in value:
+            if type(v) is not str or not v or "\0" in v:
+                raise _Bad(v)
+        if not value[0].startswith("/"):
+            raise _Bad(value[0], "an absolute path as the argv's first item (no PATH lookup)")
+        return tuple(value)
+
+    def render(self, value: Any) -> str:
+        return "[" + ", ".join(_toml_str(v) for v in value) + "]"
+
+
+class _Env(_Kind):
+    """Environment variables a runtime adds to the job's minimal environment."""
+
+    expected = 'a table of environment variables such as { LANG = "C.UTF-8" }'
+
+    def from_toml(self, value: object) -> tuple[tuple[str, str], ...]:
+        if isinstance(value, dict):
+            pairs: list[object] = list(value.items())
+        elif isinstance(value, tuple):  # the parsed form, when built in code
+            pairs = list(value)
+        else:
+            raise _Bad
+        out: dict[str, str] = {}
+        for pair in pairs:
+            if not isinstance(pair, tuple) or len(pair) != 2:
+                raise _Bad
+            k, v = pair
+            if type(k) is not str or not _ENV_NAME_RE.match(k):
+                raise _Bad(k, "environment variable names of letters, digits and _")
+            if type(v) is not str or "\0" in v:
+                raise _Bad(v, "string values")
+            out[k] = v
+        return tuple(sorted(out.items()))
+
+    def render(self, value: Any) -> str:
+        return "{" + ", ".join(f"{k} = {_toml_str(v)}" for k, v in value) + "}"
+
+
+class _FileName(_Kind):
+    expected = "a plain file name (letters, digits, . _ -; no /)"
+
+    def from_toml(self, value: object) -> str:
+        if type(value) is not str or not _FILE_NAME_RE.match(value):
+            raise _Bad
+        return value
+
+
+class _User(_Kind):
+    expected = "a user name or numeric uid other than root"
+
+    def from_toml(self, value: object) -> str:
+        if type(value) is int and not isinstance(value, bool):
+            value = str(value)
+        if type(value) is not str or not _USER_RE.match(value.strip()):
+            raise _Bad
+        name = value.strip()
+        if name == "root" or (name.isdigit() and int(name) == 0):
+            raise _Bad(value, "a user other than root (jobs never run as root)")
+        return name
+
+
+class _RuntimeError(ValueError):
+    """A :class:`RuntimeConfig` field that is not valid: which, what it held
+    and what was expected."""
+
+    def __init__(self, name: str, got: object, expected: str) -> None:
+        super().__init__(f"{name}: expected {expected}, got {_short(got)}")
+        self.name, self.got, self.expected = name, got, expected
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    """[compute.runtimes.NAME]: one runtime this node offers: the command it
+    runs, its limits and how a job's input and output pass.
+
+    A consumer names the runtime and sends bounded input bytes; nothing else
+    it sends reaches the command line or the environment.
+    """
+
+    name: str
+    command: tuple[str, ...] = field(
+        metadata=_meta(_Argv(), "the program and its arguments, as an argv list (required)")
+    )
+    env: tuple[tuple[str, str], ...] = _setting(
+        (), _Env(), "environment variables added to the job's minimal environment"
+    )
+    max_cpu_s: float = _setting(
+        60.0, _Seconds(0.001, 30 * 86_400.0), "CPU seconds a job may use (all its processes)"
+    )
+    max_wall_s: float = _setting(
+        300.0, _Seconds(0.001, 30 * 86_400.0), "seconds a job may run (time frozen not counted)"
+    )
+    memory_mib: int = _setting(
+        256, _Int(1, 1 << 20), "memory reserved for a job, in MiB (billed as MiB x wall time)"
+    )
+    max_input_bytes: int = _setting(
+        1 * MiB, _Int(0, 1024 * MiB), "largest input a job accepts, in bytes"
+    )
+    max_output_bytes: int = _setting(
+        1 * MiB, _Int(0, 1024 * MiB), "output kept, in bytes; more is cut off and flagged"
+    )
+    max_stderr_bytes: int = _setting(
+        64 * KiB, _Int(0, 64 * MiB), "standard error kept, in bytes; more is cut off and flagged"
+    )
+    max_file_bytes: int = _setting(
+        64 * MiB,
+        _Int(1 * KiB, 1024 * 1024 * MiB),
+        "largest file a job's process may write (RLIMIT_FSIZE), in bytes",
+    )
+    input: str = _setting(
+        "stdin", _Choice("stdin", "file"), "how the input passes: stdin, or file (input_file)"
+    )
+    output: str = _setting(
+        "stdout",
+        _Choice("stdout", "file"),
+        "where the output is read: stdout, or file (output_file)",
+    )
+    input_file: str = _setting(
+        "input", _FileName(), "with input = file: its name in the job's work directory"
+    )
+    output_file: str = _setting(
+        "output", _FileName(), "with output = file: its name in the job's work directory"
+    )
+
+    def __post_init__(self) -> None:
+        # Validated when built, in code as from a file: the loader names the
+        # whole key, code gets a _RuntimeError (a ValueError) naming the field.
+        if type(self.name) is not str or not _RUNTIME_NAME_RE.match(self.name):
+            raise _RuntimeError("name", self.name, _Runtimes.name_expected)
+        for f in fields(self):
+            kind = f.metadata.get("kind")
+            if kind is None:
+                continue
+            try:
+                value = kind.from_toml(getattr(self, f.name))
+            except _Bad as exc:
+                got = getattr(self, f.name) if exc.got is MISSING else exc.got
+                raise _RuntimeError(f.name, got, exc.expected or kind.expected) from None
+            object.__setattr__(self, f.name, value)
+        if self.input == "file" and self.output == "file" and self.input_file == self.output_file:
+            raise _RuntimeError("output_file", self.output_file, "a name other than input_file's")
+
+    @property
+    def max_cpu_ms(self) -> int:
+        return max(1, round(self.max_cpu_s * 1000))
+
+    @property
+    def max_wall_ms(self) -> int:
+        return max(1, round(self.max_wall_s * 1000))
+
+
+_RUNTIME_FIELDS = {f.name: f for f in fields(RuntimeConfig) if "kind" in f.metadata}
+
+
+class _Runtimes(_Kind):
+    """``compute.runtimes``: a table of runtime tables, keyed by name."""
+
+    expected = "a table of runtimes, [compute.runtimes.NAME] with at least command"
+    name_expected = "a runtime name of lowercase letters, digits, . _ - (at most 64)"
+
+    def from_toml(self, value: object) -> tuple[RuntimeConfig, ...]:
+        if not isinstance(value, dict):
+            raise _Bad
+        out: list[RuntimeConfig] = []
+        for name, table in value.items():
+            if not _RUNTIME_NAME_RE.match(name):
+                raise _Bad(name, self.name_expected, at=f".{name}")
+            if not isinstance(table, dict):
+                raise _Bad(table, "a table [compute.runtimes.NAME]", at=f".{name}")
+            kwargs: dict[str, Any] = {}
+            for key, raw in table.items():
+                f = _RUNTIME_FIELDS.get(key)
+                at = f".{name}.{key}"
+                if f is None:
+                    close = difflib.get_close_matches(key, list(_RUNTIME_FIELDS), n=1, cutoff=0.6)
+                    hint = f" (did you mean compute.runtimes.{name}.{close[0]}?)" if close else ""
+                    raise _Bad(at=at, unknown=hint)
+                kind: _Kind = f.metadata["kind"]
+                try:
+                    kwargs[key] = kind.from_toml(raw)
+                except _Bad as exc:
+                    got = raw if exc.got is MISSING else exc.got
+                    raise _Bad(got, exc.expected or kind.expected, at=at) from None
+            if "command" not in kwargs:
+                raise _Bad(expected=_Argv.expected, at=f".{name}.command", missing=True)
+            try:
+                out.append(RuntimeConfig(name=name, **kwargs))
+            except _RuntimeError as exc:  # a rule relating two keys
+                raise _Bad(exc.got, exc.expected, at=f".{name}.{exc.name}") from None
+        return tuple(out)
+
+    def from_text(self, text: str) -> tuple[RuntimeConfig, ...]:
+        # The environment and --set give a TOML inline table:
+        # '{ py = { command = ["/usr/bin/python3", "-I", "-"] } }'
+        if not text.strip():
+            return ()
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            raise _Bad from None
+        return self.from_toml(value)
+
+    def render(self, value: Any) -> str:
+        tables = []
+        for rt in value:
+            items = [
+                f"{key} = {f.metadata['kind'].render(getattr(rt, key))}"
+                for key, f in _RUNTIME_FIELDS.items()
+            ]
+            tables.append(f"{rt.name} = {{ {', '.join(items)} }}")
+        return "{" + ", ".join(tables) + "}"
+
+
+@dataclass(frozen=True, slots=True)
+class ComputeConfig:
+    """[compute]: jobs this node runs for others, metered from the OS (docs/compute-runner.md)."""
+
+    enabled: bool = _setting(False, _Bool(), "run compute jobs for consumers")
+    user: str = _setting(
+        "nobody",
+        _User(),
+        "user jobs run as when the node runs as root (never root); a node not running as "
+        "root runs jobs as itself, and then this must name the node's own user",
+    )
+    work_dir: Path | None = field(
+        default=None,
+        metadata=_meta(
+            _Path(optional=True),
+            'where each job gets its private directory (removed after); "" = a fresh '
+            "directory under the system's temporary directory",
+            relative_to_source=True,
+        ),
+    )
+    metering: str = _setting(
+        "auto",
+        _Choice("auto", "cgroup", "shim"),
+        "auto (cgroup when a writable cgroup v2 is delegated to the node, else shim), "
+        "cgroup or shim",
+    )
+    cgroup: Path | None = field(
+        default=None,
+        metadata=_meta(
+            _Path(optional=True),
+            'the cgroup v2 directory delegated to the node; "" = the node\'s own cgroup',
+        ),
+    )
+    # 1: jobs running at once share the job user, so they could see each
+    # other's files and processes (docs/compute-runner.md, "Isolation").
+    max_jobs: int = _setting(
+        1,
+        _Int(1, 1024),
+        "most jobs running at once; more are refused (jobs at once share the job user)",
+    )
+    poll_interval_s: float = _setting(
+        0.25,
+        _Seconds(0.01, 10.0),
+        "seconds between reads of a running job's usage (to enforce its CPU limit)",
+    )
+    runtimes: tuple[RuntimeConfig, ...] = _setting(
+        (),
+        _Runtimes(),
+        "runtimes offered: write them as [compute.runtimes.NAME] tables instead of this line "
+        "(keys below; configs/README.md)",
+    )
+
+    def __post_init__(self) -> None:
+        if self.work_dir is not None:
+            object.__setattr__(self, "work_dir", _absolute(self.work_dir))
+        if self.cgroup is not None:
+            object.__setattr__(self, "cgroup", _absolute(self.cgroup))
+
+    def runtime(self, name: str) -> RuntimeConfig | None:
+        """The runtime called ``name``, or None."""
+        for rt in self.runtimes:
+            if rt.name == name:
+                return rt
+        return None
+
+    @staticmethod
+    def example() -> str:
+        """The commented runtime table the default file shows after [compute]."""
+        lines = [
+            "# A runtime (repeat per runtime; NAME: lowercase letters, digits, . _ -):",
+            "# [compute.runtimes.NAME]",
+        ]
+        for key, f in _RUNTIME_FIELDS.items():
+            value = ("/usr/bin/python3", "-I", "-") if f.default is MISSING else f.default
+            lines.append(f"#   # {f.metadata['doc']}")
+            lines.append(f"#   {key} = {f.metadata['kind'].render(value)}")
+        return "\n".join(lines)
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The whole node configuration; every path in it is absolute.
@@ -784,6 +1119,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     rpc: RpcConfig = field(default_factory=RpcConfig)
     sensors: SensorsConfig = field(default_factory=SensorsConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
     source: Path | None = field(default=None, compare=False)
 
 
@@ -859,11 +1195,14 @@ def _put(
         # Text (the environment, --set) is a str; TOML is whatever the file holds.
         value = kind.from_text(raw) if text and isinstance(raw, str) else kind.from_toml(raw)
     except _Bad as exc:
+        name = f"{section}.{key}{exc.at}"
+        if exc.unknown is not None:
+            raise ConfigError(f"unknown key {name} {layer.where}{exc.unknown}", key=name) from None
         got = raw if exc.got is MISSING else exc.got
         expected = exc.expected or kind.expected
+        said = "nothing" if exc.missing else _short(got)
         raise ConfigError(
-            f"{section}.{key}: expected {expected}, got {_short(got)} ({layer.where})",
-            key=f"{section}.{key}",
+            f"{name}: expected {expected}, got {said} ({layer.where})", key=name
         ) from None
     if f.metadata["relative_to_source"] and isinstance(value, Path) and not value.is_absolute():
         value = layer.base / value
@@ -1030,5 +1369,7 @@ def default_toml(
                 value = f.default
             lines.append(f"# {f.metadata['doc']}")
             lines.append(f"{key} = {f.metadata['kind'].render(value)}")
+        if cls is ComputeConfig:
+            lines.append(ComputeConfig.example())
         lines.append("")
     return "\n".join(lines)
