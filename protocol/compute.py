@@ -404,19 +404,18 @@ def provider_decide(
 # -- billing -----------------------------------------------------------------------
 
 
-def billed(
-    limits: Limits, *, cpu_ms: int, wall_ms: int, frozen_ms: int, previous: Usage | None = None
-) -> Usage:
-    """The counters a provider bills for a job from what it metered:
-    ``cpu_ms`` (all the job's processes), ``wall_ms`` since the job started
-    and ``frozen_ms`` of it spent frozen for non-payment, which is not
-    billed (``pricing.py``). Each counter is held to the job's limits — the
-    runner stops a job at a limit, and may measure a little past it before
-    the kill lands — and never below the ``previous`` report's;
-    ``mib_ms = reserved_mib × wall_ms`` (memory is billed as reserved)."""
-    running = max(0, wall_ms - frozen_ms)
-    cpu = min(max(0, cpu_ms), limits.max_cpu_ms)
-    wall = min(running, limits.max_wall_ms)
+def billed(limits: Limits, metered: Usage, previous: Usage | None = None) -> Usage:
+    """The counters a provider bills for a job from what it metered: CPU
+    time of all the job's processes and its running wall time (time the
+    provider held it frozen for non-payment is not running time:
+    ``pricing.py``; the runner's clock stops while a job is frozen). Each is
+    held to the job's limits — a runner stops a job at a limit but may
+    measure a little past it before the kill lands — and never below the
+    ``previous`` report's (two clocks read a moment apart); ``mib_ms =
+    reserved_mib × wall_ms`` with the job's reservation (memory is billed
+    as reserved)."""
+    cpu = min(metered.cpu_ms, limits.max_cpu_ms)
+    wall = min(metered.wall_ms, limits.max_wall_ms)
     if previous is not None:
         cpu = max(cpu, previous.cpu_ms)
         wall = max(wall, previous.wall_ms)
@@ -493,15 +492,10 @@ class ProviderJob:
     def ended(self) -> bool:
         return self.result is not None
 
-    def meter(self, *, cpu_ms: int, wall_ms: int, frozen_ms: int, peak_bytes: int | None) -> Usage:
-        """Record what the job used so far (:func:`billed`); the billed counters."""
-        self.usage = billed(
-            self.job.limits,
-            cpu_ms=cpu_ms,
-            wall_ms=wall_ms,
-            frozen_ms=frozen_ms,
-            previous=self.usage,
-        )
+    def meter(self, metered: Usage, peak_bytes: int | None = None) -> Usage:
+        """Record what the job used so far (:func:`billed`): its CPU and
+        running wall time, and its memory peak if known; the billed counters."""
+        self.usage = billed(self.job.limits, metered, self.usage)
         if peak_bytes is not None:
             self.peak_bytes = max(self.peak_bytes, peak_bytes)
         return self.usage

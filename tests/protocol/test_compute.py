@@ -362,38 +362,31 @@ def test_the_provider_never_carries_more_than_the_window_plus_one_step(
 # -- billing -------------------------------------------------------------------------
 
 
-def test_billing_leaves_out_frozen_time_and_holds_counters_to_the_limits() -> None:
+def test_billing_holds_counters_to_the_limits_and_never_back() -> None:
     lim = dataclasses.replace(LIMITS, max_cpu_ms=5_000, max_wall_ms=10_000, reserved_mib=4)
-    assert billed(lim, cpu_ms=1_200, wall_ms=3_000, frozen_ms=1_000) == Usage(1_200, 2_000, 8_000)
+    # Memory is billed as the job's reservation, whatever the runtime reserved.
+    assert billed(lim, Usage(1_200, 2_000, 512 * 2_000)) == Usage(1_200, 2_000, 8_000)
     # Past a limit (the kill lands a poll later): billed at the limit.
-    assert billed(lim, cpu_ms=5_400, wall_ms=12_000, frozen_ms=0) == Usage(5_000, 10_000, 40_000)
+    assert billed(lim, Usage(5_400, 12_000, 0)) == Usage(5_000, 10_000, 40_000)
     # Never below the previous report (two clocks read a moment apart).
     before = Usage(1_000, 2_500, 10_000)
-    assert billed(lim, cpu_ms=900, wall_ms=3_000, frozen_ms=600, previous=before) == Usage(
-        1_000, 2_500, 10_000
-    )
-    assert billed(lim, cpu_ms=0, wall_ms=100, frozen_ms=500) == Usage()
+    assert billed(lim, Usage(900, 2_400, 0), before) == before
+    assert billed(lim, Usage()) == Usage()
 
 
-@given(
-    st.lists(st.tuples(st.integers(0, 500), st.integers(0, 500), st.booleans()), max_size=40),
-)
+@given(st.lists(st.tuples(st.integers(-300, 500), st.integers(-300, 500)), max_size=40))
 def test_billed_counters_only_grow_and_stay_within_the_limits(
-    steps: list[tuple[int, int, bool]],
+    steps: list[tuple[int, int]],
 ) -> None:
     lim = dataclasses.replace(LIMITS, max_cpu_ms=8_000, max_wall_ms=9_000)
-    cpu = wall = frozen = 0
+    cpu = wall = 0
     previous = Usage()
-    for dcpu, dt, frozen_now in steps:
-        wall += dt
-        if frozen_now:
-            frozen += dt
-        else:
-            cpu += dcpu
-        u = billed(lim, cpu_ms=cpu, wall_ms=wall, frozen_ms=frozen, previous=previous)
+    for dcpu, dwall in steps:
+        cpu, wall = max(0, cpu + dcpu), max(0, wall + dwall)  # a meter may jitter back
+        u = billed(lim, Usage(cpu, wall, 0), previous)
         assert u.covers(previous)
         assert lim.excess(u) is None
-        assert u.wall_ms <= max(previous.wall_ms, wall - frozen)
+        assert u.wall_ms in (previous.wall_ms, min(wall, lim.max_wall_ms))
         previous = u
 
 
@@ -411,21 +404,21 @@ def test_a_provider_job_signs_a_report_only_when_the_counters_move() -> None:
     assert isinstance(first, UsageFrame)
     assert (first.usage.report.seq, first.usage.report.price) == (1, 100)  # the fee
     assert pj.answer() == first  # nothing moved: the same report
-    pj.meter(cpu_ms=500, wall_ms=1_000, frozen_ms=0, peak_bytes=None)
+    pj.meter(Usage(500, 1_000))
     second = pj.report()
     assert second.report.seq == 2
     assert second.report.usage == Usage(500, 1_000, 512 * 1_000)
     assert second.report.price == price(pj.offer, "python3", second.report.usage)
     assert second.report.peak_bytes == -1
     assert pj.report() is second
-    pj.meter(cpu_ms=500, wall_ms=3_000, frozen_ms=2_000, peak_bytes=7_000)  # frozen: no more
+    pj.meter(Usage(500, 1_000), 7_000)  # frozen meanwhile: its clock stopped
     assert pj.report() is second
     second.verify(PROVIDER.public)
 
 
 def test_a_provider_job_ends_with_one_result_that_answers_everything_after() -> None:
     pj = _provider(limits=dataclasses.replace(LIMITS, max_output_bytes=5))
-    pj.meter(cpu_ms=700, wall_ms=1_500, frozen_ms=0, peak_bytes=1 << 20)
+    pj.meter(Usage(700, 1_500), 1 << 20)
     seq = pj.report().report.seq
     result = pj.finish(exit_status=0, outcome="completed", output=b"0123456789")
     assert result.output == b"01234"
@@ -434,7 +427,7 @@ def test_a_provider_job_ends_with_one_result_that_answers_everything_after() -> 
     assert (r.seq, r.final, r.usage, r.peak_bytes) == (seq + 1, True, pj.usage, 1 << 20)
     assert pj.answer() is result
     assert pj.finish(exit_status=1, outcome="failed", output=b"") is result
-    pj.meter(cpu_ms=9_000, wall_ms=9_000, frozen_ms=0, peak_bytes=None)
+    pj.meter(Usage(9_000, 9_000))
     assert pj.answer() is result
     kept = _provider().finish(exit_status=-9, outcome="unpaid", output=b"x")
     assert (kept.exit_status, kept.outcome, kept.output) == (-9, "unpaid", b"x")
@@ -473,14 +466,14 @@ def test_a_provider_job_freezes_then_kills_an_unpaid_job_and_thaws_a_paid_one() 
     o = offer(credit_window=1_000, grace_ms=5_000)
     pj = _provider(o)
     assert pj.decide(T0).action is Action.CONTINUE  # the fee (100) is within the window
-    pj.meter(cpu_ms=1_000, wall_ms=1_000, frozen_ms=0, peak_bytes=None)  # 100 + 2000 + 512 + 5
+    pj.meter(Usage(1_000, 1_000))  # 100 + 2000 + 512 + 5
     assert pj.decide(T0 + 1_000).action is Action.FREEZE
     assert pj.over_since_ms == T0 + 1_000
     assert pj.decide(T0 + 5_999).action is Action.FREEZE
     pj.hold(Voucher(o.economy, CHANNEL, pj.price - 1_000).sign(CONSUMER))
     thawed = pj.decide(T0 + 5_999)
     assert (thawed.action, thawed.unpaid, pj.over_since_ms) == (Action.CONTINUE, 1_000, None)
-    pj.meter(cpu_ms=1_100, wall_ms=1_100, frozen_ms=0, peak_bytes=None)
+    pj.meter(Usage(1_100, 1_100))
     assert pj.decide(T0 + 7_000).action is Action.FREEZE
     assert pj.decide(T0 + 12_000).action is Action.KILL
 
@@ -547,14 +540,14 @@ def test_an_honest_job_from_start_to_final_payment() -> None:
     assert paid == [40 + 100]  # base + the fee
     assert cj.receive(_ask(pj, cj.poll())) is None  # the same report: nothing new
     for second in (1, 2, 3):
-        pj.meter(cpu_ms=900 * second, wall_ms=1_000 * second, frozen_ms=0, peak_bytes=None)
+        pj.meter(Usage(900 * second, 1_000 * second))
         if second == 2:
             pj.report()  # a report whose answer was lost: the next one skips a seq
-            pj.meter(cpu_ms=1_900, wall_ms=2_100, frozen_ms=0, peak_bytes=None)
+            pj.meter(Usage(1_900, 2_100))
         settle(cj.receive(_ask(pj, cj.poll())))
     assert paid[-1] == 40 + pj.price == cj.paid == pj.held
     assert not cj.ended
-    pj.meter(cpu_ms=2_900, wall_ms=3_400, frozen_ms=0, peak_bytes=None)  # the last moments
+    pj.meter(Usage(2_900, 3_400))  # the last moments
     result = pj.finish(exit_status=0, outcome="completed", output=b"42\n")
     settle(cj.receive(_ask(pj, cj.cancel())))  # crossed the RESULT: answered with it
     assert cj.result == result
@@ -683,15 +676,15 @@ def test_the_consumer_never_pays_past_the_newest_signed_price_whatever_is_lost(
     pj = ProviderJob(o, j, PROVIDER)
     cj = ConsumerJob(o, j, escrow=escrow, max_spend=max_spend)
     signed_prices = {pj.report().report.price}
-    cpu = wall = frozen = 0
+    cpu = wall = 0
     last_paid = cj.paid
     for dt, what in steps:
         wall += dt
         if what == "freeze":
-            frozen += dt
+            wall -= dt  # a frozen job's clock stops
         else:
             cpu += dt // 2
-        pj.meter(cpu_ms=cpu, wall_ms=wall, frozen_ms=frozen, peak_bytes=None)
+        pj.meter(Usage(cpu, wall))
         answer = pj.answer()
         signed_prices.add(pj.report().report.price)
         if what == "lost":
