@@ -456,11 +456,12 @@ class ErrorFrame(_Frame):
         schema.str_(self.detail, "detail", max_bytes=MAX_DETAIL_BYTES)
 
     @classmethod
-    def of(cls, reason: Reason, detail: str = "") -> ErrorFrame:
-        """An ERROR for ``reason``, its detail cut to :data:`MAX_DETAIL_BYTES`
+    def of(cls, reason: str, detail: str = "") -> ErrorFrame:
+        """An ERROR for ``reason`` (a :class:`Reason`, or a node's own code:
+        any ``[a-z0-9_]`` string), its detail cut to :data:`MAX_DETAIL_BYTES`
         (at a character boundary)."""
         cut = detail.encode()[:MAX_DETAIL_BYTES].decode(errors="ignore")
-        return cls(reason.value, cut)
+        return cls(str(reason), cut)
 
     @property
     def reason(self) -> Reason | None:
