@@ -440,6 +440,7 @@ class ProviderJob:
         "_key",
         "_last",
         "cancelled",
+        "first",
         "job",
         "offer",
         "over_since_ms",
@@ -472,6 +473,8 @@ class ProviderJob:
         self.cancelled = False
         self.result: ResultFrame | None = None
         self._last = self._sign(1, final=False)
+        #: the answer to the JOB that started it: seq 1, the fee
+        self.first = UsageFrame(self._last)
 
     @property
     def id(self) -> bytes:

@@ -171,6 +171,10 @@ class _Run:
     data: bytes
     wake: trio.Event = field(default_factory=trio.Event)
     ended_at: float | None = None
+    #: the job is held still for non-payment
+    frozen: bool = False
+    #: the runner's job, while it runs
+    running: RunningJob | None = None
 
     def poke(self) -> None:
         self.wake.set()
@@ -339,7 +343,7 @@ class Provider:
             peer,
             job.channel.hex()[:16],
         )
-        return pj.answer()
+        return pj.first
 
     async def _voucher(self, run: _Run, signed: SignedVoucher) -> None:
         self.vouchers_received += 1
@@ -419,6 +423,7 @@ class Provider:
         """Meter the job and apply the credit rule until it ends; why the
         provider killed it (None: it ended by itself or at a limit)."""
         pj = run.pj
+        run.running = running
         while not running.done:
             usage = running.usage()
             pj.meter(usage.counters(), usage.peak_memory_bytes)
@@ -435,6 +440,7 @@ class Provider:
                     await running.freeze()
                 elif running.frozen:
                     await running.thaw()
+                run.frozen = running.frozen
             except JobError as exc:
                 log.warning("compute job %s: %s; killing it", pj.id.hex()[:16], exc)
                 await running.kill()

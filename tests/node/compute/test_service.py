@@ -1,0 +1,203 @@
+"""The compute service on real nodes (``node/compute/service.py``): four
+validators and a provider in one trio process, jobs through a node's relay
+to the provider's runner, vouchers persisted, channels closed — also after
+a restart — and every refusal through the wire with its reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from mycelia.node.compute.relay import Relayed
+from mycelia.protocol import Reason, Refused
+from mycelia.protocol.compute import Pay
+from mycelia.protocol.compute_frames import ErrorFrame, ResultFrame, UsageFrame, decode_answer
+from mycelia.protocol.pricing import Usage, price
+from mycelia.testing.cluster import converge
+from tests.node.compute.service_world import CONSUMER, Market, buy, market
+
+
+async def settled(m: Market, channel: bytes) -> None:
+    """Wait until every node applied the channel's settlement."""
+    with trio.fail_after(60):
+        while True:
+            states = [m.channel(n, channel) for n in m.c.nodes]
+            if all(s is not None and s.settlement is not None for s in states):
+                break
+            await trio.sleep(0.1)
+    await converge(m.c.nodes, m.economy)
+
+
+def answer_of(relayed: Relayed) -> UsageFrame | ResultFrame | ErrorFrame:
+    return decode_answer(relayed.answer)
+
+
+async def test_a_job_runs_and_the_provider_is_paid_exactly_its_metered_price(
+    tmp_path: Path,
+) -> None:
+    async with market(tmp_path) as m:
+        offer = await m.offer()
+        channel = await m.open_channel(900, offer=offer)
+        relayed = await m.start(offer, channel, "work", b"hello")
+        first = answer_of(relayed)
+        assert isinstance(first, UsageFrame)
+        assert (first.usage.report.seq, first.usage.report.price) == (1, 50)  # the fee
+        bought = await buy(m, relayed, offer, escrow=900, max_spend=900)
+        cj = bought.job
+        assert cj.done
+        result = cj.result
+        assert result is not None
+        assert (result.outcome, result.exit_status, result.output) == ("completed", 0, b"HELLO")
+        final = result.usage.report
+        assert final.final
+        assert final.price == price(offer.offer, "work", final.usage)
+        assert final.usage.cpu_ms >= 250  # it burned 0.3 s
+        assert bought.paid[-1] == final.price == cj.paid
+        assert bought.paid == sorted(bought.paid)
+        await settled(m, channel)
+        provider, me = m.provider.key.public, CONSUMER.public
+        for node in m.c.nodes:
+            state = m.channel(node, channel)
+            assert state is not None
+            assert state.settlement is not None
+            assert state.settlement.kind == "channel.close"
+            assert (state.settlement.to_provider, state.settlement.to_consumer) == (
+                final.price,
+                900 - final.price,
+            )
+            assert node.store.account(m.economy, provider).balance == final.price
+            assert node.store.account(m.economy, me).balance == -final.price
+        # The provider forgot the voucher once the close was certified.
+        assert m.provider.store.held_voucher(channel) is None
+        service = m.provider.compute
+        assert service.provider is not None
+        assert service.provider.outcomes["completed"] == 1
+        assert service.closer.settlements["close"] == 1
+        assert isinstance(bought.decisions[0], Pay)
+
+
+async def test_a_consumer_cannot_run_a_runtime_the_provider_did_not_configure(
+    tmp_path: Path,
+) -> None:
+    async with market(tmp_path) as m:
+        offer = await m.offer()
+        channel = await m.open_channel(500, offer=offer)
+        relay = m.wallet_node.compute.relay
+        # The relay knows the offer lists no "sh" (it refuses to build such a
+        # job without limits); with limits, the JOB goes to the provider.
+        with pytest.raises(Refused) as local:
+            await relay.start(offer.id, channel, "sh", b"rm -rf /")
+        assert local.value.reason is Reason.UNKNOWN_RUNTIME
+        limits = offer.offer.runtimes[0].limits
+        relayed = await relay.start(offer.id, channel, "sh", b"rm -rf /", limits=limits)
+        refused = answer_of(relayed)
+        assert isinstance(refused, ErrorFrame)
+        assert refused.code == "unknown_runtime"
+        assert relayed.id not in relay.jobs
+        assert m.provider.compute.provider is not None
+        assert m.provider.compute.provider.running == 0
+        # The channel is still free: an offered runtime runs on it.
+        ok = await relay.start(offer.id, channel, "echo", b"x")
+        assert isinstance(answer_of(ok), UsageFrame)
+        done = await buy(m, ok, offer, escrow=500, max_spend=500)
+        assert isinstance(done.job.result, ResultFrame)
+        assert done.job.result.output == b"x"
+
+
+def job_pids(work_root: Path) -> set[int]:
+    """The processes whose working directory is a job directory under
+    ``work_root`` (every process a job runs starts there)."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = (entry / "cwd").readlink()
+        except OSError:
+            continue
+        if cwd.is_relative_to(work_root):
+            pids.add(int(entry.name))
+    return pids
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def test_a_consumer_that_stops_paying_is_frozen_then_killed_within_its_window(
+    tmp_path: Path,
+) -> None:
+    async with market(tmp_path) as m:
+        offer = await m.offer()
+        channel = await m.open_channel(900, offer=offer)
+        relayed = await m.start(offer, channel, "sleep", b"")
+        provider = m.provider.compute.provider
+        assert provider is not None
+        run = provider.jobs[relayed.id]
+        with trio.fail_after(30):
+            while not run.frozen:  # the fee was within the window; running time is not
+                await trio.sleep(0.02)
+        assert run.running is not None
+        frozen_at = run.running.usage()  # its clock stopped with the freeze
+        bought = await buy(m, relayed, offer, escrow=900, max_spend=900, pay=False)
+        result = bought.job.result
+        assert result is not None
+        assert result.outcome == "unpaid"
+        assert result.exit_status < 0  # killed by a signal
+        final = result.usage.report
+        assert abs(final.usage.wall_ms - frozen_at.wall_ms) <= 1  # nothing billed while frozen
+        assert bought.paid == []
+        # Never more unpaid than the credit window plus one step of work
+        # (a tick of 0.05 s at full use of both cores, with margin for the
+        # moment a freeze takes to land).
+        window = offer.offer.credit_window
+        step = price(offer.offer, "sleep", Usage(2 * 250, 250, 0)) - 50
+        assert window < final.price <= window + step
+        # Nothing was paid, so there is nothing to close.
+        assert m.provider.store.held_voucher(channel) is None
+        assert provider.outcomes["unpaid"] == 1
+
+
+async def test_a_restarted_provider_still_closes_with_the_newest_voucher(tmp_path: Path) -> None:
+    async with market(tmp_path) as m:
+        offer = await m.offer()
+        channel = await m.open_channel(900, offer=offer)
+        relayed = await m.start(offer, channel, "sleep", b"")
+        provider = m.provider.compute.provider
+        runner = m.provider.compute.runner
+        assert provider is not None
+        assert runner is not None
+        work_root = runner.work.path
+        # Pay as the job runs, until three vouchers are durable.
+        bought = await buy(
+            m, relayed, offer, escrow=900, max_spend=900, until=lambda b: len(b.paid) >= 3
+        )
+        newest = bought.paid[-1]
+        held = m.provider.store.held_voucher(channel)
+        assert held is not None
+        assert held.amount == newest
+        pids = job_pids(work_root)
+        assert pids  # the shim and the job's processes
+        await m.c.stop(m.provider)
+        # The job died with the node: none of its processes is left.
+        assert not [p for p in pids if alive(p)]
+        fresh = await m.c.restart(m.provider)
+        m.provider = fresh
+        await settled(m, channel)
+        state = m.channel(m.wallet_node, channel)
+        assert state is not None
+        assert state.settlement is not None
+        assert state.settlement.kind == "channel.close"
+        assert state.settlement.to_provider == newest
+        assert fresh.store.held_voucher(channel) is None
+        # The consumer asking about the job now hears that it is gone.
+        gone = await m.wallet_node.compute.relay.poll(relayed.id)
+        answer = answer_of(gone)
+        assert isinstance(answer, ErrorFrame)
+        assert answer.code == "unknown_job"
