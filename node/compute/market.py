@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import trio
@@ -60,12 +61,14 @@ from mycelia.protocol.offers import (
 from mycelia.protocol.pricing import Prices
 from mycelia.protocol.reasons import Refused
 
-__all__ = ["OFFER_SEQ", "Market", "runtime_of"]
+__all__ = ["MAX_SEEN", "OFFER_SEQ", "Market", "runtime_of"]
 
 log = logging.getLogger("mycelia.compute")
 
 #: A provider node signs one offer per economy.
 OFFER_SEQ = 1
+#: Offers remembered by id after a newer version replaced them in a book.
+MAX_SEEN = 4096
 
 
 def runtime_of(rt: RuntimeConfig) -> Runtime:
@@ -111,6 +114,9 @@ class Market:
         self._wall_ms = wall_ms
         self.books: dict[bytes, OfferBook] = {}
         self._own: dict[bytes, SignedOffer] = {}
+        # Offers a book replaced by a newer version of the same slot stay
+        # good until they expire: a wallet may have picked one a moment ago.
+        self._seen: OrderedDict[bytes, SignedOffer] = OrderedDict()
         self._runtimes = self._offered_runtimes()
         self._nursery: trio.Nursery | None = None
         self._wake = trio.Event()
@@ -164,7 +170,8 @@ class Market:
         )
         signed = offer.sign(self.key)
         self._own[signed.id] = signed
-        self._book(economy).add(signed, now)
+        if self._book(economy).add(signed, now):
+            self._remember(signed)
         return signed
 
     async def publish(self) -> int:
@@ -214,9 +221,15 @@ class Market:
             try:
                 if book.add(signed, now):
                     self.received += 1
+                    self._remember(signed)
             except Refused as exc:
                 self.refused += 1
                 log.debug("offer %s refused: %s", signed.id.hex()[:16], exc)
+
+    def _remember(self, signed: SignedOffer) -> None:
+        self._seen[signed.id] = signed
+        while len(self._seen) > MAX_SEEN:
+            self._seen.popitem(last=False)
 
     def offers(self, economy: bytes) -> list[SignedOffer]:
         """The unexpired offers of ``economy`` this node holds (its own too)."""
@@ -224,13 +237,18 @@ class Market:
         return [] if book is None else book.offers(self._wall_ms())
 
     def offer(self, offer_id: bytes) -> SignedOffer | None:
-        """The unexpired offer with this id, in any economy followed."""
+        """The unexpired offer with this id, in any economy followed — also
+        one its provider has since replaced with a newer one (the last
+        :data:`MAX_SEEN` offers the books took are remembered)."""
         now = self._wall_ms()
         for book in self.books.values():
             found = book.get(offer_id, now)
             if found is not None:
                 return found
-        return None
+        seen = self._seen.get(offer_id)
+        if seen is None or seen.offer.expired(now):
+            return None
+        return seen
 
     # -- running ---------------------------------------------------------------------------
 

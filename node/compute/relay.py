@@ -15,7 +15,7 @@ and sends the JOB, each VOUCHER, POLL and CANCEL as one
 It remembers the jobs it relays (at most ``compute.max_relayed_jobs``;
 those that ended go first when it is full, and each is forgotten
 :data:`KEPT_S` after its last request) — the provider's peer, the job and
-the newest answer — so the wallet names a job by its id alone. Watching a
+the newest USAGE or RESULT — so the wallet names a job by its id alone. Watching a
 job (the RPC's ``job`` subscription) polls the provider about once a
 second (:data:`WATCH_S`) while someone watches and the job has not ended,
 and tells the watchers each new answer.
@@ -52,7 +52,7 @@ from mycelia.protocol.compute_frames import (
     decode_answer,
 )
 from mycelia.protocol.offers import Limits, SignedOffer
-from mycelia.protocol.reasons import Refused
+from mycelia.protocol.reasons import Reason, Refused
 
 __all__ = ["KEPT_S", "WATCH_S", "Relay", "RelayError", "Relayed"]
 
@@ -94,10 +94,14 @@ class Relayed:
     def id(self) -> bytes:
         return self.job.id
 
+    #: the provider no longer holds the job (it answered ``unknown_job``)
+    gone: bool = False
+
     @property
     def ended(self) -> bool:
-        """The provider answered its RESULT or an ERROR: nothing more will change."""
-        return type(decode_answer(self.answer)) in (ResultFrame, ErrorFrame)
+        """The provider answered its RESULT, or holds the job no more:
+        nothing about it will change."""
+        return self.gone or type(decode_answer(self.answer)) is ResultFrame
 
 
 class Relay:
@@ -161,20 +165,23 @@ class Relay:
             self.jobs[job.id] = relayed
         return relayed
 
-    async def voucher(self, job_id: bytes, voucher: bytes) -> Relayed:
+    # Each returns the provider's answer to the request (its bytes); a job
+    # that ended is answered from what the relay holds, without asking.
+
+    async def voucher(self, job_id: bytes, voucher: bytes) -> bytes:
         relayed = self._job(job_id)
         return await self._update(relayed, VoucherFrame(job_id, voucher))
 
-    async def poll(self, job_id: bytes) -> Relayed:
+    async def poll(self, job_id: bytes) -> bytes:
         relayed = self._job(job_id)
         if relayed.ended:
-            return relayed
+            return relayed.answer
         return await self._update(relayed, PollFrame(job_id))
 
-    async def cancel(self, job_id: bytes) -> Relayed:
+    async def cancel(self, job_id: bytes) -> bytes:
         relayed = self._job(job_id)
         if relayed.ended:
-            return relayed
+            return relayed.answer
         return await self._update(relayed, CancelFrame(job_id))
 
     def _job(self, job_id: bytes) -> Relayed:
@@ -199,14 +206,21 @@ class Relay:
             "too_many_jobs", f"this node relays {len(self.jobs)} jobs (compute.max_relayed_jobs)"
         )
 
-    async def _update(self, relayed: Relayed, request: Request) -> Relayed:
+    async def _update(self, relayed: Relayed, request: Request) -> bytes:
         answer = await self._ask(relayed.offer, request)
         self._answered(relayed, answer)
-        return relayed
+        return answer
 
     def _answered(self, relayed: Relayed, answer: bytes) -> None:
-        if answer == relayed.answer:
+        """The job's state moves with a USAGE or RESULT; an ERROR refuses one
+        request (a bad voucher, say), except ``unknown_job``: the job is gone."""
+        if answer == relayed.answer or relayed.ended:
             return
+        frame = decode_answer(answer)
+        if type(frame) is ErrorFrame:
+            if frame.code != Reason.UNKNOWN_JOB:
+                return
+            relayed.gone = True
         relayed.answer = answer
         for watcher in list(relayed.watchers.values()):
             try:

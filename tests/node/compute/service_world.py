@@ -176,11 +176,11 @@ async def buy(
             if isinstance(decision, Pay) and pay:
                 v = Voucher(m.economy, relayed.job.channel, decision.amount).sign(consumer)
                 out.paid.append(decision.amount)
-                answer = (await relay.voucher(relayed.id, cj.pay(v).voucher)).answer
+                answer = await relay.voucher(relayed.id, cj.pay(v).voucher)
                 continue
             await trio.sleep(interval_s)
             try:
-                answer = (await relay.poll(relayed.id)).answer
+                answer = await relay.poll(relayed.id)
             except RelayError as exc:
                 if exc.reason == "provider_unreachable":
                     continue

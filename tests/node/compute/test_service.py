@@ -5,15 +5,23 @@ a restart — and every refusal through the wire with its reason."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import trio
 
 from mycelia.node.compute.relay import Relayed
-from mycelia.protocol import Reason, Refused
+from mycelia.protocol import Reason, Refused, Voucher
 from mycelia.protocol.compute import Pay
-from mycelia.protocol.compute_frames import ErrorFrame, ResultFrame, UsageFrame, decode_answer
+from mycelia.protocol.compute_frames import (
+    PROTOCOL,
+    ErrorFrame,
+    PollFrame,
+    ResultFrame,
+    UsageFrame,
+    decode_answer,
+)
 from mycelia.protocol.pricing import Usage, price
 from mycelia.testing.cluster import converge
 from tests.node.compute.service_world import CONSUMER, Market, buy, market
@@ -197,7 +205,80 @@ async def test_a_restarted_provider_still_closes_with_the_newest_voucher(tmp_pat
         assert state.settlement.to_provider == newest
         assert fresh.store.held_voucher(channel) is None
         # The consumer asking about the job now hears that it is gone.
-        gone = await m.wallet_node.compute.relay.poll(relayed.id)
-        answer = answer_of(gone)
+        answer = decode_answer(await m.wallet_node.compute.relay.poll(relayed.id))
         assert isinstance(answer, ErrorFrame)
         assert answer.code == "unknown_job"
+
+
+async def test_the_provider_refuses_through_the_wire_and_changes_nothing(tmp_path: Path) -> None:
+    """Each refusal of a JOB or a VOUCHER comes back as ERROR with its reason;
+    nothing runs, nothing is stored."""
+    # A wide credit window: the jobs run unpaid until cancelled. The
+    # consumer's credit limit is 1000 in all.
+    async with market(tmp_path, credit_window=1_000_000) as m:
+        offer = await m.offer()
+        relay = m.wallet_node.compute.relay
+        provider = m.provider.compute.provider
+        assert provider is not None
+        limits = offer.offer.runtimes[0].limits
+
+        async def refused(code: str, **job: object) -> None:
+            args: dict[str, object] = {
+                "offer_id": offer.id,
+                "channel": channel,
+                "runtime": "echo",
+                "data": b"",
+            } | job
+            relayed = await relay.start(**args)  # type: ignore[arg-type]
+            answer = answer_of(relayed)
+            assert isinstance(answer, ErrorFrame), answer
+            assert answer.code == code, answer
+
+        channel = await m.open_channel(200, offer=offer)
+        held_before = m.provider.store.held_vouchers()
+        await refused("channel_unknown", channel=bytes(32))
+        short = await m.open_channel(100, offer=offer, lasts_ms=10_000)  # < wall limit + margin
+        await refused("channel_expiring", channel=short)
+        await refused("base_mismatch", base=7)
+        poor = await m.open_channel(30, offer=offer)  # less than the fee
+        await refused("over_escrow", channel=poor)
+        big = dataclasses.replace(limits, max_wall_ms=limits.max_wall_ms + 1)
+        await refused("over_limits", limits=big)
+        # One job on the channel; a second on it is refused; a second job of
+        # the same peer on another channel runs, a third is refused
+        # (compute.max_jobs_per_peer = 2).
+        running = await relay.start(offer.id, channel, "sleep", b"")
+        assert isinstance(answer_of(running), UsageFrame)
+        await refused("channel_busy")
+        other = await m.open_channel(200, offer=offer)
+        second = await relay.start(offer.id, other, "sleep", b"")
+        assert isinstance(answer_of(second), UsageFrame)
+        third = await m.open_channel(200, offer=offer)
+        await refused("peer_busy", channel=third)
+        assert provider.running == 2
+        # Vouchers that do not pay this job.
+        for voucher, code in [
+            (Voucher(m.economy, other, 10).sign(CONSUMER), "wrong_channel"),
+            (Voucher(m.economy, channel, 10).sign(m.provider.key), "voucher_bad_sig"),
+            (Voucher(m.economy, channel, 201).sign(CONSUMER), "voucher_over_escrow"),
+        ]:
+            answer = decode_answer(await relay.voucher(running.id, voucher.encode()))
+            assert isinstance(answer, ErrorFrame)
+            assert answer.code == code
+        assert m.provider.store.held_vouchers() == held_before == {}
+        assert isinstance(decode_answer(await relay.poll(running.id)), UsageFrame)  # runs on
+        for job in (running, second):
+            cancelled = decode_answer(await relay.cancel(job.id))
+            with trio.fail_after(30):
+                while not isinstance(cancelled, ResultFrame):
+                    await trio.sleep(0.05)
+                    cancelled = decode_answer(await relay.poll(job.id))
+            assert cancelled.outcome == "cancelled"
+        assert provider.outcomes["cancelled"] == 2
+        # A job this provider does not hold.
+        raw = await m.wallet_node.p2p.request(
+            m.provider.p2p.peer_id, PROTOCOL, PollFrame(bytes(32)).encode()
+        )
+        unknown = decode_answer(raw)
+        assert isinstance(unknown, ErrorFrame)
+        assert unknown.code == "unknown_job"
