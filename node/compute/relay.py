@@ -169,22 +169,23 @@ class Relay:
     # that ended is answered from what the relay holds, without asking.
 
     async def voucher(self, job_id: bytes, voucher: bytes) -> bytes:
-        relayed = self._job(job_id)
+        relayed = self.job(job_id)
         return await self._update(relayed, VoucherFrame(job_id, voucher))
 
     async def poll(self, job_id: bytes) -> bytes:
-        relayed = self._job(job_id)
+        relayed = self.job(job_id)
         if relayed.ended:
             return relayed.answer
         return await self._update(relayed, PollFrame(job_id))
 
     async def cancel(self, job_id: bytes) -> bytes:
-        relayed = self._job(job_id)
+        relayed = self.job(job_id)
         if relayed.ended:
             return relayed.answer
         return await self._update(relayed, CancelFrame(job_id))
 
-    def _job(self, job_id: bytes) -> Relayed:
+    def job(self, job_id: bytes) -> Relayed:
+        """The relayed job ``job_id``, else ``RelayError`` ``unknown_job``."""
         relayed = self.jobs.get(job_id)
         if relayed is None:
             raise RelayError("unknown_job", f"this node relays no job {job_id.hex()}")
@@ -270,7 +271,7 @@ class Relay:
     def watch(self, job_id: bytes, watcher: Watcher) -> int:
         """Call ``watcher`` with each new answer of the job (polling the
         provider while someone watches); a handle for :meth:`unwatch`."""
-        relayed = self._job(job_id)
+        relayed = self.job(job_id)
         self._watch_ids += 1
         relayed.watchers[self._watch_ids] = watcher
         if not relayed.polling and not relayed.ended and self._nursery is not None:

@@ -50,6 +50,7 @@ from mycelia.protocol.channels import (
 from mycelia.protocol.context import Kind
 from mycelia.protocol.economy import MutualCreditPolicy
 from mycelia.protocol.kinds import KINDS
+from mycelia.protocol.offers import SignedOffer
 from mycelia.protocol.sensors import (
     AttestedDevice,
     DeviceRegister,
@@ -58,6 +59,7 @@ from mycelia.protocol.sensors import (
     build_attestation,
 )
 from mycelia.protocol.state import ZERO_ID
+from tests.protocol.compute_world import signed_offer
 
 # -- a few real protocol values (certificates, a genesis, fork evidence) ----------------------
 
@@ -132,6 +134,7 @@ FORK = ForkEvidence.of(
 
 _text = st.text(st.characters(exclude_categories=("Cs",)), max_size=8)
 _POOLS: dict[type, list[Any]] = {
+    SignedOffer: [signed_offer()],
     Certificate: CERTIFICATES,
     SignedGenesis: [SIGNED],
     ForkEvidence: [FORK],
