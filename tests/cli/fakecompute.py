@@ -74,7 +74,7 @@ def resign(report: UsageReport, **changes: object) -> SignedUsage:
 class FakeProvider:
     world: World
     steps: int = 3
-    step: Usage = field(default_factory=lambda: Usage(300, 500, 0))
+    step: Usage = field(default_factory=lambda: Usage(100, 500, 0))
     lie: Lie | None = None
     key: SigningKey = PROVIDER
     offers: dict[bytes, SignedOffer] = field(default_factory=dict)
