@@ -5,7 +5,7 @@ node whose runtimes are the test jobs (``jobs.py``), metered by the shim.
 The consumer is played here as a wallet would (``ConsumerJob`` and the
 consumer's key, which never reaches a node), talking to its node's relay
 directly: the RPC and the client over it have tests of their own
-(``tests/node/test_compute_rpc.py``).
+(``tests/node/compute/test_rpc.py``).
 """
 
 from __future__ import annotations
