@@ -6,6 +6,9 @@ a restart — and every refusal through the wire with its reason."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,7 @@ from mycelia.protocol.compute_frames import (
 )
 from mycelia.protocol.pricing import Usage, price
 from mycelia.testing.cluster import converge
+from tests.node.compute.conftest import runtime, user_config
 from tests.node.compute.service_world import CONSUMER, Market, buy, market
 
 
@@ -282,3 +286,52 @@ async def test_the_provider_refuses_through_the_wire_and_changes_nothing(tmp_pat
         unknown = decode_answer(raw)
         assert isinstance(unknown, ErrorFrame)
         assert unknown.code == "unknown_job"
+
+
+CRASHING_NODE = """
+import sys, trio
+from mycelia.node.compute.runner import Runner
+from mycelia.node.config import ComputeConfig, RuntimeConfig
+
+async def main():
+    rt = RuntimeConfig(name="sleep", command=tuple(sys.argv[2:]))
+    cfg = ComputeConfig(enabled=True, user=sys.argv[1], metering="shim", runtimes=(rt,))
+    runner = Runner.open(cfg)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        async with runner.job("sleep", b"") as job:
+            await trio.sleep(0.5)  # its processes are up
+            print(runner.work.path, job.pid, flush=True)
+            await trio.sleep_forever()
+
+trio.run(main)
+"""
+
+
+def test_a_job_dies_with_a_node_killed_without_a_word(tmp_path: Path) -> None:
+    """The node is SIGKILLed mid-job (nothing of it runs to clean up): the
+    job's shim sees its control socket close and kills the job, so none of
+    its processes outlives the node."""
+    job = runtime("sleep", "sleep")
+    # A process of its own playing the node (the runner as the node runs it).
+    node = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_NODE, user_config(), *job.command],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert node.stdout is not None
+        work_root, shim = node.stdout.readline().split()
+        pids = job_pids(Path(work_root))
+        assert len(pids) >= 2  # the job and its daemonised grandchild
+        pids.add(int(shim))  # and the shim (its own directory is /)
+        node.kill()
+        node.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while [p for p in pids if alive(p)] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [p for p in pids if alive(p)]
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait()
