@@ -15,15 +15,20 @@ import pytest
 import trio
 
 from mycelia.node.compute.relay import Relayed
+from mycelia.node.daemon import Node
 from mycelia.protocol import Reason, Refused, Voucher
 from mycelia.protocol.compute import Pay
 from mycelia.protocol.compute_frames import (
     PROTOCOL,
     ErrorFrame,
+    HashInput,
+    Job,
+    JobFrame,
     PollFrame,
     ResultFrame,
     UsageFrame,
     decode_answer,
+    input_digest,
 )
 from mycelia.protocol.pricing import Usage, price
 from mycelia.testing.cluster import converge
@@ -279,13 +284,31 @@ async def test_the_provider_refuses_through_the_wire_and_changes_nothing(tmp_pat
                     cancelled = decode_answer(await relay.poll(job.id))
             assert cancelled.outcome == "cancelled"
         assert provider.outcomes["cancelled"] == 2
-        # A job this provider does not hold.
-        raw = await m.wallet_node.p2p.request(
-            m.provider.p2p.peer_id, PROTOCOL, PollFrame(bytes(32)).encode()
+
+        # Straight to the provider: a job it does not hold; an input by hash
+        # (this provider fetches none); and to a node that provides nothing.
+        async def ask(node: Node, request: bytes) -> ErrorFrame:
+            raw = await m.wallet_node.p2p.request(node.p2p.peer_id, PROTOCOL, request)
+            answer = decode_answer(raw)
+            assert isinstance(answer, ErrorFrame)
+            return answer
+
+        assert (await ask(m.provider, PollFrame(bytes(32)).encode())).code == "unknown_job"
+        hashed = Job(
+            m.economy,
+            offer.id,
+            third,
+            0,
+            bytes(16),
+            "echo",
+            limits,
+            HashInput(input_digest(b"x"), 1),
         )
-        unknown = decode_answer(raw)
-        assert isinstance(unknown, ErrorFrame)
-        assert unknown.code == "unknown_job"
+        assert (await ask(m.provider, JobFrame(hashed).encode())).code == "missing"
+        assert m.provider.compute.provider is not None
+        assert m.provider.compute.provider.running == 0
+        validator = m.c.validators[1]
+        assert (await ask(validator, JobFrame(hashed).encode())).code == "compute_disabled"
 
 
 CRASHING_NODE = """
