@@ -95,7 +95,11 @@ def _snapshot(node: Node, economy: bytes) -> tuple[object, ...]:
 async def test_close_and_refund_raced_from_two_nodes_one_is_certified(tmp_path: Path) -> None:
     """The provider closes through one node while the consumer refunds (with
     the provider's release) through another, at once: they lock the same
-    resource, so exactly one is certified and every node agrees."""
+    resource, so at most one is certified, and every node agrees. Usually
+    one wins; when the validators' locks split two against two, neither can
+    reach the quorum of three, both are refused ``resource_locked`` and the
+    escrow stays locked (``docs/compute.md``, "Trust model": a race gives
+    no liveness, which is why a provider closes well before expiry)."""
     async with cluster(tmp_path) as c:
         eid = c.economy_id
         v0, v1, v3 = c.validators[0], c.validators[1], c.validators[3]
@@ -104,6 +108,7 @@ async def test_close_and_refund_raced_from_two_nodes_one_is_certified(tmp_path: 
         )
         with trio.fail_after(60):
             await _certified(v0, opening)
+            await converge(c.nodes, eid)  # both racers start from the open
             state = _channel(v0, eid, opening.id)
             assert state is not None
             close = _entry(
@@ -128,20 +133,30 @@ async def test_close_and_refund_raced_from_two_nodes_one_is_certified(tmp_path: 
             async with trio.open_nursery() as race:
                 race.start_soon(submit, v1, close)
                 race.start_soon(submit, v3, refund)
-        states = {statuses[close.id].state, statuses[refund.id].state}
-        assert states == {CERTIFIED, REFUSED}, statuses
-        winner = close if statuses[close.id].state == CERTIFIED else refund
-        loser = refund if winner is close else close
-        assert statuses[loser.id].reason in (Reason.CHANNEL_SETTLED, Reason.RESOURCE_LOCKED)
+        certified = [e for e in (close, refund) if statuses[e.id].state == CERTIFIED]
+        assert len(certified) <= 1, statuses  # never both
+        for entry in (close, refund):
+            if entry not in certified:
+                status = statuses[entry.id]
+                assert status.state == REFUSED, status
+                assert status.reason in (Reason.CHANNEL_SETTLED, Reason.RESOURCE_LOCKED)
+                assert status.final
         await converge(c.nodes, eid)
-        to_provider = 120 if winner is close else 10
+        if certified:
+            (winner,) = certified
+            to_provider = 120 if winner is close else 10
+        else:  # a split: nothing moved
+            winner, to_provider = None, 0
         for node in c.nodes:
             settled = _channel(node, eid, opening.id)
             assert settled is not None
-            assert settled.settled_by == winner.id
-            assert node.store.certificate(loser.id) is None
+            assert settled.settled_by == (None if winner is None else winner.id)
+            assert settled.escrow == (300 if winner is None else 0)
+            for entry in (close, refund):
+                assert (node.store.certificate(entry.id) is not None) == (entry is winner)
             assert node.store.account(eid, PROVIDER.public).balance == to_provider
-            assert node.store.account(eid, CONSUMER.public).balance == -to_provider
+            consumer = node.store.account(eid, CONSUMER.public).balance
+            assert consumer == (-300 if winner is None else -to_provider)
 
 
 async def test_a_refund_too_early_and_bad_closes_are_refused_and_change_nothing(
