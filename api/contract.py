@@ -16,6 +16,7 @@ __all__ = [
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
     "INVALID_REQUEST",
+    "JOB_RUNNING",
     "JSON",
     "LIMIT",
     "MESSAGES",
@@ -25,6 +26,7 @@ __all__ = [
     "NOT_VALIDATOR",
     "PAGE_TOO_LARGE",
     "PARSE_ERROR",
+    "PROVIDER_UNREACHABLE",
     "REFUSED",
     "REQUEST_TIMEOUT",
     "REQUEST_TOO_LARGE",
@@ -32,12 +34,16 @@ __all__ = [
     "SOCKET_FILE",
     "STANDARD_REASONS",
     "TOO_MANY_CONNECTIONS",
+    "TOO_MANY_JOBS",
     "TOO_MANY_SUBSCRIPTIONS",
     "UNAVAILABLE",
     "UNKNOWN_ATTESTATION",
+    "UNKNOWN_CHANNEL",
     "UNKNOWN_DEVICE",
     "UNKNOWN_ECONOMY",
     "UNKNOWN_ENTRY",
+    "UNKNOWN_JOB",
+    "UNKNOWN_OFFER",
     "WEBSOCKET_ONLY",
     "WS_PATH",
     "error_name",
@@ -115,6 +121,10 @@ UNKNOWN_ECONOMY = "unknown_economy"
 UNKNOWN_ENTRY = "unknown_entry"
 UNKNOWN_DEVICE = "unknown_device"
 UNKNOWN_ATTESTATION = "unknown_attestation"
+UNKNOWN_CHANNEL = "unknown_channel"
+#: an offer or a relayed job this node does not hold (the protocol's codes)
+UNKNOWN_OFFER = "unknown_offer"
+UNKNOWN_JOB = "unknown_job"
 # -32003
 REQUEST_TOO_LARGE = "request_too_large"
 BATCH_TOO_LARGE = "batch_too_large"
@@ -122,8 +132,11 @@ PAGE_TOO_LARGE = "page_too_large"
 TOO_MANY_CONNECTIONS = "too_many_connections"
 TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
 REQUEST_TIMEOUT = "request_timeout"
+TOO_MANY_JOBS = "too_many_jobs"
 # -32004
 NOT_VALIDATOR = "not_validator"
 HOST_UNREACHABLE = "host_unreachable"
+PROVIDER_UNREACHABLE = "provider_unreachable"
+JOB_RUNNING = "job_running"
 # -32601, for subscribe and unsubscribe over HTTP
 WEBSOCKET_ONLY = "websocket_only"

@@ -38,14 +38,26 @@ from mycelia.api.encoding import (
     int_in,
     str_in,
 )
-from mycelia.api.scalars import Text
+from mycelia.api.scalars import UNITS, Text
+from mycelia.protocol.channels import MAX_SIGNED_VOUCHER_BYTES
+from mycelia.protocol.compute_frames import MAX_INLINE_INPUT_BYTES
 from mycelia.protocol.economy import MAX_GENESIS_BYTES, MAX_SIGNED_GENESIS_BYTES
 from mycelia.protocol.entries import MAX_ENTRY_BYTES
+from mycelia.protocol.offers import MAX_RUNTIME_NAME_BYTES, Limits
+from mycelia.protocol.reasons import Refused
 
 __all__ = [
     "ACCOUNT_GET",
     "ACCOUNT_HISTORY",
+    "CHANNEL_GET",
+    "CHANNEL_LIST",
     "COMPONENTS",
+    "COMPUTE_JOB_CANCEL",
+    "COMPUTE_JOB_RESULT",
+    "COMPUTE_JOB_START",
+    "COMPUTE_JOB_STATUS",
+    "COMPUTE_JOB_VOUCHER",
+    "COMPUTE_OFFERS",
     "ECONOMY_CREATE",
     "ECONOMY_FOLLOW",
     "ECONOMY_FORKS",
@@ -173,7 +185,11 @@ RECORDS: tuple[type[Record], ...] = (
     types.EconomySummary,
     types.EconomyView,
     types.Fork,
+    types.ComputeInfo,
     types.NodeInfo,
+    types.OfferView,
+    types.ChannelView,
+    types.ComputeAnswer,
 )
 
 COMPONENTS: dict[str, Schema] = {
@@ -447,28 +463,37 @@ ENTRY_GET = _declare(
     errors=(NOT_FOUND,),
 )
 #: Subscription topics and the params each takes (besides ``topic``).
-TOPICS = {"account": ("economy", "account"), "entry": ("id",), "forks": ("economy",)}
+TOPICS = {
+    "account": ("economy", "account"),
+    "entry": ("id",),
+    "forks": ("economy",),
+    "job": ("job",),
+}
 SUBSCRIBE = _declare(
     "subscribe",
-    "Subscribe to an account's certified entries, an entry's status or an economy's forks "
-    "(WebSocket only).",
+    "Subscribe to an account's certified entries, an entry's status, an economy's forks or "
+    "a relayed compute job's answers (WebSocket only).",
     Param(
         "topic",
-        {"enum": ["account", "entry", "forks"]},
-        "account, entry or forks",
+        {"enum": ["account", "entry", "forks", "job"]},
+        "account, entry, forks or job",
         _choice(*TOPICS),
     ),
     Param("economy", ref("Id"), "topics account and forks: the economy id", _id_in, required=False),
     Param("account", ref("Did"), "topic account: the account", did_in, required=False),
     Param("id", ref("Id"), "topic entry: the entry id", _id_in, required=False),
+    Param("job", ref("Id"), "topic job: the job id", _id_in, required=False),
     result=Text(64, {"type": "string", "description": "the subscription id"}),
     description="Notifications: {jsonrpc, method: 'subscription', params: {subscription, "
     "result}}. account: a CertifiedEntry for every certificate applied that changed the "
     "account. entry: the entry_get result at every status change (at once if already final); "
     "an entry subscription ends after its final status. forks: a Fork (as economy_forks "
     "lists) for every fork this node newly finds evidence of in the economy; economy_forks "
-    "lists those found before. By position: [topic, economy, account], [topic, null, null, "
-    "id] or [topic, economy].",
+    "lists those found before. job: a ComputeAnswer for each new answer of the provider "
+    "about a job this node relays (it asks about once a second while someone watches); it "
+    "ends after the RESULT, or when the provider no longer holds the job. By position: "
+    "[topic, economy, account], [topic, null, null, id], [topic, economy] or [topic, null, "
+    "null, null, job].",
     errors=(NOT_FOUND, LIMIT),
 )
 UNSUBSCRIBE = _declare(
@@ -524,6 +549,152 @@ SENSOR_DEVICES = _declare(
     _economy_param(),
     result=ListOf(types.HostedDevice.codec()),
     errors=(NOT_FOUND,),
+)
+# -- compute (docs/compute.md, "Buying compute through a node") -----------------------------
+
+
+def _limits_in(value: object, field: str) -> Limits:
+    """A job's limits: an object of the five limits (integers)."""
+    if type(value) is not dict:
+        raise ParamError(field, "expected an object of the five limits")
+    names = ("max_cpu_ms", "max_wall_ms", "reserved_mib", "max_input_bytes", "max_output_bytes")
+    unknown = sorted(set(value) - set(names))
+    if unknown:
+        raise ParamError(f"{field}.{unknown[0]}", "not a limit")
+    got = {n: int_in(value.get(n), f"{field}.{n}") for n in names}
+    try:
+        return Limits(**got)
+    except Refused as exc:
+        raise ParamError(field, exc.detail) from None
+
+
+def _job_param() -> Param:
+    return Param("job", ref("Id"), "the job id (compute_job_start's id)", _id_in)
+
+
+LIMITS_SCHEMA: Schema = {
+    "type": "object",
+    "properties": {
+        n: {"type": "integer", "minimum": 0}
+        for n in (
+            "max_cpu_ms",
+            "max_wall_ms",
+            "reserved_mib",
+            "max_input_bytes",
+            "max_output_bytes",
+        )
+    },
+    "required": [
+        "max_cpu_ms",
+        "max_wall_ms",
+        "reserved_mib",
+        "max_input_bytes",
+        "max_output_bytes",
+    ],
+    "additionalProperties": False,
+}
+
+COMPUTE_OFFERS = _declare(
+    "compute_offers",
+    "The unexpired compute offers this node holds in an economy (from gossip; its own too).",
+    _economy_param(),
+    result=ListOf(types.OfferView.codec()),
+    description="A listing: verify each offer's signature (signed) before you rely on it.",
+    errors=(NOT_FOUND,),
+)
+CHANNEL_GET = _declare(
+    "channel_get",
+    "A payment channel as this node's ledger holds it: the open, its escrow, its settlement.",
+    Param("channel", ref("Id"), "the channel id (the channel.open entry's id)", _id_in),
+    result=types.ChannelView,
+    description="unknown_channel (-32002) if no economy this node follows has it.",
+    errors=(NOT_FOUND,),
+)
+CHANNEL_LIST = _declare(
+    "channel_list",
+    "The channels an account pays or is paid by in an economy, the latest expiry first.",
+    _economy_param(),
+    _account_param("account", "the consumer or the provider"),
+    _limit_param("most channels (default 100, at most rpc.max_page)", 100),
+    result=ListOf(types.ChannelView.codec()),
+    errors=(NOT_FOUND, LIMIT),
+)
+COMPUTE_JOB_START = _declare(
+    "compute_job_start",
+    "Start a job on a provider's offer, paid by a channel: the node builds the job, dials "
+    "the provider and relays its answer.",
+    Param("offer", ref("Id"), "the offer id (compute_offers)", _id_in),
+    Param("channel", ref("Id"), "the channel.open that pays (its provider the offer's)", _id_in),
+    Param(
+        "runtime",
+        {"type": "string"},
+        "a runtime the offer lists",
+        partial(str_in, max_bytes=MAX_RUNTIME_NAME_BYTES),
+    ),
+    Param(
+        "input",
+        ref("Hex"),
+        f"the job's input (at most {MAX_INLINE_INPUT_BYTES} bytes)",
+        partial(hex_in, max_size=MAX_INLINE_INPUT_BYTES),
+    ),
+    Param(
+        "limits",
+        LIMITS_SCHEMA,
+        "the job's own limits, each at most the runtime's; default: the runtime's",
+        _limits_in,
+        required=False,
+    ),
+    Param(
+        "base",
+        ref("Units"),
+        "the channel's newest voucher amount before this job (default 0: a fresh channel)",
+        UNITS.load,
+        required=False,
+    ),
+    result=types.JobStarted,
+    description="The answer is the provider's, relayed (answer.frame: verify it): USAGE seq 1 "
+    "when the job started (pay its fee with compute_job_voucher), else an ERROR with the "
+    "provider's reason. unknown_offer (-32002), too_many_jobs (-32003), provider_unreachable "
+    "(-32004); a job the protocol refuses to build is -32001 with its reason.",
+    errors=(REFUSED, NOT_FOUND, LIMIT, UNAVAILABLE),
+)
+COMPUTE_JOB_VOUCHER = _declare(
+    "compute_job_voucher",
+    "Pay for a job: relay the consumer's signed voucher; the provider's newest answer.",
+    _job_param(),
+    Param(
+        "voucher",
+        ref("Hex"),
+        "the signed voucher's canonical bytes (signed by the wallet, never the node)",
+        partial(hex_in, max_size=MAX_SIGNED_VOUCHER_BYTES),
+    ),
+    result=types.ComputeAnswer,
+    description="The answer is the provider's: its newest USAGE, its RESULT, or an ERROR "
+    "refusing the voucher. unknown_job (-32002), provider_unreachable (-32004).",
+    errors=(REFUSED, NOT_FOUND, UNAVAILABLE),
+)
+COMPUTE_JOB_STATUS = _declare(
+    "compute_job_status",
+    "How a job goes: the provider's newest answer (its USAGE, or its RESULT once it ended).",
+    _job_param(),
+    result=types.ComputeAnswer,
+    errors=(NOT_FOUND, UNAVAILABLE),
+)
+COMPUTE_JOB_RESULT = _declare(
+    "compute_job_result",
+    "A job's RESULT: exit status, outcome, output and its final usage report.",
+    _job_param(),
+    result=types.ComputeAnswer,
+    description="job_running (-32004) while it runs; an ERROR answer if the provider no "
+    "longer holds the job.",
+    errors=(NOT_FOUND, UNAVAILABLE),
+)
+COMPUTE_JOB_CANCEL = _declare(
+    "compute_job_cancel",
+    "Ask the provider to stop a job; its answer (the RESULT once the job ended).",
+    _job_param(),
+    result=types.ComputeAnswer,
+    errors=(NOT_FOUND, UNAVAILABLE),
 )
 RPC_DISCOVER = _declare(
     "rpc.discover",

@@ -33,6 +33,7 @@ __all__ = [
     "SCHEMAS",
     "SIGNATURE",
     "SIGNED_AMOUNT",
+    "UNITS",
     "Boolean",
     "Choice",
     "DecimalString",
@@ -72,6 +73,12 @@ SCHEMAS: dict[str, Schema] = {
         "type": "string",
         "pattern": "^(0|-?[1-9][0-9]{0,18})$",
         "description": "a balance or limit as a decimal string, may be negative",
+    },
+    "Units": {
+        "type": "string",
+        "pattern": "^(0|[1-9][0-9]{0,18})$",
+        "description": "an amount of minor units that may be 0 (a price, an escrow left), "
+        "as a decimal string",
     },
 }
 #: After the body schemas in the document (``bodies.py`` adds Kind and Body).
@@ -121,7 +128,10 @@ class DecimalString(Codec[int]):
             return amount_in(value, field)
         if self.high == MAX_AMOUNT and self.low == -MAX_AMOUNT:
             return amount_in(value, field, negative=True)
-        return int64_in(value, field)
+        n = int64_in(value, field)
+        if not self.low <= n <= self.high:
+            raise ParamError(field, f"expected {self.low}..{self.high}")
+        return n
 
 
 class HexBytes(Codec[bytes]):
@@ -224,6 +234,7 @@ SIGNATURE = HexBytes(ref("Signature"), 64)
 DID = DidKey(ref("Did"))
 AMOUNT = DecimalString(1, MAX_AMOUNT, ref("Amount"))
 SIGNED_AMOUNT = DecimalString(-MAX_AMOUNT, MAX_AMOUNT, ref("SignedAmount"))
+UNITS = DecimalString(0, MAX_AMOUNT, ref("Units"))
 INT64 = DecimalString(-(1 << 63), MAX_AMOUNT, ref("Int64"))
 COUNTER = Integer(0, UINT64_MAX, ref("Counter"))
 #: A count, a seq, a timestamp: an integer ≥ 0.

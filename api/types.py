@@ -17,6 +17,7 @@ canonical bytes, which they keep).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -42,6 +43,7 @@ from mycelia.api.scalars import (
     NAT,
     SIGNATURE,
     SIGNED_AMOUNT,
+    UNITS,
     Choice,
     hex_bytes,
     integer,
@@ -56,7 +58,23 @@ from mycelia.protocol import (
     SignedGenesis,
     did_decode,
 )
-from mycelia.protocol.channels import DEFAULT_MAX_CHANNEL_MS
+from mycelia.protocol.channels import (
+    CLOSE,
+    DEFAULT_MAX_CHANNEL_MS,
+    NO_OFFER,
+    REFUND,
+    ChannelState,
+    Settlement,
+)
+from mycelia.protocol.compute_frames import (
+    MAX_FRAME_BYTES,
+    OUTCOMES,
+    Answer,
+    ErrorFrame,
+    ResultFrame,
+    UsageFrame,
+    decode_answer,
+)
 from mycelia.protocol.economy import (
     ImpactPolicy,
     IssuedPolicy,
@@ -64,6 +82,14 @@ from mycelia.protocol.economy import (
     max_channel_ms,
 )
 from mycelia.protocol.impact import Claimable as ProtocolClaimable
+from mycelia.protocol.offers import (
+    MAX_OUTPUT_BYTES,
+    MAX_RUNTIME_NAME_BYTES,
+    MAX_SIGNED_OFFER_BYTES,
+    Limits,
+    Runtime,
+    SignedOffer,
+)
 from mycelia.protocol.reasons import Need, NeedAdmission, NeedCertificate, NeedChain
 from mycelia.protocol.sensors import MAX_SIGNED_READING_BYTES
 
@@ -77,8 +103,11 @@ __all__ = [
     "AccountInfo",
     "Attestation",
     "CertifiedEntry",
+    "ChannelView",
     "Claimable",
     "ClaimableAttestation",
+    "ComputeAnswer",
+    "ComputeInfo",
     "Created",
     "EconomySummary",
     "EconomyView",
@@ -91,7 +120,10 @@ __all__ = [
     "HostedDevice",
     "ImpactTerms",
     "Issuer",
+    "JobStarted",
     "NodeInfo",
+    "OfferRuntime",
+    "OfferView",
     "Peer",
     "Prepared",
     "ReadingResult",
@@ -558,6 +590,20 @@ class ForksPage(Record):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ComputeInfo(Record):
+    """What a node does for compute (``node_info``): whether it provides jobs
+    and which runtimes, how it meters them and why (``cgroup`` or ``shim``:
+    docs/compute-runner.md), and its load."""
+
+    enabled: bool = member(BOOL, "it runs jobs for others")
+    runtimes: tuple[str, ...] = member(ListOf(_TEXT))
+    metering: str | None = member(Nullable(_TEXT), "the metering tier; null: none")
+    metering_why: str | None = member(Nullable(_LONG_TEXT), "why that tier")
+    running: int = member(NAT, "jobs running here")
+    relayed: int = member(NAT, "jobs this node relays for its wallets")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NodeInfo(Record):
     """``node_info``: ``validator`` when the node votes where its key is a
     validator; ``economies`` it follows; ``pending`` submissions awaiting
@@ -596,6 +642,9 @@ class NodeInfo(Record):
     economies: tuple[bytes, ...] = member(ListOf(ID), "ids of the economies this node follows")
     pending: int = member(NAT, "submissions awaiting certification")
     sync_lag: int = member(NAT, "certificates peers hold that this node lacks")
+    compute: ComputeInfo | None = member(
+        Nullable(ComputeInfo.codec()), "compute (null from a node without it)", default=None
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -738,6 +787,225 @@ class ReadingResult(Record):
         if type(value) is dict and type(value.get("id")) is bytes:
             value = {**value, "id": "0x" + value["id"].hex()}
         return cls.from_json(value, field)
+
+
+# -- compute (docs/compute.md) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OfferRuntime(Record):
+    """One runtime of an offer: what a job may use, and the prices (minor
+    units of the offer's economy; ``protocol/pricing.py`` has the formula)."""
+
+    name: str = member(text(MAX_RUNTIME_NAME_BYTES))
+    max_cpu_ms: int = member(integer(1))
+    max_wall_ms: int = member(integer(1))
+    reserved_mib: int = member(integer(1))
+    max_input_bytes: int = member(NAT)
+    max_output_bytes: int = member(NAT)
+    fee: int = member(UNITS, "charged once, at the start")
+    per_cpu_ms: int = member(UNITS)
+    per_mib_s: int = member(UNITS, "per reserved MiB and second of running time")
+    per_wall_s: int = member(UNITS, "per second of running time")
+
+    @classmethod
+    def of(cls, rt: Runtime) -> OfferRuntime:
+        lim, p = rt.limits, rt.prices
+        return OfferRuntime(
+            name=rt.name,
+            max_cpu_ms=lim.max_cpu_ms,
+            max_wall_ms=lim.max_wall_ms,
+            reserved_mib=lim.reserved_mib,
+            max_input_bytes=lim.max_input_bytes,
+            max_output_bytes=lim.max_output_bytes,
+            fee=p.fee,
+            per_cpu_ms=p.per_cpu_ms,
+            per_mib_s=p.per_mib_s,
+            per_wall_s=p.per_wall_s,
+        )
+
+    def limits(self) -> Limits:
+        return Limits(
+            self.max_cpu_ms,
+            self.max_wall_ms,
+            self.reserved_mib,
+            self.max_input_bytes,
+            self.max_output_bytes,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OfferView(Record):
+    """A provider's signed offer as the node holds it (``compute_offers``):
+    its fields, and ``signed``, the signed offer's bytes — the one thing a
+    wallet trusts, after verifying its signature."""
+
+    COMPONENT = "Offer"
+
+    id: bytes = member(ID)
+    economy: bytes = member(ID)
+    provider: str = member(DID)
+    seq: int = member(integer(1))
+    issued_ms: int = member(NAT)
+    expires_ms: int = member(NAT)
+    peer: str = member(_TEXT, "the provider node's libp2p peer id")
+    addrs: tuple[str, ...] = member(ListOf(_ADDRESS))
+    runtimes: tuple[OfferRuntime, ...] = member(ListOf(OfferRuntime.codec()))
+    credit_window: int = member(UNITS, "the most unpaid value the provider carries")
+    grace_ms: int = member(NAT, "how long a frozen job waits for payment")
+    signed: SignedOffer = member(
+        Decoded(SignedOffer, HEX.schema, MAX_SIGNED_OFFER_BYTES), "the signed offer's bytes"
+    )
+
+    @classmethod
+    def of(cls, signed: SignedOffer) -> OfferView:
+        o = signed.offer
+        return OfferView(
+            id=signed.id,
+            economy=o.economy,
+            provider=did_out(o.provider),
+            seq=o.seq,
+            issued_ms=o.issued_ms,
+            expires_ms=o.expires_ms,
+            peer=o.peer,
+            addrs=o.addrs,
+            runtimes=tuple(OfferRuntime.of(rt) for rt in o.runtimes),
+            credit_window=o.credit_window,
+            grace_ms=o.grace_ms,
+            signed=signed,
+        )
+
+
+_SETTLEMENT_KINDS = (CLOSE, REFUND)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelView(Record):
+    """A payment channel as the node's ledger holds it (``channel_get``,
+    ``channel_list``): the open, what it still holds, and how it ended."""
+
+    COMPONENT = "Channel"
+
+    id: bytes = member(ID, "the channel.open entry's id")
+    economy: bytes = member(ID)
+    consumer: str = member(DID)
+    provider: str = member(DID)
+    amount: int = member(AMOUNT, "what the open locked")
+    expiry_ms: int = member(NAT)
+    offer: bytes | None = member(Nullable(ID), "the offer it was opened for; null: none")
+    escrow: int = member(UNITS, "what it still holds: the amount until settled, then 0")
+    refund_after_ms: int = member(
+        NAT, "a refund without the provider's release is valid once the clock is past this"
+    )
+    settled_by: bytes | None = member(Nullable(ID), "the certified close or refund; null: open")
+    settlement: str | None = member(Nullable(Choice(*_SETTLEMENT_KINDS)), default=None)
+    to_provider: int | None = member(Nullable(UNITS), default=None)
+    to_consumer: int | None = member(Nullable(UNITS), default=None)
+
+    @classmethod
+    def of(cls, economy: bytes, c: ChannelState) -> ChannelView:
+        s = c.settlement
+        return ChannelView(
+            id=c.id,
+            economy=economy,
+            consumer=did_out(c.consumer),
+            provider=did_out(c.provider),
+            amount=c.amount,
+            expiry_ms=c.expiry_ms,
+            offer=c.offer or None,
+            escrow=c.escrow,
+            refund_after_ms=c.refund_after_ms,
+            settled_by=c.settled_by,
+            settlement=None if s is None else s.kind,
+            to_provider=None if s is None else s.to_provider,
+            to_consumer=None if s is None else s.to_consumer,
+        )
+
+    def state(self) -> ChannelState:
+        """The protocol's view of the channel this describes (unverified: as
+        the node said)."""
+        settled = None
+        if self.settled_by is not None and self.settlement is not None:
+            settled = Settlement(
+                self.settled_by, self.settlement, self.to_provider or 0, self.to_consumer or 0
+            )
+        return ChannelState(
+            self.id,
+            did_decode(self.consumer),
+            did_decode(self.provider),
+            self.amount,
+            self.expiry_ms,
+            self.offer or NO_OFFER,
+            settled,
+        )
+
+
+_ANSWER_KINDS = {UsageFrame.tag: "usage", ResultFrame.tag: "result", ErrorFrame.tag: "error"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ComputeAnswer(Record):
+    """A provider's answer about a job, relayed by the node: ``frame``, its
+    bytes as the provider sent them (``/mycelia/compute/1``'s USAGE, RESULT or
+    ERROR: a wallet decodes and checks them), and what they say, for people
+    (the same as the frame, or the frame is right)."""
+
+    COMPONENT = "ComputeAnswer"
+
+    job: bytes = member(ID)
+    kind: str = member(Choice(*_ANSWER_KINDS.values()))
+    frame: bytes = member(hex_bytes(max_size=MAX_FRAME_BYTES), "the answer frame's bytes")
+    seq: int | None = member(integer(1), "usage, result: the report's seq", omit=True)
+    price: int | None = member(UNITS, "usage, result: the price so far, past base", omit=True)
+    cpu_ms: int | None = member(NAT, omit=True)
+    wall_ms: int | None = member(NAT, "running time", omit=True)
+    mib_ms: int | None = member(NAT, omit=True)
+    exit_status: int | None = member(
+        integer(-64, 255, type="integer"), "result: the exit code, or -signal", omit=True
+    )
+    outcome: str | None = member(Choice(*OUTCOMES), "result", omit=True)
+    output: bytes | None = member(hex_bytes(max_size=MAX_OUTPUT_BYTES), "result", omit=True)
+    reason: str | None = member(_TEXT, "error: the reason code", omit=True)
+    detail: str | None = member(_LONG_TEXT, "error", omit=True)
+
+    @classmethod
+    def of(cls, job: bytes, frame: bytes) -> ComputeAnswer:
+        """The view of an answer frame (``Refused`` if it is none)."""
+        f = decode_answer(frame)
+        if isinstance(f, ErrorFrame):
+            return ComputeAnswer(job=job, kind="error", frame=frame, reason=f.code, detail=f.detail)
+        r = f.usage.report
+        u = r.usage
+        base = ComputeAnswer(
+            job=job,
+            kind=_ANSWER_KINDS[f.tag],
+            frame=frame,
+            seq=r.seq,
+            price=r.price,
+            cpu_ms=u.cpu_ms,
+            wall_ms=u.wall_ms,
+            mib_ms=u.mib_ms,
+        )
+        if isinstance(f, ResultFrame):
+            return dataclasses.replace(
+                base, exit_status=f.exit_status, outcome=f.outcome, output=f.output
+            )
+        return base
+
+    def answer(self) -> Answer:
+        """The frame, decoded (``Refused`` if it is no answer)."""
+        return decode_answer(self.frame)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobStarted(Record):
+    """``compute_job_start``: the job the node built and sent (its canonical
+    bytes: a wallet checks they are what it asked for), and the provider's
+    answer to it (USAGE seq 1 when it started, else an ERROR)."""
+
+    id: bytes = member(ID, "the job id: BLAKE2b-256 of the job's domain and bytes")
+    job: bytes = member(hex_bytes(max_size=MAX_FRAME_BYTES), "the job's canonical bytes")
+    answer: ComputeAnswer = member(ComputeAnswer.codec())
 
 
 # -- error data -------------------------------------------------------------------------------

@@ -72,6 +72,15 @@ attestations only (the node's listing says which; the certificates say
 what). :class:`Ingest` is the device side: ``POST /v1/readings`` of a host's
 ingest port, in the canonical msgpack a device sends.
 
+Compute (``docs/compute.md``, "Buying compute through a node"): the node
+only relays a job's requests to the provider; the wallet applies the
+consumer's rule to every answer and signs every voucher here
+(:meth:`Client.buy_compute`, :meth:`Client.run_job`: ``compute.py``), so a
+lying provider — or node — gets nothing it did not sign for, and the
+wallet stops paying and cancels at the first report that breaks the rule.
+:meth:`Client.refund_channel` takes back an escrow the provider never
+closed.
+
 Entries built here use the wallet's clock for ``ts_ms``, never earlier than
 the author's previous entry (the chain's timestamps may not go back), and
 build on the author's *certified* head (``account_get``): a wallet sends one
@@ -91,9 +100,11 @@ from mycelia.client.results import (
     AccountInfo,
     AttestationCheck,
     AuditReport,
+    ChannelView,
     Claimable,
     ClaimableAttestation,
     ClaimPlan,
+    ComputeAnswer,
     EconomyInfo,
     EconomySummary,
     EntryStatus,
@@ -102,7 +113,9 @@ from mycelia.client.results import (
     GenesisSignature,
     HistoryPage,
     HostedDevice,
+    JobOutcome,
     NodeInfo,
+    OfferView,
     Prepared,
     ReadingCheck,
     ReadingsPage,
@@ -121,11 +134,13 @@ __all__ = [
     "AsyncClient",
     "AttestationCheck",
     "AuditReport",
+    "ChannelView",
     "ClaimPlan",
     "Claimable",
     "ClaimableAttestation",
     "Client",
     "ClientError",
+    "ComputeAnswer",
     "EconomyInfo",
     "EconomySummary",
     "Endpoint",
@@ -137,7 +152,9 @@ __all__ = [
     "HostedDevice",
     "Ingest",
     "IngestResult",
+    "JobOutcome",
     "NodeInfo",
+    "OfferView",
     "Prepared",
     "ReadingCheck",
     "ReadingsPage",

@@ -14,8 +14,10 @@ from mycelia.api import methods as declared
 from mycelia.api.bodies import Body
 from mycelia.api.codecs import Json
 from mycelia.api.encoding import hex_in, hex_out
+from mycelia.client import compute
 from mycelia.client.core import (
     Flow,
+    _account_key,
     _admit_body,
     _burn_body,
     _Core,
@@ -34,12 +36,14 @@ from mycelia.client.core import (
     peer_ids,
 )
 from mycelia.client.endpoint import Endpoint
-from mycelia.client.errors import RpcError, RpcUnavailable, T, _bad_response
+from mycelia.client.errors import RpcError, RpcUnavailable, T, _bad_response, _parsing
 from mycelia.client.results import (
     AccountInfo,
     AuditReport,
+    ChannelView,
     Claimable,
     ClaimPlan,
+    ComputeAnswer,
     EconomyInfo,
     EconomySummary,
     EntryStatus,
@@ -48,7 +52,9 @@ from mycelia.client.results import (
     GenesisSignature,
     HistoryPage,
     HostedDevice,
+    JobOutcome,
     NodeInfo,
+    OfferView,
     Prepared,
     ReadingsPage,
 )
@@ -62,14 +68,18 @@ from mycelia.protocol import (
     SignedGenesis,
     SigningKey,
 )
+from mycelia.protocol.channels import SignedRelease, SignedVoucher
+from mycelia.protocol.compute_frames import Answer, Job
+from mycelia.protocol.offers import Limits, Offer
 
 if TYPE_CHECKING:  # trio is imported where a subscription needs it
     from trio_websocket import WebSocketConnection
 
 #: What a subscription yields, by topic: an :class:`EntryStatus` (``entry``),
 #: a verified :class:`Certificate` (``account``), a verified
-#: :class:`ForkInfo` (``forks``), the raw JSON (any other topic).
-Payload: TypeAlias = "EntryStatus | Certificate | ForkInfo | Json"
+#: :class:`ForkInfo` (``forks``), the provider's answer frame, checked
+#: against the node's view of it (``job``), the raw JSON (any other topic).
+Payload: TypeAlias = "EntryStatus | Certificate | ForkInfo | Answer | Json"
 
 # -- the async client ----------------------------------------------------------------------
 
@@ -257,6 +267,139 @@ class AsyncClient(_Core):
     async def prepare_claim(self, economy: bytes, device: bytes) -> ClaimPlan | None:
         return await self._drive(self._claim_flow(economy, device))
 
+    # -- compute (docs/compute.md) --------------------------------------------------------------
+
+    async def compute_offers(self, economy: bytes) -> list[OfferView]:
+        """The economy's compute offers the node holds, each verified."""
+        return await self._drive(compute.offers_flow(self, economy))
+
+    async def channel_get(self, channel: bytes) -> ChannelView:
+        """A payment channel, checked against its certified open (and settlement)."""
+        return await self._drive(compute.channel_flow(self, channel))
+
+    async def channel_list(
+        self, economy: bytes, account: str, *, limit: int | None = None
+    ) -> list[ChannelView]:
+        """The channels ``account`` pays or is paid by (a listing)."""
+        return await self._drive(compute.channels_flow(self, economy, account, limit))
+
+    async def compute_job_start(
+        self,
+        offer: Offer,
+        channel: bytes,
+        runtime: str,
+        input: bytes,
+        *,
+        limits: Limits | None = None,
+        base: int = 0,
+    ) -> tuple[Job, Answer]:
+        """Start a job through the node (it dials the provider); the job it
+        built (checked to be the one asked for) and the provider's answer."""
+        flow = compute.start_flow(self, offer, channel, runtime, input, limits, base)
+        return await self._drive(flow)
+
+    async def compute_job_voucher(self, job: bytes, voucher: SignedVoucher) -> Answer:
+        """Relay a voucher (signed here, by the caller); the provider's answer."""
+        return await self._drive(compute.voucher_flow(self, job, voucher))
+
+    async def compute_job_status(self, job: bytes) -> Answer:
+        return await self._drive(compute.status_flow(self, job))
+
+    async def compute_job_result(self, job: bytes) -> Answer:
+        return await self._drive(compute.result_flow(self, job))
+
+    async def compute_job_cancel(self, job: bytes) -> Answer:
+        return await self._drive(compute.cancel_flow(self, job))
+
+    async def open_channel(
+        self,
+        key: SigningKey,
+        economy: bytes,
+        provider: str,
+        amount: int,
+        expiry_ms: int,
+        *,
+        offer: bytes = b"",
+    ) -> bytes:
+        """Submit ``key``'s ``channel.open`` to ``provider`` (a did:key); the
+        channel id (its entry id: wait for its certificate)."""
+        provider_key = _account_key(provider)
+        return await self._drive(
+            compute.open_channel_flow(self, key, economy, provider_key, amount, expiry_ms, offer)
+        )
+
+    async def refund_channel(
+        self,
+        key: SigningKey,
+        channel: bytes,
+        *,
+        release: SignedRelease | None = None,
+        ts_ms: int | None = None,
+    ) -> bytes:
+        """Submit ``key``'s ``channel.refund`` of ``channel`` (after its
+        expiry, or with the provider's ``release``); the entry id."""
+        return await self._drive(compute.refund_flow(self, key, channel, release, ts_ms))
+
+    async def run_job(
+        self,
+        key: SigningKey,
+        offer: Offer,
+        job: Job,
+        first: Answer,
+        *,
+        escrow: int,
+        max_spend: int,
+        poll_s: float = 1.0,
+        on_answer: compute.OnAnswer | None = None,
+    ) -> JobOutcome:
+        """Run the consumer's side of a started job: check each answer,
+        sign and send the vouchers, stop paying and cancel on a bad report."""
+        return await self._drive(
+            compute.run_job_flow(
+                self,
+                key,
+                offer,
+                job,
+                first,
+                escrow=escrow,
+                max_spend=max_spend,
+                poll_s=poll_s,
+                on_answer=on_answer,
+            )
+        )
+
+    async def buy_compute(
+        self,
+        key: SigningKey,
+        economy: bytes,
+        runtime: str,
+        input: bytes,
+        *,
+        max_spend: int,
+        limits: Limits | None = None,
+        expiry_margin_ms: int = compute.DEFAULT_EXPIRY_MARGIN_MS,
+        poll_s: float = 1.0,
+        timeout_s: float = 60.0,
+        on_answer: compute.OnAnswer | None = None,
+    ) -> JobOutcome:
+        """Buy one job: the cheapest fitting offer, a channel of
+        ``max_spend``, the job, paid as it runs; its outcome."""
+        return await self._drive(
+            compute.buy_flow(
+                self,
+                key,
+                economy,
+                runtime,
+                input,
+                max_spend=max_spend,
+                limits=limits,
+                expiry_margin_ms=expiry_margin_ms,
+                poll_s=poll_s,
+                timeout_s=timeout_s,
+                on_answer=on_answer,
+            )
+        )
+
     async def wait(self, entry_id: bytes, *, timeout: float = 60.0) -> EntryStatus:
         """The entry's final status, from an ``entry`` subscription (the node
         sends the status at once if it is already final)."""
@@ -423,4 +566,9 @@ class Subscription:
         if self.topic == "forks":
             assert self._economy is not None
             return self._client._fork(self._economy, result, "forks notification")
+        if self.topic == "job":
+            job = hex_in(self._params.get("job"), "job", size=32)
+            with _parsing("job notification"):
+                shown = ComputeAnswer.from_json(result)
+            return compute.check_answer(job, shown)
         return result

@@ -3,7 +3,8 @@ types (``mycelia.api.types``, re-exported here); what the client verified
 or computed itself is here: an economy whose genesis was checked
 (:class:`EconomyInfo`), a history of verified certificates
 (:class:`HistoryPage`), a claim built from certified attestations
-(:class:`ClaimPlan`), an audit (:class:`AuditReport`)."""
+(:class:`ClaimPlan`), an audit (:class:`AuditReport`), a job bought and
+paid for (:class:`JobOutcome`)."""
 
 from __future__ import annotations
 
@@ -15,21 +16,29 @@ from mycelia.api.types import (
     FINAL,
     AccountInfo,
     CertifiedEntry,
+    ChannelView,
     Claimable,
     ClaimableAttestation,
+    ComputeAnswer,
     EconomySummary,
     EconomyView,
     EntryStatus,
     Followed,
     GenesisSignature,
     HostedDevice,
+    JobStarted,
     NodeInfo,
+    OfferView,
     Prepared,
     ReadingsPage,
     StoredReading,
 )
 from mycelia.api.types import Fork as ForkInfo
 from mycelia.protocol import Certificate, Economy, ImpactClaim, SignedGenesis
+from mycelia.protocol.compute import Failed, Stop
+from mycelia.protocol.compute_frames import Job, ResultFrame
+from mycelia.protocol.offers import Offer
+from mycelia.protocol.usage import UsageReport
 
 __all__ = [
     "FAILED",
@@ -39,9 +48,11 @@ __all__ = [
     "AccountInfo",
     "AttestationCheck",
     "AuditReport",
+    "ChannelView",
     "ClaimPlan",
     "Claimable",
     "ClaimableAttestation",
+    "ComputeAnswer",
     "EconomyInfo",
     "EconomySummary",
     "EntryStatus",
@@ -50,7 +61,10 @@ __all__ = [
     "GenesisSignature",
     "HistoryPage",
     "HostedDevice",
+    "JobOutcome",
+    "JobStarted",
     "NodeInfo",
+    "OfferView",
     "Prepared",
     "ReadingCheck",
     "ReadingsPage",
@@ -232,3 +246,40 @@ class AuditReport:
             "attestations": [a.to_json() for a in self.attestations],
             "readings": [r.to_json() for r in self.readings],
         }
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """A compute job as its consumer saw it to the end (``run_job``,
+    ``buy_compute``): the job and the offer, the RESULT if it came (its
+    final usage report checked by the consumer's rule), the newest report
+    accepted, what the consumer signed (``paid``: the channel's newest
+    voucher amount, ``base`` included) — and why it stopped paying
+    (``stop``: the provider's report broke the rule) or why the provider
+    refused (``failed``)."""
+
+    job: Job
+    offer: Offer
+    result: ResultFrame | None
+    report: UsageReport | None
+    paid: int
+    stop: Stop | None = None
+    failed: Failed | None = None
+
+    @property
+    def channel(self) -> bytes:
+        return self.job.channel
+
+    @property
+    def ok(self) -> bool:
+        """The job ended with a RESULT that the consumer accepted and paid."""
+        return self.result is not None and self.stop is None and self.failed is None
+
+    @property
+    def output(self) -> bytes:
+        return b"" if self.result is None else self.result.output
+
+    @property
+    def price(self) -> int:
+        """The job's price by its newest accepted report (past ``base``)."""
+        return 0 if self.report is None else self.report.price

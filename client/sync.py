@@ -12,8 +12,10 @@ from mycelia.api import methods as declared
 from mycelia.api.bodies import Body
 from mycelia.api.codecs import Json
 from mycelia.api.encoding import hex_out
+from mycelia.client import compute
 from mycelia.client.core import (
     Flow,
+    _account_key,
     _admit_body,
     _burn_body,
     _Core,
@@ -34,6 +36,7 @@ from mycelia.client.errors import ClientError, RpcError, RpcUnavailable, T
 from mycelia.client.results import (
     AccountInfo,
     AuditReport,
+    ChannelView,
     Claimable,
     ClaimPlan,
     EconomyInfo,
@@ -44,7 +47,9 @@ from mycelia.client.results import (
     GenesisSignature,
     HistoryPage,
     HostedDevice,
+    JobOutcome,
     NodeInfo,
+    OfferView,
     Prepared,
     ReadingsPage,
 )
@@ -57,6 +62,9 @@ from mycelia.protocol import (
     SignedGenesis,
     SigningKey,
 )
+from mycelia.protocol.channels import SignedRelease, SignedVoucher
+from mycelia.protocol.compute_frames import Answer, Job
+from mycelia.protocol.offers import Limits, Offer
 
 # -- the sync client ----------------------------------------------------------------------
 
@@ -300,6 +308,138 @@ class Client(_Core):
         """The next ``impact.claim`` of ``device`` (see :class:`ClaimPlan`);
         None when nothing certified is left to claim. Submit its ``body``."""
         return self._drive(self._claim_flow(economy, device))
+
+    # -- compute (docs/compute.md) --------------------------------------------------------------
+
+    def compute_offers(self, economy: bytes) -> list[OfferView]:
+        """The economy's compute offers the node holds, each verified."""
+        return self._drive(compute.offers_flow(self, economy))
+
+    def channel_get(self, channel: bytes) -> ChannelView:
+        """A payment channel, checked against its certified open (and settlement)."""
+        return self._drive(compute.channel_flow(self, channel))
+
+    def channel_list(
+        self, economy: bytes, account: str, *, limit: int | None = None
+    ) -> list[ChannelView]:
+        """The channels ``account`` pays or is paid by (a listing)."""
+        return self._drive(compute.channels_flow(self, economy, account, limit))
+
+    def compute_job_start(
+        self,
+        offer: Offer,
+        channel: bytes,
+        runtime: str,
+        input: bytes,
+        *,
+        limits: Limits | None = None,
+        base: int = 0,
+    ) -> tuple[Job, Answer]:
+        """Start a job through the node (it dials the provider); the job it
+        built (checked to be the one asked for) and the provider's answer."""
+        return self._drive(compute.start_flow(self, offer, channel, runtime, input, limits, base))
+
+    def compute_job_voucher(self, job: bytes, voucher: SignedVoucher) -> Answer:
+        """Relay a voucher (signed here, by the caller); the provider's answer."""
+        return self._drive(compute.voucher_flow(self, job, voucher))
+
+    def compute_job_status(self, job: bytes) -> Answer:
+        return self._drive(compute.status_flow(self, job))
+
+    def compute_job_result(self, job: bytes) -> Answer:
+        return self._drive(compute.result_flow(self, job))
+
+    def compute_job_cancel(self, job: bytes) -> Answer:
+        return self._drive(compute.cancel_flow(self, job))
+
+    def open_channel(
+        self,
+        key: SigningKey,
+        economy: bytes,
+        provider: str,
+        amount: int,
+        expiry_ms: int,
+        *,
+        offer: bytes = b"",
+    ) -> bytes:
+        """Submit ``key``'s ``channel.open`` to ``provider`` (a did:key); the
+        channel id (its entry id: wait for its certificate)."""
+        provider_key = _account_key(provider)
+        return self._drive(
+            compute.open_channel_flow(self, key, economy, provider_key, amount, expiry_ms, offer)
+        )
+
+    def refund_channel(
+        self,
+        key: SigningKey,
+        channel: bytes,
+        *,
+        release: SignedRelease | None = None,
+        ts_ms: int | None = None,
+    ) -> bytes:
+        """Submit ``key``'s ``channel.refund`` of ``channel`` (after its
+        expiry, or with the provider's ``release``); the entry id."""
+        return self._drive(compute.refund_flow(self, key, channel, release, ts_ms))
+
+    def run_job(
+        self,
+        key: SigningKey,
+        offer: Offer,
+        job: Job,
+        first: Answer,
+        *,
+        escrow: int,
+        max_spend: int,
+        poll_s: float = 1.0,
+        on_answer: compute.OnAnswer | None = None,
+    ) -> JobOutcome:
+        """Run the consumer's side of a started job: check each answer,
+        sign and send the vouchers, stop paying and cancel on a bad report."""
+        return self._drive(
+            compute.run_job_flow(
+                self,
+                key,
+                offer,
+                job,
+                first,
+                escrow=escrow,
+                max_spend=max_spend,
+                poll_s=poll_s,
+                on_answer=on_answer,
+            )
+        )
+
+    def buy_compute(
+        self,
+        key: SigningKey,
+        economy: bytes,
+        runtime: str,
+        input: bytes,
+        *,
+        max_spend: int,
+        limits: Limits | None = None,
+        expiry_margin_ms: int = compute.DEFAULT_EXPIRY_MARGIN_MS,
+        poll_s: float = 1.0,
+        timeout_s: float = 60.0,
+        on_answer: compute.OnAnswer | None = None,
+    ) -> JobOutcome:
+        """Buy one job: the cheapest fitting offer, a channel of
+        ``max_spend``, the job, paid as it runs; its outcome."""
+        return self._drive(
+            compute.buy_flow(
+                self,
+                key,
+                economy,
+                runtime,
+                input,
+                max_spend=max_spend,
+                limits=limits,
+                expiry_margin_ms=expiry_margin_ms,
+                poll_s=poll_s,
+                timeout_s=timeout_s,
+                on_answer=on_answer,
+            )
+        )
 
     def wait(
         self,

@@ -793,7 +793,10 @@ class SensorsConfig:
 # keys with the kinds declared on RuntimeConfig's fields, naming the key
 # inside the table in errors (``compute.runtimes.py.command: ...``).
 
-_RUNTIME_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+# At most 32 bytes: the name goes into signed offers (protocol/offers.py).
+_RUNTIME_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
+#: A ledger amount, in an economy's minor units (prices, the credit window).
+_AMOUNT = _Int(0, (1 << 63) - 1)
 _FILE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _USER_RE = re.compile(r"^([a-z_][a-z0-9_-]{0,31}\$?|[0-9]{1,10})$")
@@ -933,6 +936,13 @@ class RuntimeConfig:
     output_file: str = _setting(
         "output", _FileName(), "with output = file: its name in the job's work directory"
     )
+    # The prices in offers (protocol/pricing.py), in the minor units of the
+    # economy the offer is for: a provider offers every followed economy the
+    # same integers.
+    fee: int = _setting(0, _AMOUNT, "price of a job, charged once at its start (minor units)")
+    per_cpu_ms: int = _setting(0, _AMOUNT, "price of a CPU millisecond (minor units)")
+    per_mib_s: int = _setting(0, _AMOUNT, "price of a reserved MiB for a second (minor units)")
+    per_wall_s: int = _setting(0, _AMOUNT, "price of a second of running time (minor units)")
 
     def __post_init__(self) -> None:
         # Validated when built, in code as from a file: the loader names the
@@ -968,7 +978,7 @@ class _Runtimes(_Kind):
     """``compute.runtimes``: a table of runtime tables, keyed by name."""
 
     expected = "a table of runtimes, [compute.runtimes.NAME] with at least command"
-    name_expected = "a runtime name of lowercase letters, digits, . _ - (at most 64)"
+    name_expected = "a runtime name of lowercase letters, digits, . _ - (at most 32)"
 
     def from_toml(self, value: object) -> tuple[RuntimeConfig, ...]:
         if not isinstance(value, dict):
@@ -1073,6 +1083,43 @@ class ComputeConfig:
         _Runtimes(),
         "runtimes offered: write them as [compute.runtimes.NAME] tables instead of this line "
         "(keys below; configs/README.md)",
+    )
+    # The provider's offers and terms (node/compute/service.py, docs/compute.md).
+    credit_window: int = _setting(
+        1000,
+        _AMOUNT,
+        "most unpaid value (minor units) a job may run up before it is frozen until paid",
+    )
+    grace_s: float = _setting(
+        10.0, _Seconds(0.001, 300.0), "seconds a frozen job waits for payment before it is killed"
+    )
+    offer_ttl_s: float = _setting(
+        3600.0, _Seconds(60.0, 86_400.0), "seconds an offer is valid from when it is signed"
+    )
+    offer_interval_s: float = _setting(
+        600.0,
+        _Seconds(0.1, 86_400.0),
+        "seconds between two gossips of this node's offers (less than offer_ttl_s)",
+    )
+    close_margin_s: float = _setting(
+        300.0,
+        _Seconds(1.0, 86_400.0),
+        "seconds a channel must outlast a job's wall limit for this node to take the job "
+        "(time to close it before it expires)",
+    )
+    final_voucher_s: float = _setting(
+        10.0,
+        _Seconds(0.001, 3600.0),
+        "seconds to wait after a job ended for the consumer's final voucher before closing",
+    )
+    max_jobs_per_peer: int = _setting(
+        1, _Int(1, 1024), "most jobs one peer may have running here at once"
+    )
+    max_relayed_jobs: int = _setting(
+        64,
+        _Int(1, 4096),
+        "most jobs this node relays for its wallets at once (compute_job_start); "
+        "relaying needs no runtime and works with enabled = false",
     )
 
     def __post_init__(self) -> None:
@@ -1292,6 +1339,12 @@ def _check_together(cfg: Config) -> None:
             f"p2p.gossip_max_batch_bytes: expected at most p2p.max_frame_bytes "
             f"({cfg.p2p.max_frame_bytes}), got {cfg.p2p.gossip_max_batch_bytes}",
             key="p2p.gossip_max_batch_bytes",
+        )
+    if cfg.compute.offer_interval_s >= cfg.compute.offer_ttl_s:
+        raise ConfigError(
+            f"compute.offer_interval_s: expected less than compute.offer_ttl_s "
+            f"({cfg.compute.offer_ttl_s:g}), got {cfg.compute.offer_interval_s:g}",
+            key="compute.offer_interval_s",
         )
     check_rpc(cfg.rpc)
 

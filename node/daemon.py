@@ -4,7 +4,8 @@
 settings, and :meth:`Node.run` starts them in dependency order, each with
 ``nursery.start`` so the next starts only once the previous is ready: the
 p2p host, the one writer (applier), the validator's group commit, gossip,
-the submitter, sync, the fork monitor (``forks.py``), the attester and the
+the submitter, sync, the fork monitor (``forks.py``), the attester, the
+compute service (``compute/service.py``: provider, closer and relay) and the
 metrics endpoint. One log line
 per start names what started and where.
 
@@ -40,7 +41,8 @@ from mycelia.node import wire
 from mycelia.node.applier import Applier
 from mycelia.node.attester import DAY_MS, Attester
 from mycelia.node.audit import Audit
-from mycelia.node.config import DEFAULTS, Config
+from mycelia.node.compute.service import ComputeService
+from mycelia.node.config import DEFAULTS, ComputeConfig, Config
 from mycelia.node.forks import ForkMonitor
 from mycelia.node.gossip import Gossip
 from mycelia.node.http import http_url
@@ -95,6 +97,7 @@ class NodeSettings:
     attest_interval_s: float = DEFAULTS.sensors.attest_interval_s
     attest_max_readings: int = DEFAULTS.sensors.attest_max_readings
     retention_days: int = DEFAULTS.sensors.retention_days
+    compute: ComputeConfig = DEFAULTS.compute
 
     @classmethod
     def from_config(cls, config: Config) -> NodeSettings:
@@ -124,6 +127,7 @@ class NodeSettings:
             attest_interval_s=config.sensors.attest_interval_s,
             attest_max_readings=config.sensors.attest_max_readings,
             retention_days=config.sensors.retention_days,
+            compute=config.compute,
         )
 
 
@@ -208,6 +212,15 @@ class Node:
             retention_ms=s.retention_days * DAY_MS,
         )
         self.audit = Audit(self.store, self.p2p, self.applier)
+        self.compute = ComputeService(
+            key,
+            self.store,
+            self.applier,
+            self.submitter,
+            self.p2p,
+            s.compute,
+            addresses=self._offer_addresses,
+        )
         self.listening = Listening()
         self._started = trio.Event()
 
@@ -237,9 +250,17 @@ class Node:
 
     # -- running --------------------------------------------------------------------
 
+    def _offer_addresses(self) -> list[str]:
+        """Where a consumer dials this node's compute: the announced
+        addresses, else the listening ones (with the peer id)."""
+        if self.settings.announce:
+            return [f"{a}/p2p/{self.p2p.peer_id}" for a in self.settings.announce]
+        return self.p2p.listen_addrs
+
     async def _subscribe(self, economy: Economy) -> None:
         if self._started.is_set():
             await self.gossip.follow(economy.id)
+            await self.compute.follow(economy.id)
 
     async def _send_votes(
         self, validator: bytes, economy_id: bytes, items: list[wire.VoteItem]
@@ -329,10 +350,12 @@ class Node:
                 for economy_id in self.follow:
                     if economy_id in self.applier.economies:
                         await self.gossip.follow(economy_id)
+                        await self.compute.follow(economy_id)
                 await nursery.start(self.submitter.run)
                 await nursery.start(self.sync.run)
                 await nursery.start(self.forks.run)
                 await nursery.start(self.attester.run)
+                await nursery.start(self.compute.run)
                 log.info("node %s ready", self.key.did)
                 for frontend in frontends:
                     await nursery.start(partial(frontend, self))
@@ -384,6 +407,25 @@ class MetricsExporter:
         m.impact_claims_total.inc(self._delta("claims", n.store.claims_applied))
         m.impact_claimed_units.set(n.store.claimed_units)
         m.sensor_readings_bytes.set(n.store.readings_size_bytes())
+        compute = n.compute
+        provider = compute.provider
+        if provider is not None:
+            for outcome, count in provider.outcomes.items():
+                m.compute_jobs_total.labels(outcome=outcome).inc(
+                    self._delta(f"job:{outcome}", count)
+                )
+            m.compute_cpu_seconds_total.inc(self._delta("cpu_ms", provider.cpu_ms) / 1000)
+            m.compute_jobs_running.set(provider.running)
+            for stage, count in (
+                ("received", provider.vouchers_received),
+                ("persisted", provider.vouchers_persisted),
+            ):
+                m.compute_vouchers_total.labels(stage=stage).inc(self._delta(f"v:{stage}", count))
+        for kind, count in compute.closer.settlements.items():
+            if kind in ("close", "refund"):
+                m.compute_settlements_total.labels(kind=kind).inc(
+                    self._delta(f"settled:{kind}", count)
+                )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()

@@ -16,7 +16,7 @@ How it works:
 * Names follow Prometheus conventions: the ``mycelia_`` prefix, base units
   (seconds, bytes), ``_total`` on counters. Labels have small fixed value
   sets only (a direction, an outcome, a refusal reason code: gossip's and
-  the sensor ingest's); nothing is
+  the sensor ingest's; a compute job's outcome, a settlement's kind); nothing is
   labelled by account, device or peer, which would grow without bound and
   identify people. :meth:`Metrics.gossip_dropped` folds an unexpected reason
   into ``other`` for the same reason.
@@ -52,6 +52,7 @@ from prometheus_client import (
 from starlette.types import Receive, Scope, Send
 
 from mycelia.node.http import serve_http
+from mycelia.protocol.compute_frames import OUTCOMES as COMPUTE_OUTCOMES
 from mycelia.protocol.reasons import Reason
 
 __all__ = [
@@ -232,8 +233,43 @@ class Metrics:
             "economies' metric units (a negative total, a debt, lowers it).",
             registry=r,
         )
+        self.compute_jobs_total = Counter(
+            "mycelia_compute_jobs_total",
+            "Compute jobs this provider ran to their end, by outcome (the RESULT's: "
+            "completed, limit, unpaid, cancelled, failed).",
+            ["outcome"],
+            registry=r,
+        )
+        self.compute_cpu_seconds_total = Counter(
+            "mycelia_compute_cpu_seconds_total",
+            "CPU seconds of the compute jobs that ended, as metered and billed.",
+            registry=r,
+        )
+        self.compute_jobs_running = Gauge(
+            "mycelia_compute_jobs_running", "Compute jobs running on this provider.", registry=r
+        )
+        self.compute_vouchers_total = Counter(
+            "mycelia_compute_vouchers_total",
+            "Vouchers for this provider's jobs: received (any, valid or not) and persisted "
+            "(newer than the one held, written to the store).",
+            ["stage"],
+            registry=r,
+        )
+        self.compute_settlements_total = Counter(
+            "mycelia_compute_settlements_total",
+            "Channels this provider held a voucher of that were settled, by how: close "
+            "(its channel.close) or refund (the consumer's won).",
+            ["kind"],
+            registry=r,
+        )
         # Label values known in advance are created now, so they export 0
         # instead of being absent (absent series break rate() and alerts).
+        for outcome in COMPUTE_OUTCOMES:
+            self.compute_jobs_total.labels(outcome=outcome)
+        for stage in ("received", "persisted"):
+            self.compute_vouchers_total.labels(stage=stage)
+        for kind in ("close", "refund"):
+            self.compute_settlements_total.labels(kind=kind)
         for direction in ("in", "out"):
             self.gossip_messages_total.labels(direction=direction)
         for outcome in ("certified", "refused"):

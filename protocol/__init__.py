@@ -48,9 +48,10 @@ Modules, from the bottom up:
 ``pricing``        integer prices of metered usage (one rounding)
 ``offers``         provider-signed compute offers and their runtimes
 ``usage``          provider-signed cumulative usage reports
-``compute_frames`` the ``/mycelia/compute/1`` frames (OFFER … ERROR)
-``compute``        the job check, the consumer's and provider's rules, and
-                   the two session state machines
+``compute_frames`` the ``/mycelia/compute/1`` requests (JOB, VOUCHER, POLL,
+                   CANCEL) and answers (USAGE, RESULT, ERROR)
+``compute``        the job and channel checks, billing, the consumer's and
+                   provider's rules, and each side's state of a job
 ``offer_book``     offer gossip batches and the bounded book of offers
 =================  ==========================================================
 """

@@ -1,26 +1,32 @@
 """The frames of ``/mycelia/compute/1``: one encoder and one strict decoder
 for each, through the one codec.
 
-Why this exists: a compute stream carries untrusted frames both ways for as
-long as a job runs, so every frame type has exactly one byte form, fixed
-here (and in ``tests/vectors/compute.json``), and one bounded decoder that
-refuses oversize, wrong types, floats and unknown types before anything
-acts on it. Which frame may come when is ``compute.py``'s session rule;
-the payment rules are ``compute.py`` too.
+Why this exists: a compute job's frames are untrusted both ways for as long
+as the job runs, so every frame type has exactly one byte form, fixed here
+(and in ``tests/vectors/compute.json``), and one bounded decoder that refuses
+oversize, wrong types, floats and unknown types before anything acts on it.
+Which answer may follow which request is ``compute.py``'s rule; the payment
+rules are ``compute.py`` too.
 
-Every frame is a canonical msgpack array ``[TAG, 1, ...]`` (upper-case
-tags, so no frame is mistaken for the lower-case signed structures it
-carries), sent as one length-prefixed frame (``framing.py``) of at most
-:data:`MAX_FRAME_BYTES`::
+The protocol is request/response (``node/p2p.py``'s streams: one request
+frame, one answer frame, then the stream closes), so a job outlives any one
+stream: the consumer sends each request on a stream of its own and every
+request but the JOB names the job by id. Every frame is a canonical msgpack
+array ``[TAG, 1, ...]`` (upper-case tags, so no frame is mistaken for the
+lower-case signed structures it carries), the payload of one length-prefixed
+frame (``framing.py``) of at most :data:`MAX_FRAME_BYTES`::
 
-    ["OFFER",   1, signed_offer]                 provider -> consumer
-    ["JOB",     1, job]                          consumer -> provider
-    ["USAGE",   1, signed_usage]                 provider -> consumer
-    ["VOUCHER", 1, voucher]                      consumer -> provider
+    requests (consumer -> provider)
+    ["JOB",     1, job]                          start a job
+    ["VOUCHER", 1, job_id, voucher]              pay (and ask how it goes)
+    ["POLL",    1, job_id]                       ask how it goes
+    ["CANCEL",  1, job_id]                       stop the job
+
+    answers (provider -> consumer), one to each request
+    ["USAGE",   1, signed_usage]                 the job runs: its newest report
     ["RESULT",  1, exit_status, outcome, output, signed_usage]
-                                                 provider -> consumer
-    ["CANCEL",  1]                               consumer -> provider
-    ["ERROR",   1, reason, detail]               either way
+                                                 the job ended (every later answer)
+    ["ERROR",   1, reason, detail]               refused
 
 Signed structures travel as their own canonical bytes (msgpack bin): the
 receiver decodes them strictly with their own bound and may keep them as
@@ -42,6 +48,7 @@ channel's vouchers pay for it — so it travels inline::
 * ``input``: inline, at most :data:`MAX_INLINE_INPUT_BYTES`; or by hash
   (``digest`` = BLAKE2b-256("mycelia/job-input/1\\0" || bytes), 32 bytes,
   and ``size``), for input the provider already holds or fetches.
+* ``job_id``: 32 bytes, the id of a JOB sent before.
 * RESULT: ``exit_status`` is the job's exit code (0 … 255) or -N for a job
   killed by signal N (N ≤ 64), 0 for a job that never started; ``outcome``
   is one of :data:`OUTCOMES`; ``output`` at most
@@ -53,13 +60,14 @@ channel's vouchers pay for it — so it travels inline::
 
 A voucher is the channel's (``protocol/channels.py``): this module carries
 its bytes and bounds them; :func:`check_voucher` is the one place that
-learns its type.
+learns its type. :func:`decode_request` and :func:`decode_answer` refuse a
+frame of the other direction (``unexpected_frame``).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from mycelia.protocol import channels, codec, schema
@@ -68,7 +76,6 @@ from mycelia.protocol.offers import (
     MAX_INPUT_BYTES,
     MAX_OUTPUT_BYTES,
     Limits,
-    SignedOffer,
     check_runtime_name,
 )
 from mycelia.protocol.pricing import check_amount
@@ -76,6 +83,7 @@ from mycelia.protocol.reasons import Reason, Refused
 from mycelia.protocol.usage import SignedUsage
 
 __all__ = [
+    "ANSWER_TYPES",
     "COMPLETED",
     "FRAME_TYPES",
     "MAX_DETAIL_BYTES",
@@ -85,6 +93,8 @@ __all__ = [
     "NONCE_SIZE",
     "OUTCOMES",
     "PROTOCOL",
+    "REQUEST_TYPES",
+    "Answer",
     "CancelFrame",
     "ErrorFrame",
     "Frame",
@@ -93,12 +103,15 @@ __all__ = [
     "Job",
     "JobFrame",
     "JobInput",
-    "OfferFrame",
+    "PollFrame",
+    "Request",
     "ResultFrame",
     "UsageFrame",
     "VoucherFrame",
     "check_voucher",
+    "decode_answer",
     "decode_frame",
+    "decode_request",
     "input_digest",
 ]
 
@@ -136,14 +149,18 @@ def check_voucher(raw: Any) -> bytes:
     :class:`~mycelia.protocol.channels.SignedVoucher` (``malformed``,
     ``too_large``). The bytes are kept as received; the provider verifies
     them against the channel with channels' rules."""
+    _decode_voucher(raw)
+    return bytes(raw)  # bytes already (checked): the same object
+
+
+def _decode_voucher(raw: Any) -> channels.SignedVoucher:
     if type(raw) is not bytes:
         raise Refused(_M, "voucher: expected bytes")
     if not raw:
         raise Refused(_M, "voucher: empty")
     if len(raw) > MAX_SIGNED_VOUCHER_BYTES:
         raise Refused(Reason.TOO_LARGE, f"voucher of {len(raw)} bytes > {MAX_SIGNED_VOUCHER_BYTES}")
-    channels.SignedVoucher.decode(raw)
-    return raw
+    return channels.SignedVoucher.decode(raw)
 
 
 # -- job ------------------------------------------------------------------------------
@@ -280,28 +297,9 @@ class _Frame:
 
 
 @dataclass(frozen=True, slots=True)
-class OfferFrame(_Frame):
-    """The provider's current offer: its first frame on every stream."""
-
-    tag: ClassVar[str] = "OFFER"
-    offer: SignedOffer
-
-    def __post_init__(self) -> None:
-        if type(self.offer) is not SignedOffer:
-            raise Refused(_M, "OFFER: expected a SignedOffer")
-
-    def to_wire(self) -> list[Any]:
-        return [self.tag, 1, self.offer.encode()]
-
-    @classmethod
-    def from_wire(cls, f: list[Any]) -> OfferFrame:
-        f = schema.array(f, cls.tag, 1, 3, "OFFER frame")
-        raw = schema.bytes_(f[2], "offer", max_size=MAX_FRAME_BYTES)
-        return cls(SignedOffer.decode(raw))
-
-
-@dataclass(frozen=True, slots=True)
 class JobFrame(_Frame):
+    """Start a job (asking again for the same job answers as a POLL would)."""
+
     tag: ClassVar[str] = "JOB"
     job: Job
 
@@ -345,21 +343,52 @@ class UsageFrame(_Frame):
         return cls(_usage_bytes(f[2], "usage"))
 
 
+def _job_id(value: Any) -> bytes:
+    return schema.bytes_(value, "job", ID_SIZE)
+
+
 @dataclass(frozen=True, slots=True)
 class VoucherFrame(_Frame):
+    """Pay for job ``job``: the channel's newest signed voucher (its bytes);
+    answered as a POLL."""
+
     tag: ClassVar[str] = "VOUCHER"
+    job: bytes
     voucher: bytes
+    #: the voucher, decoded (once, when the frame is built)
+    signed: channels.SignedVoucher = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        check_voucher(self.voucher)
+        _job_id(self.job)
+        object.__setattr__(self, "signed", _decode_voucher(self.voucher))
 
     def to_wire(self) -> list[Any]:
-        return [self.tag, 1, self.voucher]
+        return [self.tag, 1, self.job, self.voucher]
 
     @classmethod
     def from_wire(cls, f: list[Any]) -> VoucherFrame:
-        f = schema.array(f, cls.tag, 1, 3, "VOUCHER frame")
-        return cls(check_voucher(f[2]))
+        f = schema.array(f, cls.tag, 1, 4, "VOUCHER frame")
+        return cls(_job_id(f[2]), f[3])
+
+
+@dataclass(frozen=True, slots=True)
+class PollFrame(_Frame):
+    """Ask how job ``job`` goes: answered with its newest USAGE, its RESULT
+    once it ended, or an ERROR."""
+
+    tag: ClassVar[str] = "POLL"
+    job: bytes
+
+    def __post_init__(self) -> None:
+        _job_id(self.job)
+
+    def to_wire(self) -> list[Any]:
+        return [self.tag, 1, self.job]
+
+    @classmethod
+    def from_wire(cls, f: list[Any]) -> PollFrame:
+        f = schema.array(f, cls.tag, 1, 3, "POLL frame")
+        return cls(_job_id(f[2]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,23 +426,30 @@ class ResultFrame(_Frame):
 
 @dataclass(frozen=True, slots=True)
 class CancelFrame(_Frame):
-    """The consumer wants the job stopped (the provider answers RESULT with
-    outcome ``cancelled`` and the final usage, to be paid)."""
+    """The consumer wants job ``job`` stopped: the provider kills it and
+    answers as a POLL (the RESULT, outcome ``cancelled``, once it ended; its
+    final usage is to be paid). Cancelling a job that ended changes nothing."""
 
     tag: ClassVar[str] = "CANCEL"
+    job: bytes
+
+    def __post_init__(self) -> None:
+        _job_id(self.job)
 
     def to_wire(self) -> list[Any]:
-        return [self.tag, 1]
+        return [self.tag, 1, self.job]
 
     @classmethod
     def from_wire(cls, f: list[Any]) -> CancelFrame:
-        schema.array(f, cls.tag, 1, 2, "CANCEL frame")
-        return cls()
+        f = schema.array(f, cls.tag, 1, 3, "CANCEL frame")
+        return cls(_job_id(f[2]))
 
 
 @dataclass(frozen=True, slots=True)
 class ErrorFrame(_Frame):
-    """A refusal: the sender stops, and so does the session."""
+    """A refusal: the answer to a request the provider will not (or can no
+    longer) serve. After an ERROR to a job's request the consumer pays
+    nothing more for it."""
 
     tag: ClassVar[str] = "ERROR"
     code: str
@@ -426,11 +462,12 @@ class ErrorFrame(_Frame):
         schema.str_(self.detail, "detail", max_bytes=MAX_DETAIL_BYTES)
 
     @classmethod
-    def of(cls, reason: Reason, detail: str = "") -> ErrorFrame:
-        """An ERROR for ``reason``, its detail cut to :data:`MAX_DETAIL_BYTES`
+    def of(cls, reason: str, detail: str = "") -> ErrorFrame:
+        """An ERROR for ``reason`` (a :class:`Reason`, or a node's own code:
+        any ``[a-z0-9_]`` string), its detail cut to :data:`MAX_DETAIL_BYTES`
         (at a character boundary)."""
         cut = detail.encode()[:MAX_DETAIL_BYTES].decode(errors="ignore")
-        return cls(reason.value, cut)
+        return cls(str(reason), cut)
 
     @property
     def reason(self) -> Reason | None:
@@ -450,13 +487,16 @@ class ErrorFrame(_Frame):
         return cls(f[2], f[3])
 
 
-Frame = OfferFrame | JobFrame | UsageFrame | VoucherFrame | ResultFrame | CancelFrame | ErrorFrame
+Request = JobFrame | VoucherFrame | PollFrame | CancelFrame
+Answer = UsageFrame | ResultFrame | ErrorFrame
+Frame = Request | Answer
 
-#: Every frame type by its tag.
-FRAME_TYPES: dict[str, type[Frame]] = {
-    t.tag: t
-    for t in (OfferFrame, JobFrame, UsageFrame, VoucherFrame, ResultFrame, CancelFrame, ErrorFrame)
+#: Every frame type by its tag, and the ones each side sends.
+REQUEST_TYPES: dict[str, type[Request]] = {
+    t.tag: t for t in (JobFrame, VoucherFrame, PollFrame, CancelFrame)
 }
+ANSWER_TYPES: dict[str, type[Answer]] = {t.tag: t for t in (UsageFrame, ResultFrame, ErrorFrame)}
+FRAME_TYPES: dict[str, type[Frame]] = {**REQUEST_TYPES, **ANSWER_TYPES}
 
 
 def decode_frame(payload: bytes) -> Frame:
@@ -472,3 +512,21 @@ def decode_frame(payload: bytes) -> Frame:
     if kind is None:
         raise Refused(Reason.UNKNOWN_FRAME, f"unknown frame type {value[0][:16]!r}")
     return kind.from_wire(value)
+
+
+def decode_request(payload: bytes) -> Request:
+    """A request as the provider reads one: :func:`decode_frame`, and
+    ``unexpected_frame`` for an answer."""
+    f = decode_frame(payload)
+    if not isinstance(f, JobFrame | VoucherFrame | PollFrame | CancelFrame):
+        raise Refused(Reason.UNEXPECTED_FRAME, f"{f.tag} is an answer, not a request")
+    return f
+
+
+def decode_answer(payload: bytes) -> Answer:
+    """An answer as the consumer reads one: :func:`decode_frame`, and
+    ``unexpected_frame`` for a request."""
+    f = decode_frame(payload)
+    if not isinstance(f, UsageFrame | ResultFrame | ErrorFrame):
+        raise Refused(Reason.UNEXPECTED_FRAME, f"{f.tag} is a request, not an answer")
+    return f

@@ -1,10 +1,12 @@
 """Length-prefixed framing over a byte stream, sans-IO.
 
-Why this exists: a stream protocol that carries many messages in each
-direction (``/mycelia/compute/1``) needs to cut a byte stream into frames
-without trusting the peer's lengths, and the cutting must not depend on how
-the transport chunks the bytes. This module is that cutting, with no I/O:
-the caller feeds whatever bytes arrived and takes out whole frames.
+Why this exists: every mycelia stream (``/mycelia/compute/1`` among them)
+carries length-prefixed frames, and cutting a byte stream into frames must
+not trust the peer's lengths nor depend on how the transport chunks the
+bytes. This module is that cutting, with no I/O — the statement of the
+format an implementation in another language follows (the test vectors'
+``framed`` bytes are :func:`frame`'s): the caller feeds whatever bytes
+arrived and takes out whole frames.
 
 The format is the one every mycelia stream uses (``node/p2p.py`` reads the
 same frames from a libp2p stream): an unsigned LEB128 varint length, then

@@ -318,8 +318,8 @@ class Offer:
 
 @dataclass(frozen=True, slots=True)
 class SignedOffer:
-    """An offer and its provider's signature: what is gossiped and sent in an
-    OFFER frame."""
+    """An offer and its provider's signature: what is gossiped and what the
+    wallet RPC lists (``compute_offers``)."""
 
     offer: Offer
     signature: bytes

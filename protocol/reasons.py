@@ -210,6 +210,12 @@ class Reason(enum.StrEnum):
     EXPIRY_PAST = "expiry_past"
     #: a voucher or release presented for another channel than its own.
     WRONG_CHANNEL = "wrong_channel"
+    #: a JOB on a channel that expires too soon for the job to run to its
+    #: wall limit and be closed before the expiry (``compute.check_job_channel``).
+    CHANNEL_EXPIRING = "channel_expiring"
+    #: a JOB on a channel that is paying for another job of the provider's
+    #: now (a channel pays for one job at a time, ``base`` after ``base``).
+    CHANNEL_BUSY = "channel_busy"
 
     # -- validators --------------------------------------------------------------
     #: a resource the entry consumes is locked to a different entry.
@@ -222,7 +228,7 @@ class Reason(enum.StrEnum):
 
     # -- compute: offers, jobs, usage, the /mycelia/compute/1 stream ----------------
     # (protocol/compute.py and its modules; docs/compute-protocol.md)
-    #: a JOB names an offer id that is not the provider's current offer.
+    #: a JOB names an offer id that is not one of the provider's current offers.
     UNKNOWN_OFFER = "unknown_offer"
     #: the offer is past its ``expires_ms`` (a JOB against it, or a gossiped one).
     OFFER_EXPIRED = "offer_expired"
@@ -240,8 +246,8 @@ class Reason(enum.StrEnum):
     OVER_MAX_SPEND = "over_max_spend"
     #: a usage report's counters are below the previous report's.
     USAGE_REGRESSED = "usage_regressed"
-    #: a usage report's seq is not the previous one's plus one (the first is
-    #: 1), or a report follows the final one.
+    #: a usage report's seq is not above the previous one's, or a report
+    #: follows the final one.
     USAGE_OUT_OF_ORDER = "usage_out_of_order"
     #: a usage report's price is not the offer's price of its counters.
     PRICE_MISMATCH = "price_mismatch"
@@ -252,9 +258,13 @@ class Reason(enum.StrEnum):
     WRONG_JOB = "wrong_job"
     #: a frame's type tag is not one of the compute protocol's frames.
     UNKNOWN_FRAME = "unknown_frame"
-    #: a frame that may not come now: out of order in the session, in the wrong
-    #: direction, or after the session ended.
+    #: a frame that may not come now: an answer where a request belongs or the
+    #: other way round, or an answer that cannot follow the previous ones
+    #: (a USAGE after the RESULT, a second RESULT).
     UNEXPECTED_FRAME = "unexpected_frame"
+    #: a VOUCHER, POLL or CANCEL naming a job the provider does not hold (never
+    #: started there, or gone with a restart: jobs do not survive one).
+    UNKNOWN_JOB = "unknown_job"
     # -- governance and epochs (governance.py, seals.py, epochs.py, handover.py) --
     #: a ballot or objection after the proposal's close (by the checker's
     #: clock, or by the entry's own timestamp).

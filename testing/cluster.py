@@ -68,6 +68,7 @@ class Cluster:
     scopes: dict[Node, trio.CancelScope] = field(default_factory=dict)
     names: dict[Node, str] = field(default_factory=dict)
     finished: dict[Node, trio.Event] = field(default_factory=dict)
+    own_settings: dict[str, NodeSettings] = field(default_factory=dict)
 
     @property
     def nodes(self) -> list[Node]:
@@ -80,8 +81,14 @@ class Cluster:
         *,
         bootstrap: Iterable[str] = (),
         follow: Iterable[bytes] = (),
+        settings: NodeSettings | None = None,
     ) -> Node:
-        settings = replace(self.settings, bootstrap=tuple(bootstrap), follow=frozenset(follow))
+        """Start a node; ``settings`` (default the cluster's) are kept for its
+        restarts."""
+        if settings is not None:
+            self.own_settings[name] = settings
+        base = self.own_settings.get(name, self.settings)
+        settings = replace(base, bootstrap=tuple(bootstrap), follow=frozenset(follow))
         node = Node(k, self.root / name, settings)
         await self.nursery.start(self._run, node)
         self.names[node] = name

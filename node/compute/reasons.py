@@ -31,6 +31,10 @@ class RunnerReason(enum.StrEnum):
     OVER_LIMITS = Reason.OVER_LIMITS.value
     #: ``compute.max_jobs`` jobs are running already; ask again later.
     RUNNER_BUSY = "runner_busy"
+    #: the asking peer has ``compute.max_jobs_per_peer`` jobs running here
+    #: already (the compute service's limit, so one peer cannot take every
+    #: slot); ask again once one ended.
+    PEER_BUSY = "peer_busy"
     #: the runtime's process could not be started (the detail names the step
     #: and the error); a provider's problem, nothing ran.
     START_FAILED = "start_failed"

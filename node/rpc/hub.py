@@ -1,4 +1,5 @@
-"""Subscriptions: which WebSockets watch which accounts, entries and forks."""
+"""Subscriptions: which WebSockets watch which accounts, entries, forks and
+relayed compute jobs."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from mycelia.protocol import (
 )
 
 if TYPE_CHECKING:  # the daemon imports the RPC
+    from mycelia.node.compute.relay import Relayed
     from mycelia.node.daemon import Node
 
 log = logging.getLogger("mycelia.rpc")
@@ -41,7 +43,7 @@ class Subscription:
     session: Session
     topic: str
     #: (economy, account) for an account subscription, (entry id,) for an entry
-    #: one, (economy,) for a forks one
+    #: one, (economy,) for a forks one, (job id,) for a job one
     key: tuple[bytes, ...] = ()
 
 
@@ -164,6 +166,8 @@ class Hub:
         self._entries: dict[bytes, dict[Subscription, None]] = {}
         #: economy -> forks subscriptions
         self._forks: dict[bytes, dict[Subscription, None]] = {}
+        #: job subscription -> the relay's watcher handle
+        self._jobs: dict[Subscription, int] = {}
         self._closed = False
         # The services offer no way to remove a listener; a closed hub's
         # listeners stay registered and do nothing.
@@ -176,6 +180,8 @@ class Hub:
         self._accounts.clear()
         self._entries.clear()
         self._forks.clear()
+        for sub in list(self._jobs):
+            self.forget(sub)
 
     def watch_account(self, session: Session, economy: bytes, account: bytes) -> Subscription:
         sub = session.new_subscription("account", (economy, account))
@@ -192,8 +198,39 @@ class Hub:
         self._forks.setdefault(economy, {})[sub] = None
         return sub
 
+    def watch_job(self, session: Session, job: bytes) -> Subscription:
+        """Each new answer of the provider about a job this node relays (the
+        relay polls while someone watches); the subscription ends after the
+        RESULT, or when the provider no longer holds the job. ``RelayError``
+        for a job the relay does not know."""
+        relay = self.node.compute.relay
+        relayed = relay.job(job)
+        sub = session.new_subscription("job", (job,))
+        if relayed.ended:  # once, after the response naming it
+            session.notify(sub.id, types.ComputeAnswer.of(job, relayed.answer).to_json())
+            session.end(sub)
+            return sub
+
+        def answered(r: Relayed, answer: bytes) -> None:
+            if self._closed or sub not in self._jobs:
+                return
+            try:
+                sub.session.notify(sub.id, types.ComputeAnswer.of(job, answer).to_json())
+            except Exception:  # never into the relay
+                log.exception("job notifications failed")
+            if r.ended:
+                self.forget(sub)
+
+        self._jobs[sub] = relay.watch(job, answered)
+        return sub
+
     def forget(self, sub: Subscription) -> None:
         sub.session.end(sub)
+        if sub.topic == "job":
+            handle = self._jobs.pop(sub, None)
+            if handle is not None:
+                self.node.compute.relay.unwatch(sub.key[0], handle)
+            return
         if sub.topic == "forks":
             subs = self._forks.get(sub.key[0], {})
             subs.pop(sub, None)

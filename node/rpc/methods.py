@@ -26,6 +26,7 @@ from mycelia.api.codecs import Json
 from mycelia.api.encoding import ParamError, did_out, hex_out
 from mycelia.api.methods import COMPONENTS, MAX_CLAIMABLE, METHODS
 from mycelia.node import wire
+from mycelia.node.compute.relay import RelayError
 from mycelia.node.config import RpcConfig
 from mycelia.node.jsonrpc import (
     LIMIT,
@@ -57,8 +58,10 @@ from mycelia.protocol import (
     impact,
     schema,
 )
+from mycelia.protocol.channels import ChannelRecord, ChannelState, SignedVoucher, channel_state
 from mycelia.protocol.domains import ENTRY
 from mycelia.protocol.governance import PROPOSAL_FACT
+from mycelia.protocol.offers import Limits
 from mycelia.protocol.state import fact_key
 
 if TYPE_CHECKING:  # the daemon imports the RPC
@@ -135,6 +138,19 @@ async def node_info(api: Api, session: Session | None) -> types.NodeInfo:
         economies=tuple(sorted(node.follow)),
         pending=node.submitter.pending_count,
         sync_lag=node.sync.lag,
+        compute=_compute_info(node),
+    )
+
+
+def _compute_info(node: Node) -> types.ComputeInfo:
+    status = node.compute.status()
+    return types.ComputeInfo(
+        enabled=status.enabled,
+        runtimes=status.runtimes,
+        metering=status.tier,
+        metering_why=status.why,
+        running=status.running,
+        relayed=status.relayed,
     )
 
 
@@ -358,10 +374,11 @@ async def subscribe(
     economy: bytes | None = None,
     account: bytes | None = None,
     id: bytes | None = None,
+    job: bytes | None = None,
 ) -> str:
     ws = _ws_only(session, "subscribe")
-    needed = {"account": ("economy", "account"), "entry": ("id",), "forks": ("economy",)}[topic]
-    given = {"economy": economy, "account": account, "id": id}
+    needed = declared.TOPICS[topic]
+    given = {"economy": economy, "account": account, "id": id, "job": job}
     for name, value in given.items():
         if name in needed and value is None:
             raise ParamError(name, f"missing (topic {topic})")
@@ -384,6 +401,12 @@ async def subscribe(
         assert economy is not None
         api.economy(economy)
         return api.hub.watch_forks(ws, economy).id
+    if topic == "job":
+        assert job is not None
+        try:
+            return api.hub.watch_job(ws, job).id
+        except RelayError as exc:
+            raise _relay_error(exc) from None
     assert id is not None
     status = _known_status(api, id)
     if status.state == PENDING:
@@ -511,6 +534,127 @@ async def sensor_devices(
             )
         )
     return tuple(out)
+
+
+# -- compute (docs/compute.md) -----------------------------------------------------------
+
+#: A relay's refusal as the RPC's error code.
+_RELAY_CODES = {
+    contract.UNKNOWN_OFFER: NOT_FOUND,
+    contract.UNKNOWN_JOB: NOT_FOUND,
+    contract.TOO_MANY_JOBS: LIMIT,
+    contract.PROVIDER_UNREACHABLE: UNAVAILABLE,
+}
+
+
+def _relay_error(exc: RelayError) -> RpcError:
+    return RpcError(_RELAY_CODES.get(exc.reason, UNAVAILABLE), exc.reason, exc.detail)
+
+
+def _answer(job: bytes, frame: bytes) -> types.ComputeAnswer:
+    return types.ComputeAnswer.of(job, frame)
+
+
+@implement(declared.COMPUTE_OFFERS)
+async def compute_offers(
+    api: Api, session: Session | None, economy: bytes
+) -> tuple[types.OfferView, ...]:
+    api.economy(economy)
+    return tuple(types.OfferView.of(o) for o in api.node.compute.market.offers(economy))
+
+
+def _channel(api: Api, economy: bytes, channel: bytes) -> ChannelState | None:
+    store = api.node.store
+    return channel_state(lambda k: store.record(economy, k), channel)
+
+
+@implement(declared.CHANNEL_GET)
+async def channel_get(api: Api, session: Session | None, channel: bytes) -> types.ChannelView:
+    for economy in sorted(api.node.applier.economies):
+        state = _channel(api, economy, channel)
+        if state is not None:
+            return types.ChannelView.of(economy, state)
+    detail = f"no economy this node follows has a channel {hex_out(channel)}"
+    raise RpcError(NOT_FOUND, contract.UNKNOWN_CHANNEL, detail)
+
+
+@implement(declared.CHANNEL_LIST)
+async def channel_list(
+    api: Api, session: Session | None, economy: bytes, account: bytes, limit: int | None = None
+) -> tuple[types.ChannelView, ...]:
+    most = api.config.max_page
+    if limit is None:
+        limit = min(100, most)
+    elif limit > most:
+        raise _page_too_large(limit, most)
+    api.economy(economy)
+    found = []
+    for key, raw in api.node.store.records(economy, ChannelRecord.key(b"")).items():
+        record = ChannelRecord.decode(raw)
+        if account in (record.consumer, record.provider):
+            state = _channel(api, economy, key.removeprefix(ChannelRecord.key(b"")))
+            if state is not None:
+                found.append(state)
+    found.sort(key=lambda c: (-c.expiry_ms, c.id))
+    return tuple(types.ChannelView.of(economy, c) for c in found[:limit])
+
+
+@implement(declared.COMPUTE_JOB_START)
+async def compute_job_start(
+    api: Api,
+    session: Session | None,
+    offer: bytes,
+    channel: bytes,
+    runtime: str,
+    input: bytes,
+    limits: Limits | None = None,
+    base: int = 0,
+) -> types.JobStarted:
+    try:
+        relayed = await api.node.compute.relay.start(
+            offer, channel, runtime, input, limits=limits, base=base
+        )
+    except RelayError as exc:
+        raise _relay_error(exc) from None
+    job = relayed.job
+    return types.JobStarted(id=job.id, job=job.encode(), answer=_answer(job.id, relayed.answer))
+
+
+@implement(declared.COMPUTE_JOB_VOUCHER)
+async def compute_job_voucher(
+    api: Api, session: Session | None, job: bytes, voucher: bytes
+) -> types.ComputeAnswer:
+    SignedVoucher.decode(voucher)  # refused here (its reason) if it is none
+    try:
+        return _answer(job, await api.node.compute.relay.voucher(job, voucher))
+    except RelayError as exc:
+        raise _relay_error(exc) from None
+
+
+@implement(declared.COMPUTE_JOB_STATUS)
+async def compute_job_status(api: Api, session: Session | None, job: bytes) -> types.ComputeAnswer:
+    try:
+        return _answer(job, await api.node.compute.relay.poll(job))
+    except RelayError as exc:
+        raise _relay_error(exc) from None
+
+
+@implement(declared.COMPUTE_JOB_RESULT)
+async def compute_job_result(api: Api, session: Session | None, job: bytes) -> types.ComputeAnswer:
+    answer = await compute_job_status(api, session, job)
+    if answer.kind == "usage":
+        raise RpcError(
+            UNAVAILABLE, contract.JOB_RUNNING, f"job {hex_out(job)} runs (seq {answer.seq})"
+        )
+    return answer
+
+
+@implement(declared.COMPUTE_JOB_CANCEL)
+async def compute_job_cancel(api: Api, session: Session | None, job: bytes) -> types.ComputeAnswer:
+    try:
+        return _answer(job, await api.node.compute.relay.cancel(job))
+    except RelayError as exc:
+        raise _relay_error(exc) from None
 
 
 @implement(declared.RPC_DISCOVER)

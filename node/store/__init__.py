@@ -4,7 +4,7 @@ Why LMDB: one memory-mapped file, readers that never block the writer,
 atomic and durable write transactions, and nothing to run beside the node —
 right for a Raspberry Pi's SD card as for a server.
 
-Why parts: the store's named databases fall into four groups that share
+Why parts: the store's named databases fall into five groups that share
 nothing but the environment — each group has its own writer, its own
 rules and its own reason to change — so each is a module and a class
 (:class:`~mycelia.node.store.env.Tables`) handed the environment and only
@@ -25,6 +25,8 @@ module           databases                                     what and why
                                                                final answers, across restarts
 ``readings``     readings, ingest, unattested, inflight,       this host's sensor readings and
                  batches, received                             their way into attestations
+``compute``      vouchers                                      the newest voucher this provider
+                                                               holds per channel, its close
 ``summary``      (the values of ledger's ``summary``)          the per-economy summary sync compares
                                                                before it asks for heads
 ``migrations``   meta                                          the schema version and the
@@ -53,6 +55,7 @@ from pathlib import Path
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from mycelia.node.store import migrations
+from mycelia.node.store.compute import ComputeTables, HeldVoucher
 from mycelia.node.store.env import Environment, StoreError
 from mycelia.node.store.ledger import ApplyResult, LedgerTables
 from mycelia.node.store.migrations import SCHEMA_VERSION
@@ -73,6 +76,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Accepted",
     "ApplyResult",
+    "HeldVoucher",
     "InFlight",
     "IngestState",
     "Refusal",
@@ -89,6 +93,7 @@ _DATABASES = (
     *VoteTables.DATABASES,
     *SubmissionTables.DATABASES,
     *ReadingTables.DATABASES,
+    *ComputeTables.DATABASES,
 )
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -156,6 +161,7 @@ class Store:
         self._votes = VoteTables(env)
         self._submissions = SubmissionTables(env)
         self._readings = ReadingTables(env)
+        self._compute = ComputeTables(env)
 
     @property
     def path(self) -> Path:
@@ -245,3 +251,12 @@ class Store:
     unattested_count = _Via("_readings", ReadingTables.unattested_count)
     in_flight = _Via("_readings", ReadingTables.in_flight)
     readings_size_bytes = _Via("_readings", ReadingTables.readings_size_bytes)
+
+    # -- compute.py --------------------------------------------------------------
+
+    hold_vouchers_sync = _Via("_compute", ComputeTables.hold_vouchers_sync)
+    begin_close_sync = _Via("_compute", ComputeTables.begin_close_sync)
+    abort_close_sync = _Via("_compute", ComputeTables.abort_close_sync)
+    forget_voucher_sync = _Via("_compute", ComputeTables.forget_voucher_sync)
+    held_voucher = _Via("_compute", ComputeTables.held_voucher)
+    held_vouchers = _Via("_compute", ComputeTables.held_vouchers)

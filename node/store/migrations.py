@@ -45,8 +45,12 @@ schema      change
             history needs no table: the ``epoch/<n>`` and
             ``gov.proposal/<id>`` facts are ledger records, and the
             certificates they name are in ``certs``
-            (``LedgerTables.economy_in_force``). Self-contained
-            (``_v6_to_v7``), so it can be renumbered
+            (``LedgerTables.economy_in_force``). It also adds
+            ``vouchers`` (``compute.py``: the newest voucher this
+            node holds as a compute provider per channel; empty — schema
+            6 ran no provider, so it held none); every other table keeps
+            its layout and contents (the channel records of schema 6 are
+            ledger records and stay as they were)
 ==========  =============================================================
 """
 
@@ -196,6 +200,8 @@ def _v6_to_v7(env: Environment, txn: lmdb.Transaction[bytes]) -> None:
     for economy_id, admitted in admissions.items():
         for key, value in admission_records(admitted).items():
             txn.put(economy_id + key, value, db=records)
+    # and ``vouchers`` was created empty when the store opened, which is what
+    # a store that never ran a compute provider holds
 
 
 #: ``N -> migration to N+1`` (see the module docstring).

@@ -62,6 +62,7 @@ from mycelia.protocol.gov_bodies import (
     Tally,
 )
 from mycelia.protocol.kinds import KINDS
+from mycelia.protocol.offers import SignedOffer
 from mycelia.protocol.sensors import (
     AttestedDevice,
     DeviceRegister,
@@ -70,6 +71,7 @@ from mycelia.protocol.sensors import (
     build_attestation,
 )
 from mycelia.protocol.state import ZERO_ID
+from tests.protocol.compute_world import signed_offer
 
 # -- a few real protocol values (certificates, a genesis, fork evidence) ----------------------
 
@@ -169,6 +171,7 @@ FORK = ForkEvidence.of(
 
 _text = st.text(st.characters(exclude_categories=("Cs",)), max_size=8)
 _POOLS: dict[type, list[Any]] = {
+    SignedOffer: [signed_offer()],
     Certificate: CERTIFICATES,
     SignedGenesis: [SIGNED],
     ForkEvidence: [FORK],

@@ -69,10 +69,13 @@ from mycelia.api.encoding import ParamError, did_out, hex_out
 from mycelia.api.types import (
     AccountInfo,
     CertifiedEntry,
+    ChannelView,
     Claimable,
+    ComputeAnswer,
     EconomyView,
     EntryView,
     Fork,
+    OfferView,
 )
 from mycelia.node import wire
 from mycelia.node.config import RpcConfig, SubmitConfig
@@ -109,11 +112,24 @@ from mycelia.protocol import (
     entry_for,
     schema,
 )
+from mycelia.protocol.channels import ChannelRecord, SignedVoucher, channel_state
+from mycelia.protocol.compute_frames import (
+    CancelFrame,
+    ErrorFrame,
+    InlineInput,
+    Job,
+    JobFrame,
+    PollFrame,
+    VoucherFrame,
+    decode_answer,
+)
 from mycelia.protocol.domains import ENTRY
 from mycelia.protocol.impact import claimable
+from mycelia.protocol.offers import Limits, SignedOffer
 from mycelia.protocol.reasons import is_final
 from mycelia.testing.economies import World, key, sign_genesis
 from mycelia.testing.openrpc import result_problems
+from tests.cli.fakecompute import FakeProvider
 
 COOKIE = "__cookie__:" + "5a" * 32
 #: The node's OpenRPC document: what every answer is checked against.
@@ -216,6 +232,9 @@ class FakeNode:
         self.hold = False  # True: submitted entries stay pending
         self.lie: dict[str, Callable[[dict[str, Any]], Any]] = {}
         self.host: FakeHost | None = None  # the sensor side, when given
+        #: the compute providers it relays to (by their key) and the jobs it relays
+        self.providers: dict[bytes, FakeProvider] = {}
+        self.relayed: dict[bytes, tuple[FakeProvider, bytes]] = {}
         #: fork evidence the node shows, per economy (``economy_forks``)
         self.forks: dict[bytes, list[ForkEvidence]] = {w.id: [] for w in worlds}
         #: answers that broke their method's result schema (each also fails the test)
@@ -305,6 +324,14 @@ class FakeNode:
             "economies": sorted(hex_out(e) for e in {*self.worlds, *self.followed}),
             "pending": sum(s["status"] == PENDING for s in self.statuses.values()),
             "sync_lag": 0,
+            "compute": {
+                "enabled": False,
+                "runtimes": [],
+                "metering": None,
+                "metering_why": None,
+                "running": 0,
+                "relayed": len(self.relayed),
+            },
         }
 
     def m_node_peers(self) -> Any:
@@ -481,11 +508,14 @@ class FakeNode:
         economy: bytes | None = None,
         account: bytes | None = None,
         id: bytes | None = None,
+        job: bytes | None = None,
     ) -> Any:
         # Over HTTP (all the fake serves) the node answers websocket_only
         # before it looks at anything: the node's own handler says so.
         handler = REGISTRY.methods["subscribe"].handler
-        return _now(handler(None, None, topic=topic, economy=economy, account=account, id=id))
+        return _now(
+            handler(None, None, topic=topic, economy=economy, account=account, id=id, job=job)
+        )
 
     def m_unsubscribe(self, subscription: str) -> Any:
         handler = REGISTRY.methods["unsubscribe"].handler
@@ -493,6 +523,101 @@ class FakeNode:
 
     def m_rpc_discover(self) -> Any:
         return DOCUMENT
+
+    # -- methods: compute (a FakeProvider plays each provider) ----------------------------------
+
+    def provider(self, provider: FakeProvider) -> FakeProvider:
+        """Relay jobs to ``provider`` (its offers are this node's listing)."""
+        self.providers[provider.key.public] = provider
+        return provider
+
+    def _offers(self) -> dict[bytes, SignedOffer]:
+        return {i: o for p in self.providers.values() for i, o in p.offers.items()}
+
+    def m_compute_offers(self, economy: bytes) -> Any:
+        self._world(economy)
+        return [
+            OfferView.of(o).to_json() for o in self._offers().values() if o.offer.economy == economy
+        ]
+
+    def m_channel_get(self, channel: bytes) -> Any:
+        for eid, world in self.worlds.items():
+            state = channel_state(world.ledger.state, channel)
+            if state is not None:
+                return ChannelView.of(eid, state).to_json()
+        detail = f"no economy this node follows has a channel {hex_out(channel)}"
+        raise RpcError(NOT_FOUND, "unknown_channel", detail)
+
+    def m_channel_list(self, economy: bytes, account: bytes, limit: int | None = None) -> Any:
+        world = self._world(economy)
+        if limit is not None:
+            self._page_limit(limit)
+        prefix = ChannelRecord.key(b"")
+        found = []
+        records = world.ledger.state.records  # type: ignore[attr-defined]
+        for k, raw in sorted((k, v) for k, v in records.items() if k.startswith(prefix)):
+            record = ChannelRecord.decode(raw)
+            if account in (record.consumer, record.provider):
+                state = channel_state(world.ledger.state, k.removeprefix(prefix))
+                assert state is not None
+                found.append(state)
+        found.sort(key=lambda c: (-c.expiry_ms, c.id))
+        most = min(100, self.config.max_page) if limit is None else limit
+        return [ChannelView.of(economy, c).to_json() for c in found[:most]]
+
+    def m_compute_job_start(
+        self,
+        offer: bytes,
+        channel: bytes,
+        runtime: str,
+        input: bytes,
+        limits: Limits | None = None,
+        base: int = 0,
+    ) -> Any:
+        signed = self._offers().get(offer)
+        if signed is None:
+            detail = f"no unexpired offer {offer.hex()} is known here"
+            raise RpcError(NOT_FOUND, "unknown_offer", detail)
+        provider = self.providers[signed.offer.provider]
+        o = signed.offer
+        job = Job(
+            economy=o.economy,
+            offer=o.id,
+            channel=channel,
+            base=base,
+            nonce=len(self.relayed).to_bytes(16, "big"),
+            runtime=runtime,
+            limits=limits if limits is not None else o.runtime(runtime).limits,
+            input=InlineInput(input),
+        )
+        answer = provider.handle(JobFrame(job).encode())
+        if not isinstance(decode_answer(answer), ErrorFrame):
+            self.relayed[job.id] = (provider, answer)
+        view = ComputeAnswer.of(job.id, answer)
+        return {"id": hex_out(job.id), "job": hex_out(job.encode()), "answer": view.to_json()}
+
+    def _relay(self, job: bytes, request: Any) -> Any:
+        held = self.relayed.get(job)
+        if held is None:
+            raise RpcError(NOT_FOUND, "unknown_job", f"this node relays no job {job.hex()}")
+        answer = held[0].handle(request.encode())
+        return ComputeAnswer.of(job, answer).to_json()
+
+    def m_compute_job_voucher(self, job: bytes, voucher: bytes) -> Any:
+        SignedVoucher.decode(voucher)
+        return self._relay(job, VoucherFrame(job, voucher))
+
+    def m_compute_job_status(self, job: bytes) -> Any:
+        return self._relay(job, PollFrame(job))
+
+    def m_compute_job_result(self, job: bytes) -> Any:
+        answer = self._relay(job, PollFrame(job))
+        if answer["kind"] == "usage":
+            raise RpcError(UNAVAILABLE, "job_running", f"job {hex_out(job)} runs")
+        return answer
+
+    def m_compute_job_cancel(self, job: bytes) -> Any:
+        return self._relay(job, CancelFrame(job))
 
     # -- methods: sensors -------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,7 +22,7 @@ from mycelia.api.encoding import hex_out
 from mycelia.node.config import RpcConfig
 from mycelia.node.daemon import Node
 from mycelia.node.rpc import REGISTRY, openrpc_document, serve_rpc
-from mycelia.protocol import Entry, SignedEntry, SigningKey, Transfer
+from mycelia.protocol import ChannelOpen, Entry, SignedEntry, SigningKey, Transfer, Voucher
 from mycelia.protocol.state import ZERO_ID
 from mycelia.testing.cluster import FAST
 from mycelia.testing.economies import (
@@ -280,6 +281,31 @@ async def test_the_fake_and_a_real_node_answer_alike(tmp_path: Path) -> None:
         await same("sensor_getReadings", economy=eid, device="0x" + "22" * 32)  # unknown_device
         await same("sensor_getAttestation", id="0x" + "33" * 32)  # unknown_attestation
         await same("sensor_getAttestation", id=hex_out(e1.id))  # not an attestation
+        # Compute: a channel (certified on both), listed alike; no offers, no
+        # relayed jobs, and each refusal alike.
+        now = int(time.time() * 1000)  # the node's validator checks the expiry by its clock
+        opening = Entry(
+            world.id, CAROL.public, 1, ZERO_ID, now, ChannelOpen(BOB.public, 40, now + 3_600_000)
+        )
+        await submitted(opening, opening.sign(CAROL))
+        await same("channel_get", channel=hex_out(opening.id))
+        await same("channel_list", economy=eid, account=BOB.did)
+        await same("compute_offers", economy=eid)
+        await same("channel_get", channel="0x" + "55" * 32)  # unknown_channel
+        await same("channel_list", economy=eid, account=CAROL.did)
+        await same(
+            "compute_job_start",
+            offer="0x" + "66" * 32,
+            channel="0x" + "77" * 32,
+            runtime="python",
+            input="0x00",
+        )  # unknown_offer
+        job = "0x" + "88" * 32
+        voucher = hex_out(Voucher(world.id, b"\x77" * 32, 5).sign(CAROL).encode())
+        await same("compute_job_voucher", job=job, voucher=voucher)  # unknown_job
+        await same("compute_job_voucher", job=job, voucher="0x00")  # not a voucher
+        for method in ("compute_job_status", "compute_job_result", "compute_job_cancel"):
+            await same(method, job=job)  # unknown_job
         await same("subscribe", topic="entry", id=hex_out(e1.id))  # websocket_only
         await same("unsubscribe", subscription="s1")  # websocket_only
         await same("no_such_method")

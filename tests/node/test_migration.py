@@ -1,13 +1,15 @@
 """Store schema migrations: a store of an older schema (checked-in
 fixtures, ``fixtures/store-v4.tar.gz``, ``store-v5.tar.gz`` and
-``store-v6.tar.gz``, written by schema-4, -5 and -6 code) opens in place
+``store-v6.tar.gz``, written by schema-4, -5 and -6 code, and
+``store-v6-gov.tar.gz``, schema 6 with governance admissions) opens in place
 with every certificate, chain, validator lock and vote, pending submission
 and reading kept — and its validator still refuses to vote for an entry
 that conflicts with one it locked before the upgrade. Schema 6's
 ``summary`` records and schema 7's admission records are computed from
 what was stored and equal the ones a store that applied the same
-certificates keeps. A store this code cannot read is refused with nothing
-changed."""
+certificates keeps. Schema 7's ``vouchers`` (a compute provider's) starts
+empty beside the channel records schema 6 kept, and holds vouchers from
+then on. A store this code cannot read is refused with nothing changed."""
 
 from __future__ import annotations
 
@@ -27,23 +29,34 @@ from mycelia.node.store import SCHEMA_VERSION, Store, StoreError, reading_key
 from mycelia.node.store.summary import HeadsSum, Summary
 from mycelia.node.submitter import CERTIFIED, Submitter
 from mycelia.node.validator import ValidatorService
-from mycelia.protocol import Certificate, Economy, Reason, SignedEntry, Vote, codec
+from mycelia.protocol import (
+    Certificate,
+    Economy,
+    Reason,
+    SignedEntry,
+    Vote,
+    Voucher,
+    channel_state,
+    codec,
+)
 from mycelia.protocol.electorate import MEMBERS_COUNTER
 from mycelia.protocol.ledger import GapBuffer
 from mycelia.protocol.locks import resources
 from mycelia.protocol.state import counter_key, decode_count
-from mycelia.testing.economies import validator_keys
+from mycelia.testing.economies import key, validator_keys
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MANIFESTS = {v: json.loads((FIXTURES / f"store-v{v}.json").read_text()) for v in (4, 5, 6)}
 MANIFEST = MANIFESTS[4]
 V5 = MANIFESTS[5]
 V6 = MANIFESTS[6]
+#: Schema 6 with admissions applied by governance-era code, their records removed.
+V6_GOV = json.loads((FIXTURES / "store-v6-gov.json").read_text())
 #: The fixture stores, each of an older schema than this code writes.
 OLDER = pytest.mark.parametrize("schema", sorted(MANIFESTS))
 
 
-def unpack(tmp_path: Path, schema: int) -> Path:
+def unpack(tmp_path: Path, schema: int | str) -> Path:
     path = tmp_path / "store"
     path.mkdir()
     with tarfile.open(FIXTURES / f"store-v{schema}.tar.gz") as tar:
@@ -204,12 +217,12 @@ def test_v6_store_migrates_and_its_admission_records_are_computed(tmp_path: Path
     member count — byte for byte what applying the same certificates
     writes on a fresh store. Opening the migrated store again writes
     nothing."""
-    path = unpack(tmp_path, 6)
+    path = unpack(tmp_path, "6-gov")
     store = Store(path)
     fresh = Store(tmp_path / "fresh", sync=False)
     try:
-        assert_kept(store, V6)
-        [(economy_hex, admissions)] = V6["admissions"].items()
+        assert_kept(store, V6_GOV)
+        [(economy_hex, admissions)] = V6_GOV["admissions"].items()
         economy = bytes.fromhex(economy_hex)
         migrated = store.records(economy, b"fact/admission/")
         assert {
@@ -217,16 +230,16 @@ def test_v6_store_migrates_and_its_admission_records_are_computed(tmp_path: Path
         } == admissions
         members = store.record(economy, counter_key(MEMBERS_COUNTER))
         assert members is not None
-        assert decode_count(members) == V6["members"][economy_hex] == 2
+        assert decode_count(members) == V6_GOV["members"][economy_hex] == 2
         # Economies without admissions get no records.
-        for other in V6["economies"]:
+        for other in V6_GOV["economies"]:
             if other != economy_hex:
                 assert store.records(bytes.fromhex(other), b"fact/admission/") == {}
                 assert store.record(bytes.fromhex(other), counter_key(MEMBERS_COUNTER)) is None
         signed = store.economy(economy)
         assert signed is not None
         fresh.add_economy_sync(signed)
-        certs = _fixture_certificates(V6, economy)
+        certs = _fixture_certificates(V6_GOV, economy)
         fresh.apply_sync(Economy.from_signed(signed), GapBuffer(), certs)
         assert fresh.records(economy, b"fact/admission/") == migrated
         assert fresh.record(economy, counter_key(MEMBERS_COUNTER)) == members
@@ -237,6 +250,38 @@ def test_v6_store_migrates_and_its_admission_records_are_computed(tmp_path: Path
     before = digest(path)
     Store(path).close()
     assert digest(path) == before
+
+
+def test_v6_store_migrates_in_place_and_keeps_its_channels(tmp_path: Path) -> None:
+    """Schema 6 -> 7: everything kept — the channel records too — and the
+    provider's voucher table is there, empty, and holds the newest voucher
+    from then on."""
+    path = unpack(tmp_path, 6)
+    store = Store(path)
+    try:
+        assert_kept(store, V6)
+        econ = bytes.fromhex(V6["economies"][0])
+        for channel_hex, records in V6["channels"].items():
+            channel = bytes.fromhex(channel_hex)
+            for key_hex, value_hex in records.items():
+                assert store.record(econ, bytes.fromhex(key_hex)) == bytes.fromhex(value_hex)
+            state = channel_state(lambda k: store.record(econ, k), channel)
+            assert state is not None
+        for economy_hex, sizes in V6["sizes"].items():
+            assert list(store.sizes_of(bytes.fromhex(economy_hex))) == sizes
+        assert store.summary_of(econ) == from_scratch(store, econ)
+        assert store.held_vouchers() == {}
+        [open_hex] = [c for c, r in V6["channels"].items() if len(r) == 1]  # not settled
+        consumer = key(3)  # carol opened it
+        channel = bytes.fromhex(open_hex)
+        newer, older = (Voucher(econ, channel, n).sign(consumer) for n in (30, 20))
+        assert store.hold_vouchers_sync([(econ, newer), (econ, older)]) == [True, False]
+        held = store.held_voucher(channel)
+        assert held is not None
+        assert (held.economy, held.voucher, held.closing) == (econ, newer, b"")
+    finally:
+        store.close()
+    assert schema_of(path) == str(SCHEMA_VERSION).encode()
 
 
 @OLDER

@@ -10,8 +10,15 @@ from hashlib import blake2b
 from typing import Any
 
 from mycelia.protocol import codec, keys
-from mycelia.protocol.compute import ConsumerSession, check_job, check_usage
-from mycelia.protocol.compute_frames import InlineInput, Job, UsageFrame, decode_frame
+from mycelia.protocol.channels import ChannelState
+from mycelia.protocol.compute import check_job, check_job_channel, check_usage, find_job
+from mycelia.protocol.compute_frames import (
+    InlineInput,
+    Job,
+    UsageFrame,
+    decode_frame,
+    decode_request,
+)
 from mycelia.protocol.domains import COMPUTE_USAGE
 from mycelia.protocol.offers import Limits, Offer, Runtime, SignedOffer
 from mycelia.protocol.pricing import Prices, Usage, price
@@ -173,8 +180,8 @@ def s_usage_regressed() -> tuple[None, Action]:
 def s_usage_out_of_order() -> tuple[None, Action]:
     o = offer()
     j = job(o)
-    first = report(o, j, 1, mid(1)).report
-    return None, _decide(first, report(o, j, 3, mid(2)))
+    second = report(o, j, 2, mid(1)).report
+    return None, _decide(second, report(o, j, 2, mid(2)))
 
 
 def s_price_mismatch() -> tuple[None, Action]:
@@ -202,7 +209,36 @@ def s_unknown_frame() -> tuple[None, Action]:
 def s_unexpected_frame() -> tuple[None, Action]:
     o = offer()
     j = job(o)
-    return None, lambda: ConsumerSession().receive(UsageFrame(report(o, j, 1, Usage())))
+    return None, lambda: decode_request(UsageFrame(report(o, j, 1, Usage())).encode())
+
+
+def channel(**changes: Any) -> ChannelState:
+    """The job's channel as the provider's ledger holds it: open, paying the
+    provider, an hour long."""
+    base = ChannelState(CHANNEL, CONSUMER.public, PROVIDER.public, ESCROW, T0 + 3_600_000, b"")
+    return dataclasses.replace(base, **changes)
+
+
+def _channel_check(c: ChannelState, **kw: Any) -> Action:
+    args: dict[str, Any] = {
+        "provider": PROVIDER.public,
+        "now_ms": T0,
+        "close_margin_ms": 60_000,
+    } | kw
+    return lambda: check_job_channel(job(), c, **args)
+
+
+def s_channel_expiring() -> tuple[None, Action]:
+    # A two-minute job, a minute to close: the channel must last past T0 + 3 min.
+    return None, _channel_check(channel(expiry_ms=T0 + 179_999))
+
+
+def s_channel_busy() -> tuple[None, Action]:
+    return None, _channel_check(channel(), busy=True)
+
+
+def s_unknown_job() -> tuple[None, Action]:
+    return None, lambda: find_job({job().id: "running"}, bytes(32))
 
 
 COMPUTE_SCENARIOS: dict[Reason, Callable[[], tuple[None, Action]]] = {
@@ -220,4 +256,7 @@ COMPUTE_SCENARIOS: dict[Reason, Callable[[], tuple[None, Action]]] = {
     Reason.WRONG_JOB: s_wrong_job,
     Reason.UNKNOWN_FRAME: s_unknown_frame,
     Reason.UNEXPECTED_FRAME: s_unexpected_frame,
+    Reason.CHANNEL_EXPIRING: s_channel_expiring,
+    Reason.CHANNEL_BUSY: s_channel_busy,
+    Reason.UNKNOWN_JOB: s_unknown_job,
 }

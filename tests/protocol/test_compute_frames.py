@@ -29,7 +29,7 @@ from mycelia.protocol.compute_frames import (
     HashInput,
     InlineInput,
     JobFrame,
-    OfferFrame,
+    PollFrame,
     ResultFrame,
     UsageFrame,
     VoucherFrame,
@@ -48,7 +48,7 @@ from mycelia.protocol.usage import (
     SignedUsage,
     UsageReport,
 )
-from tests.protocol.compute_world import CONSUMER, PROVIDER, job, mid, offer, report, signed_offer
+from tests.protocol.compute_world import CONSUMER, PROVIDER, job, mid, offer, report
 
 AN_OFFER = offer()
 J = job(AN_OFFER)
@@ -57,14 +57,14 @@ FINAL = report(AN_OFFER, J, 3, mid(4), final=True)
 VOUCHER = Voucher(AN_OFFER.economy, J.channel, 1234).sign(CONSUMER).encode()
 
 FRAMES: list[Frame] = [
-    OfferFrame(signed_offer()),
     JobFrame(J),
     JobFrame(job(AN_OFFER, input=HashInput(input_digest(b"x" * 5000), 5000))),
     UsageFrame(USAGE),
-    VoucherFrame(VOUCHER),
+    VoucherFrame(J.id, VOUCHER),
+    PollFrame(J.id),
     ResultFrame(0, "completed", b"42\n", FINAL),
     ResultFrame(-9, "unpaid", b"", FINAL),
-    CancelFrame(),
+    CancelFrame(J.id),
     ErrorFrame.of(Reason.PRICE_MISMATCH, "price 5, the offer's price is 4"),
 ]
 
@@ -90,7 +90,7 @@ def test_frames_round_trip(f: Frame) -> None:
 
 
 def test_every_frame_type_is_listed() -> None:
-    assert set(FRAME_TYPES) == {"OFFER", "JOB", "USAGE", "VOUCHER", "RESULT", "CANCEL", "ERROR"}
+    assert set(FRAME_TYPES) == {"JOB", "VOUCHER", "POLL", "CANCEL", "USAGE", "RESULT", "ERROR"}
     assert {type(f).tag for f in FRAMES} == set(FRAME_TYPES)
 
 
@@ -167,22 +167,26 @@ def test_a_report_from_another_provider_or_forged_is_refused() -> None:
     ("data", "reason"),
     [
         (codec.encode(["PING", 1]), Reason.UNKNOWN_FRAME),
-        (codec.encode(["offer", 1, b""]), Reason.UNKNOWN_FRAME),  # tags are upper case
+        (codec.encode(["poll", 1, J.id]), Reason.UNKNOWN_FRAME),  # tags are upper case
+        (codec.encode(["OFFER", 1, b""]), Reason.UNKNOWN_FRAME),  # offers travel by gossip
         (codec.encode([]), Reason.MALFORMED),
         (codec.encode(5), Reason.MALFORMED),
         (codec.encode([1, 1]), Reason.MALFORMED),
-        (codec.encode(["CANCEL", 2]), Reason.MALFORMED),
+        (codec.encode(["CANCEL", 2, J.id]), Reason.MALFORMED),
         (codec.encode(["CANCEL", 1, 0]), Reason.MALFORMED),
-        (codec.encode(["CANCEL"]), Reason.MALFORMED),
-        (_raw(["CANCEL", 1.0]), Reason.NON_CANONICAL),
+        (codec.encode(["CANCEL", 1]), Reason.MALFORMED),  # names its job
+        (codec.encode(["CANCEL", 1, bytes(31)]), Reason.MALFORMED),
+        (codec.encode(["POLL", 1, J.id, 0]), Reason.MALFORMED),
+        (codec.encode(["POLL", 1, "job"]), Reason.MALFORMED),
+        (_raw(["CANCEL", 1.0, J.id]), Reason.NON_CANONICAL),
         (_raw(["ERROR", 1, "malformed", None]), Reason.NON_CANONICAL),
         (_raw(["ERROR", 1, "malformed", True]), Reason.NON_CANONICAL),
         (_raw({"tag": "CANCEL"}), Reason.NON_CANONICAL),
-        (codec.encode(["CANCEL", 1]) + b"\x00", Reason.NON_CANONICAL),
+        (codec.encode(["CANCEL", 1, J.id]) + b"\x00", Reason.NON_CANONICAL),
         (b"", Reason.NON_CANONICAL),
         (b"\x00" * (MAX_FRAME_BYTES + 1), Reason.TOO_LARGE),
-        (codec.encode(["OFFER", 1, "not bytes"]), Reason.MALFORMED),
-        (codec.encode(["OFFER", 1, b"\x00" * 5000]), Reason.TOO_LARGE),
+        (codec.encode(["USAGE", 1, "not bytes"]), Reason.MALFORMED),
+        (codec.encode(["USAGE", 1, b"\x00" * 5000]), Reason.TOO_LARGE),
         (codec.encode(["USAGE", 1, FINAL.encode()]), Reason.MALFORMED),  # final: in RESULT
         (codec.encode(["RESULT", 1, 0, "completed", b"", USAGE.encode()]), Reason.MALFORMED),
         (codec.encode(["RESULT", 1, 0, "fine", b"", FINAL.encode()]), Reason.MALFORMED),
@@ -193,9 +197,14 @@ def test_a_report_from_another_provider_or_forged_is_refused() -> None:
             codec.encode(["RESULT", 1, 0, "limit", b"x" * (MAX_OUTPUT_BYTES + 1), FINAL.encode()]),
             Reason.TOO_LARGE,
         ),
-        (codec.encode(["VOUCHER", 1, b""]), Reason.MALFORMED),
-        (codec.encode(["VOUCHER", 1, 5]), Reason.MALFORMED),
-        (codec.encode(["VOUCHER", 1, b"v" * (MAX_SIGNED_VOUCHER_BYTES + 1)]), Reason.TOO_LARGE),
+        (codec.encode(["VOUCHER", 1, J.id, b""]), Reason.MALFORMED),
+        (codec.encode(["VOUCHER", 1, J.id, 5]), Reason.MALFORMED),
+        (codec.encode(["VOUCHER", 1, VOUCHER]), Reason.MALFORMED),  # names its job
+        (codec.encode(["VOUCHER", 1, b"j", VOUCHER]), Reason.MALFORMED),
+        (
+            codec.encode(["VOUCHER", 1, J.id, b"v" * (MAX_SIGNED_VOUCHER_BYTES + 1)]),
+            Reason.TOO_LARGE,
+        ),
         (codec.encode(["ERROR", 1, "Bad-Code", ""]), Reason.MALFORMED),
         (codec.encode(["ERROR", 1, "", ""]), Reason.MALFORMED),
         (codec.encode(["ERROR", 1, "x" * 65, ""]), Reason.MALFORMED),
@@ -234,7 +243,9 @@ def test_job_refusals(data: bytes, reason: Reason) -> None:
 
 
 def test_frames_refuse_wrong_values_when_built() -> None:
-    refused(Reason.MALFORMED, OfferFrame, signed_offer().offer)  # type: ignore[arg-type]
+    refused(Reason.MALFORMED, PollFrame, J.id[:31])
+    refused(Reason.MALFORMED, CancelFrame, J)  # type: ignore[arg-type]
+    refused(Reason.NON_CANONICAL, VoucherFrame, J.id, VOUCHER[:-1])
     refused(Reason.MALFORMED, JobFrame, J.to_wire())  # type: ignore[arg-type]
     refused(Reason.MALFORMED, UsageFrame, USAGE.report)  # type: ignore[arg-type]
     refused(Reason.MALFORMED, ResultFrame, 0, "completed", b"", FINAL.report)  # type: ignore[arg-type]
@@ -266,9 +277,10 @@ def test_error_frames() -> None:
 
 
 def test_the_voucher_is_carried_as_its_bytes() -> None:
-    f = decode_frame(VoucherFrame(VOUCHER).encode())
+    f = decode_frame(VoucherFrame(J.id, VOUCHER).encode())
     assert isinstance(f, VoucherFrame)
     assert f.voucher == VOUCHER
+    assert f.job == J.id
 
 
 valid_payloads = st.sampled_from([f.encode() for f in FRAMES])

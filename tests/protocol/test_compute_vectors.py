@@ -17,6 +17,7 @@ from typing import Any
 from nacl.signing import VerifyKey
 
 from mycelia.protocol import SigningKey, codec
+from mycelia.protocol.channels import SignedVoucher
 from mycelia.protocol.compute import consumer_decide, consumer_result, provider_decide
 from mycelia.protocol.compute_frames import Job, ResultFrame, decode_frame
 from mycelia.protocol.offer_book import decode_offer_batch
@@ -151,12 +152,12 @@ def _uvarint(n: int) -> bytes:
 
 def test_the_frames() -> None:
     assert [f["tag"] for f in V["frames"]] == [
-        "OFFER",
         "JOB",
-        "USAGE",
         "VOUCHER",
-        "RESULT",
+        "POLL",
         "CANCEL",
+        "USAGE",
+        "RESULT",
         "ERROR",
     ]
     for v in V["frames"]:
@@ -166,8 +167,11 @@ def test_the_frames() -> None:
         assert f.tag == v["tag"]
         assert f.encode() == payload
         assert codec.decode(payload)[:2] == [v["tag"], 1]
-    offer_frame = codec.decode(H(V["frames"][0]["payload"]))
-    assert offer_frame[2] == H(V["offer"]["signed_offer"])
+    job_id = H(V["job"]["id"])
+    job_frame, voucher, poll, cancel = (codec.decode(H(v["payload"])) for v in V["frames"][:4])
+    assert job_frame == ["JOB", 1, codec.decode(H(V["job"]["bytes"]))]
+    assert voucher[2] == poll[2] == cancel[2] == job_id  # every later request names its job
+    assert SignedVoucher.decode(voucher[3]).voucher.channel == H(V["channel"]["id"])
 
 
 def test_the_offer_batch() -> None:
@@ -199,7 +203,7 @@ def test_the_rules_decide_as_recorded() -> None:
     offer = SignedOffer.decode(H(V["offer"]["signed_offer"])).offer
     job = Job.from_wire(codec.decode(H(V["job"]["bytes"])))
     reports = [SignedUsage.decode(H(r["signed_usage"])) for r in V["usage"]["reports"]]
-    result = decode_frame(H(V["frames"][4]["payload"]))
+    result = decode_frame(H(V["frames"][5]["payload"]))
     assert isinstance(result, ResultFrame)
     for case in V["consumer"]:
         previous = None if case["previous"] is None else reports[case["previous"]].report

@@ -524,7 +524,7 @@ SCENARIOS: dict[Reason, Callable[[], Scenario]] = {
     # governance and epochs (tests/protocol/gov_scenarios.py)
     **GOV_SCENARIOS,
 }
-# The compute protocol's reasons (offers, jobs, usage, frames, sessions).
+# The compute protocol's reasons (offers, jobs, channels, usage, frames, requests).
 SCENARIOS.update(COMPUTE_SCENARIOS)
 
 

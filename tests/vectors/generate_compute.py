@@ -17,8 +17,8 @@ signatures are deterministic, so they are vectors as well. The file gives:
 * ``usage``: three reports of one job (the fee-only first one, one after a
   few seconds, the final one), each with its fields, bytes, id, message,
   signature and signed-report bytes;
-* ``frames``: one of each frame type: the payload and the length-prefixed
-  bytes on the stream;
+* ``frames``: one of each frame type — the four requests, then the three
+  answers: the payload and the length-prefixed bytes on the stream;
 * ``offer_batch``: a gossip message with the offer, and its topic;
 * ``pricing``: prices, counters and the exact price, including the
   rounding edges;
@@ -45,7 +45,7 @@ from mycelia.protocol.compute_frames import (
     InlineInput,
     Job,
     JobFrame,
-    OfferFrame,
+    PollFrame,
     ResultFrame,
     UsageFrame,
     VoucherFrame,
@@ -217,13 +217,13 @@ def build() -> dict[str, Any]:
     voucher = Voucher(economy, channel, reports[2].report.price).sign(consumer).encode()
 
     frames: list[Frame] = [
-        OfferFrame(signed_offer),
         JobFrame(job),
+        VoucherFrame(job.id, voucher),
+        PollFrame(job.id),
+        CancelFrame(job.id),
         UsageFrame(reports[1]),
-        VoucherFrame(voucher),
         result,
-        CancelFrame(),
-        ErrorFrame.of(Reason.PRICE_MISMATCH, "price 4136, the offer's price is 4135"),
+        ErrorFrame.of(Reason.UNKNOWN_JOB, "no job here"),
     ]
 
     kw = {"escrow": 100_000, "max_spend": 50_000}
@@ -248,6 +248,13 @@ def build() -> dict[str, Any]:
             "report": 2,
             **kw,
             "decision": _decision(consumer_result(offer, job, reports[1].report, result, **kw)),
+        },
+        {
+            "about": "the first report seen is seq 2 (the JOB's answer was lost): paid",
+            "previous": None,
+            "report": 1,
+            **kw,
+            "decision": _decision(consumer_decide(offer, job, None, reports[1], **kw)),
         },
         {
             "about": "the same report again: out of order",

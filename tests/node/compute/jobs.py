@@ -99,6 +99,14 @@ def job_sleep() -> None:
     time.sleep(600)
 
 
+def job_work(seconds: str) -> None:
+    """Read the input, burn ``seconds`` of CPU, write the input back upper-cased
+    (a job that does a little work and ends by itself)."""
+    data = sys.stdin.buffer.read()
+    burn(float(seconds))
+    sys.stdout.buffer.write(data.upper())
+
+
 def job_echo() -> None:
     """Copy stdin to stdout."""
     sys.stdout.buffer.write(sys.stdin.buffer.read())
