@@ -67,7 +67,7 @@ frame of the other direction (``unexpected_frame``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from mycelia.protocol import channels, codec, schema
@@ -149,14 +149,18 @@ def check_voucher(raw: Any) -> bytes:
     :class:`~mycelia.protocol.channels.SignedVoucher` (``malformed``,
     ``too_large``). The bytes are kept as received; the provider verifies
     them against the channel with channels' rules."""
+    _decode_voucher(raw)
+    return bytes(raw)  # bytes already (checked): the same object
+
+
+def _decode_voucher(raw: Any) -> channels.SignedVoucher:
     if type(raw) is not bytes:
         raise Refused(_M, "voucher: expected bytes")
     if not raw:
         raise Refused(_M, "voucher: empty")
     if len(raw) > MAX_SIGNED_VOUCHER_BYTES:
         raise Refused(Reason.TOO_LARGE, f"voucher of {len(raw)} bytes > {MAX_SIGNED_VOUCHER_BYTES}")
-    channels.SignedVoucher.decode(raw)
-    return raw
+    return channels.SignedVoucher.decode(raw)
 
 
 # -- job ------------------------------------------------------------------------------
@@ -351,10 +355,12 @@ class VoucherFrame(_Frame):
     tag: ClassVar[str] = "VOUCHER"
     job: bytes
     voucher: bytes
+    #: the voucher, decoded (once, when the frame is built)
+    signed: channels.SignedVoucher = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _job_id(self.job)
-        check_voucher(self.voucher)
+        object.__setattr__(self, "signed", _decode_voucher(self.voucher))
 
     def to_wire(self) -> list[Any]:
         return [self.tag, 1, self.job, self.voucher]
@@ -362,7 +368,7 @@ class VoucherFrame(_Frame):
     @classmethod
     def from_wire(cls, f: list[Any]) -> VoucherFrame:
         f = schema.array(f, cls.tag, 1, 4, "VOUCHER frame")
-        return cls(_job_id(f[2]), check_voucher(f[3]))
+        return cls(_job_id(f[2]), f[3])
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ voucher of at start. A job that ended stays answerable (its RESULT) for
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import Counter, OrderedDict
@@ -58,7 +59,6 @@ from dataclasses import dataclass, field
 
 import trio
 
-from mycelia.node.applier import ready_group
 from mycelia.node.compute.market import Market
 from mycelia.node.compute.reasons import RunnerReason, RunnerRefused
 from mycelia.node.compute.runner import Job as RunningJob
@@ -66,7 +66,7 @@ from mycelia.node.compute.runner import JobError, JobResult, Outcome, Runner
 from mycelia.node.config import ComputeConfig
 from mycelia.node.store import Store
 from mycelia.protocol import SigningKey, channel_state
-from mycelia.protocol.channels import ChannelState, SignedVoucher
+from mycelia.protocol.channels import ChannelState, Settlement, SignedVoucher
 from mycelia.protocol.compute import (
     Action,
     ProviderJob,
@@ -85,6 +85,7 @@ from mycelia.protocol.compute_frames import (
     JobFrame,
     PollFrame,
     Request,
+    UsageFrame,
     VoucherFrame,
     decode_request,
 )
@@ -98,7 +99,7 @@ log = logging.getLogger("mycelia.compute")
 ENDED_KEPT_S = 3600.0
 #: Most ended jobs kept for their RESULT.
 MAX_ENDED = 1024
-#: Most vouchers one group commit writes.
+#: Most vouchers one transaction writes.
 _GROUP = 512
 
 
@@ -106,23 +107,24 @@ _GROUP = 512
 
 
 @dataclass(eq=False, slots=True)
-class _Hold:
-    economy: bytes
-    voucher: SignedVoucher
+class _Batch:
+    """Vouchers that go into one transaction, and when it committed."""
+
+    items: list[tuple[bytes, SignedVoucher]] = field(default_factory=list)
     done: trio.Event = field(default_factory=trio.Event)
-    held: bool = False
+    held: list[bool] = field(default_factory=list)
     error: BaseException | None = None
 
 
 class VoucherKeeper:
     """Writes vouchers to the store in group commits: every voucher that
     arrives while one transaction commits goes into the next, so one fsync
-    serves many (``applier.ready_group``). :meth:`hold` returns once its
-    voucher is durable."""
+    serves many. :meth:`hold` returns once its voucher is durable."""
 
-    def __init__(self, store: Store, *, queue: int = 4096) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self._send, self._recv = trio.open_memory_channel[_Hold](queue)
+        self._next = _Batch()
+        self._wake = trio.Event()
         #: plain counters (metrics): vouchers written, transactions
         self.persisted = 0
         self.commits = 0
@@ -130,33 +132,33 @@ class VoucherKeeper:
     async def hold(self, economy: bytes, voucher: SignedVoucher) -> bool:
         """Keep ``voucher`` if it supersedes the one held on its channel;
         whether it is the one held now. Raises what the store raised."""
-        item = _Hold(economy, voucher)
-        await self._send.send(item)
-        await item.done.wait()
-        if item.error is not None:
-            raise item.error
-        return item.held
+        batch = self._next
+        index = len(batch.items)
+        batch.items.append((economy, voucher))
+        self._wake.set()
+        await batch.done.wait()
+        if batch.error is not None:
+            raise batch.error
+        return batch.held[index]
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         while True:
-            first = await self._recv.receive()
-            group = ready_group(first, self._recv, limit=_GROUP)
-            try:
-                results = await trio.to_thread.run_sync(
-                    self.store.hold_vouchers_sync, [(h.economy, h.voucher) for h in group]
-                )
-            except Exception as exc:  # each waiter gets it; the keeper goes on
-                log.exception("could not persist %d vouchers", len(group))
-                for h in group:
-                    h.error = exc
-                    h.done.set()
-                continue
-            self.commits += 1
-            for h, held in zip(group, results, strict=True):
-                h.held = held
-                self.persisted += held
-                h.done.set()
+            await self._wake.wait()
+            self._wake = trio.Event()
+            batch, self._next = self._next, _Batch()
+            for start in range(0, len(batch.items), _GROUP):
+                part = batch.items[start : start + _GROUP]
+                try:
+                    held = await trio.to_thread.run_sync(self.store.hold_vouchers_sync, part)
+                except Exception as exc:  # each waiter gets it; the keeper goes on
+                    log.exception("could not persist %d vouchers", len(part))
+                    batch.error = exc
+                    break
+                batch.held += held
+                self.commits += 1
+                self.persisted += sum(held)
+            batch.done.set()
 
 
 # -- the jobs ---------------------------------------------------------------------------
@@ -169,12 +171,23 @@ class _Run:
     pj: ProviderJob
     peer: str
     data: bytes
+    #: its channel, as the JOB found it
+    channel: ChannelState
     wake: trio.Event = field(default_factory=trio.Event)
     ended_at: float | None = None
     #: the job is held still for non-payment
     frozen: bool = False
     #: the runner's job, while it runs
     running: RunningJob | None = None
+    #: the last answer and its bytes (answers repeat between reports)
+    answered: tuple[object, bytes] | None = None
+
+    def answer(self) -> bytes:
+        frame = self.pj.answer()
+        key = frame.usage if isinstance(frame, UsageFrame) else frame
+        if self.answered is None or self.answered[0] is not key:
+            self.answered = (key, frame.encode())
+        return self.answered[1]
 
     def poke(self) -> None:
         self.wake.set()
@@ -265,32 +278,39 @@ class Provider:
 
     async def handle(self, peer: str, request: bytes) -> bytes:
         """``/mycelia/compute/1``: one request frame, one answer frame."""
-        answer: Answer
         try:
-            answer = await self._serve(peer, decode_request(request))
+            return await self._serve(peer, decode_request(request))
         except Refused as exc:
-            answer = ErrorFrame.of(exc.reason, exc.detail)
+            return ErrorFrame.of(exc.reason, exc.detail).encode()
         except RunnerRefused as exc:
-            answer = ErrorFrame.of(exc.reason, exc.detail)
-        return answer.encode()
+            return ErrorFrame.of(exc.reason, exc.detail).encode()
 
-    async def _serve(self, peer: str, frame: Request) -> Answer:
+    async def _serve(self, peer: str, frame: Request) -> bytes:
         if type(frame) is JobFrame:
             held = self.jobs.get(frame.job.id)
             if held is not None:
-                return held.pj.answer()
-            return await self._start(peer, frame.job)
+                return held.answer()
+            return (await self._start(peer, frame.job)).encode()
         assert isinstance(frame, VoucherFrame | PollFrame | CancelFrame)
         run = find_job(self.jobs, frame.job)
         if type(frame) is VoucherFrame:
-            await self._voucher(run, SignedVoucher.decode(frame.voucher))
+            await self._voucher(run, frame.signed)
         elif type(frame) is CancelFrame and not run.pj.ended:
             run.pj.cancelled = True
             run.poke()
-        return run.pj.answer()
+        return run.answer()
 
     def _channel(self, job: Job) -> ChannelState | None:
         return channel_state(lambda k: self.store.record(job.economy, k), job.channel)
+
+    def _settled(self, run: _Run) -> ChannelState:
+        """The job's channel as it was at the JOB, with its settlement now
+        (the open is a fact: written once; only a settlement may come)."""
+        job = run.pj.job
+        raw = self.store.record(job.economy, Settlement.key(job.channel))
+        if raw is None:
+            return run.channel
+        return dataclasses.replace(run.channel, settlement=Settlement.decode(raw))
 
     async def _start(self, peer: str, job: Job) -> Answer:
         if not self.market.providing or self._nursery is None:
@@ -324,7 +344,7 @@ class Provider:
         data = job.input.data
         self.runner.admit(job.runtime, data)
         pj = ProviderJob(offer, job, self.key, held=None if held is None else held.voucher)
-        run = _Run(pj, peer, data)
+        run = _Run(pj, peer, data, channel)
         # Taken before the first await: a second JOB on this channel or from
         # this peer, arriving meanwhile, sees it.
         self.jobs[job.id] = run
@@ -347,10 +367,7 @@ class Provider:
 
     async def _voucher(self, run: _Run, signed: SignedVoucher) -> None:
         self.vouchers_received += 1
-        channel = self._channel(run.pj.job)
-        if channel is None:
-            raise Refused(Reason.CHANNEL_UNKNOWN, "the job's channel is not here any more")
-        if not run.pj.check_voucher(channel, signed):
+        if not run.pj.check_voucher(self._settled(run), signed):
             return
         if await self.keeper.hold(run.pj.job.economy, signed):
             self.vouchers_persisted += 1

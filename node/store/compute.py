@@ -15,18 +15,21 @@ vouchers      channel id (32)                                  :class:`HeldVouch
 ============  ===============================================  ==========================
 
 A row is written by the first voucher of a channel and replaced only by a
-voucher of a larger cumulative amount (``channels.supersedes``: the amount
-is the voucher's nonce), in a group commit (:meth:`ComputeTables.hold_vouchers_sync`:
-one transaction, one fsync, for every voucher that arrived meanwhile). When
+voucher of a larger cumulative amount (the amount is the voucher's nonce:
+``channels.supersedes``, which the provider checked with the voucher), in
+a group commit (:meth:`ComputeTables.hold_vouchers_sync`: one transaction,
+one fsync, for every voucher that arrived meanwhile). When
 the provider closes the channel it records the signed ``channel.close``
 entry in the row first (``closing``), so a restart resubmits that very
 entry instead of a second one in the same chain slot; the row is deleted
 once a settlement of the channel (the close, or a refund that won) is
 applied.
 
-Value: ``["held-voucher", 1, economy, signed_voucher, closing]``, canonical
-msgpack; ``signed_voucher`` the voucher's own canonical bytes (as the
-consumer sent them), ``closing`` the signed close entry's bytes or empty.
+Value: ``["held-voucher", 1, economy, amount, signed_voucher, closing]``,
+canonical msgpack; ``amount`` the voucher's cumulative amount (so a group
+commit compares amounts without decoding the voucher), ``signed_voucher``
+the voucher's own canonical bytes (as the consumer sent them),
+``closing`` the signed close entry's bytes or empty.
 """
 
 from __future__ import annotations
@@ -36,15 +39,15 @@ from typing import Any
 
 import lmdb
 
-from mycelia.node.store.env import Tables
+from mycelia.node.store.env import StoreError, Tables
 from mycelia.protocol import codec, schema
-from mycelia.protocol.channels import MAX_SIGNED_VOUCHER_BYTES, SignedVoucher, supersedes
+from mycelia.protocol.channels import MAX_SIGNED_VOUCHER_BYTES, SignedVoucher
 from mycelia.protocol.domains import ID_SIZE
 from mycelia.protocol.entries import MAX_ENTRY_BYTES
 
 __all__ = ["ComputeTables", "HeldVoucher"]
 
-_MAX_ROW_BYTES = 64 + MAX_SIGNED_VOUCHER_BYTES + MAX_ENTRY_BYTES
+_MAX_ROW_BYTES = 80 + MAX_SIGNED_VOUCHER_BYTES + MAX_ENTRY_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +68,26 @@ class HeldVoucher:
         return self.voucher.voucher.cumulative
 
     def encode(self) -> bytes:
-        return codec.encode(["held-voucher", 1, self.economy, self.voucher.encode(), self.closing])
+        return _row(self.economy, self.amount, self.voucher.encode(), self.closing)
 
     @classmethod
     def decode(cls, data: bytes) -> HeldVoucher:
-        value = codec.decode(data, max_size=_MAX_ROW_BYTES)
-        f = schema.array(value, "held-voucher", 1, 5, "held voucher")
+        f = _fields(data)
         economy = schema.bytes_(f[2], "economy", ID_SIZE)
-        voucher = SignedVoucher.decode(schema.bytes_(f[3], "voucher", max_size=_MAX_ROW_BYTES))
-        return cls(economy, voucher, schema.bytes_(f[4], "closing", max_size=MAX_ENTRY_BYTES))
+        voucher = SignedVoucher.decode(schema.bytes_(f[4], "voucher", max_size=_MAX_ROW_BYTES))
+        if voucher.voucher.cumulative != f[3]:
+            raise StoreError("a held voucher whose amount is not its voucher's")
+        return cls(economy, voucher, schema.bytes_(f[5], "closing", max_size=MAX_ENTRY_BYTES))
+
+
+def _row(economy: bytes, amount: int, voucher: bytes, closing: bytes) -> bytes:
+    return codec.encode_trusted(["held-voucher", 1, economy, amount, voucher, closing])
+
+
+def _fields(data: bytes) -> list[Any]:
+    return schema.array(
+        codec.decode(data, max_size=_MAX_ROW_BYTES), "held-voucher", 1, 6, "held voucher"
+    )
 
 
 class ComputeTables(Tables):
@@ -88,19 +102,22 @@ class ComputeTables(Tables):
         working for what it pays. A channel whose close is under way keeps
         its row (and so the voucher the close carries)."""
 
+        rows = [(e, v.voucher, v.encode()) for e, v in vouchers]
+
         def txn_fn(txn: lmdb.Transaction[bytes]) -> list[bool]:
             db = self._db["vouchers"]
             out = []
-            for economy, signed in vouchers:
-                key = signed.voucher.channel
+            for economy, voucher, blob in rows:
+                key = voucher.channel
                 raw = txn.get(key, db=db)
-                held = None if raw is None else HeldVoucher.decode(raw)
-                if held is not None and (
-                    held.closing or not supersedes(signed.voucher, held.voucher.voucher)
-                ):
-                    out.append(held.voucher == signed)
-                    continue
-                txn.put(key, HeldVoucher(economy, signed).encode(), db=db)
+                if raw is not None:
+                    f = _fields(raw)  # the amount, without decoding the voucher
+                    if f[2] != economy:
+                        raise StoreError(f"channel {key.hex()}: a voucher of another economy")
+                    if f[5] or voucher.cumulative <= f[3]:  # closing, or not newer
+                        out.append(f[4] == blob)
+                        continue
+                txn.put(key, _row(economy, voucher.cumulative, blob, b""), db=db)
                 out.append(True)
             return out
 

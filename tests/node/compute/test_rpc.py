@@ -163,8 +163,18 @@ async def test_compute_rpc_refusals_carry_their_reasons(tmp_path: Path) -> None:
         job, _ = await client.compute_job_start(offer.offer, channel, "sleep", b"")
         with pytest.raises(RpcError) as exc:
             await client.compute_job_result(job.id)
-        assert exc.value.reason == "job_running"
+        assert (exc.value.code, exc.value.reason) == (-32004, "job_running")
         with pytest.raises(RpcError) as exc:
             await client.call("compute_job_voucher", job=hex_out(job.id), voucher="0x00")
-        assert exc.value.reason == "malformed"  # not a signed voucher
-        await client.compute_job_cancel(job.id)
+        assert (exc.value.code, exc.value.reason) == (-32001, "malformed")  # no signed voucher
+        # The relay's own bound (compute.max_relayed_jobs): full of jobs that run.
+        m.wallet_node.compute.relay.max_jobs = 1
+        second = await m.open_channel(300, offer=offer)
+        with pytest.raises(RpcError) as exc:
+            await client.compute_job_start(offer.offer, second, "sleep", b"")
+        assert (exc.value.code, exc.value.reason) == (-32003, "too_many_jobs")
+        # The provider gone: the relay says so.
+        await m.c.stop(m.provider)
+        with pytest.raises(RpcError) as exc:
+            await client.compute_job_status(job.id)
+        assert (exc.value.code, exc.value.reason) == (-32004, "provider_unreachable")

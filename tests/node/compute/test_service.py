@@ -6,24 +6,33 @@ a restart — and every refusal through the wire with its reason."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import trio
 
 from mycelia.node.compute.relay import Relayed
+from mycelia.node.daemon import Node
 from mycelia.protocol import Reason, Refused, Voucher
 from mycelia.protocol.compute import Pay
 from mycelia.protocol.compute_frames import (
     PROTOCOL,
     ErrorFrame,
+    HashInput,
+    Job,
+    JobFrame,
     PollFrame,
     ResultFrame,
     UsageFrame,
     decode_answer,
+    input_digest,
 )
 from mycelia.protocol.pricing import Usage, price
 from mycelia.testing.cluster import converge
+from tests.node.compute.conftest import runtime, user_config
 from tests.node.compute.service_world import CONSUMER, Market, buy, market
 
 
@@ -275,10 +284,77 @@ async def test_the_provider_refuses_through_the_wire_and_changes_nothing(tmp_pat
                     cancelled = decode_answer(await relay.poll(job.id))
             assert cancelled.outcome == "cancelled"
         assert provider.outcomes["cancelled"] == 2
-        # A job this provider does not hold.
-        raw = await m.wallet_node.p2p.request(
-            m.provider.p2p.peer_id, PROTOCOL, PollFrame(bytes(32)).encode()
+
+        # Straight to the provider: a job it does not hold; an input by hash
+        # (this provider fetches none); and to a node that provides nothing.
+        async def ask(node: Node, request: bytes) -> ErrorFrame:
+            raw = await m.wallet_node.p2p.request(node.p2p.peer_id, PROTOCOL, request)
+            answer = decode_answer(raw)
+            assert isinstance(answer, ErrorFrame)
+            return answer
+
+        assert (await ask(m.provider, PollFrame(bytes(32)).encode())).code == "unknown_job"
+        hashed = Job(
+            m.economy,
+            offer.id,
+            third,
+            0,
+            bytes(16),
+            "echo",
+            limits,
+            HashInput(input_digest(b"x"), 1),
         )
-        unknown = decode_answer(raw)
-        assert isinstance(unknown, ErrorFrame)
-        assert unknown.code == "unknown_job"
+        assert (await ask(m.provider, JobFrame(hashed).encode())).code == "missing"
+        assert m.provider.compute.provider is not None
+        assert m.provider.compute.provider.running == 0
+        validator = m.c.validators[1]
+        assert (await ask(validator, JobFrame(hashed).encode())).code == "compute_disabled"
+
+
+CRASHING_NODE = """
+import sys, trio
+from mycelia.node.compute.runner import Runner
+from mycelia.node.config import ComputeConfig, RuntimeConfig
+
+async def main():
+    rt = RuntimeConfig(name="sleep", command=tuple(sys.argv[2:]))
+    cfg = ComputeConfig(enabled=True, user=sys.argv[1], metering="shim", runtimes=(rt,))
+    runner = Runner.open(cfg)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        async with runner.job("sleep", b"") as job:
+            await trio.sleep(0.5)  # its processes are up
+            print(runner.work.path, job.pid, flush=True)
+            await trio.sleep_forever()
+
+trio.run(main)
+"""
+
+
+def test_a_job_dies_with_a_node_killed_without_a_word(tmp_path: Path) -> None:
+    """The node is SIGKILLed mid-job (nothing of it runs to clean up): the
+    job's shim sees its control socket close and kills the job, so none of
+    its processes outlives the node."""
+    job = runtime("sleep", "sleep")
+    # A process of its own playing the node (the runner as the node runs it).
+    node = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_NODE, user_config(), *job.command],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert node.stdout is not None
+        work_root, shim = node.stdout.readline().split()
+        pids = job_pids(Path(work_root))
+        assert len(pids) >= 2  # the job and its daemonised grandchild
+        pids.add(int(shim))  # and the shim (its own directory is /)
+        node.kill()
+        node.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while [p for p in pids if alive(p)] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [p for p in pids if alive(p)]
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait()
