@@ -44,6 +44,20 @@ from mycelia.protocol import (
     Transfer,
 )
 from mycelia.protocol.channels import NO_OFFER, ReleaseTerms
+from mycelia.protocol.economy import Validator
+from mycelia.protocol.gov_bodies import (
+    ACTIONS,
+    CommitteeSet,
+    GovDelegate,
+    GovEnact,
+    GovObject,
+    GovPropose,
+    GovVote,
+    Method,
+    PolicySet,
+    SealRef,
+    Tally,
+)
 from mycelia.protocol.sensors import (
     Aggregate,
     AttestedDevice,
@@ -535,6 +549,254 @@ _CHANNEL_REFUND = _form(
     "ChannelRefundBody",
 )
 
+
+# -- the governance kinds (docs/governance.md) -----------------------------------------------------
+
+
+def _wire_out(value: Any) -> Json:
+    """A policy value in its genesis wire form, tagged by type (JSON has no
+    bytes and no 64-bit integers): ``{"int": "25"}``, ``{"str": "open"}``,
+    ``{"hex": "0x.."}``, ``{"list": [...]}``."""
+    if type(value) is int:
+        return {"int": str(value)}
+    if type(value) is str:
+        return {"str": value}
+    if type(value) is bytes:
+        return {"hex": hex_out(value)}
+    return {"list": [_wire_out(v) for v in value]}
+
+
+def _wire_in(value: Any, field: str, depth: int = 0) -> Any:
+    if type(value) is not dict or len(value) != 1 or depth > 4:
+        raise ParamError(field, 'expected one of {"int"}, {"str"}, {"hex"}, {"list"}')
+    ((tag, inner),) = value.items()
+    if tag == "int":
+        if type(inner) is not str or not inner.lstrip("-").isdigit():
+            raise ParamError(f"{field}.int", "a decimal string")
+        return int(inner)
+    if tag == "str":
+        return str_in(inner, f"{field}.str", max_bytes=1024)
+    if tag == "hex":
+        return hex_in(inner, f"{field}.hex", max_size=1024)
+    if tag == "list":
+        items = _list(inner, f"{field}.list", 64)
+        return [_wire_in(v, f"{field}.list[{i}]", depth + 1) for i, v in enumerate(items)]
+    raise ParamError(field, f"unknown tag {tag!r}")
+
+
+def _payload_out(body: GovPropose) -> dict[str, Json]:
+    p = body.payload
+    if isinstance(p, PolicySet):
+        return {"changes": [{"field": n, "value": _wire_out(v)} for n, v in p.changes]}
+    return {
+        "validators": [{"key": did_out(v.key), "weight": v.weight} for v in p.validators],
+        "quorum": p.quorum,
+    }
+
+
+def _payload_in(action: str, value: Any, field: str) -> Any:
+    if action == "policy.set":
+        v = _fields(value, field, {"changes"})
+        changes = []
+        for i, raw in enumerate(_list(v["changes"], f"{field}.changes", 16)):
+            c = _fields(raw, f"{field}.changes[{i}]", {"field", "value"})
+            name = str_in(c["field"], f"{field}.changes[{i}].field", max_bytes=32)
+            changes.append((name, _wire_in(c["value"], f"{field}.changes[{i}].value")))
+        return PolicySet(tuple(changes))
+    if action == "committee.set":
+        v = _fields(value, field, {"validators", "quorum"})
+        validators = []
+        for i, raw in enumerate(_list(v["validators"], f"{field}.validators", 64)):
+            r = _fields(raw, f"{field}.validators[{i}]", {"key", "weight"})
+            validators.append(
+                Validator(
+                    did_in(r["key"], f"{field}.validators[{i}].key"),
+                    int_in(r["weight"], f"{field}.validators[{i}].weight", low=1),
+                )
+            )
+        return CommitteeSet(tuple(validators), int_in(v["quorum"], f"{field}.quorum", low=1))
+    raise ParamError(f"{field}", f"unknown action {action!r}")
+
+
+def _propose_out(body: GovPropose) -> dict[str, Json]:
+    method: dict[str, Json] = {"name": body.method.name}
+    if body.method.name == "majority":
+        method["electorate"] = body.method.electorate
+    return {
+        "action": body.action,
+        "payload": _payload_out(body),
+        "method": method,
+        "close_ms": body.close_ms,
+    }
+
+
+def _propose_in(value: dict[str, Any], field: str) -> GovPropose:
+    action = str_in(value["action"], f"{field}.action", max_bytes=32)
+    m = _fields(value["method"], f"{field}.method", {"name"}, frozenset({"electorate"}))
+    method = Method(
+        str_in(m["name"], f"{field}.method.name", max_bytes=32),
+        int_in(m.get("electorate", 0), f"{field}.method.electorate"),
+    )
+    return GovPropose(
+        action,
+        _payload_in(action, value["payload"], f"{field}.payload"),
+        method,
+        int_in(value["close_ms"], f"{field}.close_ms"),
+    )
+
+
+def _enact_out(body: GovEnact) -> dict[str, Json]:
+    return {
+        "proposal": hex_out(body.proposal),
+        "epoch": body.epoch,
+        "tally": {"yes": body.tally.yes, "no": body.tally.no, "abstain": body.tally.abstain},
+        "ballots": [hex_out(b) for b in body.ballots],
+        "seals": [
+            {"index": r.index, "bitmap": hex_out(r.bitmap), "signature": hex_out(r.signature)}
+            for r in body.seals
+        ],
+    }
+
+
+def _enact_in(value: dict[str, Any], field: str) -> GovEnact:
+    t = _fields(value["tally"], f"{field}.tally", {"yes", "no", "abstain"})
+    seals = []
+    for i, raw in enumerate(_list(value.get("seals", []), f"{field}.seals", 64)):
+        f = f"{field}.seals[{i}]"
+        r = _fields(raw, f, {"index", "bitmap", "signature"})
+        seals.append(
+            SealRef(
+                int_in(r["index"], f"{f}.index", high=63),
+                hex_in(r["bitmap"], f"{f}.bitmap", max_size=8),
+                hex_in(r["signature"], f"{f}.signature", size=64),
+            )
+        )
+    ballots = _list(value.get("ballots", []), f"{field}.ballots", 64)
+    return GovEnact(
+        hex_in(value["proposal"], f"{field}.proposal", size=32),
+        int_in(value["epoch"], f"{field}.epoch", low=1),
+        Tally(*(int_in(t[k], f"{field}.tally.{k}") for k in ("yes", "no", "abstain"))),
+        tuple(hex_in(b, f"{field}.ballots[{i}]", size=32) for i, b in enumerate(ballots)),
+        tuple(seals),
+    )
+
+
+_WIRE_VALUE: Schema = {
+    "description": "a policy value in its genesis wire form (docs/governance.md)",
+    "oneOf": [
+        _obj(None, int={"type": "string", "pattern": "^-?[0-9]+$"}),
+        _obj(None, str={"type": "string"}),
+        _obj(None, hex=ref("Hex")),
+        _obj(None, list={"type": "array", "items": ref("WireValue")}),
+    ],
+}
+_GOV_PROPOSE = _form(
+    GovPropose.kind,
+    _obj(
+        None,
+        action={"enum": list(ACTIONS)},
+        payload={
+            "oneOf": [
+                _obj(
+                    None,
+                    changes={
+                        "type": "array",
+                        "items": _obj(None, field={"type": "string"}, value=ref("WireValue")),
+                    },
+                ),
+                _obj(
+                    None,
+                    validators={
+                        "type": "array",
+                        "items": _obj(
+                            None, key=ref("Did"), weight={"type": "integer", "minimum": 1}
+                        ),
+                    },
+                    quorum={"type": "integer", "minimum": 1},
+                ),
+            ]
+        },
+        method=_obj(
+            ["name"],
+            {"electorate": {"type": "integer", "minimum": 1}},
+            name={"enum": ["majority", "absolute", "quadratic", "consent"]},
+        ),
+        close_ms={"type": "integer", "minimum": 0},
+    ),
+    _propose_out,
+    _propose_in,
+    "GovProposeBody",
+)
+_GOV_VOTE = _form(
+    GovVote.kind,
+    _obj(
+        ["proposal", "choice"],
+        {"n": {"type": "integer", "minimum": 0, "maximum": 1 << 16}},
+        proposal=ref("Id"),
+        choice={"enum": ["yes", "no", "abstain"]},
+    ),
+    lambda body: {"proposal": hex_out(body.proposal), "choice": body.choice, "n": body.n},
+    lambda value, field: GovVote(
+        hex_in(value["proposal"], f"{field}.proposal", size=32),
+        str_in(value["choice"], f"{field}.choice", max_bytes=16),
+        int_in(value.get("n", 0), f"{field}.n", high=1 << 16),
+    ),
+)
+_GOV_DELEGATE = _form(
+    GovDelegate.kind,
+    _obj(
+        ["delegate", "until"],
+        {"scope": {**ref("Hex"), "description": "a proposal id; absent or 0x: every proposal"}},
+        delegate=ref("Did"),
+        until={"type": "integer", "minimum": 0},
+    ),
+    lambda body: {
+        "delegate": did_out(body.delegate),
+        "scope": hex_out(body.scope),
+        "until": body.until,
+    },
+    lambda value, field: GovDelegate(
+        did_in(value["delegate"], f"{field}.delegate"),
+        hex_in(value.get("scope", "0x"), f"{field}.scope", max_size=32),
+        int_in(value["until"], f"{field}.until"),
+    ),
+)
+_GOV_OBJECT = _form(
+    GovObject.kind,
+    _obj(None, proposal=ref("Id")),
+    lambda body: {"proposal": hex_out(body.proposal)},
+    lambda value, field: GovObject(hex_in(value["proposal"], f"{field}.proposal", size=32)),
+)
+_GOV_ENACT = _form(
+    GovEnact.kind,
+    _obj(
+        ["proposal", "epoch", "tally"],
+        {
+            "ballots": {"type": "array", "items": ref("Id")},
+            "seals": {
+                "type": "array",
+                "items": _obj(
+                    None,
+                    index={"type": "integer", "minimum": 0, "maximum": 63},
+                    bitmap=ref("Hex"),
+                    signature=ref("Hex"),
+                ),
+            },
+        },
+        proposal=ref("Id"),
+        epoch={"type": "integer", "minimum": 1},
+        tally=_obj(
+            None,
+            yes={"type": "integer", "minimum": 0},
+            no={"type": "integer", "minimum": 0},
+            abstain={"type": "integer", "minimum": 0},
+        ),
+    ),
+    _enact_out,
+    _enact_in,
+    "GovEnactBody",
+)
+
 #: kind -> its JSON form: every kind the RPC reads and writes.
 BODIES: dict[str, BodyForm[Any]] = {
     f.kind: f
@@ -550,6 +812,12 @@ BODIES: dict[str, BodyForm[Any]] = {
         _CHANNEL_OPEN,
         _CHANNEL_CLOSE,
         _CHANNEL_REFUND,
+        # governance (docs/governance.md)
+        _GOV_PROPOSE,
+        _GOV_VOTE,
+        _GOV_DELEGATE,
+        _GOV_OBJECT,
+        _GOV_ENACT,
     )
 }
 
@@ -589,13 +857,15 @@ def schemas() -> dict[str, Schema]:
         if form.reference not in one_of:
             one_of.append(form.reference)
     return {
+        "WireValue": _WIRE_VALUE,
         "Kind": {"enum": [*BODIES]},
         "Body": {
             "description": "by kind: transfer/mint {to, amount, memo?}; burn {amount}; "
             "member.admit {member}; credit.set {member, limit}; device.register, "
             "sensor.attest, impact.claim: docs/sensors.md (counters are integers, metric "
             "values decimal strings); channel.open, channel.close, channel.refund: "
-            "docs/compute.md",
+            "docs/compute.md; gov.propose, gov.vote, gov.delegate, gov.object, "
+            "gov.enact: docs/governance.md",
             "oneOf": one_of,
         },
     }

@@ -36,6 +36,13 @@ Modules, from the bottom up:
 ``locks``          resources and the validator lock rule
 ``forks``          fork evidence (two certificates for one slot), the guilty
                    validators, and the rule after a fork
+``gov_bodies``     governance bodies, the action registry, governance records
+``electorate``     who votes on a proposal; the member count
+``tally``          counting ballots and delegations; each method's pass rule
+``seals``          validators' seals of closed proposals, the sealed union
+``governance``     the ``gov.*`` kinds' rules
+``epochs``         the next epoch from an enactment; the committee chain
+``handover``       lock snapshots and seeding a new committee's locks
 ``ledger``         ``check`` / ``apply`` and the in-memory ``Ledger``
 ``framing``        the varint length prefix of stream frames, bounded
 ``pricing``        integer prices of metered usage (one rounding)
@@ -64,14 +71,29 @@ from mycelia.protocol.channels import (
 )
 from mycelia.protocol.economy import (
     Economy,
+    EpochRecord,
     Genesis,
+    GovSettings,
     ImpactPolicy,
     SignedGenesis,
     Validator,
     smallest_quorum,
 )
 from mycelia.protocol.entries import Entry, SignedEntry
+from mycelia.protocol.epochs import CommitteeChain
 from mycelia.protocol.forks import ForkEvidence
+from mycelia.protocol.gov_bodies import (
+    CommitteeSet,
+    GovDelegate,
+    GovEnact,
+    GovObject,
+    GovPropose,
+    GovVote,
+    Method,
+    PolicySet,
+    Tally,
+)
+from mycelia.protocol.handover import LockSnapshot
 from mycelia.protocol.impact import AttestationRecord, ClaimCursor, credits_for
 from mycelia.protocol.keys import SigningKey, did_decode, did_encode
 from mycelia.protocol.kinds import Burn, CreditSet, MemberAdmit, Mint, Transfer, entry_accounts
@@ -87,6 +109,7 @@ from mycelia.protocol.ledger import (
 from mycelia.protocol.locks import lock_decision, resources
 from mycelia.protocol.merkle import MerkleProof, MerkleTree, check_proof, merkle_root, verify_proof
 from mycelia.protocol.reasons import OK, Reason, Refused, Verdict
+from mycelia.protocol.seals import Seal
 from mycelia.protocol.sensors import (
     ED25519,
     P256,
@@ -130,6 +153,8 @@ __all__ = [
     "ChannelRefund",
     "ChannelState",
     "ClaimCursor",
+    "CommitteeChain",
+    "CommitteeSet",
     "CreditSet",
     "DeviceKey",
     "DeviceRecord",
@@ -137,22 +162,33 @@ __all__ = [
     "Economy",
     "Ed25519DeviceKey",
     "Entry",
+    "EpochRecord",
     "ForkEvidence",
     "GapBuffer",
     "Genesis",
+    "GovDelegate",
+    "GovEnact",
+    "GovObject",
+    "GovPropose",
+    "GovSettings",
+    "GovVote",
     "ImpactClaim",
     "ImpactPolicy",
     "Ledger",
+    "LockSnapshot",
     "MemberAdmit",
     "MerkleProof",
     "MerkleTree",
+    "Method",
     "Metric",
     "Mint",
     "P256DeviceKey",
+    "PolicySet",
     "Reading",
     "Reason",
     "Refused",
     "Release",
+    "Seal",
     "SensorAttest",
     "SignedEntry",
     "SignedGenesis",
@@ -160,6 +196,7 @@ __all__ = [
     "SignedRelease",
     "SignedVoucher",
     "SigningKey",
+    "Tally",
     "Transfer",
     "Validator",
     "Verdict",

@@ -18,12 +18,19 @@ A validator signs the *vote id*::
 so every validator signs the same 32 bytes for an entry and a certificate
 needs one hash however many signers. ``bitmap`` and ``signatures`` follow
 ``quorum.py``. A certificate is valid iff: its entry's economy is the
-economy's id (``wrong_economy``), its epoch is the one in force
-(``wrong_epoch``), the bitmap is canonical (``bad_bitmap``), the signers'
-weight reaches quorum (``quorum_not_reached``), every validator signature
-verifies (``bad_signature``), and the author's signature verifies
-(``bad_signature``). Whether the entry is the *next* one in its author's
-chain is the ledger's business, not the certificate's.
+economy's id (``wrong_economy``), its epoch is one the economy has — the
+current one or an earlier one (``wrong_epoch`` for one it does not know
+yet) —, the bitmap is canonical for *that epoch's* committee
+(``bad_bitmap``), the signers' weight reaches that committee's quorum
+(``quorum_not_reached``), every validator signature verifies
+(``bad_signature``), and the author's signature verifies
+(``bad_signature``). So a certificate stays valid after the committee
+changes: it is checked against the committee of its own epoch, which an
+``Economy`` keeps (``economy.py``) and anyone holding the genesis rebuilds
+offline from the committee chain (``epochs.py``). A *vote* is only ever for
+the epoch in force: a validator votes in its current epoch. Whether the
+entry is the *next* one in its author's chain is the ledger's business, not
+the certificate's.
 """
 
 from __future__ import annotations
@@ -170,12 +177,16 @@ class Certificate:
         ``economy`` (see the module docstring). Pure and offline."""
         if self.entry.economy != economy.id:
             raise Refused(Reason.WRONG_ECONOMY, "certificate is for another economy")
-        if self.epoch != economy.epoch:
-            raise Refused(Reason.WRONG_EPOCH, f"certificate epoch {self.epoch} != {economy.epoch}")
+        if self.epoch > economy.epoch:
+            raise Refused(
+                Reason.WRONG_EPOCH,
+                f"certificate epoch {self.epoch} is past the epoch in force {economy.epoch}",
+            )
+        committee = economy.committee(self.epoch)
         verify_quorum(
-            economy.validators,
-            economy.weights,
-            economy.quorum,
+            committee.keys,
+            committee.weights,
+            committee.quorum,
             VOTE,
             vote_id(economy.id, self.epoch, self.entry_id),
             self.bitmap,

@@ -29,7 +29,16 @@ from typing import Any, ClassVar
 from mycelia.protocol import keys, schema
 from mycelia.protocol.economy import Economy
 from mycelia.protocol.reasons import NeedAdmission, Reason, Refused
-from mycelia.protocol.state import Account, Changes, StateView, fact_key, own_key
+from mycelia.protocol.state import (
+    Account,
+    Changes,
+    StateView,
+    counter_key,
+    decode_count,
+    encode_count,
+    fact_key,
+    own_key,
+)
 
 __all__ = ["Context", "Kind", "replace_account"]
 
@@ -98,6 +107,20 @@ class Context:
     def put_own(self, name: str, id_: bytes, value: bytes) -> None:
         """Write the entry author's own state ``name``/``id_``."""
         self.changes.records[own_key(self.entry.author, name, id_)] = value
+
+    # -- counters (governance: electorate.py) -------------------------------------
+
+    def count(self, name: str) -> int:
+        """The counter ``name`` (0 if never counted)."""
+        raw = self._record(counter_key(name))
+        return 0 if raw is None else decode_count(raw)
+
+    def add_count(self, name: str, delta: int) -> None:
+        """Add ``delta`` (>= 0) to the counter ``name``: a grow-only counter,
+        written by any author's chain (``state.py``)."""
+        if delta < 0:
+            raise ValueError("counters only grow")
+        self.changes.records[counter_key(name)] = encode_count(self.count(name) + delta)
 
     # -- shared rule pieces -----------------------------------------------------
 

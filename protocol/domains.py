@@ -30,10 +30,12 @@ __all__ = [
     "FORK",
     "GENESIS",
     "ID_SIZE",
+    "LOCK_SNAPSHOT",
     "MERKLE",
     "READING",
     "RELEASE",
     "RESOURCE",
+    "SEAL",
     "VOTE",
     "VOUCHER",
     "Domain",
@@ -108,3 +110,10 @@ COMPUTE_USAGE = Domain("usage", 1)
 COMPUTE_JOB = Domain("job", 1)
 #: The content hash of a job input passed by hash (raw bytes, not msgpack).
 COMPUTE_JOB_INPUT = Domain("job-input", 1)
+# -- governance and epochs ------------------------------------------------------------
+#: A validator's seal of a closed proposal ``["seal", 1, economy, epoch,
+#: proposal, ballot ids]`` (``seals.py``): the ballots it voted for.
+SEAL = Domain("seal", 1)
+#: One part of a validator's lock snapshot at the end of an epoch
+#: (``handover.py``): what new validators seed their locks from.
+LOCK_SNAPSHOT = Domain("lock-snapshot", 1)

@@ -57,8 +57,19 @@ Rules, checked by :func:`Genesis.from_wire` and :meth:`Economy.from_genesis`:
 * ``nonce`` (≤ 32 bytes) lets two otherwise identical economies differ.
 
 A genesis is valid once validators holding a quorum of its weight signed its
-id (domain ``genesis``). The validator set is epoch 0; changing it is
-governance, designed later.
+id (domain ``genesis``). The genesis validator set and policy are epoch 0.
+
+Epochs (DESIGN §7, ``docs/governance.md``): a certified ``gov.enact`` that
+changes the policy or the committee creates the next epoch. An
+:class:`Economy` holds its whole epoch history — one :class:`EpochRecord`
+(committee, policy, governance settings, the enactment that made it) per
+epoch, the genesis first — and is immutable: a new epoch gives a new value
+(:meth:`Economy.advanced`). Everything a rule reads of the economy
+(validators, quorum, stewards, issuers, limits) is the *current* epoch's;
+:meth:`Economy.at` gives the economy as it was in an earlier epoch, which is
+what a certificate of that epoch is applied under, and
+:meth:`Economy.committee` the committee a certificate of any known epoch is
+verified against.
 """
 
 from __future__ import annotations
@@ -88,12 +99,15 @@ __all__ = [
     "MEMBERSHIP_OPEN",
     "MUTUAL_CREDIT",
     "Economy",
+    "EpochRecord",
     "Genesis",
+    "GovSettings",
     "ImpactPolicy",
     "IssuedPolicy",
     "MutualCreditPolicy",
     "SignedGenesis",
     "Validator",
+    "byzantine_bound",
     "max_channel_ms",
     "smallest_quorum",
 ]
@@ -218,6 +232,14 @@ def smallest_quorum(total_weight: int) -> int:
     two thirds of it (``3 * quorum > 2 * total``), so any two quorums share
     more than a third of the weight."""
     return 2 * total_weight // 3 + 1
+
+
+def byzantine_bound(total_weight: int, quorum: int) -> int:
+    """The most weight that may be faulty while any two quorums still share
+    an honest validator: two quorums share at least ``2 * quorum - total``,
+    so less than that, ``2 * quorum - total - 1`` (1 of 4 equal validators,
+    2 of 7)."""
+    return 2 * quorum - total_weight - 1
 
 
 def _bad(detail: str) -> Refused:
@@ -382,9 +404,112 @@ class SignedGenesis:
         return cls(genesis, bitmap, tuple(signatures[k] for k in order))
 
 
+# -- epochs ----------------------------------------------------------------------------
+
+DAY_MS = 86_400_000
+#: The longest a proposal may stay open, from its timestamp to its close.
+MAX_VOTING_MS = 366 * DAY_MS
+#: Bound of a voice-credit period (``GovSettings.voice_period_ms``).
+MAX_PERIOD_MS = 10 * 366 * DAY_MS
+MAX_BPS = 10_000
+
+
+def _setting(value: Any, name: str, lo: int, hi: int) -> int:
+    if type(value) is not int:
+        raise Refused(Reason.BAD_PAYLOAD, f"{name}: expected an integer")
+    if not lo <= value <= hi:
+        raise Refused(Reason.BAD_PAYLOAD, f"{name}: {value} not in [{lo}, {hi}]")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class GovSettings:
+    """How an economy governs itself (``governance.py``): part of each
+    epoch's policy, the defaults below in epoch 0 (a genesis does not name
+    them), changed like any policy field by ``policy.set`` under the names
+    in :data:`SETTING_NAMES`."""
+
+    #: ``majority``: ballots cast (yes + no + abstain) must reach this share
+    #: of the proposal's electorate, in basis points (0 … 10 000).
+    participation_bps: int = 2_000
+    #: ``absolute``: certified yes votes needed (1 … 2**32).
+    absolute_k: int = 3
+    #: ``quadratic``: voice credits per voter and period (1 … 2**32).
+    voice_credits: int = 100
+    #: the voice-credit period (1 ms … ten years): a vote at ``ts_ms``
+    #: spends from period ``ts_ms // voice_period_ms``.
+    voice_period_ms: int = 30 * DAY_MS
+    #: the shortest a proposal may be open (0 … :data:`MAX_VOTING_MS`).
+    min_voting_ms: int = 3 * DAY_MS
+
+    def __post_init__(self) -> None:
+        _setting(self.participation_bps, "participation_bps", 0, MAX_BPS)
+        _setting(self.absolute_k, "absolute_k", 1, MAX_WEIGHT)
+        _setting(self.voice_credits, "voice_credits", 1, MAX_WEIGHT)
+        _setting(self.voice_period_ms, "voice_period_ms", 1, MAX_PERIOD_MS)
+        _setting(self.min_voting_ms, "min_voting_ms", 0, MAX_VOTING_MS)
+
+    def to_wire(self) -> list[Any]:
+        return [
+            self.participation_bps,
+            self.absolute_k,
+            self.voice_credits,
+            self.voice_period_ms,
+            self.min_voting_ms,
+        ]
+
+
+#: ``policy.set`` names of the governance settings -> the field they set.
+SETTING_NAMES: dict[str, str] = {
+    f"gov.{name}": name
+    for name in (
+        "participation_bps",
+        "absolute_k",
+        "voice_credits",
+        "voice_period_ms",
+        "min_voting_ms",
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EpochRecord:
+    """One epoch: its committee (validators in their order, which is the
+    signer-bitmap order of its certificates, and quorum), its policy and
+    governance settings, and what created it."""
+
+    number: int
+    validators: tuple[Validator, ...]
+    quorum: int
+    policy: Policy
+    settings: GovSettings
+    #: The ``gov.enact`` entry that created this epoch (the economy id for epoch 0).
+    enact: bytes
+    #: The proposal it enacted (empty for epoch 0).
+    proposal: bytes = b""
+    keys: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
+    weights: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keys", tuple(v.key for v in self.validators))
+        object.__setattr__(self, "weights", tuple(v.weight for v in self.validators))
+
+    @property
+    def total_weight(self) -> int:
+        return sum(self.weights)
+
+    @property
+    def byzantine_bound(self) -> int:
+        return byzantine_bound(self.total_weight, self.quorum)
+
+    def weight_of(self, indices: Iterable[int]) -> int:
+        return sum(self.weights[i] for i in indices)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Economy:
-    """A checked genesis, with the lookups every rule needs precomputed."""
+    """A checked genesis and its epochs, with the lookups every rule needs
+    precomputed for the current epoch."""
 
     id: bytes
     genesis: Genesis
@@ -394,7 +519,19 @@ class Economy:
     index: dict[bytes, int] = field(repr=False)
     stewards: frozenset[bytes] = field(repr=False)
     issuers: dict[bytes, int] = field(repr=False)
-    epoch: int = GENESIS_EPOCH
+    #: Every epoch so far, the genesis (epoch 0) first; the last is in force.
+    epochs: tuple[EpochRecord, ...] = field(repr=False)
+    #: :meth:`at`'s results, built once each.
+    _earlier: dict[int, Economy] = field(default_factory=dict, repr=False)
+
+    @property
+    def epoch(self) -> int:
+        """The epoch in force (votes and new certificates name it)."""
+        return self.epochs[-1].number
+
+    @property
+    def current(self) -> EpochRecord:
+        return self.epochs[-1]
 
     @property
     def kind(self) -> str:
@@ -402,17 +539,22 @@ class Economy:
 
     @property
     def membership(self) -> str:
-        return self.genesis.policy.membership
+        return self.current.policy.membership
 
     @property
     def policy(self) -> Policy:
-        """The genesis policy (its type follows :attr:`kind`)."""
-        return self.genesis.policy
+        """The policy in force (its type follows :attr:`kind`)."""
+        return self.current.policy
+
+    @property
+    def settings(self) -> GovSettings:
+        """The governance settings in force."""
+        return self.current.settings
 
     @property
     def impact(self) -> ImpactPolicy:
         """The impact policy; ``not_allowed`` in an economy of another kind."""
-        policy = self.genesis.policy
+        policy = self.current.policy
         if not isinstance(policy, ImpactPolicy):
             raise Refused(Reason.NOT_ALLOWED, f"a {self.kind} economy has no impact policy")
         return policy
@@ -421,11 +563,11 @@ class Economy:
     def max_channel_ms(self) -> int:
         """The longest a ``channel.open`` may lock its escrow (its expiry
         at most this far past the validator's clock), in every kind."""
-        return max_channel_ms(self.genesis.policy)
+        return max_channel_ms(self.current.policy)
 
     @property
     def default_limit(self) -> int:
-        policy = self.genesis.policy
+        policy = self.current.policy
         return policy.default_limit if isinstance(policy, MutualCreditPolicy) else 0
 
     @classmethod
@@ -433,18 +575,53 @@ class Economy:
         """Trust ``genesis``'s signatures (e.g. it came from our own store),
         but check its rules."""
         g = genesis.checked()
-        issuers = dict(g.policy.issuers) if isinstance(g.policy, IssuedPolicy) else {}
-        vkeys = tuple(v.key for v in g.validators)
+        first = EpochRecord(GENESIS_EPOCH, g.validators, g.quorum, g.policy, GovSettings(), g.id)
+        return cls._of(g, (first,))
+
+    @classmethod
+    def _of(cls, g: Genesis, epochs: tuple[EpochRecord, ...]) -> Economy:
+        now = epochs[-1]
+        policy = now.policy
+        issuers = dict(policy.issuers) if isinstance(policy, IssuedPolicy) else {}
         return cls(
             id=g.id,
             genesis=g,
-            validators=vkeys,
-            weights=tuple(v.weight for v in g.validators),
-            quorum=g.quorum,
-            index={k: i for i, k in enumerate(vkeys)},
-            stewards=frozenset(g.policy.stewards),
+            validators=now.keys,
+            weights=now.weights,
+            quorum=now.quorum,
+            index={k: i for i, k in enumerate(now.keys)},
+            stewards=frozenset(policy.stewards),
             issuers=issuers,
+            epochs=epochs,
         )
+
+    def committee(self, epoch: int) -> EpochRecord:
+        """The record of ``epoch`` (its committee verifies that epoch's
+        certificates); ``wrong_epoch`` for an epoch this economy does not
+        have (yet)."""
+        if type(epoch) is not int or not 0 <= epoch <= self.epoch:
+            raise Refused(
+                Reason.WRONG_EPOCH, f"epoch {epoch} is not one this economy has (at {self.epoch})"
+            )
+        return self.epochs[epoch]
+
+    def at(self, epoch: int) -> Economy:
+        """This economy as it was in ``epoch`` (its committee and policy in
+        force): what a certificate of that epoch is applied under."""
+        if epoch == self.epoch:
+            return self
+        earlier = self._earlier.get(epoch)
+        if earlier is None:
+            self.committee(epoch)  # wrong_epoch past the current one
+            earlier = Economy._of(self.genesis, self.epochs[: epoch + 1])
+            self._earlier[epoch] = earlier
+        return earlier
+
+    def advanced(self, record: EpochRecord) -> Economy:
+        """This economy with ``record`` as its next epoch in force."""
+        if record.number != self.epoch + 1:
+            raise ValueError(f"epoch {record.number} does not follow {self.epoch}")
+        return Economy._of(self.genesis, (*self.epochs, record))
 
     @classmethod
     def from_signed(cls, signed: SignedGenesis) -> Economy:
@@ -489,7 +666,7 @@ class Economy:
         """Members without an admission: everyone in an open economy,
         stewards and issuers in any economy."""
         return (
-            self.genesis.policy.membership == MEMBERSHIP_OPEN
+            self.current.policy.membership == MEMBERSHIP_OPEN
             or account in self.stewards
             or account in self.issuers
         )

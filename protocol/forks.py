@@ -172,13 +172,19 @@ class ForkEvidence:
         return self.guilty(economy)
 
     def guilty(self, economy: Economy) -> tuple[bytes, ...]:
-        """The keys of the validators that signed both certificates, in
-        genesis order. Meaningful for verified evidence only."""
-        n = len(economy.validators)
-        both = set(bitmap_indices(self.first.bitmap, n)) & set(
-            bitmap_indices(self.second.bitmap, n)
+        """The keys of the validators that signed both certificates, in the
+        order of the first one's committee (each certificate's signers are
+        read in the committee of its own epoch, so a fork across a
+        committee change names the keys that signed both sides).
+        Meaningful for verified evidence only."""
+        first = economy.committee(self.first.epoch).keys
+        second = economy.committee(self.second.epoch).keys
+        signed_second = {second[i] for i in bitmap_indices(self.second.bitmap, len(second))}
+        return tuple(
+            first[i]
+            for i in bitmap_indices(self.first.bitmap, len(first))
+            if first[i] in signed_second
         )
-        return tuple(economy.validators[i] for i in sorted(both))
 
     # -- encoding ---------------------------------------------------------------------
 

@@ -22,8 +22,10 @@ The rule context and the ``Kind`` base live in ``context.py``; the sensor
 kinds (``device.register``, ``sensor.attest``, ``impact.claim``) in
 ``impact.py``, their bodies in ``sensor_bodies.py``; the compute channel
 kinds (``channel.open``, ``channel.close``, ``channel.refund``) in
-``channel_kinds.py``, their bodies in ``channels.py``. :data:`KINDS` here is
-the one registry of all of them.
+``channel_kinds.py``, their bodies in ``channels.py``; the governance kinds
+(``gov.propose``, ``gov.vote``, ``gov.delegate``, ``gov.object``,
+``gov.enact``) in ``governance.py``, their bodies in ``gov_bodies.py``.
+:data:`KINDS` here is the one registry of all of them.
 
 The foundation kinds and their bodies:
 
@@ -59,6 +61,15 @@ from mycelia.protocol.channel_kinds import ChannelCloseRule, ChannelOpenRule, Ch
 from mycelia.protocol.channels import ChannelClose, ChannelOpen, ChannelRefund
 from mycelia.protocol.context import Context, Kind, replace_account
 from mycelia.protocol.economy import IMPACT, ISSUED, MEMBERSHIP_APPROVED, MUTUAL_CREDIT
+from mycelia.protocol.electorate import note_admission
+from mycelia.protocol.gov_bodies import GovDelegate, GovEnact, GovObject, GovPropose, GovVote
+from mycelia.protocol.governance import (
+    GovDelegateRule,
+    GovEnactRule,
+    GovObjectRule,
+    GovProposeRule,
+    GovVoteRule,
+)
 from mycelia.protocol.impact import DeviceRegisterRule, ImpactClaimRule, SensorAttestRule
 from mycelia.protocol.reasons import Reason, Refused
 from mycelia.protocol.sensor_bodies import DeviceRegister, ImpactClaim, SensorAttest
@@ -73,6 +84,11 @@ __all__ = [
     "Context",
     "CreditSet",
     "DeviceRegister",
+    "GovDelegate",
+    "GovEnact",
+    "GovObject",
+    "GovPropose",
+    "GovVote",
     "ImpactClaim",
     "Kind",
     "MemberAdmit",
@@ -290,6 +306,7 @@ class MemberAdmitRule(Kind):
     @staticmethod
     def effects(ctx: Context) -> None:
         member = ctx.entry.body.member
+        note_admission(ctx, member)  # the electorate's records (electorate.py)
         acct = ctx.get(member)
         if not acct.admitted or ctx.entry_id < acct.admitted:
             ctx.put(member, _replace(acct, admitted=ctx.entry_id))
@@ -360,6 +377,12 @@ KINDS: dict[str, type[Kind]] = {
         ChannelOpenRule,
         ChannelCloseRule,
         ChannelRefundRule,
+        # governance and epochs (governance.py)
+        GovProposeRule,
+        GovVoteRule,
+        GovDelegateRule,
+        GovObjectRule,
+        GovEnactRule,
     )
 }
 

@@ -55,6 +55,13 @@ hold at that seq) is a fork the node cannot prove yet: its ``prev`` is
 listed in :attr:`Ledger.suspects`, for the node to fetch (that certificate
 then conflicts with the one held, and is evidence).
 
+Epochs: a certificate is verified against the committee of its own epoch
+and applied under that epoch's policy (``economy.at``). When a certified
+``gov.enact`` (or the proposal it enacted, whichever comes last) completes
+an epoch, :class:`Ledger` advances its :attr:`Ledger.economy` to it
+(``epochs.follow``); a certificate of an epoch not reached yet is refused
+``wrong_epoch`` and is applied once it is.
+
 :class:`Ledger` is an in-memory economy built from those two functions plus a
 bounded gap buffer, as wallets, tests and benchmarks use it; the node uses
 the same functions over its LMDB store.
@@ -68,6 +75,7 @@ from typing import Any, NamedTuple, Protocol
 from mycelia.protocol.certificates import Certificate
 from mycelia.protocol.economy import Economy
 from mycelia.protocol.entries import Entry, SignedEntry
+from mycelia.protocol.epochs import follow
 from mycelia.protocol.forks import ForkEvidence, forked, refuse_forked
 from mycelia.protocol.kinds import KINDS, Context
 from mycelia.protocol.reasons import OK, NeedChain, Reason, Refused, Verdict
@@ -89,6 +97,8 @@ __all__ = [
 
 #: Default tolerance for an entry's timestamp ahead of the checker's clock.
 MAX_SKEW_MS = 120_000
+#: Kinds after whose apply a :class:`Ledger` looks for a new epoch.
+EPOCH_KINDS = frozenset({"gov.enact", "gov.propose"})
 
 
 class ChainHead(Protocol):
@@ -250,9 +260,10 @@ def transition(economy: Economy, view: StateView, entry: Entry, entry_id: bytes)
 
 
 def apply(economy: Economy, view: StateView, cert: Certificate) -> Changes:
-    """Verify ``cert`` for ``economy`` and return what it changes."""
+    """Verify ``cert`` for ``economy`` and return what it changes, under
+    the policy of the certificate's epoch (``economy.at``)."""
     cert.verify(economy)
-    return transition(economy, view, cert.entry, cert.entry_id)
+    return transition(economy.at(cert.epoch), view, cert.entry, cert.entry_id)
 
 
 class GapBuffer:
@@ -376,8 +387,9 @@ class Ledger:
         *,
         max_pending: int = 4096,
     ) -> None:
-        self.economy = economy
         self.state: ChainState = state if state is not None else MemoryState()
+        #: The economy in force: advances as enactments are applied.
+        self.economy = follow(economy, self.state)
         self.buffer = buffer if buffer is not None else GapBuffer(max_pending)
         #: Fork evidence this ledger recorded (a slot's first evidence only),
         #: in order: what the node reports.
@@ -489,7 +501,11 @@ class Ledger:
             self.suspects.append(entry.prev)
 
     def _apply_next(self, cert: Certificate) -> bytes:
-        changes = transition(self.economy, self.state, cert.entry, cert.entry_id)
+        economy = self.economy.at(cert.epoch)
+        changes = transition(economy, self.state, cert.entry, cert.entry_id)
         self.state.update(changes)
         self.state.record(cert)
+        if cert.entry.kind in EPOCH_KINDS:
+            # an enactment (or the proposal it waited for) may start epochs
+            self.economy = follow(self.economy, self.state)
         return cert.entry_id

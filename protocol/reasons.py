@@ -265,6 +265,45 @@ class Reason(enum.StrEnum):
     #: a VOUCHER, POLL or CANCEL naming a job the provider does not hold (never
     #: started there, or gone with a restart: jobs do not survive one).
     UNKNOWN_JOB = "unknown_job"
+    # -- governance and epochs (governance.py, seals.py, epochs.py, handover.py) --
+    #: a ballot or objection after the proposal's close (by the checker's
+    #: clock, or by the entry's own timestamp).
+    VOTING_CLOSED = "voting_closed"
+    #: an enactment or a seal before the proposal's close: the voting is
+    #: still open (the checker's clock will pass the close).
+    VOTING_OPEN = "voting_open"
+    #: the voter (or objector, or delegator) is not in the proposal's
+    #: electorate: not a steward or issuer of the proposal's epoch, and not
+    #: admitted before the proposal.
+    NOT_ELIGIBLE = "not_eligible"
+    #: the voter already cast a certified vote on this proposal (a second
+    #: one is also refused by its lock, ``resource_locked``).
+    ALREADY_VOTED = "already_voted"
+    #: a consent proposal has a certified objection: it cannot be enacted.
+    OBJECTED = "objected"
+    #: a stated tally (or a proposal's stated electorate) differs from the
+    #: one the checker computes from the seals and the certified ballots.
+    TALLY_MISMATCH = "tally_mismatch"
+    #: the epoch an enactment names was already created by another one.
+    EPOCH_TAKEN = "epoch_taken"
+    #: a proposal names an action this protocol does not know (``fed.agree``
+    #: is named, and refused, until federation exists).
+    UNKNOWN_ACTION = "unknown_action"
+    #: a seal (or a lock snapshot) is not signed by a validator of the epoch
+    #: it names, or its signature does not verify.
+    BAD_SEAL = "bad_seal"
+    #: a quadratic vote's cost (n squared) passes the voter's voice credits
+    #: left in the period.
+    INSUFFICIENT_CREDITS = "insufficient_credits"
+    #: the recomputed tally does not pass the proposal's method (majority,
+    #: participation quorum, k yes votes, quadratic yes over no).
+    THRESHOLD_NOT_MET = "threshold_not_met"
+    #: an action's payload breaks the rules of what it sets (a committee
+    #: whose quorum is not above two thirds of its weight, a policy field the
+    #: economy's kind does not have, a value out of its range).
+    BAD_PAYLOAD = "bad_payload"
+    #: the proposal was already enacted (its outcome is certified).
+    ALREADY_ENACTED = "already_enacted"
 
 
 #: Refusals that depend on what the checker has seen so far, not on the entry
@@ -284,6 +323,8 @@ STALE_STATE: frozenset[Reason] = frozenset(
         # compute payment channels: they wait on the checker's clock
         Reason.CHANNEL_NOT_EXPIRED,
         Reason.EXPIRY_TOO_FAR,
+        # governance: the checker's clock has not reached the close yet
+        Reason.VOTING_OPEN,
     }
 )
 

@@ -23,8 +23,15 @@ them (DESIGN §4, the commutativity rule):
   order (a host's last attested counter per device, an owner's claim cursor
   per device). No other chain reads it.
 
-``kinds.Context`` offers only those two ways to write, so a rule cannot
-write another author's own state by accident.
+* ``counter_key(name)`` — a **counter**: a grow-only count that any
+  author's chain may add to (the number of admitted members, which a
+  governance proposal's electorate is checked against, ``electorate.py``).
+  Additions commute, so every order of certificates gives the same count;
+  a rule reads one only as a lower bound of the truth (a stale view has
+  counted less), never to decide what an ``effects`` writes.
+
+``kinds.Context`` offers only those ways to write (and adds to a counter
+only), so a rule cannot write another author's own state by accident.
 
 Every field of :class:`Account` is combined in a way that does not depend on
 the order certificates from different authors are applied (DESIGN §4, the
@@ -58,6 +65,9 @@ __all__ = [
     "MemoryState",
     "Snapshot",
     "StateView",
+    "counter_key",
+    "decode_count",
+    "encode_count",
     "fact_key",
     "own_key",
 ]
@@ -136,6 +146,19 @@ def fact_key(name: str, id_: bytes) -> bytes:
 def own_key(author: bytes, name: str, id_: bytes) -> bytes:
     """The record key of ``author``'s own state ``name`` for ``id_``."""
     return b"own/" + author + b"/" + name.encode() + b"/" + id_
+
+
+def counter_key(name: str) -> bytes:
+    """The record key of the counter ``name`` (see the module docstring)."""
+    return b"count/" + name.encode()
+
+
+def encode_count(value: int) -> bytes:
+    return codec.encode_trusted(value)
+
+
+def decode_count(raw: bytes) -> int:
+    return schema.int_(codec.decode(raw, max_size=16), "count", 0, schema.UINT64_MAX)
 
 
 @dataclass(slots=True)

@@ -193,9 +193,13 @@ class World:
     def __init__(self, g: Genesis | None = None, vkeys: list[SigningKey] | None = None) -> None:
         self.vkeys = vkeys if vkeys is not None else validator_keys(4)
         self.genesis = g if g is not None else genesis(validators=self.vkeys)
-        self.economy = Economy.from_signed(sign_genesis(self.genesis, self.vkeys))
-        self.ledger = Ledger(self.economy)
+        self.ledger = Ledger(Economy.from_signed(sign_genesis(self.genesis, self.vkeys)))
         self.clock = T0
+
+    @property
+    def economy(self) -> Economy:
+        """The economy in force (the ledger's: it follows enacted epochs)."""
+        return self.ledger.economy
 
     @property
     def id(self) -> bytes:

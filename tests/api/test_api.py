@@ -49,6 +49,18 @@ from mycelia.protocol.channels import (
 )
 from mycelia.protocol.context import Kind
 from mycelia.protocol.economy import MutualCreditPolicy
+from mycelia.protocol.gov_bodies import (
+    CommitteeSet,
+    GovDelegate,
+    GovEnact,
+    GovObject,
+    GovPropose,
+    GovVote,
+    Method,
+    PolicySet,
+    SealRef,
+    Tally,
+)
 from mycelia.protocol.kinds import KINDS
 from mycelia.protocol.offers import SignedOffer
 from mycelia.protocol.sensors import (
@@ -115,6 +127,30 @@ def _channel_bodies() -> list[Any]:
     ]
 
 
+def _gov_bodies() -> list[Any]:
+    policy = PolicySet(
+        (
+            ("default_limit", 2_000),
+            ("gov.participation_bps", 5_000),
+            ("membership", "approved"),
+            ("stewards", [ALICE.public, BOB.public]),
+        )
+    )
+    committee = CommitteeSet(tuple(Validator(v.public, 2) for v in VALIDATORS), 6)
+    p = b"\x03" * 32
+    seal = SealRef(1, b"\x03", b"\x04" * 64)
+    return [
+        GovPropose("policy.set", policy, Method("majority", 12), T0 + 10**9),
+        GovPropose("committee.set", committee, Method("consent"), T0 + 10**9),
+        GovVote(p, "yes", 3),
+        GovDelegate(BOB.public, b"", T0 + 10**9),
+        GovDelegate(BOB.public, p, T0),
+        GovObject(p),
+        GovEnact(p, 2, Tally(4, 1, 0), (b"\x05" * 32, b"\x06" * 32), (seal,)),
+        GovEnact(p, 1, Tally()),
+    ]
+
+
 BODIES = [
     Transfer(BOB.public, 5, "lunch"),
     Mint(BOB.public, 1, ""),
@@ -123,6 +159,7 @@ BODIES = [
     CreditSet(BOB.public, 0),
     *_sensor_bodies(),
     *_channel_bodies(),
+    *_gov_bodies(),
 ]
 CERTIFICATES = [_certify(b) for b in BODIES[:3]]
 FORK = ForkEvidence.of(

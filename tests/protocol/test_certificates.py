@@ -35,11 +35,14 @@ from mycelia.protocol import (
     keys,
 )
 from mycelia.protocol.domains import ENTRY
+from mycelia.protocol.gov_bodies import Method
 from mycelia.protocol.quorum import make_bitmap
 from mycelia.testing.economies import World, genesis, key, validator_keys
+from mycelia.testing.governance import GovWorld, new_validators
 
 A, B, C = key(1), key(2), key(3)
 OUTSIDER = key(99, "validator")  # a well-formed key that is in no validator set
+STEWARD = key(10, "steward")
 
 
 def world(weights: Sequence[int] | None = None, nonce: bytes = b"") -> World:
@@ -160,20 +163,41 @@ def test_certificate_for_another_epoch_is_wrong_epoch() -> None:
 
 
 def test_epoch_0_certificate_against_an_economy_in_epoch_1() -> None:
-    w = world()
+    """A certificate is verified against the committee of *its* epoch
+    (``economy.committee``): after a ``committee.set`` replaced every
+    validator, an epoch-0 certificate still verifies and applies, while the
+    old validators cannot certify anything new (their votes for epoch 1 are
+    not the committee's) and the new ones cannot forge the past."""
+    vk = validator_keys(4)
+    new = new_validators(4)
+    w = GovWorld(genesis(validators=vk, stewards=[STEWARD]), vk)
     signed = next_transfer(w)
-    cert0 = w.certify(signed)
-    later = dataclasses.replace(w.economy, epoch=1)
-    assert refused(lambda: cert0.verify(later)).reason is Reason.WRONG_EPOCH
+    cert0 = w.certify(signed)  # certified in epoch 0, not applied yet
+    p = w.propose(STEWARD, w.committee_set(new), Method("consent"))
+    w.close(p)
+    w.enact(STEWARD, w.enactment(p))
+    assert w.economy.epoch == 1
+    assert w.economy.validators == tuple(k.public for k in new)
+    later = w.economy
+    cert0.verify(later)
+    assert later.committee(0).keys == tuple(k.public for k in vk)
     ledger = Ledger(later)
-    assert refused(lambda: ledger.apply(cert0)).reason is Reason.WRONG_EPOCH
-    assert ledger_state(ledger) == (({}, {}), {}, 0)
-    # The same validators voting in epoch 1 do make a certificate for it.
-    epoch1 = [Vote.make(w.vkeys[i], w.id, 1, signed.id) for i in range(3)]
-    cert1 = assemble(later, signed, epoch1)
+    assert ledger.apply(cert0) == [cert0.entry_id]
+    # the old validators voting in epoch 1 are not its committee
+    old_votes = [Vote.make(vk[i], w.id, 1, signed.id) for i in range(3)]
+    assert refused(lambda: assemble(later, signed, old_votes)).reason is Reason.NOT_VALIDATOR
+    forged = forge(signed, make_bitmap(range(3), 4), [v.signature for v in old_votes], epoch=1)
+    assert refused(lambda: forged.verify(later)).reason is Reason.BAD_SIGNATURE
+    # the new committee's signatures relabelled as epoch 0 are no better
+    new_votes = [Vote.make(new[i], w.id, 1, signed.id) for i in range(3)]
+    cert1 = assemble(later, signed, new_votes)
     assert cert1.epoch == 1
     cert1.verify(later)
-    assert refused(lambda: cert1.verify(w.economy)).reason is Reason.WRONG_EPOCH
+    assert refused(lambda: dataclasses.replace(cert1, epoch=0).verify(later)).reason is (
+        Reason.BAD_SIGNATURE
+    )
+    # an economy that has not reached epoch 1 cannot verify its certificates
+    assert refused(lambda: cert1.verify(later.at(0))).reason is Reason.WRONG_EPOCH
 
 
 # -- the signer bitmap ----------------------------------------------------------------

@@ -63,6 +63,7 @@ from mycelia.testing.economies import (
     validator_keys,
 )
 from tests.protocol.compute_world import COMPUTE_SCENARIOS
+from tests.protocol.gov_scenarios import GOV_SCENARIOS
 from tests.protocol.test_channels import CHANNEL_SCENARIOS
 from tests.protocol.test_keys import BAD_SIGNER_IDS, BAD_SIGNERS
 
@@ -134,7 +135,7 @@ def s_malformed_body() -> Scenario:
 def s_unknown_kind() -> Scenario:
     w = World()
     wire = w.entry(A, Transfer(B.public, 1)).entry.to_wire()
-    wire[7] = "gov.vote"
+    wire[7] = "no.such.kind"
     return w, lambda: Entry.decode(codec.encode(wire))
 
 
@@ -520,6 +521,8 @@ SCENARIOS: dict[Reason, Callable[[], Scenario]] = {
     Reason.TOTAL_MISMATCH: s_total_mismatch,
     # compute payment channels: tests/protocol/test_channels.py
     **CHANNEL_SCENARIOS,
+    # governance and epochs (tests/protocol/gov_scenarios.py)
+    **GOV_SCENARIOS,
 }
 # The compute protocol's reasons (offers, jobs, channels, usage, frames, requests).
 SCENARIOS.update(COMPUTE_SCENARIOS)

@@ -335,15 +335,17 @@ def render() -> str:
 
 
 def main() -> int:
-    # Imported here: generate_sensors and generate_compute take their seeds and
-    # timestamp from this module.
-    from tests.vectors import generate_compute, generate_sensors
+    # Imported here: generate_sensors, generate_compute and generate_gov take
+    # their seeds and timestamp from this module.
+    from tests.vectors import generate_compute, generate_gov, generate_sensors
 
     PATH.write_text(render())
     print(f"wrote {PATH}", file=sys.stderr)
     generate_sensors.PATH.write_text(generate_sensors.render())
     print(f"wrote {generate_sensors.PATH}", file=sys.stderr)
     generate_compute.main()
+    generate_gov.PATH.write_text(generate_gov.render())
+    print(f"wrote {generate_gov.PATH}", file=sys.stderr)
     return 0
 
 
