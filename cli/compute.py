@@ -55,7 +55,7 @@ from rich.text import Text
 
 from mycelia.api.encoding import ParamError, hex_in, hex_out
 from mycelia.api.types import ChannelView, ComputeAnswer, OfferView
-from mycelia.cli.main import CliError, connect, json_option, rpc_options
+from mycelia.cli.main import connect, json_option, rpc_options
 from mycelia.cli.wallet import (
     SUFFIX,
     account_did,
@@ -231,7 +231,7 @@ def settle(
     return view
 
 
-def _outcome_json(outcome: JobOutcome, view: ChannelView | None) -> dict[str, Any]:
+def _outcome_json(outcome: JobOutcome, view: ChannelView | None, vouchers: int) -> dict[str, Any]:
     report = outcome.report
     result = outcome.result
     out: dict[str, Any] = {
@@ -241,6 +241,7 @@ def _outcome_json(outcome: JobOutcome, view: ChannelView | None) -> dict[str, An
         "ok": outcome.ok,
         "paid": str(outcome.paid),
         "price": str(outcome.price),
+        "vouchers": vouchers,
         "cpu_ms": None if report is None else report.usage.cpu_ms,
         "wall_ms": None if report is None else report.usage.wall_ms,
         "mib_ms": None if report is None else report.usage.mib_ms,
@@ -256,14 +257,21 @@ def _outcome_json(outcome: JobOutcome, view: ChannelView | None) -> dict[str, An
     return out
 
 
-def _why_not(outcome: JobOutcome) -> CliError | None:
+@dataclass(frozen=True, slots=True)
+class _Problem:
+    reason: str
+    detail: str
+
+
+def _why_not(outcome: JobOutcome) -> _Problem | None:
+    """Why a job did not end with a result the wallet accepted (None: it did)."""
     if outcome.stop is not None:
         reason = outcome.stop.reason.value
-        return fail(reason, f"stopped paying the provider: {outcome.stop.detail or reason}")
+        return _Problem(reason, f"stopped paying the provider: {outcome.stop.detail or reason}")
     if outcome.failed is not None:
-        return fail(outcome.failed.code, f"the provider refused: {outcome.failed.detail}")
+        return _Problem(outcome.failed.code, f"the provider refused: {outcome.failed.detail}")
     if outcome.result is None:
-        return fail("no_result", "the job ended without a result")
+        return _Problem("no_result", "the job ended without a result")
     return None
 
 
@@ -369,10 +377,17 @@ def compute_run(
                 view = settle(client, key, outcome.channel, timeout_s=timeout, on_wait=waiting)
     problem = _why_not(outcome)
     if as_json:
-        print_json(_outcome_json(outcome, view))
+        print_json(_outcome_json(outcome, view, meter.vouchers))
         if problem is not None:
-            raise problem
+            raise fail(problem.reason, problem.detail)
         return
+    if problem is not None:  # one line: what stopped it, what was paid, where
+        where = "settled" if view is not None else "left to the provider to close"
+        raise fail(
+            problem.reason,
+            f"{problem.detail} (paid {format_amount(outcome.paid, d)} {sym}; channel "
+            f"{hex_out(outcome.channel)} {where})",
+        )
     err = stderr()
     report = outcome.report
     if report is not None:
@@ -388,8 +403,6 @@ def compute_run(
         err.print(Text(_settled_line(view, d, sym)))
     else:
         err.print(Text(f"channel {hex_out(outcome.channel)} left to the provider to close"))
-    if problem is not None:
-        raise problem
     if output_file is not None:
         try:
             output_file.write_bytes(outcome.output)

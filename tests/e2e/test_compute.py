@@ -1,7 +1,9 @@
 """End to end, compute: a devnet of four ``mycelia node run`` processes
 (``devnet up --detach``: node2 is the provider, running ``cli/demo_jobs.py``
 as its ``primes`` runtime), a job bought with ``mycelia compute run`` as a
-subprocess through node1's RPC, paying with the devnet's ``alice``.
+subprocess through node1's RPC, paying with the devnet's ``alice`` — the
+very command ``devnet up`` prints for a newcomer to paste, run as pasted
+(plus ``--json``) in a directory holding the ``n.txt`` it says to write.
 
 The result is printed; the provider is paid exactly the metered price of
 the job's final report, the consumer gets the rest of the escrow back (the
@@ -12,6 +14,9 @@ settled by the provider's close; no job process is left behind.
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +28,24 @@ from mycelia.protocol.pricing import Prices, Usage, cost
 from tests.e2e.cli import run
 from tests.e2e.test_sensors import until
 
-N = 300_000
-MAX_SPEND = 50_000
-
 
 def primes_below(n: int) -> int:
-    """By trial division, independently of the demo job's sieve."""
-    found: list[int] = []
-    for k in range(2, n):
-        if all(k % p for p in found if p * p <= k):
-            found.append(k)
-    return len(found)
+    """Odd numbers only, independently of the demo job's sieve."""
+    if n < 3:
+        return 0
+    odd = [True] * (n // 2)  # odd[i]: is 2i+1 prime
+    odd[0] = False
+    for i in range(1, int(n**0.5) // 2 + 1):
+        if odd[i]:
+            p = 2 * i + 1
+            odd[p * p // 2 :: p] = [False] * len(range(p * p // 2, n // 2, p))
+    return 1 + sum(odd)  # and 2
+
+
+def pasted(printed: str, what: str) -> list[str]:
+    """The printed line (of ``devnet up``'s help) that does ``what``, as argv."""
+    (line,) = [ln for ln in printed.splitlines() if what in ln]
+    return shlex.split(line)
 
 
 def job_processes() -> list[int]:
@@ -55,7 +67,7 @@ async def test_a_job_bought_with_the_cli_pays_the_provider_its_metered_price(
     tmp_path: Path,
 ) -> None:
     root = tmp_path / "devnet"
-    await trio.to_thread.run_sync(
+    up = await trio.to_thread.run_sync(
         lambda: run({}, "devnet", "up", "--nodes", "4", "--dir", root, "--detach")
     )
     state = json.loads((root / STATE_FILE).read_text())
@@ -79,39 +91,38 @@ async def test_a_job_bought_with_the_cli_pays_the_provider_its_metered_price(
 
         (offer,) = await until("node2's offer reaches node1", offers)
         assert offer["provider"] == provider
-        n_file = tmp_path / "n.txt"
-        n_file.write_text(f"{N}\n")
+        # What the newcomer is told: write N to n.txt, then run this.
+        (_, number, _, _) = pasted(up.stdout, "> n.txt")
+        n = int(number)
+        (tmp_path / "n.txt").write_text(f"{n}\n")
+        argv = pasted(up.stdout, "--runtime primes")
+        assert argv[argv.index("--runtime") + 1] == "primes"
+        max_spend = int(argv[argv.index("--max-spend") + 1])
         r = await trio.to_thread.run_sync(
-            lambda: run(
-                env,
-                "compute",
-                "run",
-                "--economy",
-                comp["economy"],
-                "--runtime",
-                "primes",
-                "--input",
-                n_file,
-                "--max-spend",
-                str(MAX_SPEND),
-                "--wallet",
-                "alice",
-                "--json",
+            lambda: subprocess.run(
+                [*argv, "--json"],
+                capture_output=True,
+                text=True,
+                cwd=tmp_path,
+                env={**os.environ, **env},
+                timeout=300,
+                check=False,
             )
         )
+        assert r.returncode == 0, r.stderr
         out = json.loads(r.stdout)
         assert out["ok"] is True, out
-        assert bytes.fromhex(out["output"][2:]).decode() == f"{primes_below(N)} primes below {N}\n"
+        assert bytes.fromhex(out["output"][2:]).decode() == f"{primes_below(n)} primes below {n}\n"
         assert out["channel_state"] == "closed"
         paid = int(out["paid"])
         assert paid == int(out["price"]) == int(out["to_provider"]) > 0
-        assert int(out["to_consumer"]) == MAX_SPEND - paid
+        assert int(out["to_consumer"]) == max_spend - paid
 
         def check(node: Path) -> None:
             with Client(Endpoint.from_datadir(node)) as c:
                 channel = c.channel_get(bytes.fromhex(out["channel"][2:]))
                 assert (channel.settlement, channel.escrow) == ("channel.close", 0)
-                assert (channel.to_provider, channel.to_consumer) == (paid, MAX_SPEND - paid)
+                assert (channel.to_provider, channel.to_consumer) == (paid, max_spend - paid)
                 assert c.account_get(economy, provider).balance == paid
                 assert c.account_get(economy, alice).balance == CREDITS - paid
 
