@@ -602,7 +602,8 @@ def compute_jobs(ctx: click.Context, job_ids: tuple[str, ...], as_json: bool) ->
         else:
             runs = ", ".join(info.runtimes) if info.enabled and info.runtimes else "none"
             out.print(Text(f"runtimes      {runs}"))
-            out.print(Text(f"metering      {info.metering or '-'}  ({info.metering_why or ''})"))
+            why = f"  ({info.metering_why})" if info.metering_why else ""
+            out.print(Text(f"metering      {info.metering or 'none'}{why}"))
             out.print(Text(f"running here  {info.running}"))
             out.print(Text(f"relayed       {info.relayed}"))
         if answers:

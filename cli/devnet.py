@@ -506,7 +506,8 @@ def _compute_table(state: dict[str, Any], comp: dict[str, Any]) -> Table:
 
     economy = bytes.fromhex(comp["economy"][2:])
     provider = state["nodes"][comp["provider"]]
-    table = Table(title=f"Compute Credits: node{comp['provider']} provides {comp['runtimes']}")
+    runtimes = ", ".join(comp["runtimes"]) or "no runtime"
+    table = Table(title=f"Compute Credits: node{comp['provider']} provides {runtimes}")
     for name in ("jobs running", "jobs ended", "metered cpu-s", "paid to the provider", BUYER):
         table.add_column(name, justify="right")
     try:

@@ -13,6 +13,7 @@ settled by the provider's close; no job process is left behind.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shlex
@@ -21,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from rich.console import Console
 
-from mycelia.cli.devnet import CREDITS, STATE_FILE, _alive
+from mycelia.cli.devnet import CREDITS, STATE_FILE, _alive, _compute_table
 from mycelia.client import Client, Endpoint
 from mycelia.protocol.pricing import Prices, Usage, cost
 from tests.e2e.cli import run
@@ -141,6 +143,13 @@ async def test_a_job_bought_with_the_cli_pays_the_provider_its_metered_price(
         prices = Prices(*(int(offer[k]) for k in ("fee", "per_cpu_ms", "per_mib_s", "per_wall_s")))
         assert paid == cost(prices, Usage(out["cpu_ms"], out["wall_ms"], out["mib_ms"]))
         assert job_processes() == []
+        # The live table's compute section shows the job, its CPU and the pay.
+        console = Console(width=200, record=True, file=io.StringIO())
+        console.print(await trio.to_thread.run_sync(_compute_table, state, comp))
+        row = console.export_text().splitlines()[-2]
+        cells = [c.strip() for c in row.strip("│ ").split("│")]
+        assert cells[:2] == ["0", "1"]  # none running, one ended
+        assert cells[3:] == [f"{paid / 1000:.3f} CPU", f"{(CREDITS - paid) / 1000:.3f} CPU"]
     finally:
         await trio.to_thread.run_sync(lambda: run({}, "devnet", "down", "--dir", root))
     assert not any(_alive(p) for p in state["pids"])
