@@ -454,3 +454,50 @@ def test_sizes_count_accounts_and_entries_with_every_batch(tmp_path: Path) -> No
     # A batch applied twice changes nothing.
     store.apply_sync(w.economy, buf, certs[:7])
     assert store.sizes_of(w.id)[1] == 60
+
+
+def test_held_vouchers_keep_the_newest_and_their_close(tmp_path: Path) -> None:
+    """The compute provider's part (store/compute.py): the newest voucher per
+    channel, in one transaction for many; a close under way keeps its
+    voucher; a settled channel's row goes."""
+    from mycelia.protocol import Voucher
+    from mycelia.testing.economies import key as account
+
+    consumer = account(1, "consumer")
+    economy, a, b = b"\x01" * 32, b"\x0a" * 32, b"\x0b" * 32
+    v = {(c, n): Voucher(economy, c, n).sign(consumer) for c in (a, b) for n in (10, 20, 30, 40)}
+    store = Store(tmp_path / "s", sync=False)
+    try:
+        held = store.hold_vouchers_sync(
+            [(economy, v[a, 20]), (economy, v[a, 10]), (economy, v[b, 10]), (economy, v[a, 20])]
+        )
+        assert held == [True, False, True, True]  # an older one is not held; the same one is
+        row = store.held_voucher(a)
+        assert row is not None
+        assert (row.economy, row.voucher, row.amount, row.closing) == (economy, v[a, 20], 20, b"")
+        assert store.hold_vouchers_sync([(economy, v[a, 30])]) == [True]
+        store.begin_close_sync(a, b"signed close")
+        # While its close is under way, a channel keeps the voucher it closes with.
+        assert store.hold_vouchers_sync([(economy, v[a, 40]), (economy, v[b, 30])]) == [
+            False,
+            True,
+        ]
+        row = store.held_voucher(a)
+        assert row is not None
+        assert (row.amount, row.closing) == (30, b"signed close")
+        store.abort_close_sync(a)
+        row = store.held_voucher(a)
+        assert row is not None
+        assert row.closing == b""
+        store.forget_voucher_sync(a)
+        assert store.held_voucher(a) is None
+        assert set(store.held_vouchers()) == {b}
+        with pytest.raises(KeyError):
+            store.begin_close_sync(a, b"x")
+        with pytest.raises(StoreError):  # a channel is one economy's
+            store.hold_vouchers_sync([(b"\x02" * 32, v[b, 40])])
+        kept = store.held_voucher(b)
+        assert kept is not None
+        assert kept.amount == 30
+    finally:
+        store.close()

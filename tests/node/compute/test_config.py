@@ -229,3 +229,100 @@ def test_the_documented_compute_examples_load(tmp_path: Path, doc: str) -> None:
         c = load(tmp_path, block)
         assert c.enabled
         assert c.runtimes
+
+
+# -- the provider's terms (node/compute/service.py, docs/compute.md) ----------------------------
+
+
+def test_the_provider_terms_and_prices(tmp_path: Path) -> None:
+    c = load(
+        tmp_path,
+        """
+[compute]
+credit_window = 5000
+grace_s = 2.5
+offer_ttl_s = 120
+offer_interval_s = 30
+close_margin_s = 60
+final_voucher_s = 1
+max_jobs_per_peer = 2
+max_relayed_jobs = 8
+[compute.runtimes.py]
+command = ["/bin/cat"]
+fee = 100
+per_cpu_ms = 2
+per_mib_s = 1
+per_wall_s = 5
+""",
+    )
+    assert (c.credit_window, c.grace_s, c.offer_ttl_s, c.offer_interval_s) == (5000, 2.5, 120, 30)
+    assert (c.close_margin_s, c.final_voucher_s, c.max_jobs_per_peer, c.max_relayed_jobs) == (
+        60,
+        1,
+        2,
+        8,
+    )
+    (rt,) = c.runtimes
+    assert (rt.fee, rt.per_cpu_ms, rt.per_mib_s, rt.per_wall_s) == (100, 2, 1, 5)
+    d = ComputeConfig()
+    defaults = (d.credit_window, d.grace_s, d.max_jobs_per_peer, d.max_relayed_jobs)
+    assert defaults == (1000, 10, 1, 64)
+    assert RuntimeConfig(name="x", command=("/bin/cat",)).fee == 0
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "expected"),
+    [
+        ("[compute]\ncredit_window = -1", "compute.credit_window", "integer"),
+        ("[compute]\ngrace_s = 301", "compute.grace_s", "seconds"),
+        ("[compute]\noffer_ttl_s = 90000", "compute.offer_ttl_s", "seconds"),
+        (
+            "[compute]\noffer_ttl_s = 100\noffer_interval_s = 100",
+            "compute.offer_interval_s",
+            "less than compute.offer_ttl_s",
+        ),
+        ("[compute]\nmax_jobs_per_peer = 0", "compute.max_jobs_per_peer", "integer"),
+        (
+            '[compute.runtimes.py]\ncommand = ["/bin/cat"]\nfee = -5',
+            "compute.runtimes.py.fee",
+            "integer",
+        ),
+        (
+            '[compute.runtimes.py]\ncommand = ["/bin/cat"]\nper_cpu_ms = 1.5',
+            "compute.runtimes.py.per_cpu_ms",
+            "integer",
+        ),
+        (
+            f'[compute.runtimes.{"a" * 33}]\ncommand = ["/bin/cat"]',
+            f"compute.runtimes.{'a' * 33}",
+            "at most 32",
+        ),
+    ],
+)
+def test_bad_provider_terms_name_the_key(
+    tmp_path: Path, toml: str, key: str, expected: str
+) -> None:
+    exc = refusal(tmp_path, toml + "\n")
+    assert exc.key == key
+    assert expected in str(exc)
+
+
+def test_a_runtime_the_protocol_cannot_offer_is_refused_naming_it() -> None:
+    from mycelia.node.compute.market import Market, runtime_of
+    from mycelia.node.p2p import P2P
+    from mycelia.testing.economies import key
+
+    costly = RuntimeConfig(name="big", command=("/bin/cat",), per_cpu_ms=(1 << 63) - 1)
+    with pytest.raises(ConfigError) as exc:
+        runtime_of(costly)
+    assert exc.value.key == "compute.runtimes.big"
+    assert "amount_out_of_range" in str(exc.value)
+    cheap = RuntimeConfig(name="cat", command=("/bin/cat",), fee=3, max_output_bytes=1 << 30)
+    offered = runtime_of(cheap)
+    assert offered.limits.max_output_bytes == 1 << 20  # the protocol's bound: output is inline
+    assert offered.prices.fee == 3
+    many = tuple(RuntimeConfig(name=f"r{i:02}", command=("/bin/cat",)) for i in range(17))
+    k = key(1, "provider")
+    with pytest.raises(ConfigError) as exc:
+        Market(k, P2P(k.seed), ComputeConfig(enabled=True, runtimes=many), addresses=lambda: ())
+    assert exc.value.key == "compute.runtimes"

@@ -19,6 +19,8 @@ import trio
 from mycelia.api.encoding import hex_out
 from mycelia.client import AsyncClient, Endpoint, RpcError
 from mycelia.node.config import RpcConfig
+from mycelia.node.daemon import MetricsExporter
+from mycelia.node.metrics import Metrics
 from mycelia.protocol import Voucher
 from mycelia.protocol.compute import Pay
 from mycelia.protocol.compute_frames import ResultFrame, UsageFrame, decode_answer
@@ -78,6 +80,23 @@ async def test_a_job_bought_over_the_rpc_pays_its_metered_price_and_returns_the_
         assert [c.id for c in listed] == [outcome.channel]
         provider_info = m.provider.compute.status()
         assert (provider_info.enabled, provider_info.tier) == (True, "shim")
+        # The provider's metrics: the job, its CPU, the vouchers, the close.
+        metrics = Metrics(process_metrics=False)
+        MetricsExporter(m.provider, metrics).export()
+
+        def sample(name: str, **labels: str) -> float | None:
+            return metrics.registry.get_sample_value(name, labels)
+
+        assert sample("mycelia_compute_jobs_total", outcome="completed") == 1
+        assert sample("mycelia_compute_jobs_total", outcome="unpaid") == 0
+        assert sample("mycelia_compute_cpu_seconds_total") == report.usage.cpu_ms / 1000
+        persisted = sample("mycelia_compute_vouchers_total", stage="persisted")
+        assert persisted == len(paid)  # each voucher the wallet signed was newer
+        received = sample("mycelia_compute_vouchers_total", stage="received")
+        assert received is not None
+        assert received >= persisted
+        assert sample("mycelia_compute_settlements_total", kind="close") == 1
+        assert sample("mycelia_compute_jobs_running") == 0
 
 
 async def test_a_lying_provider_is_stopped_and_paid_only_what_the_wallet_signed(

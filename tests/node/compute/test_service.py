@@ -358,3 +358,27 @@ def test_a_job_dies_with_a_node_killed_without_a_word(tmp_path: Path) -> None:
         if node.poll() is None:
             node.kill()
             node.wait()
+
+
+def test_the_result_says_how_the_runner_saw_the_job_end() -> None:
+    """``exit_and_outcome``: the RESULT's exit status and outcome for each of
+    the runner's outcomes, and the provider's own reason when it killed."""
+    from mycelia.node.compute.metering import Usage as Metered
+    from mycelia.node.compute.provider import exit_and_outcome
+    from mycelia.node.compute.runner import JobResult, Outcome
+
+    def result(
+        outcome: Outcome, code: int | None = None, sig: int | None = None, cut: bool = False
+    ) -> JobResult:
+        return JobResult(outcome, code, sig, b"", cut, b"", False, Metered(0, 0, 1))
+
+    assert exit_and_outcome(result(Outcome.EXITED, 0), None) == (0, "completed")
+    assert exit_and_outcome(result(Outcome.EXITED, 3), None) == (3, "completed")
+    assert exit_and_outcome(result(Outcome.EXITED, 0, cut=True), None) == (0, "limit")
+    assert exit_and_outcome(result(Outcome.SIGNALLED, sig=11), None) == (-11, "completed")
+    assert exit_and_outcome(result(Outcome.CPU_LIMIT, sig=9), None) == (-9, "limit")
+    assert exit_and_outcome(result(Outcome.WALL_LIMIT, sig=9), None) == (-9, "limit")
+    assert exit_and_outcome(result(Outcome.KILLED, sig=9), "unpaid") == (-9, "unpaid")
+    assert exit_and_outcome(result(Outcome.KILLED, sig=9), "cancelled") == (-9, "cancelled")
+    assert exit_and_outcome(result(Outcome.KILLED, sig=9), None) == (-9, "failed")
+    assert exit_and_outcome(result(Outcome.FAILED), None) == (0, "failed")
