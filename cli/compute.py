@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,10 +74,15 @@ from mycelia.cli.wallet import (
 )
 from mycelia.client import Client, ClientError
 from mycelia.client.results import JobOutcome
-from mycelia.protocol import Refused
+from mycelia.protocol import Refused, SigningKey
 from mycelia.protocol.channels import SignedRelease
 from mycelia.protocol.compute import Failed, Pay, Stop
-from mycelia.protocol.compute_frames import Answer, ResultFrame, UsageFrame
+from mycelia.protocol.compute_frames import (
+    MAX_INLINE_INPUT_BYTES,
+    Answer,
+    ResultFrame,
+    UsageFrame,
+)
 
 __all__ = ["compute", "settle"]
 
@@ -207,7 +213,12 @@ class _Meter:
 
 
 def settle(
-    client: Client, key: Any, channel: bytes, *, timeout_s: float, on_wait: Any = None
+    client: Client,
+    key: SigningKey,
+    channel: bytes,
+    *,
+    timeout_s: float,
+    on_wait: Callable[[ChannelView], None] | None = None,
 ) -> ChannelView:
     """Wait for ``channel``'s settlement: the provider's close, or — once a
     refund is valid and the provider still has not closed — ``key``'s
@@ -275,6 +286,21 @@ def _why_not(outcome: JobOutcome) -> _Problem | None:
     return None
 
 
+def _read_input(path: Path) -> bytes:
+    """The job's input, at most what a job carries inline (read no further)."""
+    try:
+        if str(path) == "-":
+            data = sys.stdin.buffer.read(MAX_INLINE_INPUT_BYTES + 1)
+        else:
+            with path.open("rb") as fh:
+                data = fh.read(MAX_INLINE_INPUT_BYTES + 1)
+    except OSError as exc:
+        raise fail("bad_input", f"{path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_INLINE_INPUT_BYTES:
+        raise fail("too_large", f"{path}: a job's input is at most {MAX_INLINE_INPUT_BYTES} bytes")
+    return data
+
+
 @compute.command("run")
 @economy_option
 @click.option("--runtime", required=True, help="The runtime to run (see: compute offers).")
@@ -335,10 +361,7 @@ def compute_run(
     """Run one job on the cheapest fitting offer, paid as it runs."""
     eid = economy_id(economy)
     spend = parse_amount(max_spend, "--max-spend")
-    try:
-        data = sys.stdin.buffer.read() if str(input_file) == "-" else input_file.read_bytes()
-    except OSError as exc:
-        raise fail("bad_input", f"{input_file}: {exc.strerror or exc}") from None
+    data = _read_input(input_file)
     key = load_wallet(wallet_name or _default_wallet())
     meter = _Meter()
     with connect(ctx) as client:

@@ -16,7 +16,7 @@ from mycelia.api.encoding import hex_in, hex_out
 from mycelia.cli.wallet import format_amount
 from mycelia.protocol import ChannelOpen, SigningKey
 from mycelia.protocol.channels import ChannelClose, Release, SignedVoucher
-from mycelia.protocol.compute_frames import VoucherFrame
+from mycelia.protocol.compute_frames import MAX_INLINE_INPUT_BYTES, VoucherFrame
 from mycelia.protocol.offers import Runtime
 from mycelia.protocol.pricing import price
 from mycelia.testing.economies import World, key
@@ -203,6 +203,10 @@ def test_run_refusals(node: tuple[FakeNode, World, SigningKey, FakeProvider], ho
     )
     missing = ["--input", str(home / "nope"), "--runtime", "python", "--max-spend", "500"]
     one_line_error(run("compute", "run", "--economy", econ, *missing), "bad_input")
+    big = home / "big.bin"
+    big.write_bytes(b"x" * (MAX_INLINE_INPUT_BYTES + 1))
+    too_big = ["--input", str(big), "--runtime", "python", "--max-spend", "500"]
+    one_line_error(run("compute", "run", "--economy", econ, *too_big), "too_large")
     new_wallet(home, "bob")  # two wallets: which pays must be said
     one_line_error(run(*base, "--runtime", "python", "--max-spend", "500"), "invalid_params")
     assert provider.jobs == {}  # none of these started a job
