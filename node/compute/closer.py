@@ -194,12 +194,16 @@ class Closer:
 
     def _on_applied(self, economy_id: bytes, certs: tuple[Certificate, ...]) -> None:
         """A settlement of a held channel came in: close no more (the row goes
-        when the closer next looks at it)."""
-        for cert in certs:
-            kind = cert.entry.kind
-            if kind in (ChannelClose.kind, ChannelRefund.kind):
+        when the closer next looks at it). Called by the applier, the node's
+        one writer: lookups only, and never raises into it."""
+        try:
+            for cert in certs:
+                if cert.entry.kind not in (ChannelClose.kind, ChannelRefund.kind):
+                    continue
                 channel = cert.entry.body.channel
                 known = channel in self._queue or channel == self._current
                 if not known and self.store.held_voucher(channel) is not None:
                     self._queue[channel] = None
                     self._wake.set()
+        except Exception:
+            log.exception("the closer's look at applied settlements failed")

@@ -14,10 +14,10 @@ A node with ``compute.enabled = false`` still keeps others' offers, relays
 its wallets' jobs and closes any channel it holds a voucher of (from an
 earlier run); its runner refuses every job (``compute_disabled``).
 
-Starting opens the runner (``Runner.open``: the job user, each runtime's
-program, the metering tier, the work directory; a ``ConfigError`` stops the
-node with the key to fix). Stopping cancels the runner, which kills every
-job: jobs do not outlive the node, and the shim kills a job whose node
+Building the service opens the runner (``Runner.open``: the job user, each
+runtime's program, the metering tier, the work directory; a ``ConfigError``
+stops the node before it starts, with the key to fix). Stopping cancels the
+runner, which kills every job: jobs do not outlive the node, and the shim kills a job whose node
 died without a word (``docs/compute-runner.md``).
 """
 
@@ -86,7 +86,9 @@ class ComputeService:
         self.keeper = VoucherKeeper(store)
         self.closer = Closer(key, store, applier, submitter, busy=self._busy, wall_ms=wall_ms)
         self.relay = Relay(p2p, self.market, max_jobs=config.max_relayed_jobs)
-        self.runner: Runner | None = None
+        # Opened here, with the node, so a config this machine cannot run
+        # (ConfigError, naming the key) stops the node before it starts.
+        self.runner = Runner.open(config)
         self.provider: Provider | None = None
 
     def _busy(self, channel: bytes) -> bool:
@@ -97,7 +99,7 @@ class ComputeService:
         await self.market.follow(economy)
 
     def status(self) -> ComputeStatus:
-        tier = None if self.runner is None else self.runner.tier
+        tier = self.runner.tier
         return ComputeStatus(
             enabled=self.market.providing,
             runtimes=tuple(rt.name for rt in self.config.runtimes) if self.config.enabled else (),
@@ -114,8 +116,7 @@ class ComputeService:
         return await self.provider.handle(peer, request)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        runner = await trio.to_thread.run_sync(Runner.open, self.config)
-        self.runner = runner
+        runner = self.runner
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(runner.run)
