@@ -1169,7 +1169,9 @@ async def test_openrpc_document(tmp_path: Path) -> None:
             "economy_create", "economy_follow", "economy_forks", "account_get", "account_history",
             "entry_prepare", "entry_submit", "entry_get", "subscribe", "unsubscribe",
             "sensor_getReadings", "sensor_getAttestation", "sensor_claimable", "sensor_devices",
-            "rpc.discover",
+            "compute_offers", "channel_get", "channel_list", "compute_job_start",
+            "compute_job_voucher", "compute_job_status", "compute_job_result",
+            "compute_job_cancel", "rpc.discover",
         }  # fmt: skip
         assert set(by_name) == expected
 

@@ -58,8 +58,10 @@ def compute_config(**changes: Any) -> ComputeConfig:
         metering="shim",
         poll_interval_s=0.05,
         runtimes=runtimes(),
-        credit_window=400,
-        grace_s=1.0,
+        # Wide enough that a wallet paying every report keeps a job running
+        # however loaded the machine (the freeze test narrows it).
+        credit_window=100_000,
+        grace_s=30.0,
         offer_interval_s=0.5,
         close_margin_s=5.0,
         final_voucher_s=3.0,

@@ -150,7 +150,7 @@ def alive(pid: int) -> bool:
 async def test_a_consumer_that_stops_paying_is_frozen_then_killed_within_its_window(
     tmp_path: Path,
 ) -> None:
-    async with market(tmp_path) as m:
+    async with market(tmp_path, credit_window=400, grace_s=1.0) as m:
         offer = await m.offer()
         channel = await m.open_channel(900, offer=offer)
         relayed = await m.start(offer, channel, "sleep", b"")
@@ -222,9 +222,9 @@ async def test_a_restarted_provider_still_closes_with_the_newest_voucher(tmp_pat
 async def test_the_provider_refuses_through_the_wire_and_changes_nothing(tmp_path: Path) -> None:
     """Each refusal of a JOB or a VOUCHER comes back as ERROR with its reason;
     nothing runs, nothing is stored."""
-    # A wide credit window: the jobs run unpaid until cancelled. The
-    # consumer's credit limit is 1000 in all.
-    async with market(tmp_path, credit_window=1_000_000) as m:
+    # A wide credit window (the market's): the jobs run unpaid until
+    # cancelled. The consumer's credit limit is 1000 in all.
+    async with market(tmp_path) as m:
         offer = await m.offer()
         relay = m.wallet_node.compute.relay
         provider = m.provider.compute.provider
