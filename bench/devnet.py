@@ -12,7 +12,20 @@ short run). Prints, each with its limit measured in the same run:
   across all nodes × the libsodium rate measured here × cores, and the
   ratio of the sustained rate to it;
 * a fresh node syncing ``--sync-certs`` certificates (50,000 by default)
-  from a serving process, in certificates per second.
+  from a serving process, in certificates per second;
+* the CPU each role spends per certified transfer during the throughput
+  phase — each validator process, the follower process (their own
+  ``/proc/<pid>/stat`` utime + stime before and after) and the in-process
+  gateway (this process: the gateway node and the wallets that sign the
+  transfers) — against that role's own cryptographic work, timed with
+  libsodium in the same run: a validator's author verification and vote
+  signature (and, in brackets, with the 4 verifications of the
+  certificate gossip brings it); the follower's certificate verification
+  (author + 3 votes); the gateway's 5 verifications (below) and the
+  wallet's signature. A ratio of 1.0 would mean the role does nothing but
+  its cryptography. CPU time, unlike a rate, hardly moves when other work
+  shares the cores, so these figures survive a busy machine; the load
+  average is printed with them.
 
 Load comes from an in-process *gateway* node (not a validator) that submits
 signed transfers as the RPC will in the next issue; it competes for the
@@ -64,6 +77,28 @@ def libsodium_rate(seconds: float = 1.0) -> float:
             crypto_sign_open(smsg, k.public)
         n += 200
     return n / (time.perf_counter() - t0)
+
+
+def libsodium_sign_rate(seconds: float = 0.5) -> float:
+    k = key(0, "bench")
+    msg = VOTE.message(bytes(32))
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(200):
+            crypto_sign(msg, k._secret)
+        n += 200
+    return n / (time.perf_counter() - t0)
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far, all threads (``/proc/<pid>/stat``
+    utime + stime; the fields after the command name, which may hold
+    spaces, so counted from its closing parenthesis)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def setup(root: Path, n: int, label: str) -> list[Path]:
@@ -184,7 +219,9 @@ async def main(args: argparse.Namespace) -> None:
     import_economy([*vdirs, fdir], gfile)
     economy = signed.genesis.id
 
+    load_before = os.getloadavg()
     sodium = libsodium_rate()
+    signs = libsodium_sign_rate()
     cores = len(os.sched_getaffinity(0))
     bound = sodium * cores / OPS_PER_TRANSFER
 
@@ -214,9 +251,12 @@ async def main(args: argparse.Namespace) -> None:
             p50, p99 = percentile(lat, 0.5) * 1000, percentile(lat, 0.99) * 1000
 
             print(f"throughput phase: saturating for {args.seconds:.0f} s ...", flush=True)
+            pids = [p.pid for p in procs] + [os.getpid()]
+            cpu0 = [cpu_seconds(pid) for pid in pids]
             t0 = time.monotonic()
             sat_done, sat_lat, _ = await load(gateway, economy, wallets, args.seconds, None)
             sustained = sat_done / (time.monotonic() - t0)
+            cpu = [cpu_seconds(pid) - c for pid, c in zip(pids, cpu0, strict=True)]
 
             total = sum(gateway.store.heads(economy).values())
             behind = total - count_certs(fdir, economy)
@@ -289,6 +329,28 @@ async def main(args: argparse.Namespace) -> None:
     print(
         f"follower: {behind} certificates behind at the end of load, caught up in {catch_up:.1f} s"
     )
+    verify_s, sign_s = 1 / sodium, 1 / signs
+    print(
+        f"libsodium Ed25519 signatures/s (one core, this run): {signs:,.0f}; "
+        f"load average before {load_before[0]:.2f}, now {os.getloadavg()[0]:.2f} "
+        f"(1 min; {cores} cores shared with other work)"
+    )
+    roles = [
+        *[(f"validator{i}", verify_s + sign_s, 5 * verify_s + sign_s) for i in range(4)],
+        ("follower", 4 * verify_s, None),
+        ("gateway+wallets", 5 * verify_s + sign_s, None),
+    ]
+    for (role, crypto, with_gossip), used in zip(roles, cpu, strict=True):
+        per = used / max(sat_done, 1)
+        extra = (
+            ""
+            if with_gossip is None
+            else f" [with the gossiped certificate's 4 verifications: {with_gossip / per:.2f}]"
+        )
+        print(
+            f"CPU per certified transfer, {role}: {per * 1e6:,.0f} µs; its cryptography "
+            f"{crypto * 1e6:,.0f} µs; ratio {crypto / per:.2f}{extra}"
+        )
     names = ["validator0", "validator1", "validator2", "validator3", "follower"]
     for name, a, b in zip(names, idle_rss, load_rss, strict=True):
         print(

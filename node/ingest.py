@@ -59,8 +59,24 @@ Durability: accepted readings from every concurrent request are written by
 one group-commit task in one transaction (``Store.ingest_sync``, fsync), and
 each request is answered only after its readings are committed. Nothing
 refused is ever stored. Checks run one request at a time (a lock around the
-check, not the write), so two requests cannot both accept one counter; a
-batch's signatures are verified in a worker thread.
+check, not the write), so two requests cannot both accept one counter.
+
+Threads (issue 15: one core verified while the machine had two): a
+request is checked in three passes. ``_prepare`` (one worker thread,
+serial) does everything before ``check_reading`` and guesses, per reading,
+the last counter ``check_reading`` will be given — the device's previous
+reading in the request, as if accepted. ``_verify`` runs
+``check_reading`` with those guesses, the signature checks being nearly
+all of the work, in parts of at least :data:`SPLIT_AT` readings on at
+most :data:`VERIFY_THREADS` worker threads (one per core; a
+``trio.CapacityLimiter`` owned by the ingest bounds them for all requests
+together; each part is a task of the request's own nursery). ``_settle``
+then walks the request in order with the real last counters: a reading
+whose guess was right keeps its verdict (``check_reading`` is a function
+of its inputs, and they were the same), any other is checked again there
+(after a refused reading of the same device: at most one more
+verification per forgery), and only then is the device's bucket spent.
+So the answers are reading for reading those of the serial rule.
 """
 
 from __future__ import annotations
@@ -68,6 +84,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable
@@ -93,7 +110,7 @@ from mycelia.api.contract import (
 )
 from mycelia.api.encoding import NOT_UNICODE, ParamError, hex_in, int_in, str_in
 from mycelia.api.types import ReadingResult
-from mycelia.node.applier import ready_group, signature_work
+from mycelia.node.applier import INLINE_SIGNATURES, ready_group, signature_work
 from mycelia.node.config import SensorsConfig
 from mycelia.node.http import (
     BodyTimeout,
@@ -162,6 +179,11 @@ BODY_REFUSALS: frozenset[tuple[int, str]] = frozenset(
         (500, INTERNAL_ERROR),
     }
 )
+#: Worker threads verifying readings' signatures at once, for the whole
+#: ingest (one per core: the work is libsodium's and OpenSSL's, which
+#: release the GIL), and the fewest readings worth a thread of their own.
+VERIFY_THREADS = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+SPLIT_AT = 32
 #: Token buckets remembered per kind (least recently used forgotten first:
 #: a forgotten bucket is a full one, which only errs towards accepting).
 MAX_BUCKETS = 10_000
@@ -219,13 +241,18 @@ class _Buckets(Generic[K]):
         self._state: OrderedDict[K, tuple[float, float]] = OrderedDict()
 
     def take(self, key: K, now: float) -> bool:
+        return self.take_many(key, now, 1) == 1
+
+    def take_many(self, key: K, now: float, n: int) -> int:
+        """Up to ``n`` tokens at once: how many were granted (the same as
+        ``n`` calls of :meth:`take` at one ``now``, in one dictionary update)."""
         tokens, then = self._state.pop(key, (self.burst, now))
         tokens = min(self.burst, tokens + (now - then) * self.rate)
-        ok = tokens >= 1.0
-        self._state[key] = (tokens - 1.0 if ok else tokens, now)
+        granted = min(n, int(tokens)) if tokens >= 1.0 else 0
+        self._state[key] = (tokens - granted, now)
         if len(self._state) > MAX_BUCKETS:
             self._state.popitem(last=False)
-        return ok
+        return granted
 
 
 # -- parsing bodies (sans-IO) -------------------------------------------------------------
@@ -310,6 +337,36 @@ def reading_from_json(value: object) -> SignedReading:
 # -- the service ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Check:
+    """A reading that passed decoding and has a registration: what
+    ``check_reading`` needs, and the last counter guessed for it."""
+
+    index: int
+    signed: SignedReading
+    raw: bytes
+    economy: bytes
+    record: DeviceRecord
+    guess: int | None
+
+
+@dataclass(slots=True)
+class _Plan:
+    """One request between the passes: the clocks read once for all its
+    readings, the results known so far (None: to be settled), the readings
+    to check, and each device's last accepted counter before the request."""
+
+    now: float
+    now_ms: int
+    size: int
+    results: list[ReadingResult | None] = field(init=False)
+    checks: list[_Check] = field(default_factory=list)
+    before: dict[bytes, int | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.results = [None] * self.size
+
+
 @dataclass
 class _Write:
     accepted: list[Accepted]
@@ -345,6 +402,7 @@ class Ingest:
             config.rate_per_address, max(burst, config.rate_per_address)
         )
         self._check_lock = trio.Lock()
+        self._threads = trio.CapacityLimiter(VERIFY_THREADS)
         #: device -> last accepted counter, including readings not yet committed
         self._last: dict[bytes, int] = {}
         #: (economy, device) -> registration; facts never change once certified
@@ -450,70 +508,126 @@ class Ingest:
         state = self.node.store.ingest_state(device)
         return None if state is None else state.last_accepted
 
-    def _check_all(
-        self, items: Items, address: str, economies: dict[bytes, Economy]
-    ) -> tuple[list[ReadingResult], list[Accepted], dict[bytes, int]]:
-        """Every check of a request's readings (run under the check lock,
-        perhaps in a worker thread). Returns the results, what to store and
-        the devices' new last counters."""
-        now = self._clock()
-        now_ms = self._wall_ms()
-        host = self.node.key.public
-        skew_ms = self.config.max_clock_skew_s * 1000
-        lasts: dict[bytes, int | None] = {}
-        results: list[ReadingResult] = []
-        accepted: list[Accepted] = []
-        for item in items:
-            if not self._by_address.take(address, now):
-                results.append(Result(reason=RATE_LIMITED, detail="too many readings from here"))
+    def _prepare(self, items: Items, address: str, economies: dict[bytes, Economy]) -> _Plan:
+        """The serial first pass over a request (under the check lock, in a
+        worker thread): the sender's bucket, strict decoding and the device's
+        registration per reading — the refusals that need no signature —
+        and, for the others, a guess of the last counter ``check_reading``
+        will be given: the counter of the device's previous reading in the
+        request (as if it were accepted), else the last one accepted before.
+        The guess is only a guess: :meth:`_settle` checks again, in order,
+        every reading whose real last counter turned out otherwise."""
+        plan = _Plan(self._clock(), self._wall_ms(), len(items))
+        guess: dict[bytes, int | None] = {}
+        allowed = self._by_address.take_many(address, plan.now, len(items))
+        for i, item in enumerate(items):
+            if i >= allowed:
+                plan.results[i] = Result(reason=RATE_LIMITED, detail="too many readings from here")
                 continue
             try:
-                signed = (
-                    SignedReading.decode(item)
-                    if isinstance(item, bytes)
-                    else reading_from_json(item)
-                )
+                if isinstance(item, bytes):
+                    signed = SignedReading.decode(item)
+                    raw = item  # decoded strictly: the bytes are its canonical form
+                else:
+                    signed = reading_from_json(item)
+                    raw = signed.encode()
             except Refused as exc:
-                results.append(_refused(exc))
+                plan.results[i] = _refused(exc)
                 continue
             r = signed.reading
             found = self._registration(r, economies)
             if found is None:
                 detail = "no followed economy registers this device"
-                results.append(Result(reason=Reason.UNKNOWN_DEVICE.value, detail=detail))
+                plan.results[i] = Result(reason=Reason.UNKNOWN_DEVICE.value, detail=detail)
                 continue
+            if r.device not in plan.before:
+                plan.before[r.device] = guess[r.device] = self._last_accepted(r.device)
             economy_id, record = found
-            if r.device not in lasts:
-                lasts[r.device] = self._last_accepted(r.device)
-            try:
-                reading_id = check_reading(
-                    signed,
-                    record,
-                    economy=economy_id,
-                    host=host,
-                    last_counter=lasts[r.device],
-                    now_ms=now_ms,
-                    max_skew_ms=skew_ms,
-                )
-            except Refused as exc:
-                results.append(_refused(exc))
-                continue
-            if not self._by_device.take(r.device, now):
-                results.append(Result(reason=RATE_LIMITED, detail="too many readings of device"))
-                continue
-            lasts[r.device] = r.counter
-            accepted.append(Accepted(economy_id, r.device, r.counter, signed.encode()))
-            results.append(Result(id=reading_id))
-        return results, accepted, {d: c for d, c in lasts.items() if c is not None}
+            plan.checks.append(_Check(i, signed, raw, economy_id, record, guess[r.device]))
+            guess[r.device] = r.counter
+        return plan
+
+    def _check(self, c: _Check, last: int | None, now_ms: int) -> bytes | Refused:
+        """The protocol's ``check_reading`` of one reading (its id, or why
+        not), given the device's last accepted counter."""
+        try:
+            return check_reading(
+                c.signed,
+                c.record,
+                economy=c.economy,
+                host=self.node.key.public,
+                last_counter=last,
+                now_ms=now_ms,
+                max_skew_ms=self.config.max_clock_skew_s * 1000,
+            )
+        except Refused as exc:
+            return exc
+
+    async def _verify(self, plan: _Plan) -> list[bytes | Refused]:
+        """``check_reading`` of every reading of the plan with its guessed
+        last counter — the signature checks, the bulk of the work — split
+        across worker threads (libsodium and OpenSSL release the GIL), at
+        most :data:`VERIFY_THREADS` at once for the whole ingest; a handful
+        on the event loop, where a thread hop would cost more."""
+        checks = plan.checks
+
+        def run(part: list[_Check]) -> list[bytes | Refused]:
+            return [self._check(c, c.guess, plan.now_ms) for c in part]
+
+        if len(checks) <= INLINE_SIGNATURES:
+            return run(checks)
+        n = min(VERIFY_THREADS, -(-len(checks) // SPLIT_AT))
+        size = -(-len(checks) // n)
+        parts = [checks[i : i + size] for i in range(0, len(checks), size)]
+        verdicts: list[list[bytes | Refused]] = [[] for _ in parts]
+
+        async def one(k: int) -> None:
+            verdicts[k] = await trio.to_thread.run_sync(run, parts[k], limiter=self._threads)
+
+        async with trio.open_nursery() as nursery:
+            for k in range(len(parts)):
+                nursery.start_soon(one, k)
+        return [v for part in verdicts for v in part]
+
+    def _settle(
+        self, plan: _Plan, verdicts: list[bytes | Refused]
+    ) -> tuple[list[ReadingResult], list[Accepted], dict[bytes, int]]:
+        """The serial last pass, in request order: each reading's verdict —
+        the one computed with its guess when the guess was the real last
+        counter (the same inputs, so the same answer), else ``check_reading``
+        again with the real one — then the device's bucket, spent by
+        authentic readings only. Returns the results, what to store and the
+        devices' new last counters."""
+        lasts = dict(plan.before)
+        accepted: list[Accepted] = []
+        for c, verdict in zip(plan.checks, verdicts, strict=True):
+            r = c.signed.reading
+            last = lasts[r.device]
+            if last != c.guess:
+                verdict = self._check(c, last, plan.now_ms)
+            if isinstance(verdict, Refused):
+                plan.results[c.index] = _refused(verdict)
+            elif not self._by_device.take(r.device, plan.now):
+                detail = "too many readings of device"
+                plan.results[c.index] = Result(reason=RATE_LIMITED, detail=detail)
+            else:
+                lasts[r.device] = r.counter
+                accepted.append(Accepted(c.economy, r.device, r.counter, c.raw))
+                plan.results[c.index] = Result(id=verdict)
+        results = [r for r in plan.results if r is not None]
+        assert len(results) == len(plan.results), "a reading without a result"
+        return results, accepted, {d: n for d, n in lasts.items() if n is not None}
 
     async def ingest(self, items: Items, address: str) -> list[ReadingResult]:
         """Check ``items`` (signed-reading bytes or JSON objects) sent from
         ``address``, store the accepted ones durably, return the results."""
         economies = dict(self.node.applier.economies)  # a snapshot for the worker thread
         async with self._check_lock:
-            results, accepted, lasts = await signature_work(
-                lambda: self._check_all(items, address, economies), len(items)
+            plan = await signature_work(
+                lambda: self._prepare(items, address, economies), len(items)
             )
+            verdicts = await self._verify(plan)
+            results, accepted, lasts = self._settle(plan, verdicts)
             self._last.update(lasts)
         if accepted:
             write = _Write(accepted)
