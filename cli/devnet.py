@@ -40,9 +40,23 @@ How it works:
   curve and, as ``alice``, claims each certified attestation: the devnet
   owns it like a node (its pid is in ``devnet.json``; Ctrl-C and ``down``
   stop it).
+* Compute (``docs/compute.md``): a third genesis, the issued economy
+  *Compute Credits* (CPU, 3 decimals, open membership, the ``issuer``
+  wallet its issuer), is made and imported the same way
+  (``compute.genesis``); the issuer mints :data:`CREDITS` to ``alice``
+  through the RPC. node2 (the last node of a smaller devnet) is a compute
+  provider: its ``[compute]`` (as ``--set`` options) offers two runtimes,
+  ``primes`` (CPU-bound: how many primes are below N, N on stdin) and
+  ``words`` (word frequencies of stdin), both ``cli/demo_jobs.py`` run by
+  its path with an interpreter the job user may execute (``nobody`` when
+  the devnet runs as root, else the devnet's own user; probed before the
+  node starts), at integer prices (:data:`RUNTIME_PRICES`). Any node relays
+  a wallet's job: ``mycelia compute run --economy <CPU> --runtime primes
+  --input FILE --max-spend N --wallet alice``.
 * Without ``--detach``, ``up`` shows a live table (per node: certificates,
   peers, pending, and the demo wallets' balances as that node sees them;
-  per device: readings accepted, attested, claimed, and alice's credits)
+  per device: readings accepted, attested, claimed, and alice's credits;
+  the provider's jobs, metered CPU seconds and credits paid to it)
   until Ctrl-C.
 """
 
@@ -71,7 +85,7 @@ from mycelia.client.keyfile import read_key, write_key
 from mycelia.node.config import CONFIG_FILE_NAME, default_toml
 from mycelia.node.store import Store
 from mycelia.protocol import Genesis, SignedGenesis, SigningKey
-from mycelia.protocol.economy import MEMBERSHIP_APPROVED, MEMBERSHIP_OPEN, MUTUAL_CREDIT
+from mycelia.protocol.economy import ISSUED, MEMBERSHIP_APPROVED, MEMBERSHIP_OPEN, MUTUAL_CREDIT
 from mycelia.protocol.sensors import ED25519, P256
 from mycelia.testing.economies import genesis, impact_genesis, sign_genesis
 from mycelia.testing.processes import Proc, ProcError
@@ -101,6 +115,28 @@ SIM_RATE = 1
 SIM_SPEED = 600
 SIM_START_HOUR = 7
 CLAIM_EVERY_S = 10
+COMPUTE_GENESIS_FILE = "compute.genesis"
+#: The compute economy: issued credits, 3 decimals, minted to BUYER.
+ISSUER = "issuer"
+BUYER = "alice"
+COMPUTE_DECIMALS = 3
+CREDITS = 1_000_000  # 1000.000 CPU
+ISSUER_CAP = 1_000_000_000
+#: Each runtime's limits and prices (minor units: thousandths of a CPU).
+RUNTIME_PRICES: dict[str, dict[str, int | float]] = {
+    "primes": {"fee": 10, "per_cpu_ms": 1, "per_wall_s": 5, "per_mib_s": 0,
+               "max_cpu_s": 30.0, "max_wall_s": 60.0, "memory_mib": 256},
+    "words": {"fee": 5, "per_cpu_ms": 1, "per_wall_s": 2, "per_mib_s": 0,
+              "max_cpu_s": 10.0, "max_wall_s": 30.0, "memory_mib": 128},
+}  # fmt: skip
+#: The provider's terms: offers gossiped often (a newcomer's node hears of
+#: them within seconds), channels closed soon after a job's final voucher.
+COMPUTE_TERMS = (
+    "compute.enabled=true",
+    "compute.offer_interval_s=5",
+    "compute.final_voucher_s=2",
+)
+DEMO_JOBS = Path(__file__).with_name("demo_jobs.py")
 
 
 class DevnetError(CliError):
@@ -204,7 +240,56 @@ SENSOR_SETS = (
 TUNING = ("sync.interval_s=5", "p2p.gossip_flush_ms=50")
 
 
-def _start(datadir: Path, bootstrap: list[str], *, sensors: bool) -> Proc:
+def job_user() -> str:
+    """Who runs the jobs: ``nobody`` under root, else this user."""
+    if os.geteuid() == 0:
+        return "nobody"
+    import pwd
+
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def job_python() -> str | None:
+    """An interpreter the job user can run the demo jobs with (None: none)."""
+    for candidate in (sys.executable, "/usr/bin/python3"):
+        if not os.path.exists(candidate):
+            continue
+        argv = [candidate, "-I", "-S", str(DEMO_JOBS), "primes"]
+        try:
+            probe = subprocess.run(
+                argv,
+                input=b"10",
+                user=job_user() if os.geteuid() == 0 else None,
+                extra_groups=[] if os.geteuid() == 0 else None,
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.returncode == 0 and probe.stdout.startswith(b"4 primes"):
+            return candidate
+    return None
+
+
+def compute_sets(python: str) -> tuple[str, ...]:
+    """node2's ``[compute]``, as ``--set`` options (an inline TOML table of
+    the runtimes)."""
+    tables = []
+    for name, terms in RUNTIME_PRICES.items():
+        command = json.dumps([python, "-I", "-S", str(DEMO_JOBS), name])
+        items = ", ".join(f"{k} = {v}" for k, v in terms.items())
+        tables.append(f"{name} = {{ command = {command}, {items} }}")
+    return (
+        *COMPUTE_TERMS,
+        f"compute.user={job_user()}",
+        "compute.runtimes={ " + ", ".join(tables) + " }",
+    )
+
+
+def _start(
+    datadir: Path, bootstrap: list[str], *, sensors: bool, sets: tuple[str, ...] = ()
+) -> Proc:
     """``mycelia node run`` for ``datadir``, dialling ``bootstrap``, logging
     to its ``node.log``, in its own session (Ctrl-C goes to us; we stop the
     nodes in order); returns once it serves (with ``sensors``, its ingest too)."""
@@ -212,7 +297,7 @@ def _start(datadir: Path, bootstrap: list[str], *, sensors: bool) -> Proc:
         return Proc(
             datadir,
             bootstrap,
-            SENSOR_SETS if sensors else (),
+            (*(SENSOR_SETS if sensors else ()), *sets),
             tuning=TUNING,
             log_file=datadir / "node.log",
             detach=True,
@@ -264,6 +349,20 @@ def _fund(root: Path, economy: bytes, node0: Path, console: Console) -> None:
                 f"fund {name}",
             )
             console.print(Text(f"  {name:<8} {member.did}  admitted, funded {FUNDING / 100:.2f}"))
+
+
+def _mint_credits(root: Path, economy: bytes, node0: Path, console: Console) -> None:
+    """The issuer mints CREDITS to BUYER, through the RPC (once)."""
+    from mycelia.client import Client, Endpoint
+
+    issuer = wallet_key(root, ISSUER)
+    buyer = wallet_key(root, BUYER)
+    with Client(Endpoint.from_datadir(node0)) as client:
+        if client.account_get(economy, issuer.did).minted >= CREDITS:
+            return
+        _settle(client, client.mint(issuer, economy, buyer.did, CREDITS), f"mint to {BUYER}")
+    amount = CREDITS / 10**COMPUTE_DECIMALS
+    console.print(Text(f"  {BUYER:<8} {buyer.did}  minted {amount:.3f} CPU"))
 
 
 def _register_devices(
@@ -377,10 +476,62 @@ def _status_table(root: Path, state: dict[str, Any]) -> Table | Group:
         except ClientError as exc:
             row += [f"[red]{exc.reason}[/red]"] + [""] * (2 + len(WALLETS))
         table.add_row(*row)
+    parts: list[Table] = [table]
     impact = state.get("impact")
-    if impact is None:
-        return table
-    return Group(table, _impact_table(state, impact))
+    if impact is not None:
+        parts.append(_impact_table(state, impact))
+    comp = state.get("compute")
+    if comp is not None:
+        parts.append(_compute_table(state, comp))
+    return parts[0] if len(parts) == 1 else Group(*parts)
+
+
+def _metric(url: str, name: str) -> float:
+    """The sum of a metric's samples at a Prometheus endpoint."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(url, timeout=2).text
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                total += sample.value
+    return total
+
+
+def _compute_table(state: dict[str, Any], comp: dict[str, Any]) -> Table:
+    """The provider as it sees itself: jobs, metered CPU, credits paid."""
+    from mycelia.client import Client, ClientError, Endpoint
+
+    economy = bytes.fromhex(comp["economy"][2:])
+    provider = state["nodes"][comp["provider"]]
+    runtimes = ", ".join(comp["runtimes"]) or "no runtime"
+    table = Table(title=f"Compute Credits: node{comp['provider']} provides {runtimes}")
+    for name in ("jobs running", "jobs ended", "metered cpu-s", "paid to the provider", BUYER):
+        table.add_column(name, justify="right")
+    try:
+        with Client(Endpoint.from_datadir(Path(provider["datadir"])), timeout=2) as c:
+            info = c.node_info()
+            running = 0 if info.compute is None else info.compute.running
+            url = info.metrics
+            ended = cpu = 0.0
+            if url is not None:
+                ended = _metric(url, "mycelia_compute_jobs_total")
+                cpu = _metric(url, "mycelia_compute_cpu_seconds_total")
+            paid = c.account_get(economy, provider["did"]).balance
+            mine = c.account_get(economy, state["wallets"][BUYER]).balance
+        d = COMPUTE_DECIMALS
+        table.add_row(
+            str(running),
+            f"{ended:.0f}",
+            f"{cpu:.3f}",
+            f"{paid / 10**d:.3f} CPU",
+            f"{mine / 10**d:.3f} CPU",
+        )
+    except (ClientError, OSError, ValueError) as exc:
+        table.caption = f"[red]node{comp['provider']}: {getattr(exc, 'reason', exc)}[/red]"
+    return table
 
 
 def _impact_table(state: dict[str, Any], impact: dict[str, Any]) -> Table:
@@ -463,6 +614,22 @@ def _how_to(root: Path, state: dict[str, Any], console: Console) -> None:
                 f"  {exe} sensor claim my-meter --economy {impact['economy']} --owner bob"
             )
         )
+    comp = state.get("compute")
+    if comp is not None:
+        console.print(
+            Text(f"Compute (node{comp['provider']} runs the jobs, any node relays):", "bold")
+        )
+        console.print(
+            Text(
+                f"  {exe} compute offers --economy {comp['economy']}\n"
+                f"  echo 5000000 > n.txt\n"
+                f"  {exe} compute run --economy {comp['economy']} --runtime primes "
+                f"--input n.txt --max-spend 50000 --wallet {BUYER}\n"
+                f"  {exe} compute run --economy {comp['economy']} --runtime words "
+                f"--input README.md --max-spend 20000 --wallet {BUYER}\n"
+                f"  {exe} compute channels {BUYER} --economy {comp['economy']}"
+            )
+        )
     console.print()
 
 
@@ -513,9 +680,32 @@ def up(root: Path, n: int, detach: bool, console: Console) -> None:
             nonce=nonce,
         ),
     )
+    issuer = wallet_key(root, ISSUER)
+    compute_signed = _make_economy(
+        root / COMPUTE_GENESIS_FILE,
+        keys,
+        lambda ts_ms, nonce: genesis(
+            kind=ISSUED,
+            membership=MEMBERSHIP_OPEN,
+            validators=keys,
+            issuers=[(issuer, ISSUER_CAP)],
+            name="Compute Credits",
+            symbol="CPU",
+            decimals=COMPUTE_DECIMALS,
+            ts_ms=ts_ms,
+            nonce=nonce,
+        ),
+    )
     for d in dirs:
         _import(d, signed)
         _import(d, impact_signed)
+        _import(d, compute_signed)
+    provider = min(2, n - 1)
+    python = job_python()
+    if python is None:
+        console.print(
+            Text(f"warning: {job_user()} cannot run {DEMO_JOBS}: node{provider} runs no jobs")
+        )
     economy = signed.genesis.id
     impact = impact_signed.genesis.id
     ingest = ""
@@ -526,7 +716,8 @@ def up(root: Path, n: int, detach: bool, console: Console) -> None:
     addresses: list[str] = []
     try:
         for i, d in enumerate(dirs):
-            node = _start(d, addresses, sensors=i == 0)
+            extra = compute_sets(python) if i == provider and python is not None else ()
+            node = _start(d, addresses, sensors=i == 0, sets=extra)
             nodes.append(node)
             addresses.append(node.address)
             ingest = node.ingest or ingest
@@ -558,6 +749,15 @@ def up(root: Path, n: int, detach: bool, console: Console) -> None:
             "owner": OWNER,
             "devices": devices,
             "simulator": simulator.pid,
+        }
+        compute_id = compute_signed.genesis.id
+        console.print(Text(f"economy {compute_signed.genesis.name} (CPU) 0x{compute_id.hex()}"))
+        _mint_credits(root, compute_id, dirs[0], console)
+        state["wallets"][ISSUER] = issuer.did
+        state["compute"] = {
+            "economy": "0x" + compute_id.hex(),
+            "provider": provider,
+            "runtimes": sorted(RUNTIME_PRICES) if python is not None else [],
         }
         _write_state(root, state)
     except BaseException:

@@ -20,7 +20,7 @@ How it works:
 * Output goes through rich consoles with soft wrapping, so a long path never
   splits an error message over several lines.
 * Commands that talk to a running node (``status``, ``wallet``, ``economy``,
-  ``sensor``) live in their own modules, loaded when invoked
+  ``sensor``, ``compute``) live in their own modules, loaded when invoked
   (:data:`_COMMANDS`). They
   share :func:`rpc_options` (``--rpc``, ``--cookie``) and :func:`connect`,
   which finds the node as :meth:`~mycelia.client.Endpoint.discover`
@@ -114,6 +114,7 @@ class _Group(click.Group):
 #: module (for CliError, load, connect), so this one must not import them.
 _COMMANDS = {
     "backup": "mycelia.cli.backup:backup",
+    "compute": "mycelia.cli.compute:compute",
     "devnet": "mycelia.cli.devnet:devnet",
     "doctor": "mycelia.cli.doctor:doctor",
     "economy": "mycelia.cli.economy:economy",
