@@ -30,6 +30,7 @@ from rich.text import Text
 
 from mycelia.api import methods as declared
 from mycelia.api.encoding import hex_out
+from mycelia.api.types import ComputeInfo
 from mycelia.cli.economy import economies_table
 from mycelia.cli.main import connect, json_option, rpc_options
 from mycelia.cli.wallet import print_json, stdout
@@ -86,6 +87,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     table.add_row("pending", f"{info.pending} submissions awaiting certification")
     table.add_row("sync lag", f"{info.sync_lag} certificates behind its peers")
     table.add_row("peers", str(len(peers)))
+    table.add_row("compute", _compute_row(info.compute))
     out = stdout()
     out.print(table)
     out.print(Text(f"economies: {len(economies)}", style="bold"))
@@ -131,3 +133,19 @@ def status(ctx: click.Context, as_json: bool) -> None:
     for economy_id in info.economies:
         if economy_id not in known:
             out.print(Text(f"following {hex_out(economy_id)}: waiting for its genesis from peers"))
+
+
+def _compute_row(compute: ComputeInfo | None) -> str:
+    """The node's own compute in one cell: what it offers, the metering tier
+    it chose at start and why (docs/compute-runner.md), and its jobs."""
+    if compute is None:
+        return "unknown (the node predates compute)"
+    relayed = f"{compute.relayed} jobs relayed for its wallets"
+    if not compute.enabled:
+        return f"off (runs no jobs for others); {relayed}"
+    tier = compute.metering or "none"
+    why = f" ({compute.metering_why})" if compute.metering_why else ""
+    runtimes = ", ".join(compute.runtimes) or "none"
+    return (
+        f"provider of {runtimes}; metering: {tier}{why}\n{compute.running} jobs running; {relayed}"
+    )

@@ -210,6 +210,9 @@ def _slot(evidence: ForkEvidence) -> bytes:
 
 class FakeNode:
     def __init__(self, *worlds: World, node_key: SigningKey | None = None) -> None:
+        #: what node_info says of the node's own compute, over the defaults (a
+        #: node that runs no jobs)
+        self.compute_info: dict[str, Any] = {}
         problems = drift()
         if problems:
             raise TypeError("FakeNode has drifted from the node's registry: " + "; ".join(problems))
@@ -330,6 +333,7 @@ class FakeNode:
                 "metering": None,
                 "metering_why": None,
                 "running": 0,
+                **self.compute_info,
                 "relayed": len(self.relayed),
             },
         }

@@ -237,6 +237,27 @@ def test_status(node: tuple[FakeNode, World, SigningKey]) -> None:
     assert [e["id"] for e in doc["economies"]] == [hex_out(world.id)]
 
 
+def test_status_shows_the_metering_tier_and_why(node: tuple[FakeNode, World, SigningKey]) -> None:
+    """The metering tier is chosen at start; status says which and why."""
+    fake, _, _ = node
+    assert re.search(
+        r"compute\s+off \(runs no jobs for others\); 0 jobs relayed", ok("status").stdout
+    )
+    fake.compute_info = {
+        "enabled": True,
+        "runtimes": ["primes", "words"],
+        "metering": "shim",
+        "metering_why": "no writable cgroup v2 delegated to the node",
+        "running": 2,
+    }
+    text = ok("status").stdout
+    assert "provider of primes, words; metering: shim" in text
+    assert "no writable cgroup v2" in text
+    assert "2 jobs running" in text
+    doc = json.loads(ok("status", "--json").stdout)
+    assert doc["node"]["compute"]["metering"] == "shim"
+
+
 def test_status_errors_are_one_line(node: tuple[FakeNode, World, SigningKey], home: Path) -> None:
     fake, _, _ = node
 
